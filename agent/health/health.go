@@ -1,0 +1,86 @@
+// Package health is the small report each agent gossips about itself and its MySQL server. It is
+// carried in memberlist node metadata, which is limited to 512 bytes, so it holds flags and
+// numbers only; GTID sets are read directly from the servers by the leader when it decides.
+package health
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// MaxEncodedSize is memberlist's limit on node metadata.
+const MaxEncodedSize = 512
+
+// Version is the report format this agent writes. Readers accept it and older ones.
+const Version = 1
+
+// ErrBadReport: a peer's report could not be read (too large, malformed, or from a newer agent).
+var ErrBadReport = errors.New("bad health report")
+
+// Role is what the agent believes its server is.
+type Role string
+
+const (
+	RolePrimary Role = "primary"
+	RoleReplica Role = "replica"
+	// RoleFenced: read-only and not replicating, e.g. waiting to rejoin or errant.
+	RoleFenced Role = "fenced"
+	// RoleUnknown: the agent cannot reach its server.
+	RoleUnknown Role = "unknown"
+)
+
+// Report is one agent's view of itself. Keys are short because they travel in every gossip message.
+type Report struct {
+	V int `json:"v"`
+	// Epoch is the committed record epoch the agent acts in.
+	Epoch uint64 `json:"e"`
+	// MySQLUp: the agent's last probe of its server succeeded.
+	MySQLUp  bool `json:"up"`
+	Writable bool `json:"w,omitempty"`
+	Role     Role `json:"r"`
+	// Source is the member id the server replicates from.
+	Source string `json:"src,omitempty"`
+	// IOConnected: the replica's IO thread is connected to Source: a vote that Source is alive.
+	IOConnected bool `json:"io,omitempty"`
+	SQLRunning  bool `json:"sql,omitempty"`
+	// LagMillis is the replica's lag; -1 when unknown.
+	LagMillis int64 `json:"lag"`
+	// Errant: the server has transactions the primary lacks and is fenced until rebuilt.
+	Errant bool `json:"err,omitempty"`
+	// Draining: the agent is shutting down and wants no role.
+	Draining bool `json:"drain,omitempty"`
+}
+
+// Encode returns the report's wire form, refusing reports over memberlist's limit.
+func (r Report) Encode() ([]byte, error) {
+	r.V = Version
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode health report: %w", err)
+	}
+	if len(b) > MaxEncodedSize {
+		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d", ErrBadReport, len(b), MaxEncodedSize)
+	}
+	return b, nil
+}
+
+// Decode reads a peer's report. Unknown fields are tolerated (a newer agent may add some) but a
+// newer major format is refused rather than misread.
+func Decode(b []byte) (Report, error) {
+	if len(b) == 0 {
+		return Report{}, fmt.Errorf("%w: empty", ErrBadReport)
+	}
+	if len(b) > MaxEncodedSize {
+		return Report{}, fmt.Errorf("%w: %d bytes, limit %d", ErrBadReport, len(b), MaxEncodedSize)
+	}
+	var r Report
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&r); err != nil {
+		return Report{}, fmt.Errorf("%w: %w", ErrBadReport, err)
+	}
+	if r.V < 1 || r.V > Version {
+		return Report{}, fmt.Errorf("%w: format version %d, this agent reads 1..%d", ErrBadReport, r.V, Version)
+	}
+	return r, nil
+}
