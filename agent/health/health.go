@@ -51,6 +51,10 @@ type Report struct {
 	Errant bool `json:"err,omitempty"`
 	// Draining: the agent is shutting down and wants no role.
 	Draining bool `json:"drain,omitempty"`
+	// Where the member can be reached, so the leader can record and probe it.
+	MySQLAddr string `json:"my,omitempty"`
+	RaftAddr  string `json:"ra,omitempty"`
+	AdminAddr string `json:"ad,omitempty"`
 }
 
 // Encode returns the report's wire form, refusing reports over memberlist's limit.

@@ -1,0 +1,76 @@
+// Command shoal is the single binary of shoal: the agent beside each MySQL server and the tools
+// to inspect and drive a cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// command is one subcommand: its name, a one-line summary, and what it runs.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"mysql", "inspect and drive MySQL/MariaDB servers directly (status, promote, replicate, fence, errant)", runMySQL},
+		{"version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
+			_, err := fmt.Fprintln(w, "shoal", version)
+			return err
+		}},
+	}
+}
+
+// errUsage marks errors the user fixes by changing the command line; main exits 2 for them.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "shoal:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "shoal:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stderr, "shoal COMMAND [flags]", commands())
+		if len(args) == 0 {
+			return fmt.Errorf("%w: no command given", errUsage)
+		}
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout)
+		}
+	}
+	return fmt.Errorf("%w: unknown command %q (see shoal help)", errUsage, args[0])
+}
+
+func printUsage(w io.Writer, synopsis string, cmds []command) {
+	fmt.Fprintf(w, "Usage: %s\n\nCommands:\n", synopsis)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+	}
+}

@@ -1,0 +1,125 @@
+package mysqlctl
+
+// dialect is the one place where MySQL and MariaDB statements and names differ. Everything else in
+// mysqlctl is written once against these fields.
+type dialect struct {
+	showReplicaStatus string
+	startReplica      string
+	stopReplica       string
+	startIOThread     string
+	stopIOThread      string
+	resetReplicaAll   string
+	// changeSource points replication at a source with GTID auto-positioning. Arguments in order:
+	// host, port, user, password, connect retry (s), heartbeat period (s).
+	changeSource string
+	// prepareGTIDPosition runs before changeSource (replica stopped) so the server asks its new
+	// source for everything after what it has, its own past writes included.
+	prepareGTIDPosition string
+	// identity returns server_id, server_uuid, read_only, super_read_only and the executed GTIDs.
+	// Executed is MySQL's gtid_executed and MariaDB's gtid_binlog_state (per domain and server, with
+	// log_slave_updates), the set errant-transaction checks compare.
+	identity string
+	// waitApplied takes (gtid set or position text, timeout seconds) and returns 0 when applied.
+	waitApplied string
+	// fenceVars are set ON to refuse writes; MariaDB has no super_read_only, so read_only is its
+	// fence and accounts holding READ ONLY ADMIN are out of its reach (documented).
+	fenceVars []string
+	// unfenceVars are set OFF to accept writes, in this order.
+	unfenceVars []string
+
+	// Column names of the replica status row.
+	colSourceHost, colSourcePort, colIORunning, colSQLRunning, colLag string
+	// colReceived is MySQL's Retrieved_Gtid_Set or MariaDB's Gtid_IO_Pos.
+	colReceived string
+	// colAutoPosition reads "1" (MySQL Auto_Position) or "Slave_Pos"/"Current_Pos" (MariaDB Using_Gtid).
+	colAutoPosition string
+
+	// Semi-sync variable and status name prefixes, e.g. "rpl_semi_sync_source_".
+	semiSource, semiReplica             string
+	semiSourceStatus, semiReplicaStatus string
+	// semiWaitNoReplicaVar keeps commits waiting even while no semi-sync replica is connected.
+	semiWaitNoReplicaVar string
+	// semiAckCountVar is empty where the server always waits for exactly one ack (MariaDB).
+	semiAckCountVar string
+	// semiPlugins maps plugin name to library for servers that load semi-sync as plugins.
+	semiPlugins map[string]string
+
+	// replicationCommands are processlist COMMAND values of replication threads, never killed by a fence.
+	replicationCommands []string
+}
+
+var mysqlDialect = dialect{
+	showReplicaStatus: "SHOW REPLICA STATUS",
+	startReplica:      "START REPLICA",
+	stopReplica:       "STOP REPLICA",
+	startIOThread:     "START REPLICA IO_THREAD",
+	stopIOThread:      "STOP REPLICA IO_THREAD",
+	resetReplicaAll:   "RESET REPLICA ALL",
+	changeSource: "CHANGE REPLICATION SOURCE TO SOURCE_HOST = ?, SOURCE_PORT = ?, SOURCE_USER = ?, " +
+		"SOURCE_PASSWORD = ?, SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = ?, SOURCE_RETRY_COUNT = 86400, " +
+		"SOURCE_HEARTBEAT_PERIOD = ?, GET_SOURCE_PUBLIC_KEY = 1",
+	identity: "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid, @@GLOBAL.read_only, " +
+		"@@GLOBAL.super_read_only, @@GLOBAL.gtid_executed",
+	waitApplied: "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)",
+	fenceVars:   []string{"super_read_only"}, // implies read_only
+	unfenceVars: []string{"super_read_only", "read_only"},
+
+	colSourceHost:   "Source_Host",
+	colSourcePort:   "Source_Port",
+	colIORunning:    "Replica_IO_Running",
+	colSQLRunning:   "Replica_SQL_Running",
+	colLag:          "Seconds_Behind_Source",
+	colReceived:     "Retrieved_Gtid_Set",
+	colAutoPosition: "Auto_Position",
+
+	semiSource:           "rpl_semi_sync_source_",
+	semiReplica:          "rpl_semi_sync_replica_",
+	semiSourceStatus:     "Rpl_semi_sync_source_",
+	semiReplicaStatus:    "Rpl_semi_sync_replica_",
+	semiWaitNoReplicaVar: "rpl_semi_sync_source_wait_no_replica",
+	semiAckCountVar:      "rpl_semi_sync_source_wait_for_replica_count",
+	semiPlugins: map[string]string{
+		"rpl_semi_sync_source":  "semisync_source.so",
+		"rpl_semi_sync_replica": "semisync_replica.so",
+	},
+	replicationCommands: []string{"Binlog Dump", "Binlog Dump GTID"},
+}
+
+var mariadbDialect = dialect{
+	showReplicaStatus: "SHOW SLAVE STATUS",
+	startReplica:      "START SLAVE",
+	stopReplica:       "STOP SLAVE",
+	startIOThread:     "START SLAVE IO_THREAD",
+	stopIOThread:      "STOP SLAVE IO_THREAD",
+	resetReplicaAll:   "RESET SLAVE ALL",
+	changeSource: "CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?, " +
+		"MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = ?, MASTER_HEARTBEAT_PERIOD = ?",
+	prepareGTIDPosition: "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos",
+	identity: "SELECT @@GLOBAL.server_id, NULL, @@GLOBAL.read_only, @@GLOBAL.read_only, " +
+		"@@GLOBAL.gtid_binlog_state",
+	waitApplied: "SELECT MASTER_GTID_WAIT(?, ?)",
+	fenceVars:   []string{"read_only"},
+	unfenceVars: []string{"read_only"},
+
+	colSourceHost:   "Master_Host",
+	colSourcePort:   "Master_Port",
+	colIORunning:    "Slave_IO_Running",
+	colSQLRunning:   "Slave_SQL_Running",
+	colLag:          "Seconds_Behind_Master",
+	colReceived:     "Gtid_IO_Pos",
+	colAutoPosition: "Using_Gtid",
+
+	semiSource:           "rpl_semi_sync_master_",
+	semiReplica:          "rpl_semi_sync_slave_",
+	semiSourceStatus:     "Rpl_semi_sync_master_",
+	semiReplicaStatus:    "Rpl_semi_sync_slave_",
+	semiWaitNoReplicaVar: "rpl_semi_sync_master_wait_no_slave",
+	replicationCommands:  []string{"Binlog Dump", "Slave_IO", "Slave_SQL", "Slave_worker"},
+}
+
+func dialectFor(f Flavor) dialect {
+	if f == FlavorMariaDB {
+		return mariadbDialect
+	}
+	return mysqlDialect
+}

@@ -1,0 +1,306 @@
+package mysqlctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// More sentinels for the replication operations.
+var (
+	// ErrWaitTimeout: the server did not apply the awaited GTIDs before the deadline.
+	ErrWaitTimeout = errors.New("timed out waiting for GTIDs to be applied")
+	// ErrErrantGTIDs: a server has transactions its primary lacks; it must not replicate or serve.
+	ErrErrantGTIDs = errors.New("errant GTIDs")
+	// ErrSemiSyncUnavailable: the server cannot do semi-sync (plugins missing and not installable).
+	ErrSemiSyncUnavailable = errors.New("semi-sync replication unavailable")
+	// ErrUnsupported: the flavor cannot do what was asked (e.g. MariaDB waiting for two acks).
+	ErrUnsupported = errors.New("not supported by this server flavor")
+)
+
+// Server error numbers mysqlctl branches on.
+const (
+	errLockWaitTimeout = 1205 // ER_LOCK_WAIT_TIMEOUT
+	errNoSuchThread    = 1094 // ER_NO_SUCH_THREAD
+)
+
+// Source is where a replica pulls from.
+type Source struct {
+	Host     string
+	Port     int
+	User     string
+	Password string
+}
+
+// ReplicaOptions tune how a replica follows its source. Zero values take defaults suited to fast
+// failover: reconnect every second and a heartbeat every 500 ms so a dead source is noticed quickly.
+type ReplicaOptions struct {
+	ConnectRetry time.Duration // default 1s
+	Heartbeat    time.Duration // default 500ms
+	SemiSync     bool          // acknowledge to a semi-sync source
+}
+
+// EnsureReplicationUser creates or updates the account replicas connect with. Run it on the
+// writable primary: the statements are binlogged so every replica gets the same account, and no
+// replica ever holds a transaction of its own.
+func (s *Server) EnsureReplicationUser(ctx context.Context, user, password string) error {
+	if err := s.exec(ctx, "create replication user", "CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?", user, password); err != nil {
+		return err
+	}
+	if err := s.exec(ctx, "set replication user password", "ALTER USER ?@'%' IDENTIFIED BY ?", user, password); err != nil {
+		return err
+	}
+	return s.exec(ctx, "grant replication", "GRANT REPLICATION SLAVE ON *.* TO ?@'%'", user)
+}
+
+// ConfigureReplica points the server at src with GTID auto-positioning and starts replication.
+// It is idempotent. The caller checks for errant GTIDs first (ErrantGTIDs).
+func (s *Server) ConfigureReplica(ctx context.Context, src Source, opts ReplicaOptions) error {
+	if opts.ConnectRetry <= 0 {
+		opts.ConnectRetry = time.Second
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 500 * time.Millisecond
+	}
+	d := s.dialect
+	if err := s.exec(ctx, "stop replica", d.stopReplica); err != nil {
+		return err
+	}
+	if d.prepareGTIDPosition != "" {
+		if err := s.exec(ctx, "set replica GTID position", d.prepareGTIDPosition); err != nil {
+			return err
+		}
+	}
+	retry := max(1, int(opts.ConnectRetry.Round(time.Second)/time.Second))
+	if err := s.exec(ctx, "change replication source", d.changeSource,
+		src.Host, src.Port, src.User, src.Password, retry, opts.Heartbeat.Seconds()); err != nil {
+		return err
+	}
+	if err := s.setSemiSyncReplica(ctx, opts.SemiSync); err != nil {
+		return err
+	}
+	return s.StartReplica(ctx)
+}
+
+// StartReplica starts both replication threads.
+func (s *Server) StartReplica(ctx context.Context) error {
+	return s.exec(ctx, "start replica", s.dialect.startReplica)
+}
+
+// StopReplica stops both replication threads.
+func (s *Server) StopReplica(ctx context.Context) error {
+	return s.exec(ctx, "stop replica", s.dialect.stopReplica)
+}
+
+// StartIOThread starts only the receiving thread.
+func (s *Server) StartIOThread(ctx context.Context) error {
+	return s.exec(ctx, "start IO thread", s.dialect.startIOThread)
+}
+
+// StopIOThread stops receiving from the source while the relay log keeps being applied: the first
+// step of a promotion, so the received set stops moving and can be waited for.
+func (s *Server) StopIOThread(ctx context.Context) error {
+	return s.exec(ctx, "stop IO thread", s.dialect.stopIOThread)
+}
+
+// WaitApplied blocks until the server has applied every transaction in set, or returns
+// ErrWaitTimeout when ctx's deadline (or the read timeout) comes first.
+func (s *Server) WaitApplied(ctx context.Context, set GTIDSet) error {
+	if set.IsEmpty() {
+		return nil
+	}
+	arg := set.String()
+	if s.flavor == FlavorMariaDB {
+		arg = set.MariaDBPosition()
+	}
+	var result *int64
+	if err := s.db.QueryRowContext(ctx, s.dialect.waitApplied, arg, s.waitSeconds(ctx)).Scan(&result); err != nil {
+		return s.errorf("wait for GTIDs "+arg, err)
+	}
+	if result == nil || *result != 0 {
+		return fmt.Errorf("mysql %s: %w: %s", s.addr, ErrWaitTimeout, arg)
+	}
+	return nil
+}
+
+// WaitRelayLogApplied stops the IO thread and waits until everything it received is applied:
+// after it returns, Executed equals the received set and the server is ready to be promoted.
+func (s *Server) WaitRelayLogApplied(ctx context.Context) (GTIDSet, error) {
+	if err := s.StopIOThread(ctx); err != nil {
+		return GTIDSet{}, err
+	}
+	st, err := s.Status(ctx)
+	if err != nil {
+		return GTIDSet{}, err
+	}
+	received := st.Received()
+	if err := s.WaitApplied(ctx, received); err != nil {
+		return received, err
+	}
+	return received, nil
+}
+
+// PromoteOptions say how the new primary runs.
+type PromoteOptions struct {
+	SemiSync SemiSyncConfig
+}
+
+// Promote makes the server a writable primary: receive nothing more, apply all it received, drop
+// its replication config, become a (lossless) semi-sync source, and only then open writes. The
+// caller must already have committed this server as primary of the new epoch.
+func (s *Server) Promote(ctx context.Context, opts PromoteOptions) error {
+	st, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Replica != nil {
+		if _, err := s.WaitRelayLogApplied(ctx); err != nil {
+			return err
+		}
+		if err := s.StopReplica(ctx); err != nil {
+			return err
+		}
+		if err := s.exec(ctx, "reset replica", s.dialect.resetReplicaAll); err != nil {
+			return err
+		}
+	}
+	if err := s.ConfigureSemiSync(ctx, opts.SemiSync); err != nil {
+		return err
+	}
+	return s.SetWritable(ctx)
+}
+
+// SetWritable turns writes on. Only the agent of the committed primary, holding a fresh lease, calls it.
+func (s *Server) SetWritable(ctx context.Context) error {
+	for _, v := range s.dialect.unfenceVars {
+		if err := s.exec(ctx, "set "+v+" OFF", "SET GLOBAL "+v+" = OFF"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// FenceOptions tune Fence.
+type FenceOptions struct {
+	// LockWait bounds how long setting read-only may wait for in-flight commits (default 1s).
+	// A commit stuck waiting for a semi-sync ack holds the lock, so on timeout Fence kills client
+	// connections first and then sets read-only again.
+	LockWait time.Duration
+}
+
+// Fence refuses all writes (super_read_only first, so nothing can slip in) and then kills every
+// client connection except replication and its own, so no transaction stays open on a fenced server.
+// It is safe to call repeatedly.
+func (s *Server) Fence(ctx context.Context, opts FenceOptions) error {
+	if opts.LockWait <= 0 {
+		opts.LockWait = time.Second
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return s.errorf("fence: get connection", err)
+	}
+	defer conn.Close()
+	lockWait := max(1, int(opts.LockWait.Round(time.Second)/time.Second))
+	if _, err := conn.ExecContext(ctx, "SET SESSION lock_wait_timeout = ?", lockWait); err != nil {
+		return s.errorf("fence: set lock_wait_timeout", err)
+	}
+	setReadOnly := func() error {
+		for _, v := range s.dialect.fenceVars {
+			if _, err := conn.ExecContext(ctx, "SET GLOBAL "+v+" = ON"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	fenced := setReadOnly()
+	if fenced != nil && serverErrorNumber(fenced) != errLockWaitTimeout {
+		return s.errorf("fence: set read-only", fenced)
+	}
+	var ownID int64
+	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ownID); err != nil {
+		return s.errorf("fence: read own connection id", err)
+	}
+	if err := s.killClients(ctx, ownID); err != nil {
+		return err
+	}
+	if fenced != nil {
+		if err := setReadOnly(); err != nil {
+			return s.errorf("fence: set read-only after killing clients", err)
+		}
+	}
+	return nil
+}
+
+// killClients kills every connection but replication threads, system threads and ownID.
+func (s *Server) killClients(ctx context.Context, ownID int64) error {
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> ?", ownID)
+	if err != nil {
+		return s.errorf("fence: list connections", err)
+	}
+	var victims []int64
+	for rows.Next() {
+		var (
+			id            int64
+			user, command string
+		)
+		if err := rows.Scan(&id, &user, &command); err != nil {
+			rows.Close()
+			return s.errorf("fence: read connection list", err)
+		}
+		if s.isServerThread(user, command) {
+			continue
+		}
+		victims = append(victims, id)
+	}
+	if err := rows.Close(); err != nil {
+		return s.errorf("fence: read connection list", err)
+	}
+	for _, id := range victims {
+		if _, err := s.db.ExecContext(ctx, "KILL CONNECTION ?", id); err != nil && serverErrorNumber(err) != errNoSuchThread {
+			return s.errorf(fmt.Sprintf("fence: kill connection %d", id), err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) isServerThread(user, command string) bool {
+	switch user {
+	case "system user", "event_scheduler":
+		return true
+	}
+	if command == "Daemon" {
+		return true
+	}
+	for _, c := range s.dialect.replicationCommands {
+		if strings.EqualFold(command, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrantGTIDs returns the transactions the server has that primary lacks; an empty set means
+// the server may replicate from primary. Both must be read from the same flavor.
+func ErrantGTIDs(server, primary Status) (GTIDSet, error) {
+	errant, err := server.Executed.Subtract(primary.Executed)
+	if err != nil {
+		return GTIDSet{}, fmt.Errorf("compare GTIDs of %s with primary %s: %w", server.Addr, primary.Addr, err)
+	}
+	return errant, nil
+}
+
+// CheckErrant returns an error wrapping ErrErrantGTIDs, naming the transactions, when the server
+// has any its primary lacks.
+func CheckErrant(server, primary Status) error {
+	errant, err := ErrantGTIDs(server, primary)
+	if err != nil {
+		return err
+	}
+	if !errant.IsEmpty() {
+		return fmt.Errorf("%s has transactions primary %s lacks: %w: %s", server.Addr, primary.Addr, ErrErrantGTIDs, errant)
+	}
+	return nil
+}
