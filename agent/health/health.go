@@ -51,6 +51,8 @@ type Report struct {
 	Errant bool `json:"err,omitempty"`
 	// Draining: the agent is shutting down and wants no role.
 	Draining bool `json:"drain,omitempty"`
+	// Bootstrapped: the agent has Raft state, so a cluster exists and nobody bootstraps another.
+	Bootstrapped bool `json:"bs,omitempty"`
 	// Where the member can be reached, so the leader can record and probe it.
 	MySQLAddr string `json:"my,omitempty"`
 	RaftAddr  string `json:"ra,omitempty"`

@@ -1,0 +1,469 @@
+package ha
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/mysqlctl"
+)
+
+// NodeAction is what an agent does to its own MySQL server.
+type NodeAction string
+
+const (
+	NodeNone NodeAction = ""
+	// NodeFence: super_read_only on, client connections killed.
+	NodeFence NodeAction = "fence"
+	// NodeOpenWrites: finish promotion (relay log applied, replica config dropped, semi-sync source) and open writes.
+	NodeOpenWrites NodeAction = "open_writes"
+	// NodeReplicate: replicate from the recorded primary with GTID auto-position.
+	NodeReplicate NodeAction = "replicate"
+	// NodeStartReplica: restart stopped replication threads towards the recorded primary.
+	NodeStartReplica NodeAction = "start_replica"
+	// NodeStopReplica: stop replicating (the server has errant GTIDs and must not apply more).
+	NodeStopReplica NodeAction = "stop_replica"
+)
+
+// Decision is what Decide asks the agent to do in this pass, and why.
+type Decision struct {
+	// Node is the action on the agent's own server; NodeReason says why in one sentence.
+	Node       NodeAction
+	NodeReason string
+	// RenewLease asks the leader to renew this agent's primary lease; ReleaseLease gives it up.
+	RenewLease   bool
+	ReleaseLease bool
+	// RevokeLease tells the leader to stop renewing the primary's lease (leader only): the
+	// primary is confirmed down, and a lease it could still renew would hold off the failover.
+	RevokeLease bool
+	// Errant lists the transactions the local server has that the primary lacks.
+	Errant string
+
+	// ClusterReason says what the leader decided (leader only; empty elsewhere).
+	ClusterReason string
+	// FenceMember asks the leader to fence that member's MySQL directly before anything else.
+	FenceMember string
+	// Prepare asks the leader to ready the candidate for promotion before proposing: stop its IO
+	// thread and wait until it has applied everything it received (and PrepareWaitFor, if set).
+	Prepare        string
+	PrepareWaitFor *mysqlctl.GTIDSet
+	// Propose is the command the leader proposes to Raft after the steps above succeeded.
+	Propose *record.Command
+
+	// Memory is stored by the agent and handed back in the next Observation.
+	Memory Memory
+}
+
+// Reason is the decision in one line for logs and status.
+func (d Decision) Reason() string {
+	if d.ClusterReason == "" {
+		return d.NodeReason
+	}
+	return d.ClusterReason + "; " + d.NodeReason
+}
+
+// Decide is the whole HA decision: a pure function of what the agent observed. Every agent runs
+// the node part (be what the record says); the Raft leader also runs the cluster part (failover,
+// switchover, first election, membership of the record).
+func Decide(obs Observation, p Policy) Decision {
+	d := decideNode(obs)
+	if obs.Leader {
+		decideCluster(obs, p, &d)
+	}
+	return d
+}
+
+func decideNode(obs Observation) Decision {
+	r := obs.Record
+	d := Decision{Memory: obs.Memory}
+	leaseHeld := obs.Now.Before(obs.LeaseUntil)
+	if !obs.Local.Up {
+		d.NodeReason = "local MySQL is unreachable (" + obs.Local.Err + ")"
+		if r.Primary == obs.Self && leaseHeld {
+			d.ReleaseLease = true
+			d.NodeReason += ": releasing the primary lease so the leader can fail over at once"
+		}
+		return d
+	}
+	writable := obs.Local.Status.Writable()
+	switch {
+	case r.Cluster == "" || r.Primary == "":
+		if writable {
+			d.Node, d.NodeReason = NodeFence, "no primary is recorded, so this server must not take writes: fencing"
+		} else {
+			d.NodeReason = "read-only, waiting for the leader to record a primary"
+		}
+	case r.Primary == obs.Self:
+		decidePrimary(obs, leaseHeld, writable, &d)
+	default:
+		decideReplica(obs, writable, &d)
+	}
+	return d
+}
+
+func decidePrimary(obs Observation, leaseHeld, writable bool, d *Decision) {
+	r := obs.Record
+	switch {
+	case obs.Draining || r.Switchover != nil:
+		why := "a switchover is pending"
+		if obs.Draining {
+			why = "this agent is shutting down"
+		}
+		d.ReleaseLease = leaseHeld
+		if writable {
+			d.Node, d.NodeReason = NodeFence, fmt.Sprintf("primary of epoch %d but %s: fencing and releasing the lease", r.Epoch, why)
+		} else {
+			d.NodeReason = fmt.Sprintf("primary of epoch %d, read-only because %s", r.Epoch, why)
+		}
+	case !leaseHeld:
+		d.RenewLease = true
+		if writable {
+			d.Node, d.NodeReason = NodeFence, fmt.Sprintf("primary of epoch %d without a lease (no Raft majority confirmed within ha.lease): fencing", r.Epoch)
+		} else {
+			d.NodeReason = fmt.Sprintf("primary of epoch %d, waiting for a lease before opening writes", r.Epoch)
+		}
+	case !writable || obs.Local.Status.Replica != nil:
+		d.RenewLease = true
+		d.Node, d.NodeReason = NodeOpenWrites, fmt.Sprintf("primary of epoch %d with a lease: applying the relay log and opening writes", r.Epoch)
+	default:
+		d.RenewLease = true
+		d.NodeReason = fmt.Sprintf("primary of epoch %d, writable, lease held", r.Epoch)
+	}
+}
+
+func decideReplica(obs Observation, writable bool, d *Decision) {
+	r := obs.Record
+	primary := r.Primary
+	if writable {
+		d.Node, d.NodeReason = NodeFence, fmt.Sprintf("epoch %d names %s primary but this server is writable: fencing", r.Epoch, primary)
+		return
+	}
+	if obs.Primary == nil || !obs.Primary.Up {
+		d.NodeReason = fmt.Sprintf("read-only; primary %s is unreachable from here", primary)
+		return
+	}
+	errant, err := mysqlctl.ErrantGTIDs(obs.Local.Status, obs.Primary.Status)
+	if err != nil {
+		d.NodeReason = "cannot compare GTIDs with primary " + primary + ": " + err.Error()
+		return
+	}
+	rep := obs.Local.Status.Replica
+	if !errant.IsEmpty() {
+		d.Errant = errant.String()
+		d.NodeReason = fmt.Sprintf("has transactions primary %s lacks (%s): fenced until rebuilt", primary, d.Errant)
+		if rep != nil && (rep.IOState != "No" || rep.SQLRunning) {
+			d.Node = NodeStopReplica
+		}
+		return
+	}
+	want := r.Members[primary].MySQLAddr
+	switch {
+	case rep == nil || net.JoinHostPort(rep.SourceHost, strconv.Itoa(rep.SourcePort)) != want:
+		d.Node, d.NodeReason = NodeReplicate, fmt.Sprintf("following primary %s of epoch %d at %s", primary, r.Epoch, want)
+	case rep.IOState == "No" || !rep.SQLRunning:
+		if rep.LastIOErrno != 0 || rep.LastSQLErrno != 0 {
+			d.NodeReason = fmt.Sprintf("replication from %s stopped with an error: %s",
+				primary, strings.TrimSpace(rep.LastIOError+" "+rep.LastSQLError))
+			return
+		}
+		// A candidate's IO thread is stopped on purpose during a failover; restart only towards
+		// a primary that is serving.
+		if obs.Primary.Status.Writable() {
+			d.Node, d.NodeReason = NodeStartReplica, fmt.Sprintf("replication threads from primary %s are stopped: starting them", primary)
+		} else {
+			d.NodeReason = fmt.Sprintf("replication from %s paused while it is read-only", primary)
+		}
+	default:
+		d.NodeReason = fmt.Sprintf("replicating from primary %s of epoch %d", primary, r.Epoch)
+	}
+}
+
+func decideCluster(obs Observation, p Policy, d *Decision) {
+	r := obs.Record
+	if r.Cluster == "" {
+		d.ClusterReason = "cluster record not initialized yet"
+		return
+	}
+	if cmd, why := memberUpdate(obs); cmd != nil {
+		d.Propose, d.ClusterReason = cmd, why
+		return
+	}
+	switch {
+	case r.Switchover != nil:
+		decideSwitchover(obs, p, d)
+	case r.Primary == "":
+		decideFirstPrimary(obs, d)
+	default:
+		decideFailover(obs, p, d)
+	}
+}
+
+// memberUpdate records members whose gossiped addresses are new or changed, one per pass.
+func memberUpdate(obs Observation) (*record.Command, string) {
+	for _, id := range sortedKeys(obs.Peers) {
+		peer := obs.Peers[id]
+		if !peer.Alive() || peer.Report.MySQLAddr == "" {
+			continue
+		}
+		cur, known := obs.Record.Members[id]
+		want := record.Member{ID: id, MySQLAddr: peer.Report.MySQLAddr, RaftAddr: peer.Report.RaftAddr,
+			AdminAddr: peer.Report.AdminAddr, Voter: cur.Voter}
+		if known && cur == want {
+			continue
+		}
+		return &record.Command{Op: record.OpUpsertMember, Member: &want, At: obs.Now},
+			fmt.Sprintf("recording member %s at %s", id, want.MySQLAddr)
+	}
+	return nil, ""
+}
+
+// candidate is a member that could become primary, with what it has received.
+type candidate struct {
+	id       string
+	received mysqlctl.GTIDSet
+}
+
+// candidates lists the members fit to be promoted (never exclude), and why the others are not.
+func candidates(obs Observation, exclude string) ([]candidate, []string) {
+	var fit []candidate
+	var unfit []string
+	for _, id := range obs.Record.MemberIDs() {
+		if id == exclude {
+			continue
+		}
+		srv, peer := obs.Servers[id], obs.Peers[id]
+		switch {
+		case !srv.Up:
+			unfit = append(unfit, id+": MySQL unreachable")
+		case !peer.Alive():
+			unfit = append(unfit, id+": agent not alive")
+		case peer.Report.Errant:
+			unfit = append(unfit, id+": errant GTIDs")
+		case peer.Report.Draining:
+			unfit = append(unfit, id+": shutting down")
+		default:
+			fit = append(fit, candidate{id: id, received: srv.Status.Received()})
+		}
+	}
+	return fit, unfit
+}
+
+// best picks the candidate that received the most; the rest must be contained in its set, or
+// promoting it would strand transactions elsewhere. Ties go to the lowest id (stable order).
+func best(cs []candidate) (candidate, error) {
+	top := cs[0]
+	for _, c := range cs[1:] {
+		cmp, err := mysqlctl.MoreAdvanced(c.received, top.received)
+		if err != nil {
+			return candidate{}, err
+		}
+		if cmp > 0 {
+			top = c
+		}
+	}
+	for _, c := range cs {
+		ok, err := top.received.Contains(c.received)
+		if err != nil {
+			return candidate{}, err
+		}
+		if !ok {
+			return candidate{}, fmt.Errorf("%s received transactions %s lacks: the replicas diverged", c.id, top.id)
+		}
+	}
+	return top, nil
+}
+
+func decideFirstPrimary(obs Observation, d *Decision) {
+	r := obs.Record
+	cs, unfit := candidates(obs, "")
+	if len(cs)*2 <= len(r.Members) {
+		d.ClusterReason = fmt.Sprintf("no primary yet; waiting for a majority of members to be healthy (%s)", strings.Join(unfit, ", "))
+		return
+	}
+	top, err := best(cs)
+	if err != nil {
+		d.ClusterReason = "no primary yet and cannot choose one: " + err.Error()
+		return
+	}
+	reason := fmt.Sprintf("electing %s as the first primary: it has the most transactions of %d healthy members", top.id, len(cs))
+	d.ClusterReason = reason
+	d.Prepare = top.id
+	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: reason}
+}
+
+// primaryDown tells whether the recorded primary is down, holistically: the leader's own probe
+// fails and either the primary's agent says its MySQL is down or most members agree (their IO
+// threads lost it too). One observer's trouble alone never fails over a serving primary.
+func primaryDown(obs Observation) (bool, string) {
+	r := obs.Record
+	primary := r.Primary
+	probe := obs.Servers[primary]
+	if probe.Up {
+		return false, ""
+	}
+	if pp := obs.Peers[primary]; pp.Alive() && !pp.Report.MySQLUp {
+		return true, fmt.Sprintf("its agent reports MySQL down and the leader's probe fails (%s)", probe.Err)
+	}
+	voters, agree := 0, 0
+	for _, id := range r.MemberIDs() {
+		if id == primary {
+			continue
+		}
+		peer := obs.Peers[id]
+		if !peer.Alive() {
+			continue
+		}
+		voters++
+		if !peer.Report.IOConnected || peer.Report.Source != primary {
+			agree++
+		}
+	}
+	if voters == 0 || agree*2 <= voters {
+		return false, ""
+	}
+	return true, fmt.Sprintf("the leader's probe fails (%s) and %d of %d members lost replication from it", probe.Err, agree, voters)
+}
+
+func decideFailover(obs Observation, p Policy, d *Decision) {
+	r := obs.Record
+	primary := r.Primary
+	released := obs.Grant.Epoch == r.Epoch && obs.Grant.Released
+	pp := obs.Peers[primary]
+	if released && obs.Servers[primary].Up && pp.Alive() && pp.Report.MySQLUp && !pp.Report.Draining && !pp.Report.Errant {
+		// Its agent gave the lease up (its MySQL went away) and the server is back: a released
+		// lease is never renewed, so the way back to serving is a new epoch naming it again.
+		reason := fmt.Sprintf("re-electing %s in a new epoch: it released its lease in epoch %d and is healthy again", primary, r.Epoch)
+		d.ClusterReason = reason
+		d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: primary, At: obs.Now, Reason: reason}
+		return
+	}
+	down, why := primaryDown(obs)
+	if released {
+		// The primary's own agent said it stopped serving: no need to confirm for the detection timeout.
+		down, why = true, "its agent released the primary lease"
+		d.Memory = Memory{PrimaryDownSince: obs.Now.Add(-p.DetectionTimeout), DownEpoch: r.Epoch}
+	}
+	if !down {
+		d.Memory = Memory{}
+		d.ClusterReason = fmt.Sprintf("primary %s of epoch %d is healthy", primary, r.Epoch)
+		return
+	}
+	if d.Memory.DownEpoch != r.Epoch || d.Memory.PrimaryDownSince.IsZero() {
+		d.Memory = Memory{PrimaryDownSince: obs.Now, DownEpoch: r.Epoch}
+	}
+	downFor := obs.Now.Sub(d.Memory.PrimaryDownSince)
+	draining := pp.Alive() && pp.Report.Draining
+	switch {
+	case downFor < p.DetectionTimeout:
+		d.ClusterReason = fmt.Sprintf("primary %s looks down for %s (%s); confirming for ha.detection_timeout", primary, downFor.Round(time.Millisecond), why)
+		return
+	case r.Paused:
+		d.ClusterReason = fmt.Sprintf("primary %s is down (%s) but automatic failover is paused", primary, why)
+		return
+	case !draining && !r.LastPrimaryChange.IsZero() && obs.Now.Sub(r.LastPrimaryChange) < p.FailoverCooldown:
+		d.ClusterReason = fmt.Sprintf("primary %s is down but the last change was %s ago, within ha.failover_cooldown", primary,
+			obs.Now.Sub(r.LastPrimaryChange).Round(time.Second))
+		return
+	}
+	d.RevokeLease = true
+	if wait := leaseWait(obs, p); wait > 0 {
+		d.ClusterReason = fmt.Sprintf("primary %s is down (%s); its lease may still run for %s", primary, why, wait.Round(time.Millisecond))
+		return
+	}
+	cs, unfit := candidates(obs, primary)
+	if len(cs) == 0 {
+		d.ClusterReason = fmt.Sprintf("primary %s is down (%s) but no replica can take over: %s", primary, why, strings.Join(unfit, ", "))
+		return
+	}
+	top, err := best(cs)
+	if err != nil {
+		d.ClusterReason = fmt.Sprintf("primary %s is down but no safe candidate: %s", primary, err)
+		return
+	}
+	if srv := obs.Servers[primary]; srv.Up {
+		// Still reachable (a released lease, a shutdown): make sure it is fenced, and have the
+		// candidate apply everything it executed, so nothing it acknowledged is left behind.
+		if srv.Status.Writable() {
+			d.FenceMember = primary
+			d.ClusterReason = fmt.Sprintf("fencing %s before promoting %s (%s)", primary, top.id, why)
+			return
+		}
+		executed := srv.Status.Executed
+		d.PrepareWaitFor = &executed
+	}
+	reason := fmt.Sprintf("promoting %s: primary %s is down (%s) and %s received the most transactions", top.id, primary, why, top.id)
+	d.ClusterReason = reason
+	d.Prepare = top.id
+	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: reason}
+}
+
+// leaseWait is how long the old primary's lease may still be valid. A lease its agent released
+// for this epoch is over at once.
+func leaseWait(obs Observation, p Policy) time.Duration {
+	g := obs.Grant
+	if g.Epoch == obs.Record.Epoch && g.Released {
+		return 0
+	}
+	return g.LastGrant.Add(p.PromotionWait()).Sub(obs.Now)
+}
+
+func decideSwitchover(obs Observation, p Policy, d *Decision) {
+	r := obs.Record
+	old := r.Primary
+	cs, unfit := candidates(obs, old)
+	var target *candidate
+	for i := range cs {
+		if r.Switchover.To == "" || cs[i].id == r.Switchover.To {
+			target = &cs[i]
+			break
+		}
+	}
+	clear := func(why string) {
+		d.ClusterReason = why
+		d.Propose = &record.Command{Op: record.OpClearSwitchover, At: obs.Now, Reason: why}
+	}
+	switch {
+	case target == nil:
+		clear(fmt.Sprintf("switchover impossible, no fit target (%s): cancelling it", strings.Join(unfit, ", ")))
+		return
+	case r.Switchover.To == "":
+		top, err := best(cs)
+		if err != nil {
+			clear("switchover impossible: " + err.Error())
+			return
+		}
+		target = &top
+	}
+	if old == "" {
+		d.Prepare = target.id
+		d.ClusterReason = fmt.Sprintf("switchover to %s: no current primary, promoting it", target.id)
+		d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: target.id, At: obs.Now, Reason: d.ClusterReason}
+		return
+	}
+	oldSrv := obs.Servers[old]
+	if oldSrv.Up && oldSrv.Status.Writable() {
+		d.FenceMember = old
+		d.ClusterReason = fmt.Sprintf("switchover to %s: fencing %s", target.id, old)
+		return
+	}
+	if wait := leaseWait(obs, p); wait > 0 {
+		d.ClusterReason = fmt.Sprintf("switchover to %s: %s is read-only, waiting for its agent to release the lease (at most %s)",
+			target.id, old, wait.Round(time.Millisecond))
+		return
+	}
+	reason := fmt.Sprintf("switchover from %s to %s", old, target.id)
+	d.ClusterReason = reason
+	d.Prepare = target.id
+	if oldSrv.Up {
+		executed := oldSrv.Status.Executed
+		d.PrepareWaitFor = &executed
+	}
+	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: target.id, At: obs.Now, Reason: reason}
+}
+
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

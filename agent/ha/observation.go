@@ -1,0 +1,85 @@
+package ha
+
+import (
+	"time"
+
+	"github.com/shoal-db/shoal/agent/health"
+	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/mysqlctl"
+)
+
+// Observation is everything one agent knows at one instant. The agent gathers it (all the I/O);
+// Decide only reads it.
+type Observation struct {
+	Now  time.Time
+	Self string
+	// Record is the committed cluster record as this agent has applied it.
+	Record record.Record
+	// Leader is true when this agent is the Raft leader and has passed a Barrier since winning,
+	// so its Record is up to date and its proposals can commit.
+	Leader bool
+	// Local is this agent's own MySQL server.
+	Local Server
+	// Primary is the recorded primary's server as this agent sees it (nil when there is none or it
+	// is this agent's own): replicas compare GTIDs against it before following it.
+	Primary *Server
+	// Peers is the gossip view of the other members, by member id.
+	Peers map[string]Peer
+	// Servers are the leader's own probes of the members' MySQL, by member id (leader only).
+	Servers map[string]Server
+	// LeaseUntil is when this agent's primary lease ends (its own clock); zero when it holds none.
+	LeaseUntil time.Time
+	// Grant is the leader's record of the lease it granted the current primary (leader only).
+	Grant LeaseGrant
+	// Draining is set while the agent shuts down: it gives its role away and takes none.
+	Draining bool
+	// Memory is what the previous Decision asked to remember.
+	Memory Memory
+}
+
+// Server is what a probe of one MySQL server found.
+type Server struct {
+	Up     bool
+	Err    string
+	Status mysqlctl.Status
+}
+
+// PeerState is a member's gossip state.
+type PeerState string
+
+const (
+	PeerAlive   PeerState = "alive"
+	PeerSuspect PeerState = "suspect"
+	PeerDead    PeerState = "dead"
+	PeerLeft    PeerState = "left"
+)
+
+// Peer is one other member as gossip shows it.
+type Peer struct {
+	State  PeerState
+	Report health.Report
+	// ReportErr is set when the peer's report could not be read; its Report is then zero.
+	ReportErr string
+}
+
+// Alive reports whether the peer's agent is reachable by gossip with a readable report.
+func (p Peer) Alive() bool { return p.State == PeerAlive && p.ReportErr == "" }
+
+// LeaseGrant is the leader's side of the primary lease: the lease it last granted, per epoch.
+type LeaseGrant struct {
+	Epoch uint64
+	// LastGrant is when the leader last confirmed its majority for the primary's renewal (leader
+	// clock). A new leader sets it to the moment it took over, since an older leader may have
+	// granted just before.
+	LastGrant time.Time
+	// Released is set when the primary's agent gave up its lease for Epoch (it fenced itself);
+	// the leader refuses to renew a released lease, so it need not wait for it to run out.
+	Released bool
+}
+
+// Memory carries state between passes that only the decision itself needs.
+type Memory struct {
+	// PrimaryDownSince is when the leader first judged the primary of DownEpoch down.
+	PrimaryDownSince time.Time
+	DownEpoch        uint64
+}

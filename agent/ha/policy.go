@@ -1,0 +1,81 @@
+package ha
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Policy holds the HA timings and rules. Names follow the config keys (ha.lease etc.) and the
+// parameters of the protocol model in test/model; docs/protocol.md explains how they relate.
+type Policy struct {
+	// Tick is the loop interval (ha.tick).
+	Tick time.Duration
+	// DetectionTimeout is how long the primary must look down before the leader acts (ha.detection_timeout).
+	DetectionTimeout time.Duration
+	// Lease is how long a primary may keep writes open after its last confirmed renewal (ha.lease).
+	Lease time.Duration
+	// MaxClockDrift bounds how much two agents' clocks may disagree about a duration of
+	// ha.lease (ha.max_clock_drift).
+	MaxClockDrift time.Duration
+	// PromotionMargin is extra safety on top of lease and drift (ha.promotion_margin).
+	PromotionMargin time.Duration
+	// FailoverCooldown is the least time between two automatic failovers (ha.failover_cooldown).
+	FailoverCooldown time.Duration
+	// SemiSyncAcks is how many replicas must receive a transaction before its commit returns (ha.semi_sync_acks).
+	SemiSyncAcks int
+}
+
+// DefaultPolicy is tuned for a LAN: a failed primary is replaced within about
+// detection + lease wait, and a Raft leader change (well under ha.lease) never fences a healthy primary.
+func DefaultPolicy() Policy {
+	return Policy{
+		Tick:             250 * time.Millisecond,
+		DetectionTimeout: 2 * time.Second,
+		Lease:            4 * time.Second,
+		MaxClockDrift:    500 * time.Millisecond,
+		PromotionMargin:  time.Second,
+		FailoverCooldown: 30 * time.Second,
+		SemiSyncAcks:     1,
+	}
+}
+
+// PromotionWait is how long after the old primary's last lease grant (leader clock) a new
+// primary may be promoted: the old lease, plus the clocks' worst disagreement, plus a margin.
+func (p Policy) PromotionWait() time.Duration {
+	return p.Lease + p.MaxClockDrift + p.PromotionMargin
+}
+
+// Validate reports every problem at once.
+func (p Policy) Validate() error {
+	var errs []error
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	positive("ha.tick", p.Tick)
+	positive("ha.detection_timeout", p.DetectionTimeout)
+	positive("ha.lease", p.Lease)
+	positive("ha.promotion_margin", p.PromotionMargin)
+	if p.MaxClockDrift < 0 {
+		errs = append(errs, fmt.Errorf("ha.max_clock_drift must not be negative, got %s", p.MaxClockDrift))
+	}
+	if p.FailoverCooldown < 0 {
+		errs = append(errs, fmt.Errorf("ha.failover_cooldown must not be negative, got %s", p.FailoverCooldown))
+	}
+	if p.SemiSyncAcks < 0 {
+		errs = append(errs, fmt.Errorf("ha.semi_sync_acks must not be negative, got %d", p.SemiSyncAcks))
+	}
+	// The primary renews once per tick: a lease shorter than a few ticks lapses between renewals.
+	if p.Tick > 0 && p.Lease > 0 && p.Lease < 3*p.Tick {
+		errs = append(errs, fmt.Errorf("ha.lease (%s) must be at least 3 x ha.tick (%s)", p.Lease, p.Tick))
+	}
+	// The primary must have fenced itself before anyone else may open writes: its lease, as its
+	// own clock may stretch it, must end before the leader's promotion wait does.
+	if p.Lease > 0 && p.Lease+p.MaxClockDrift >= p.PromotionWait() {
+		errs = append(errs, fmt.Errorf("ha.lease (%s) + ha.max_clock_drift (%s) must be < ha.lease + ha.max_clock_drift + ha.promotion_margin (%s)",
+			p.Lease, p.MaxClockDrift, p.PromotionWait()))
+	}
+	return errors.Join(errs...)
+}
