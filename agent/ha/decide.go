@@ -114,7 +114,9 @@ func decidePrimary(obs Observation, leaseHeld, writable bool, d *Decision) {
 		if obs.Draining {
 			why = "this agent is shutting down"
 		}
-		d.ReleaseLease = leaseHeld
+		// Released every pass, not only while held: the leader must hear it in every epoch
+		// that names this server, or it would re-elect a server that is going away.
+		d.ReleaseLease = true
 		if writable {
 			d.Node, d.NodeReason = NodeFence, fmt.Sprintf("primary of epoch %d but %s: fencing and releasing the lease", r.Epoch, why)
 		} else {
@@ -334,7 +336,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	primary := r.Primary
 	released := obs.Grant.Epoch == r.Epoch && obs.Grant.Released
 	pp := obs.Peers[primary]
-	if released && obs.Servers[primary].Up && pp.Alive() && pp.Report.MySQLUp && !pp.Report.Draining && !pp.Report.Errant {
+	if released && !obs.Grant.Draining && obs.Servers[primary].Up && pp.Alive() && pp.Report.MySQLUp && !pp.Report.Draining && !pp.Report.Errant {
 		// Its agent gave the lease up (its MySQL went away) and the server is back: a released
 		// lease is never renewed, so the way back to serving is a new epoch naming it again.
 		reason := fmt.Sprintf("re-electing %s in a new epoch: it released its lease in epoch %d and is healthy again", primary, r.Epoch)
@@ -357,7 +359,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		d.Memory = Memory{PrimaryDownSince: obs.Now, DownEpoch: r.Epoch}
 	}
 	downFor := obs.Now.Sub(d.Memory.PrimaryDownSince)
-	draining := pp.Alive() && pp.Report.Draining
+	draining := (released && obs.Grant.Draining) || (pp.Alive() && pp.Report.Draining)
 	switch {
 	case downFor < p.DetectionTimeout:
 		d.ClusterReason = fmt.Sprintf("primary %s looks down for %s (%s); confirming for ha.detection_timeout", primary, downFor.Round(time.Millisecond), why)

@@ -75,6 +75,9 @@ type LeaseGrant struct {
 	// Released is set when the primary's agent gave up its lease for Epoch (it fenced itself);
 	// the leader refuses to renew a released lease, so it need not wait for it to run out.
 	Released bool
+	// Draining is set with Released when the primary's agent gave the lease up to shut down:
+	// the primary must be replaced, not re-elected.
+	Draining bool
 }
 
 // Memory carries state between passes that only the decision itself needs.

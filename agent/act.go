@@ -1,0 +1,211 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/mysqlctl"
+)
+
+// act carries out a decision: the node action first (fencing is the most urgent thing an agent
+// can do), then the lease, then the leader's cluster steps. It reports whether state changed, so
+// the loop runs again at once instead of waiting for the next tick.
+func (a *Agent) act(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {
+	changed, err := a.actNode(ctx, obs, d)
+	if err != nil {
+		return changed, err
+	}
+	leaseChanged, err := a.actLease(ctx, obs, d)
+	changed = changed || leaseChanged
+	if err != nil {
+		return changed, err
+	}
+	if !obs.Leader {
+		return changed, nil
+	}
+	if d.RevokeLease {
+		a.leases.revoke(obs.Record.Epoch, a.raft.LeaderSince())
+	}
+	clusterChanged, err := a.actCluster(ctx, obs, d)
+	return changed || clusterChanged, err
+}
+
+func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {
+	if d.Node == ha.NodeNone {
+		return false, nil
+	}
+	local, err := a.pool.get(ctx, a.opts.LocalMySQLAddr)
+	if err != nil {
+		return false, err
+	}
+	switch d.Node {
+	case ha.NodeFence:
+		a.metrics.fences.WithLabelValues(fenceReason(obs)).Inc()
+		return true, local.Fence(ctx, mysqlctl.FenceOptions{})
+	case ha.NodeOpenWrites:
+		// Time passed since the decision: never open writes on a lease that ran out meanwhile.
+		if !a.now().Before(a.leaseUntil) {
+			return true, nil
+		}
+		ctx, cancel := context.WithDeadline(ctx, a.leaseUntil)
+		defer cancel()
+		if err := local.Promote(ctx, mysqlctl.PromoteOptions{SemiSync: a.opts.SemiSync}); err != nil {
+			return true, err
+		}
+		// Binlogged here, so every replica holds the same account and a later primary has it.
+		return true, local.EnsureReplicationUser(ctx, a.opts.ReplUser, a.opts.ReplPassword)
+	case ha.NodeReplicate:
+		src, err := a.source(obs.Record)
+		if err != nil {
+			return false, err
+		}
+		return true, local.ConfigureReplica(ctx, src, mysqlctl.ReplicaOptions{SemiSync: !a.opts.SemiSync.Async})
+	case ha.NodeStartReplica:
+		return true, local.StartReplica(ctx)
+	case ha.NodeStopReplica:
+		return true, local.StopReplica(ctx)
+	}
+	return false, fmt.Errorf("unknown node action %q", d.Node)
+}
+
+func fenceReason(obs ha.Observation) string {
+	switch r := obs.Record; {
+	case r.Primary == "":
+		return "no_primary"
+	case r.Primary != obs.Self:
+		return "not_primary"
+	case obs.Draining:
+		return "draining"
+	case r.Switchover != nil:
+		return "switchover"
+	default:
+		return "lease_expired"
+	}
+}
+
+// source is the replication source for the recorded primary.
+func (a *Agent) source(rec record.Record) (mysqlctl.Source, error) {
+	addr := rec.Members[rec.Primary].MySQLAddr
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return mysqlctl.Source{}, fmt.Errorf("primary %s has a bad MySQL address %q: %w", rec.Primary, addr, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return mysqlctl.Source{}, fmt.Errorf("primary %s has a bad MySQL port in %q: %w", rec.Primary, addr, err)
+	}
+	return mysqlctl.Source{Host: host, Port: port, User: a.opts.ReplUser, Password: a.opts.ReplPassword}, nil
+}
+
+// actLease renews or releases this agent's primary lease with the leader (itself, if it leads).
+// The lease is counted from before the request left, so it ends no later than the leader thinks.
+func (a *Agent) actLease(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {
+	switch {
+	case d.ReleaseLease:
+		held := obs.Now.Before(a.leaseUntil)
+		a.leaseUntil = time.Time{} // gone here first, whatever the leader hears
+		return held, a.askLeader(ctx, LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch, Release: true, Draining: obs.Draining})
+	case d.RenewLease:
+		start := a.now()
+		held := start.Before(a.leaseUntil)
+		if err := a.askLeader(ctx, LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch}); err != nil {
+			return false, fmt.Errorf("renew primary lease: %w", err)
+		}
+		a.leaseUntil = start.Add(a.opts.Policy.Lease)
+		return !held, nil
+	}
+	return false, nil
+}
+
+func (a *Agent) askLeader(ctx context.Context, req LeaseRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.Policy.Lease/2)
+	defer cancel()
+	if a.raft.IsLeader() {
+		return a.leases.handle(ctx, a.raft, req, a.now)
+	}
+	leaderID, _ := a.raft.Leader()
+	if leaderID == "" {
+		return fmt.Errorf("%w: no raft leader known", ErrNotLeader)
+	}
+	addr := a.raft.Record().Members[leaderID].AdminAddr
+	if addr == "" {
+		return fmt.Errorf("no admin address recorded for leader %s", leaderID)
+	}
+	return a.lease.Lease(ctx, addr, req)
+}
+
+// actCluster carries out the leader's steps: fence a member, ready the candidate, propose.
+func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {
+	rec := obs.Record
+	if id := d.FenceMember; id != "" {
+		srv, err := a.pool.get(ctx, rec.Members[id].MySQLAddr)
+		if err != nil {
+			return false, fmt.Errorf("fence %s: %w", id, err)
+		}
+		if err := srv.Fence(ctx, mysqlctl.FenceOptions{}); err != nil {
+			return false, fmt.Errorf("fence %s: %w", id, err)
+		}
+		a.metrics.fences.WithLabelValues("leader_fenced_member").Inc()
+		return true, nil
+	}
+	if id := d.Prepare; id != "" {
+		if err := a.prepare(ctx, rec.Members[id].MySQLAddr, d.PrepareWaitFor); err != nil {
+			a.metrics.failovers.WithLabelValues("prepare_failed").Inc()
+			return false, fmt.Errorf("prepare candidate %s: %w", id, err)
+		}
+	}
+	if d.Propose == nil {
+		return false, nil
+	}
+	_, err := a.raft.Apply(ctx, *d.Propose)
+	if d.Propose.Op == record.OpSetPrimary {
+		result := "committed"
+		if err != nil {
+			result = "refused"
+		}
+		a.metrics.failovers.WithLabelValues(result).Inc()
+	}
+	if err != nil {
+		return false, fmt.Errorf("propose %s: %w", d.Propose.Op, err)
+	}
+	return true, nil
+}
+
+// prepare readies a candidate: it stops receiving, then applies everything it received and
+// everything in waitFor (the old primary's executed set, when it is still reachable).
+func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTIDSet) error {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.PrepareTimeout)
+	defer cancel()
+	srv, err := a.pool.get(ctx, addr)
+	if err != nil {
+		return err
+	}
+	st, err := srv.Status(ctx)
+	if err != nil {
+		return err
+	}
+	want := st.Received()
+	if waitFor != nil {
+		if want, err = want.Union(*waitFor); err != nil {
+			return err
+		}
+	}
+	if st.Replica != nil && waitFor == nil {
+		// The old primary is gone: freeze what was received so the wait has an end.
+		if err := srv.StopIOThread(ctx); err != nil {
+			return err
+		}
+		if st, err = srv.Status(ctx); err != nil {
+			return err
+		}
+		if want, err = want.Union(st.Received()); err != nil {
+			return err
+		}
+	}
+	return srv.WaitApplied(ctx, want)
+}

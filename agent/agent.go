@@ -1,0 +1,183 @@
+// Package agent is the control loop every shoal agent runs beside its MySQL server:
+// gather an Observation, let ha.Decide choose, act, publish. All I/O lives here; the decision
+// itself is in agent/ha and never touches the network, the disk or the clock.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/mysqlctl"
+)
+
+// Options are the agent's settings, already validated by the caller.
+type Options struct {
+	NodeID  string
+	Cluster string
+	Policy  ha.Policy
+	// BootstrapExpect is how many members must be seen before the Raft cluster is bootstrapped.
+	BootstrapExpect int
+	// LocalMySQLAddr is how the agent reaches its own MySQL; MySQLAddr is how other members
+	// reach it; RaftAddr and AdminAddr are this agent's advertised Raft and admin API addresses.
+	LocalMySQLAddr                 string
+	MySQLAddr, RaftAddr, AdminAddr string
+	// Replication account, and the durability contract the primary runs with.
+	ReplUser, ReplPassword string
+	SemiSync               mysqlctl.SemiSyncConfig
+	// ProbeTimeout bounds each MySQL status probe (default: the policy's tick).
+	ProbeTimeout time.Duration
+	// PrepareTimeout bounds how long a candidate may take to apply its relay log (default 30s).
+	PrepareTimeout time.Duration
+	// DrainTimeout bounds how long shutdown waits for a switchover away from this primary.
+	DrainTimeout time.Duration
+	// RemoveAfter is how long a member may be gone before the leader removes it from Raft.
+	RemoveAfter time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = max(o.Policy.Tick, 500*time.Millisecond)
+	}
+	if o.PrepareTimeout <= 0 {
+		o.PrepareTimeout = 30 * time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 15 * time.Second
+	}
+	return o
+}
+
+// Agent runs the loop. Create it with New, start it with Run.
+type Agent struct {
+	opts    Options
+	log     *slog.Logger
+	raft    raftNode
+	gossip  membership
+	lease   leaseClient
+	metrics *metrics
+	now     func() time.Time
+
+	trigger chan struct{}
+	leases  leases
+	pool    serverPool
+
+	// Loop state, touched only by the loop goroutine.
+	memory     ha.Memory
+	leaseUntil time.Time
+	barrierFor time.Time // the leadership stint a Barrier completed for
+	lastReason string
+	draining   bool
+
+	// view is what the admin API shows; guarded by mu.
+	mu   sync.Mutex
+	view View
+}
+
+// New wires an agent. dial opens MySQL servers, its own (Options.LocalMySQLAddr) and the other
+// members'; connections are opened on first use and kept.
+func New(opts Options, log *slog.Logger, reg prometheus.Registerer, dial dialer,
+	node raftNode, gossip membership, lease leaseClient) (*Agent, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{
+		opts:    opts.withDefaults(),
+		log:     log.With("node", opts.NodeID),
+		raft:    node,
+		gossip:  gossip,
+		lease:   lease,
+		metrics: m,
+		now:     time.Now,
+		trigger: make(chan struct{}, 1),
+		pool:    serverPool{dial: dial, open: map[string]mysqlServer{}},
+	}, nil
+}
+
+// Trigger asks for a pass as soon as the current one ends.
+func (a *Agent) Trigger() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run loops until ctx ends, then drains: a primary hands its role over before Run returns.
+func (a *Agent) Run(ctx context.Context) error {
+	ticker := time.NewTicker(a.opts.Policy.Tick)
+	defer ticker.Stop()
+	defer a.pool.closeAll()
+	for {
+		select {
+		case <-ctx.Done():
+			return a.drain()
+		case <-ticker.C:
+		case <-a.trigger:
+		case <-a.raft.Changes():
+		case <-a.gossip.Events():
+		}
+		a.pass(ctx)
+	}
+}
+
+// drain gives the primary role away before shutdown: the node decision fences this server and
+// releases the lease, the leader then switches over, and drain waits until the record names
+// another primary or DrainTimeout passes.
+func (a *Agent) drain() error {
+	a.draining = true
+	ctx, cancel := context.WithTimeout(context.Background(), a.opts.DrainTimeout)
+	defer cancel()
+	tick := time.NewTicker(a.opts.Policy.Tick)
+	defer tick.Stop()
+	for {
+		a.pass(ctx)
+		rec := a.raft.Record()
+		if rec.Primary != a.opts.NodeID {
+			if a.raft.IsLeader() {
+				if err := a.raft.TransferLeadership(ctx); err != nil {
+					a.log.Warn("leadership transfer before shutdown failed", "err", err)
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("shutdown: record still names this node primary after %s: %w", a.opts.DrainTimeout, ctx.Err())
+		case <-tick.C:
+		case <-a.raft.Changes():
+		}
+	}
+}
+
+// pass is one gather -> decide -> act round. A failed action ends the pass; the next re-gathers.
+func (a *Agent) pass(ctx context.Context) {
+	start := a.now()
+	a.maintainRaft(ctx)
+	obs := a.gather(ctx)
+	d := ha.Decide(obs, a.opts.Policy)
+	a.memory = d.Memory
+	if reason := d.Reason(); reason != a.lastReason {
+		a.log.Info("decision", "reason", reason, "epoch", obs.Record.Epoch, "primary", obs.Record.Primary, "leader", obs.Leader)
+		a.lastReason = reason
+	}
+	changed, err := a.act(ctx, obs, d)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		a.log.Warn("action failed", "reason", d.Reason(), "err", err)
+	}
+	a.publish(obs, d)
+	a.metrics.observe(obs, d, a.now().Sub(start))
+	if changed {
+		a.Trigger()
+	}
+}
+
+// record returns the committed record; exported through the admin API via View.
+func (a *Agent) record() record.Record { return a.raft.Record() }

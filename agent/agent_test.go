@@ -1,0 +1,312 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-db/shoal/agent/gossip"
+	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/agent/health"
+	"github.com/shoal-db/shoal/consensus"
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/mysqlctltest"
+)
+
+// fastPolicy keeps in-process tests quick; the inequalities of Validate still hold.
+func fastPolicy() ha.Policy {
+	return ha.Policy{Tick: 50 * time.Millisecond, DetectionTimeout: 300 * time.Millisecond, Lease: 600 * time.Millisecond,
+		MaxClockDrift: 50 * time.Millisecond, PromotionMargin: 100 * time.Millisecond, FailoverCooldown: time.Second, SemiSyncAcks: 1}
+}
+
+// member is one in-process agent with its fake MySQL, Raft node and gossip.
+type member struct {
+	id     string
+	agent  *Agent
+	mysql  *mysqlctltest.Server
+	raft   *consensus.Node
+	gossip *gossip.Gossip
+	http   *http.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// testCluster runs n agents in one process: Raft over the in-memory transport, memberlist on
+// loopback, fake MySQL servers, and the real admin HTTP API between them.
+type testCluster struct {
+	t       *testing.T
+	net     *mysqlctltest.Network
+	raftNet *consensus.InmemNetwork
+	members []*member
+}
+
+func logger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func startCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, net: mysqlctltest.NewNetwork(), raftNet: consensus.NewInmemNetwork()}
+	var seed string
+	for i := range n {
+		m := c.startMember(i, seed)
+		if seed == "" {
+			seed = m.gossip.AdvertiseAddr().String()
+		}
+	}
+	t.Cleanup(func() {
+		for _, m := range c.members {
+			m.stop()
+		}
+	})
+	return c
+}
+
+func (c *testCluster) startMember(i int, seed string) *member {
+	t := c.t
+	id := fmt.Sprintf("db-%d", i)
+	mysqlAddr := fmt.Sprintf("10.9.0.%d:3306", i+1)
+	m := &member{id: id, mysql: c.net.Add(mysqlAddr, uint32(i+1)), done: make(chan error, 1)}
+	log := logger(t).With("member", id)
+
+	node, err := consensus.Open(t.Context(), consensus.Config{NodeID: id, DataDir: t.TempDir(),
+		Network: c.raftNet, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.raft = node
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gossip.Start(t.Context(), gossip.Config{NodeName: id, BindAddr: "127.0.0.1", BindPort: 0,
+		AllowPlaintext: true, Logger: log, Seeds: nonEmpty(seed)}, health.Report{Role: health.RoleUnknown})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.gossip = g
+	if seed != "" {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		if _, err := g.Join(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	dial := func(ctx context.Context, addr string) (mysqlServer, error) { return c.net.Dial(ctx, addr) }
+	opts := Options{NodeID: id, Cluster: "orders", Policy: fastPolicy(), BootstrapExpect: 3,
+		LocalMySQLAddr: mysqlAddr, MySQLAddr: mysqlAddr, RaftAddr: id, AdminAddr: ln.Addr().String(),
+		ReplUser: "repl", ReplPassword: "pw", DrainTimeout: 5 * time.Second}
+	reg := prometheus.NewRegistry()
+	a, err := New(opts, log, reg, dial, node, g, AdminClient{Token: "secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.agent = a
+	m.http = &http.Server{Handler: a.Handler("secret", reg)}
+	go m.http.Serve(ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() { m.done <- a.Run(ctx) }()
+	c.members = append(c.members, m)
+	return m
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// stop shuts the member down gracefully (a drain first); stopping twice is harmless.
+func (m *member) stop() {
+	if m.cancel == nil {
+		return
+	}
+	m.cancel()
+	<-m.done
+	m.cancel = nil
+	m.http.Close()
+	m.gossip.Shutdown()
+	m.raft.Close()
+}
+
+// crash kills the member's whole host at once: no drain, no leave.
+func (m *member) crash() {
+	m.mysql.Crash()
+	m.gossip.Shutdown()
+	m.raft.Close()
+	m.http.Close()
+	m.agent.opts.DrainTimeout = time.Millisecond
+	m.cancel()
+	<-m.done
+	m.cancel = nil
+}
+
+// writers returns the members whose MySQL accepts writes.
+func (c *testCluster) writers() []*member {
+	var out []*member
+	for _, m := range c.members {
+		if m.mysql.Writable() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitPrimary waits until exactly one member is writable and the record names it, other than not.
+func (c *testCluster) waitPrimary(not string) *member {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if w := c.writers(); len(w) == 1 && w[0].id != not {
+			for _, m := range c.members {
+				if m.cancel != nil && m.raft.Record().Primary == w[0].id {
+					return w[0]
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, m := range c.members {
+		c.t.Logf("%s: writable=%v record=%+v reason=%q", m.id, m.mysql.Writable(), m.raft.Record(), m.agent.snapshot().Reason)
+	}
+	c.t.Fatalf("no single writable primary (other than %q) within 30s", not)
+	return nil
+}
+
+// watchSplitBrain fails the test if two members are ever writable at once.
+func (c *testCluster) watchSplitBrain() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if w := c.writers(); len(w) > 1 {
+				c.t.Errorf("split brain: %s and %s writable at once", w[0].id, w[1].id)
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func writeSome(t *testing.T, m *member, n int) []string {
+	t.Helper()
+	var acked []string
+	deadline := time.Now().Add(10 * time.Second)
+	for len(acked) < n {
+		gtid, err := m.mysql.Write()
+		switch {
+		case errors.Is(err, mysqlctltest.ErrNoAck) && time.Now().Before(deadline):
+			// A real lossless primary blocks the commit until a replica is connected.
+			time.Sleep(10 * time.Millisecond)
+		case err != nil:
+			t.Fatalf("write on primary %s: %v", m.id, err)
+		default:
+			acked = append(acked, gtid)
+		}
+	}
+	return acked
+}
+
+func requireContains(t *testing.T, m *member, acked []string) {
+	t.Helper()
+	have := m.mysql.Executed()
+	for _, g := range acked {
+		ok, err := have.Contains(mysqlctl.MustParseGTIDSet(mysqlctl.FlavorMySQL, g))
+		if err != nil || !ok {
+			t.Fatalf("acknowledged write %s missing on %s (has %s)", g, m.id, have)
+		}
+	}
+}
+
+func TestAgentsElectFailOverAndRejoin(t *testing.T) {
+	c := startCluster(t, 3)
+	stop := c.watchSplitBrain()
+	defer stop()
+
+	first := c.waitPrimary("")
+	epoch := first.raft.Record().Epoch
+	acked := writeSome(t, first, 20)
+
+	first.mysql.Crash() // mysqld dies, its agent lives
+	second := c.waitPrimary(first.id)
+	if e := second.raft.Record().Epoch; e <= epoch {
+		t.Fatalf("epoch %d after failover, was %d", e, epoch)
+	}
+	requireContains(t, second, acked)
+	acked = append(acked, writeSome(t, second, 10)...)
+
+	first.mysql.Restart() // comes back read-only and must rejoin as a replica of the new primary
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := first.mysql.Status(t.Context())
+		if err == nil && st.Replica != nil && st.Replica.IORunning() && !st.Writable() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("old primary did not rejoin as a replica: %+v %v (reason %q)", st.Replica, err, first.agent.snapshot().Reason)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	requireContains(t, first, acked)
+}
+
+func TestAgentsSurviveHostCrash(t *testing.T) {
+	c := startCluster(t, 3)
+	stop := c.watchSplitBrain()
+	defer stop()
+
+	first := c.waitPrimary("")
+	acked := writeSome(t, first, 20)
+	first.crash()
+	second := c.waitPrimary(first.id)
+	requireContains(t, second, acked)
+}
+
+func TestSwitchoverAndDrain(t *testing.T) {
+	c := startCluster(t, 3)
+	stop := c.watchSplitBrain()
+	defer stop()
+
+	first := c.waitPrimary("")
+	acked := writeSome(t, first, 5)
+	var target *member
+	for _, m := range c.members {
+		if m != first {
+			target = m
+			break
+		}
+	}
+	client := AdminClient{Token: "secret"}
+	if _, err := client.Switchover(t.Context(), first.agent.opts.AdminAddr, target.id); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.waitPrimary(first.id); got != target {
+		t.Fatalf("switchover went to %s, asked for %s", got.id, target.id)
+	}
+	requireContains(t, target, acked)
+
+	// SIGTERM of the primary's agent: it hands the role over before it exits.
+	target.stop()
+	third := c.waitPrimary(target.id)
+	requireContains(t, third, acked)
+}

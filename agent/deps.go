@@ -1,0 +1,59 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/shoal-db/shoal/agent/gossip"
+	"github.com/shoal-db/shoal/agent/health"
+	"github.com/shoal-db/shoal/consensus"
+	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/mysqlctl"
+)
+
+// mysqlServer is what the agent says to one MySQL server; *mysqlctl.Server implements it.
+type mysqlServer interface {
+	Status(ctx context.Context) (mysqlctl.Status, error)
+	Fence(ctx context.Context, opts mysqlctl.FenceOptions) error
+	Promote(ctx context.Context, opts mysqlctl.PromoteOptions) error
+	ConfigureReplica(ctx context.Context, src mysqlctl.Source, opts mysqlctl.ReplicaOptions) error
+	StartReplica(ctx context.Context) error
+	StopReplica(ctx context.Context) error
+	StopIOThread(ctx context.Context) error
+	WaitApplied(ctx context.Context, set mysqlctl.GTIDSet) error
+	EnsureReplicationUser(ctx context.Context, user, password string) error
+	Close() error
+}
+
+// dialer opens a mysqlServer for an address.
+type dialer func(ctx context.Context, addr string) (mysqlServer, error)
+
+// raftNode is the agent's view of its Raft node; *consensus.Node implements it.
+type raftNode interface {
+	ID() string
+	Record() record.Record
+	Changes() <-chan struct{}
+	IsLeader() bool
+	Leader() (id, addr string)
+	LeaderSince() time.Time
+	HasState() bool
+	Apply(ctx context.Context, cmd record.Command) (record.Record, error)
+	Barrier(ctx context.Context) error
+	VerifyLeader(ctx context.Context) error
+	Bootstrap(servers []consensus.Server) error
+	Configuration() ([]consensus.Server, error)
+	ApplyChange(ctx context.Context, c consensus.Change) error
+	TransferLeadership(ctx context.Context) error
+}
+
+// membership is the agent's view of gossip; *gossip.Gossip implements it.
+type membership interface {
+	Members() []gossip.Peer
+	SetHealth(r health.Report) error
+	Events() <-chan struct{}
+}
+
+// leaseClient asks the Raft leader to renew or release this agent's primary lease.
+type leaseClient interface {
+	Lease(ctx context.Context, leaderAdminAddr string, req LeaseRequest) error
+}

@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/shoal-db/shoal/agent/gossip"
+	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/consensus/record"
+)
+
+// serverPool keeps one open mysqlctl handle per address, opened on first use. A server that is
+// down fails to open and is tried again on the next pass.
+type serverPool struct {
+	dial dialer
+	mu   sync.Mutex
+	open map[string]mysqlServer
+}
+
+func (p *serverPool) get(ctx context.Context, addr string) (mysqlServer, error) {
+	p.mu.Lock()
+	srv, ok := p.open[addr]
+	p.mu.Unlock()
+	if ok {
+		return srv, nil
+	}
+	srv, err := p.dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if existing, ok := p.open[addr]; ok { // another goroutine won the race
+		srv.Close()
+		return existing, nil
+	}
+	p.open[addr] = srv
+	return srv, nil
+}
+
+func (p *serverPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, srv := range p.open {
+		srv.Close()
+		delete(p.open, addr)
+	}
+}
+
+// probe reads one server's status within the probe timeout.
+func (a *Agent) probe(ctx context.Context, addr string) ha.Server {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.ProbeTimeout)
+	defer cancel()
+	srv, err := a.pool.get(ctx, addr)
+	if err != nil {
+		return ha.Server{Err: err.Error()}
+	}
+	st, err := srv.Status(ctx)
+	if err != nil {
+		return ha.Server{Err: err.Error()}
+	}
+	return ha.Server{Up: true, Status: st}
+}
+
+// gather builds the Observation for one pass.
+func (a *Agent) gather(ctx context.Context) ha.Observation {
+	leader := a.leaderReady(ctx)
+	rec := a.raft.Record()
+	obs := ha.Observation{
+		Self:       a.opts.NodeID,
+		Record:     rec,
+		Leader:     leader,
+		LeaseUntil: a.leaseUntil,
+		Draining:   a.draining,
+		Memory:     a.memory,
+		Peers:      a.peers(),
+	}
+
+	probes := map[string]string{"": a.opts.LocalMySQLAddr} // member id -> address; "" is self
+	if p := rec.Primary; p != "" && p != a.opts.NodeID {
+		probes[p] = rec.Members[p].MySQLAddr
+	}
+	if obs.Leader {
+		for id, m := range rec.Members {
+			if id != a.opts.NodeID && m.MySQLAddr != "" {
+				probes[id] = m.MySQLAddr
+			}
+		}
+	}
+	results := a.probeAll(ctx, probes)
+	obs.Local = results[""]
+	if p := rec.Primary; p != "" && p != a.opts.NodeID {
+		primary := results[p]
+		obs.Primary = &primary
+	}
+	if obs.Leader {
+		obs.Servers = make(map[string]ha.Server, len(rec.Members))
+		for id := range rec.Members {
+			if id == a.opts.NodeID {
+				obs.Servers[id] = obs.Local
+			} else {
+				obs.Servers[id] = results[id]
+			}
+		}
+		obs.Grant = a.leases.view(rec.Epoch, a.raft.LeaderSince())
+	}
+	// The clock is read after the probes, so nothing the decision compares is older than Now.
+	obs.Now = a.now()
+	return obs
+}
+
+// probeAll probes the servers in parallel: one slow server must not delay the others.
+func (a *Agent) probeAll(ctx context.Context, addrs map[string]string) map[string]ha.Server {
+	out := make(map[string]ha.Server, len(addrs))
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	for id, addr := range addrs {
+		if addr == "" {
+			out[id] = ha.Server{Err: fmt.Sprintf("no MySQL address recorded for %q", id)}
+			continue
+		}
+		wg.Go(func() {
+			s := a.probe(ctx, addr)
+			mu.Lock()
+			out[id] = s
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// leaderReady reports whether this agent may take cluster decisions: it leads, a Barrier since
+// winning has applied everything earlier leaders committed, and the record is initialized.
+func (a *Agent) leaderReady(ctx context.Context) bool {
+	if !a.raft.IsLeader() {
+		return false
+	}
+	since := a.raft.LeaderSince()
+	if !a.barrierFor.Equal(since) {
+		if err := a.raft.Barrier(ctx); err != nil {
+			a.log.Warn("barrier after winning leadership failed", "err", err)
+			return false
+		}
+		a.barrierFor = since
+	}
+	if a.raft.Record().Cluster == "" {
+		cmd := record.Command{Op: record.OpInit, Cluster: a.opts.Cluster, At: a.now()}
+		if _, err := a.raft.Apply(ctx, cmd); err != nil {
+			a.log.Warn("initializing the cluster record failed", "err", err)
+			return false
+		}
+	}
+	return true
+}
+
+// peers maps gossip's member list into the decision's terms.
+func (a *Agent) peers() map[string]ha.Peer {
+	members := a.gossip.Members()
+	out := make(map[string]ha.Peer, len(members))
+	for _, m := range members {
+		p := ha.Peer{Report: m.Health}
+		switch m.State {
+		case gossip.StateAlive:
+			p.State = ha.PeerAlive
+		case gossip.StateSuspect:
+			p.State = ha.PeerSuspect
+		case gossip.StateLeft:
+			p.State = ha.PeerLeft
+		default:
+			p.State = ha.PeerDead
+		}
+		if m.HealthErr != nil {
+			p.ReportErr = m.HealthErr.Error()
+		}
+		out[m.Name] = p
+	}
+	return out
+}

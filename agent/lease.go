@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shoal-db/shoal/agent/ha"
+)
+
+// LeaseRequest is a primary's agent asking the Raft leader to renew, or to release, its lease.
+type LeaseRequest struct {
+	Member  string `json:"member"`
+	Epoch   uint64 `json:"epoch"`
+	Release bool   `json:"release,omitempty"`
+	// Draining says why a lease is released: the agent shuts down and wants no role.
+	Draining bool `json:"draining,omitempty"`
+}
+
+// ErrLeaseRefused: the leader will not renew the lease (not the primary of that epoch, a
+// switchover is pending, the lease was released or revoked).
+var ErrLeaseRefused = errors.New("lease refused")
+
+// ErrNotLeader: the request needs the Raft leader and this agent is not it.
+var ErrNotLeader = errors.New("not the raft leader")
+
+// leases is the leader's side of the primary lease. A grant is given only after VerifyLeader
+// confirmed that a majority still follows this leader, so a leader cut off from the majority
+// cannot keep an isolated primary writable.
+type leases struct {
+	mu    sync.Mutex
+	since time.Time // the leadership stint the state belongs to
+	grant ha.LeaseGrant
+	// revoked is set once the leader judged the primary of this epoch down.
+	revoked bool
+}
+
+// view returns the grant state for epoch in the leadership that began at since. A new stint or
+// epoch starts from LastGrant = since: any lease an earlier leader granted predates it.
+func (l *leases) view(epoch uint64, since time.Time) ha.LeaseGrant {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reset(epoch, since)
+	return l.grant
+}
+
+func (l *leases) reset(epoch uint64, since time.Time) {
+	if l.since.Equal(since) && l.grant.Epoch == epoch {
+		return
+	}
+	l.since = since
+	l.grant = ha.LeaseGrant{Epoch: epoch, LastGrant: since}
+	l.revoked = false
+}
+
+// revoke stops renewals for epoch.
+func (l *leases) revoke(epoch uint64, since time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reset(epoch, since)
+	l.revoked = true
+}
+
+// handle answers a lease request on the leader.
+func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, now func() time.Time) error {
+	if !node.IsLeader() {
+		return ErrNotLeader
+	}
+	rec := node.Record()
+	if req.Epoch != rec.Epoch || req.Member != rec.Primary {
+		return fmt.Errorf("%w: %s is not the primary of epoch %d (record: %q in epoch %d)",
+			ErrLeaseRefused, req.Member, req.Epoch, rec.Primary, rec.Epoch)
+	}
+	since := node.LeaderSince()
+	if req.Release {
+		l.mu.Lock()
+		l.reset(rec.Epoch, since)
+		l.grant.Released = true
+		l.grant.Draining = l.grant.Draining || req.Draining
+		l.mu.Unlock()
+		return nil
+	}
+	if rec.Switchover != nil {
+		return fmt.Errorf("%w: a switchover is pending", ErrLeaseRefused)
+	}
+	if err := l.renewable(rec.Epoch, since); err != nil {
+		return err
+	}
+	if err := node.VerifyLeader(ctx); err != nil {
+		return fmt.Errorf("%w: leadership not confirmed by a majority: %w", ErrLeaseRefused, err)
+	}
+	granted := now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reset(rec.Epoch, since)
+	if l.grant.Released || l.revoked {
+		return fmt.Errorf("%w: released or revoked while confirming leadership", ErrLeaseRefused)
+	}
+	if granted.After(l.grant.LastGrant) {
+		l.grant.LastGrant = granted
+	}
+	return nil
+}
+
+func (l *leases) renewable(epoch uint64, since time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reset(epoch, since)
+	switch {
+	case l.grant.Released:
+		return fmt.Errorf("%w: the lease of epoch %d was released; a new epoch is needed", ErrLeaseRefused, epoch)
+	case l.revoked:
+		return fmt.Errorf("%w: the leader judged the primary of epoch %d down", ErrLeaseRefused, epoch)
+	}
+	return nil
+}

@@ -1,0 +1,254 @@
+// Package mysqlctltest is an in-memory stand-in for MySQL servers, for fast tests of the code
+// that drives them (the agent loop). It models what HA depends on: read-only fencing, GTID sets,
+// replication with separate receive and apply steps, and lossless semi-sync (a commit on a
+// semi-sync primary needs a connected replica to have received it). It is not a SQL engine.
+package mysqlctltest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shoal-db/shoal/mysqlctl"
+)
+
+// ErrDown: the fake server is crashed or unknown.
+var ErrDown = errors.New("fake mysql: server down")
+
+// ErrReadOnly: a write reached a read-only server.
+var ErrReadOnly = errors.New("fake mysql: read-only")
+
+// ErrNoAck: a semi-sync primary had no replica to receive the write (a real one would block).
+var ErrNoAck = errors.New("fake mysql: no semi-sync replica connected")
+
+// Network holds fake servers by address. One mutex guards every server, so replication between
+// them is simply consistent.
+type Network struct {
+	mu      sync.Mutex
+	servers map[string]*Server
+}
+
+// NewNetwork returns an empty network.
+func NewNetwork() *Network { return &Network{servers: map[string]*Server{}} }
+
+// Add creates a server at addr, up and read-only, as every shoal-managed server starts.
+func (n *Network) Add(addr string, serverID uint32) *Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := &Server{net: n, addr: addr, id: serverID, up: true, readOnly: true,
+		uuid: fmt.Sprintf("00000000-0000-0000-0000-%012d", serverID)}
+	n.servers[addr] = s
+	return s
+}
+
+// Dial returns the server at addr, or ErrDown.
+func (n *Network) Dial(_ context.Context, addr string) (*Server, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s, ok := n.servers[addr]
+	if !ok || !s.up {
+		return nil, fmt.Errorf("dial %s: %w", addr, ErrDown)
+	}
+	return s, nil
+}
+
+// Server is one fake server. Its methods mirror *mysqlctl.Server.
+type Server struct {
+	net      *Network
+	addr     string
+	id       uint32
+	uuid     string
+	up       bool
+	readOnly bool
+	seq      uint64
+	executed mysqlctl.GTIDSet
+	received mysqlctl.GTIDSet
+	source   string // replication source address; "" when not a replica
+	io, sql  bool
+	semiSync bool // primary side: commits need an ack
+}
+
+func (s *Server) check() error {
+	if !s.up {
+		return fmt.Errorf("%s: %w", s.addr, ErrDown)
+	}
+	return nil
+}
+
+// pull moves transactions along the replication chain: received from a live source whose
+// receiving thread runs, applied when the applier runs.
+func (s *Server) pull() {
+	if s.source != "" && s.io {
+		if src, ok := s.net.servers[s.source]; ok && src.up {
+			s.received, _ = s.received.Union(src.executed)
+		}
+	}
+	if s.sql {
+		s.executed, _ = s.executed.Union(s.received)
+	}
+}
+
+// Write commits one transaction as a client would, and returns its GTID.
+func (s *Server) Write() (string, error) {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	if err := s.check(); err != nil {
+		return "", err
+	}
+	if s.readOnly {
+		return "", fmt.Errorf("%s: %w", s.addr, ErrReadOnly)
+	}
+	s.seq++
+	gtid := mysqlctl.MustParseGTIDSet(mysqlctl.FlavorMySQL, s.uuid+":"+strconv.FormatUint(s.seq, 10))
+	var ackers []*Server
+	for _, r := range s.net.servers {
+		if r.up && r.source == s.addr && r.io {
+			ackers = append(ackers, r)
+		}
+	}
+	if s.semiSync && len(ackers) == 0 {
+		s.seq--
+		return "", fmt.Errorf("%s: %w", s.addr, ErrNoAck)
+	}
+	s.executed, _ = s.executed.Union(gtid)
+	for _, r := range ackers { // AFTER_SYNC: the replicas have it before the client hears back
+		r.received, _ = r.received.Union(gtid)
+	}
+	return gtid.String(), nil
+}
+
+// Crash stops the server; its data survives.
+func (s *Server) Crash() {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	s.up = false
+}
+
+// Restart brings a crashed server back, read-only as at every start, replication threads running.
+func (s *Server) Restart() {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	s.up, s.readOnly = true, true
+	if s.source != "" {
+		s.io, s.sql = true, true
+	}
+}
+
+// Writable reports whether clients can write.
+func (s *Server) Writable() bool {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	return s.up && !s.readOnly
+}
+
+// Executed returns the applied set.
+func (s *Server) Executed() mysqlctl.GTIDSet {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	return s.executed
+}
+
+// Status mirrors mysqlctl.Server.Status.
+func (s *Server) Status(context.Context) (mysqlctl.Status, error) {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	if err := s.check(); err != nil {
+		return mysqlctl.Status{}, err
+	}
+	s.pull()
+	st := mysqlctl.Status{Addr: s.addr, Flavor: mysqlctl.FlavorMySQL, Version: mysqlctl.Version{Major: 9, Minor: 7},
+		ServerID: s.id, ServerUUID: s.uuid, ReadOnly: s.readOnly, SuperReadOnly: s.readOnly, Executed: s.executed,
+		SemiSync: mysqlctl.SemiSyncStatus{Available: true, SourceEnabled: s.semiSync, SourceActive: s.semiSync, AcksRequired: 1}}
+	if s.source != "" {
+		host, port, _ := net.SplitHostPort(s.source)
+		p, _ := strconv.Atoi(port)
+		io := "No"
+		if src, ok := s.net.servers[s.source]; s.io && ok && src.up {
+			io = "Yes"
+		} else if s.io {
+			io = "Connecting"
+		}
+		received, _ := s.executed.Union(s.received)
+		lag := time.Duration(0)
+		st.Replica = &mysqlctl.ReplicaStatus{SourceHost: host, SourcePort: p, IOState: io, SQLRunning: s.sql,
+			AutoPosition: true, Received: received, Lag: &lag}
+	}
+	return st, nil
+}
+
+// Fence mirrors mysqlctl.Server.Fence.
+func (s *Server) Fence(context.Context, mysqlctl.FenceOptions) error {
+	return s.do(func() { s.readOnly = true })
+}
+
+// Promote mirrors mysqlctl.Server.Promote: apply what was received, drop replication, open writes.
+func (s *Server) Promote(_ context.Context, opts mysqlctl.PromoteOptions) error {
+	return s.do(func() {
+		s.io = false
+		s.executed, _ = s.executed.Union(s.received)
+		s.source, s.sql, s.received = "", false, mysqlctl.GTIDSet{}
+		s.semiSync = !opts.SemiSync.Async
+		s.readOnly = false
+	})
+}
+
+// ConfigureReplica mirrors mysqlctl.Server.ConfigureReplica.
+func (s *Server) ConfigureReplica(_ context.Context, src mysqlctl.Source, _ mysqlctl.ReplicaOptions) error {
+	return s.do(func() {
+		s.source = net.JoinHostPort(src.Host, strconv.Itoa(src.Port))
+		s.received = s.executed
+		s.io, s.sql, s.semiSync = true, true, false
+	})
+}
+
+// StartReplica mirrors mysqlctl.Server.StartReplica.
+func (s *Server) StartReplica(context.Context) error { return s.do(func() { s.io, s.sql = true, true }) }
+
+// StopReplica mirrors mysqlctl.Server.StopReplica.
+func (s *Server) StopReplica(context.Context) error { return s.do(func() { s.io, s.sql = false, false }) }
+
+// StopIOThread mirrors mysqlctl.Server.StopIOThread.
+func (s *Server) StopIOThread(context.Context) error { return s.do(func() { s.io = false }) }
+
+// WaitApplied mirrors mysqlctl.Server.WaitApplied, polling until ctx ends.
+func (s *Server) WaitApplied(ctx context.Context, set mysqlctl.GTIDSet) error {
+	for {
+		s.net.mu.Lock()
+		err := s.check()
+		var ok bool
+		if err == nil {
+			s.pull()
+			ok, err = s.executed.Contains(set)
+		}
+		s.net.mu.Unlock()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w: %s", s.addr, mysqlctl.ErrWaitTimeout, set)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// EnsureReplicationUser mirrors mysqlctl.Server.EnsureReplicationUser (accounts are not modelled).
+func (s *Server) EnsureReplicationUser(context.Context, string, string) error { return s.do(func() {}) }
+
+// Close mirrors mysqlctl.Server.Close.
+func (s *Server) Close() error { return nil }
+
+func (s *Server) do(f func()) error {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	if err := s.check(); err != nil {
+		return err
+	}
+	s.pull()
+	f()
+	return nil
+}
