@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -135,6 +136,10 @@ func Apply(r Record, c Command) (Record, error) {
 	case OpSetPrimary:
 		if c.Epoch != r.Epoch {
 			return r, fmt.Errorf("%w: decided in epoch %d, record is at %d", ErrStaleEpoch, c.Epoch, r.Epoch)
+		}
+		if r.Epoch == math.MaxUint64 {
+			// Wrapping to 0 would let every stale decision match again.
+			return r, fmt.Errorf("%w: epoch %d cannot advance", ErrInvalidCommand, r.Epoch)
 		}
 		if c.Primary != "" {
 			if _, ok := r.Members[c.Primary]; !ok {
