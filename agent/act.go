@@ -54,11 +54,10 @@ func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) 
 		}
 		ctx, cancel := context.WithDeadline(ctx, a.leaseUntil)
 		defer cancel()
-		if err := local.Promote(ctx, mysqlctl.PromoteOptions{SemiSync: a.opts.SemiSync}); err != nil {
-			return true, err
-		}
-		// Binlogged here, so every replica holds the same account and a later primary has it.
-		return true, local.EnsureReplicationUser(ctx, a.opts.ReplUser, a.opts.ReplPassword)
+		// The replication account is ensured on the way (binlogged, so every replica and every
+		// later primary has the same one).
+		return true, local.Promote(ctx, mysqlctl.PromoteOptions{SemiSync: a.opts.SemiSync,
+			ReplUser: a.opts.ReplUser, ReplPassword: a.opts.ReplPassword})
 	case ha.NodeReplicate:
 		src, err := a.source(obs.Record)
 		if err != nil {

@@ -2,6 +2,7 @@ package mysqlctl
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -145,6 +146,10 @@ func (s *Server) WaitRelayLogApplied(ctx context.Context) (GTIDSet, error) {
 // PromoteOptions say how the new primary runs.
 type PromoteOptions struct {
 	SemiSync SemiSyncConfig
+	// ReplUser and ReplPassword, when set, are ensured as the replication account before
+	// semi-sync is switched on: replicas need it to connect, and under lossless semi-sync the
+	// account's creation would otherwise wait for an ack no replica can give.
+	ReplUser, ReplPassword string
 }
 
 // Promote makes the server a writable primary: receive nothing more, apply all it received, drop
@@ -166,10 +171,39 @@ func (s *Server) Promote(ctx context.Context, opts PromoteOptions) error {
 			return err
 		}
 	}
+	if opts.ReplUser != "" {
+		if err := s.ensureReplicationUserFenced(ctx, opts.ReplUser, opts.ReplPassword); err != nil {
+			return err
+		}
+	}
 	if err := s.ConfigureSemiSync(ctx, opts.SemiSync); err != nil {
 		return err
 	}
 	return s.SetWritable(ctx)
+}
+
+// ensureReplicationUserFenced creates the replication account while clients are still kept out:
+// semi-sync source off (ConfigureReplica and fresh servers leave it off) and read_only on, which
+// binds client accounts but not this administrative one.
+func (s *Server) ensureReplicationUserFenced(ctx context.Context, user, password string) error {
+	semi, err := s.semiSyncStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if semi.SourceEnabled {
+		if err := s.setGlobal(ctx, s.dialect.semiSource+"enabled", "OFF"); err != nil {
+			return err
+		}
+	}
+	if err := s.setGlobal(ctx, "read_only", "ON"); err != nil {
+		return err
+	}
+	if s.flavor == FlavorMySQL {
+		if err := s.setGlobal(ctx, "super_read_only", "OFF"); err != nil {
+			return err
+		}
+	}
+	return s.EnsureReplicationUser(ctx, user, password)
 }
 
 // SetWritable turns writes on. Only the agent of the committed primary, holding a fresh lease, calls it.
@@ -222,7 +256,7 @@ func (s *Server) Fence(ctx context.Context, opts FenceOptions) error {
 	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ownID); err != nil {
 		return s.errorf("fence: read own connection id", err)
 	}
-	if err := s.killClients(ctx, ownID); err != nil {
+	if err := s.killClients(ctx, conn, ownID); err != nil {
 		return err
 	}
 	if fenced != nil {
@@ -233,9 +267,10 @@ func (s *Server) Fence(ctx context.Context, opts FenceOptions) error {
 	return nil
 }
 
-// killClients kills every connection but replication threads, system threads and ownID.
-func (s *Server) killClients(ctx context.Context, ownID int64) error {
-	rows, err := s.db.QueryContext(ctx,
+// killClients kills, over conn, every connection but replication threads, system threads and
+// conn itself (ownID); the pool's other connections are clients like any other.
+func (s *Server) killClients(ctx context.Context, conn *sql.Conn, ownID int64) error {
+	rows, err := conn.QueryContext(ctx,
 		"SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST WHERE ID <> ?", ownID)
 	if err != nil {
 		return s.errorf("fence: list connections", err)
@@ -259,7 +294,7 @@ func (s *Server) killClients(ctx context.Context, ownID int64) error {
 		return s.errorf("fence: read connection list", err)
 	}
 	for _, id := range victims {
-		if _, err := s.db.ExecContext(ctx, "KILL CONNECTION ?", id); err != nil && serverErrorNumber(err) != errNoSuchThread {
+		if _, err := conn.ExecContext(ctx, "KILL CONNECTION ?", id); err != nil && serverErrorNumber(err) != errNoSuchThread {
 			return s.errorf(fmt.Sprintf("fence: kill connection %d", id), err)
 		}
 	}

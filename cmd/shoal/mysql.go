@@ -52,8 +52,7 @@ func readSecret(path string) (string, error) {
 func mysqlCommands() []command {
 	return []command{
 		{"status", "show servers' role, replication and GTIDs: status ADDR...", mysqlStatus},
-		{"promote", "make a server the writable lossless semi-sync primary: promote ADDR", mysqlPromote},
-		{"repl-user", "create/update the replication account on the primary: repl-user ADDR", mysqlReplUser},
+		{"promote", "make a server the writable lossless semi-sync primary, with the replication account: promote ADDR", mysqlPromote},
 		{"replicate", "make a server replicate from a source: replicate ADDR --from ADDR", mysqlReplicate},
 		{"fence", "refuse writes and kill client connections: fence ADDR", mysqlFence},
 		{"errant", "list transactions a server has that the primary lacks: errant ADDR --primary ADDR", mysqlErrant},
@@ -125,15 +124,23 @@ func withOne(ctx context.Context, fs *flag.FlagSet, mf *mysqlFlags, args []strin
 func mysqlPromote(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		mf    mysqlFlags
+		rf    replFlags
 		fs    = newFlagSet("promote")
 		async = fs.Bool("async", false, "plain asynchronous replication (acknowledged writes may be lost on failover)")
 		acks  = fs.Int("acks", 1, "replicas that must receive a transaction before its commit returns")
 	)
+	rf.register(fs)
 	return withOne(ctx, fs, &mf, args, func(ctx context.Context, srv *mysqlctl.Server) error {
-		if err := srv.Promote(ctx, mysqlctl.PromoteOptions{SemiSync: mysqlctl.SemiSyncConfig{Async: *async, Acks: *acks}}); err != nil {
+		password, err := readSecret(rf.passwordFile)
+		if err != nil {
 			return err
 		}
-		_, err := fmt.Fprintf(stdout, "%s is now a writable primary\n", srv.Addr())
+		opts := mysqlctl.PromoteOptions{SemiSync: mysqlctl.SemiSyncConfig{Async: *async, Acks: *acks},
+			ReplUser: rf.user, ReplPassword: password}
+		if err := srv.Promote(ctx, opts); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s is now a writable primary\n", srv.Addr())
 		return err
 	})
 }
@@ -146,26 +153,6 @@ type replFlags struct {
 func (r *replFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.user, "repl-user", "shoal_repl", "replication account")
 	fs.StringVar(&r.passwordFile, "repl-password-file", "", "file holding the replication account's password")
-}
-
-func mysqlReplUser(ctx context.Context, args []string, stdout io.Writer) error {
-	var (
-		mf mysqlFlags
-		rf replFlags
-		fs = newFlagSet("repl-user")
-	)
-	rf.register(fs)
-	return withOne(ctx, fs, &mf, args, func(ctx context.Context, srv *mysqlctl.Server) error {
-		password, err := readSecret(rf.passwordFile)
-		if err != nil {
-			return err
-		}
-		if err := srv.EnsureReplicationUser(ctx, rf.user, password); err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "%s has replication account %s\n", srv.Addr(), rf.user)
-		return err
-	})
 }
 
 func mysqlReplicate(ctx context.Context, args []string, stdout io.Writer) error {

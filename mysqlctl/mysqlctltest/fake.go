@@ -206,10 +206,14 @@ func (s *Server) ConfigureReplica(_ context.Context, src mysqlctl.Source, _ mysq
 }
 
 // StartReplica mirrors mysqlctl.Server.StartReplica.
-func (s *Server) StartReplica(context.Context) error { return s.do(func() { s.io, s.sql = true, true }) }
+func (s *Server) StartReplica(context.Context) error {
+	return s.do(func() { s.io, s.sql = true, true })
+}
 
 // StopReplica mirrors mysqlctl.Server.StopReplica.
-func (s *Server) StopReplica(context.Context) error { return s.do(func() { s.io, s.sql = false, false }) }
+func (s *Server) StopReplica(context.Context) error {
+	return s.do(func() { s.io, s.sql = false, false })
+}
 
 // StopIOThread mirrors mysqlctl.Server.StopIOThread.
 func (s *Server) StopIOThread(context.Context) error { return s.do(func() { s.io = false }) }

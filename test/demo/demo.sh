@@ -33,8 +33,7 @@ repl=(--repl-password-file "$DIR/repl.pw")
 show bin/shoal mysql status "${auth[@]}" "${ADDRS[@]}"
 
 step "Promote ${ADDRS[0]}: lossless semi-sync (AFTER_SYNC, 1 ack, never falls back to async), then writes on"
-show bin/shoal mysql promote "${auth[@]}" "${ADDRS[0]}"
-show bin/shoal mysql repl-user "${auth[@]}" "${repl[@]}" "${ADDRS[0]}"
+show bin/shoal mysql promote "${auth[@]}" "${repl[@]}" "${ADDRS[0]}"
 
 step "Point the other two at it with GTID auto-position (each checked for errant GTIDs first)"
 for addr in "${ADDRS[@]:1}"; do

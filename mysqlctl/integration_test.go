@@ -1,0 +1,361 @@
+package mysqlctl_test
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/test/harness"
+)
+
+const (
+	replUser     = "shoal_repl"
+	replPassword = "repl-pw"
+)
+
+var promoteOpts = mysqlctl.PromoteOptions{ReplUser: replUser, ReplPassword: replPassword}
+
+// node is one real server and the mysqlctl handle that drives it.
+type node struct {
+	proc *harness.Server
+	ctl  *mysqlctl.Server
+	app  *sql.DB // the application's account: no privilege that bypasses read-only
+}
+
+func startNodes(t *testing.T, flavor mysqlctl.Flavor, n int) []*node {
+	t.Helper()
+	procs := harness.StartN(t, flavor, n, func(_ int, c *harness.ServerConfig) { c.SuperReadOnly = true })
+	nodes := make([]*node, n)
+	for i, p := range procs {
+		ctl, err := mysqlctl.Open(ctx(t), mysqlctl.Config{Addr: p.Addr(), User: harness.RootUser, Password: harness.RootPassword})
+		if err != nil {
+			t.Fatalf("open %s: %v", p.Addr(), err)
+		}
+		t.Cleanup(func() { ctl.Close() })
+		if ctl.Flavor() != flavor {
+			t.Fatalf("%s: detected flavor %s, started %s", p.Addr(), ctl.Flavor(), flavor)
+		}
+		if err := ctl.CheckConfig(ctx(t)); err != nil {
+			t.Fatalf("harness server fails shoal's config check: %v", err)
+		}
+		app, err := sql.Open("mysql", p.DSN(harness.AppUser, harness.AppPassword))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { app.Close() })
+		nodes[i] = &node{proc: p, ctl: ctl, app: app}
+	}
+	return nodes
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func status(t *testing.T, n *node) mysqlctl.Status {
+	t.Helper()
+	st, err := n.ctl.Status(ctx(t))
+	must(t, err)
+	return st
+}
+
+func source(n *node) mysqlctl.Source {
+	return mysqlctl.Source{Host: n.proc.Host(), Port: n.proc.Port(), User: replUser, Password: replPassword}
+}
+
+// wireCluster makes nodes[0] the lossless semi-sync primary and the rest its replicas.
+func wireCluster(t *testing.T, nodes []*node) {
+	t.Helper()
+	primary := nodes[0]
+	must(t, primary.ctl.Promote(ctx(t), promoteOpts))
+	for _, r := range nodes[1:] {
+		must(t, r.ctl.ConfigureReplica(ctx(t), source(primary), mysqlctl.ReplicaOptions{SemiSync: true}))
+	}
+	// Lossless semi-sync: this commit waits until a replica has it.
+	_, err := primary.app.ExecContext(ctx(t), "CREATE TABLE IF NOT EXISTS app.t (id INT PRIMARY KEY, v VARCHAR(64))")
+	must(t, err)
+	for _, r := range nodes[1:] {
+		waitCaughtUp(t, primary, r)
+	}
+}
+
+// waitCaughtUp waits until replica has applied everything the primary executed.
+func waitCaughtUp(t *testing.T, primary, replica *node) {
+	t.Helper()
+	want := status(t, primary).Executed
+	c, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := replica.ctl.WaitApplied(c, want); err != nil {
+		st, _ := replica.ctl.Status(ctx(t))
+		t.Fatalf("%s did not catch up to %s: %v (replica status %+v)", replica.proc.Addr(), want, err, st.Replica)
+	}
+}
+
+func insertRows(t *testing.T, n *node, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := n.app.ExecContext(ctx(t), "INSERT INTO app.t VALUES (?, ?)", i, fmt.Sprintf("row-%d", i)); err != nil {
+			t.Fatalf("insert %d on %s: %v", i, n.proc.Addr(), err)
+		}
+	}
+}
+
+// tableDigest is a content fingerprint of app.t, equal on servers with equal data.
+func tableDigest(t *testing.T, n *node) string {
+	t.Helper()
+	var count int
+	var sum sql.NullString
+	err := n.app.QueryRowContext(ctx(t),
+		"SELECT COUNT(*), SUM(CRC32(CONCAT(id, ':', v))) FROM app.t").Scan(&count, &sum)
+	must(t, err)
+	return fmt.Sprintf("%d rows, crc %s", count, sum.String)
+}
+
+func TestPromoteAndRepoint(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+		nodes := startNodes(t, flavor, 3)
+		wireCluster(t, nodes)
+		old, next, other := nodes[0], nodes[1], nodes[2]
+		insertRows(t, old, 0, 100)
+
+		st := status(t, old)
+		if !st.Writable() || st.Replica != nil {
+			t.Fatalf("primary status: writable=%v replica=%+v", st.Writable(), st.Replica)
+		}
+		ss := st.SemiSync
+		if !ss.SourceEnabled || !ss.SourceActive || ss.WaitPoint != "AFTER_SYNC" || ss.AcksRequired != 1 || ss.Clients != 2 {
+			t.Fatalf("primary semi-sync = %+v, want enabled, active, AFTER_SYNC, 1 ack, 2 clients", ss)
+		}
+		rst := status(t, next)
+		if rst.Writable() || rst.Replica == nil || !rst.Replica.IORunning() || !rst.Replica.SQLRunning ||
+			!rst.Replica.AutoPosition || rst.Replica.SourcePort != old.proc.Port() || !rst.SemiSync.ReplicaActive {
+			t.Fatalf("replica status = %+v writable=%v semi-sync=%+v", rst.Replica, rst.Writable(), rst.SemiSync)
+		}
+
+		// Planned promotion of a replica: fence the old primary, promote, repoint the rest.
+		must(t, old.ctl.Fence(ctx(t), mysqlctl.FenceOptions{}))
+		waitCaughtUp(t, old, next)
+		must(t, next.ctl.Promote(ctx(t), promoteOpts))
+		nst := status(t, next)
+		if !nst.Writable() || nst.Replica != nil {
+			t.Fatalf("promoted server: writable=%v replica=%+v", nst.Writable(), nst.Replica)
+		}
+		for _, r := range []*node{other, old} {
+			must(t, mysqlctl.CheckErrant(status(t, r), nst))
+			must(t, r.ctl.ConfigureReplica(ctx(t), source(next), mysqlctl.ReplicaOptions{SemiSync: true}))
+		}
+		insertRows(t, next, 100, 150)
+		for _, r := range []*node{other, old} {
+			waitCaughtUp(t, next, r)
+		}
+
+		want := tableDigest(t, next)
+		if !strings.HasPrefix(want, "150 rows,") {
+			t.Fatalf("new primary has %s, want 150 rows", want)
+		}
+		final := status(t, next).Executed
+		for _, r := range []*node{other, old} {
+			if got := tableDigest(t, r); got != want {
+				t.Errorf("%s data %s, primary %s", r.proc.Addr(), got, want)
+			}
+			got := status(t, r).Executed
+			if eq, err := got.Equal(final); err != nil || !eq {
+				t.Errorf("%s GTIDs %s, primary %s (%v)", r.proc.Addr(), got, final, err)
+			}
+		}
+	})
+}
+
+func TestErrantTransactionDetected(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+		nodes := startNodes(t, flavor, 3) // the third keeps acking while the errant one is stopped
+		wireCluster(t, nodes)
+		primary, replica := nodes[0], nodes[1]
+		insertRows(t, primary, 0, 10)
+		waitCaughtUp(t, primary, replica)
+		if err := mysqlctl.CheckErrant(status(t, replica), status(t, primary)); err != nil {
+			t.Fatalf("caught-up replica reported errant: %v", err)
+		}
+
+		// A write that reaches a replica directly: the classic errant transaction.
+		must(t, replica.ctl.StopReplica(ctx(t)))
+		must(t, replica.ctl.SetWritable(ctx(t)))
+		_, err := replica.app.ExecContext(ctx(t), "INSERT INTO app.t VALUES (1000, 'errant')")
+		must(t, err)
+		must(t, replica.ctl.Fence(ctx(t), mysqlctl.FenceOptions{}))
+		insertRows(t, primary, 10, 20) // the primary moves on; the replica is still errant
+
+		rst, pst := status(t, replica), status(t, primary)
+		errant, err := mysqlctl.ErrantGTIDs(rst, pst)
+		must(t, err)
+		// MySQL names the one transaction; MariaDB's state names the replica's own server id in
+		// domain 0 up to the errant seqno.
+		switch want := fmt.Sprintf("0-%d-", rst.ServerID); {
+		case flavor == mysqlctl.FlavorMySQL && (errant.Count() != 1 || !strings.HasPrefix(errant.String(), rst.ServerUUID+":")):
+			t.Fatalf("errant set %q, want exactly the one direct write of %s", errant, rst.ServerUUID)
+		case flavor == mysqlctl.FlavorMariaDB && !strings.HasPrefix(errant.String(), want):
+			t.Fatalf("errant set %q, want the replica's own writes (%s...)", errant, want)
+		}
+		if err := mysqlctl.CheckErrant(rst, pst); !errors.Is(err, mysqlctl.ErrErrantGTIDs) {
+			t.Fatalf("CheckErrant = %v, want ErrErrantGTIDs", err)
+		}
+		// The primary is not errant against the replica's view in the other direction's sense:
+		// it simply has more; only the replica's own write is errant.
+		back, err := mysqlctl.ErrantGTIDs(pst, rst)
+		must(t, err)
+		if back.IsEmpty() {
+			t.Fatalf("primary's 10 newer transactions missing from the difference")
+		}
+	})
+}
+
+func TestFenceStopsWriters(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+		nodes := startNodes(t, flavor, 2)
+		wireCluster(t, nodes)
+		primary, replica := nodes[0], nodes[1]
+
+		// A client in the middle of a transaction, and a client writing in a loop.
+		tx, err := primary.app.BeginTx(ctx(t), nil)
+		must(t, err)
+		_, err = tx.ExecContext(ctx(t), "INSERT INTO app.t VALUES (1, 'open transaction')")
+		must(t, err)
+		writerErr := make(chan error, 1)
+		stopWriter := make(chan struct{})
+		go func() {
+			for i := 100; ; i++ {
+				select {
+				case <-stopWriter:
+					writerErr <- nil
+					return
+				default:
+				}
+				if _, err := primary.app.Exec("INSERT INTO app.t VALUES (?, 'loop')", i); err != nil {
+					writerErr <- err
+					return
+				}
+			}
+		}()
+		time.Sleep(200 * time.Millisecond) // let the writer commit some rows first
+
+		must(t, primary.ctl.Fence(ctx(t), mysqlctl.FenceOptions{}))
+
+		select {
+		case err := <-writerErr:
+			if err == nil || !isReadOnlyOrKilled(err) {
+				t.Fatalf("looping writer ended with %v, want a read-only refusal or a killed connection", err)
+			}
+		case <-time.After(30 * time.Second):
+			close(stopWriter)
+			t.Fatal("looping writer still writing 30s after the fence")
+		}
+		if err := tx.Commit(); err == nil {
+			t.Fatal("open transaction committed after the fence")
+		}
+		_, err = primary.app.ExecContext(ctx(t), "INSERT INTO app.t VALUES (2, 'after fence')")
+		if !isReadOnly(err) {
+			t.Fatalf("write on a fresh connection after the fence: %v, want a read-only refusal", err)
+		}
+		if st := status(t, primary); st.Writable() {
+			t.Fatal("fenced server reports writable")
+		}
+		// Replication is not a client: the replica keeps its link to the fenced primary.
+		if st := status(t, replica); st.Replica == nil || !st.Replica.IORunning() {
+			t.Fatalf("replica lost its source after the fence: %+v", st.Replica)
+		}
+		waitCaughtUp(t, primary, replica)
+		if got, want := tableDigest(t, replica), tableDigest(t, primary); got != want {
+			t.Fatalf("replica %s, fenced primary %s", got, want)
+		}
+	})
+}
+
+func TestLosslessSemiSyncBlocksWithoutReplicas(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+		nodes := startNodes(t, flavor, 3)
+		wireCluster(t, nodes)
+		primary := nodes[0]
+		insertRows(t, primary, 0, 5)
+		for _, r := range nodes[1:] {
+			must(t, r.ctl.StopReplica(ctx(t)))
+		}
+
+		done := make(chan error, 1)
+		go func() {
+			_, err := primary.app.Exec("INSERT INTO app.t VALUES (42, 'needs an ack')")
+			done <- err
+		}()
+		// The commit must still be waiting well after any async fallback would have happened.
+		waitFor(t, 30*time.Second, "commit waiting for an ack", func() bool {
+			return status(t, primary).SemiSync.WaitSessions >= 1
+		})
+		select {
+		case err := <-done:
+			t.Fatalf("commit returned without any replica (err=%v): semi-sync fell back to async", err)
+		case <-time.After(3 * time.Second):
+		}
+		if ss := status(t, primary).SemiSync; !ss.SourceActive {
+			t.Fatalf("semi-sync source switched itself off: %+v", ss)
+		}
+
+		must(t, nodes[1].ctl.StartReplica(ctx(t)))
+		select {
+		case err := <-done:
+			must(t, err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("commit still blocked 30s after a replica returned")
+		}
+		waitCaughtUp(t, primary, nodes[1])
+		var v string
+		must(t, nodes[1].app.QueryRowContext(ctx(t), "SELECT v FROM app.t WHERE id = 42").Scan(&v))
+	})
+}
+
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ER_OPTION_PREVENTS_STATEMENT: the server refuses because of read_only / super_read_only.
+const errReadOnly = 1290
+
+func isReadOnly(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == errReadOnly
+}
+
+func isReadOnlyOrKilled(err error) bool {
+	if isReadOnly(err) {
+		return true
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		// ER_CONNECTION_KILLED / ER_QUERY_INTERRUPTED / ER_SERVER_SHUTDOWN-style kills.
+		return me.Number == 1927 || me.Number == 1317 || me.Number == 1053 || me.Number == 4031
+	}
+	return errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, sql.ErrConnDone) ||
+		errors.Is(err, driver.ErrBadConn)
+}
