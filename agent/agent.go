@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoal-db/shoal/agent/ha"
-	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl"
 )
 
@@ -178,6 +177,3 @@ func (a *Agent) pass(ctx context.Context) {
 		a.Trigger()
 	}
 }
-
-// record returns the committed record; exported through the admin API via View.
-func (a *Agent) record() record.Record { return a.raft.Record() }
