@@ -26,7 +26,7 @@ type mysqlServer interface {
 }
 
 // dialer opens a mysqlServer for an address.
-type dialer func(ctx context.Context, addr string) (mysqlServer, error)
+type dialer = func(ctx context.Context, addr string) (mysqlServer, error)
 
 // raftNode is the agent's view of its Raft node; *consensus.Node implements it.
 type raftNode interface {
@@ -56,4 +56,15 @@ type membership interface {
 // leaseClient asks the Raft leader to renew or release this agent's primary lease.
 type leaseClient interface {
 	Lease(ctx context.Context, leaderAdminAddr string, req LeaseRequest) error
+}
+
+// MySQLDialer adapts a function opening *mysqlctl.Server to what the agent needs.
+func MySQLDialer(open func(ctx context.Context, addr string) (*mysqlctl.Server, error)) func(ctx context.Context, addr string) (mysqlServer, error) {
+	return func(ctx context.Context, addr string) (mysqlServer, error) {
+		srv, err := open(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		return srv, nil
+	}
 }

@@ -25,6 +25,11 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"agent", "run the agent beside a MySQL server (see shoal agent --help)", runAgent},
+		{"status", "show the cluster: every member's role, health, lag, GTIDs, epoch", runStatus},
+		{"switchover", "move the primary in a planned way: switchover [--to MEMBER]", runSwitchover},
+		{"pause", "stop automatic failover and switchover cluster-wide", runPause(true)},
+		{"resume", "resume automatic actions", runPause(false)},
 		{"mysql", "inspect and drive MySQL/MariaDB servers directly (status, promote, replicate, fence, errant)", runMySQL},
 		{"version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
 			_, err := fmt.Fprintln(w, "shoal", version)

@@ -1,0 +1,113 @@
+// Package config is the agent's one configuration: defaults < YAML file < SHOAL_* environment
+// < command-line flags. One table of keys drives all four, so a key is spelled, parsed and
+// documented once. Unknown keys are errors everywhere, and Validate reports every problem at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/shoal-db/shoal/agent/ha"
+)
+
+// Config is everything `shoal agent` needs. Secrets are never values here, only files.
+type Config struct {
+	Cluster string
+	Node    struct{ ID, DataDir string }
+	MySQL   struct {
+		Addr, AdvertiseAddr, User, PasswordFile, ReplUser, ReplPasswordFile string
+		ConnectTimeout, ReadTimeout                                         time.Duration
+		SemiSync                                                            string
+		SemiSyncAcks                                                        int
+	}
+	Gossip struct {
+		Bind, Advertise             string
+		Seeds, KeyFiles             []string
+		AllowPlaintext              bool
+		ProbeInterval, ProbeTimeout time.Duration
+		SuspicionMult               int
+		GossipInterval              time.Duration
+	}
+	Raft struct {
+		Bind, Advertise                                       string
+		BootstrapExpect                                       int
+		CertFile, KeyFile, CAFile                             string
+		AllowPlaintext                                        bool
+		HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	}
+	HA struct {
+		Tick, DetectionTimeout, Lease, MaxClockDrift, PromotionMargin, FailoverCooldown time.Duration
+	}
+	Admin struct {
+		Listen, TokenFile string
+		AllowNoToken      bool
+	}
+	DNS struct {
+		Listen, Zone string
+		TTL, MaxLag  time.Duration
+	}
+	Log struct{ Level, Format string }
+}
+
+// ErrHelp is returned by Load when the arguments ask for help.
+var ErrHelp = errors.New("help requested")
+
+// Default is the configuration before any file, environment or flag.
+func Default() Config {
+	var c Config
+	host, _ := os.Hostname()
+	c.Node.ID = strings.ToLower(strings.Split(host, ".")[0])
+	c.Node.DataDir = "/var/lib/shoal"
+	c.MySQL.Addr = "127.0.0.1:3306"
+	c.MySQL.User = "root"
+	c.MySQL.ReplUser = "shoal_repl"
+	c.MySQL.ConnectTimeout = time.Second
+	c.MySQL.ReadTimeout = 30 * time.Second
+	c.MySQL.SemiSync = "lossless"
+	c.MySQL.SemiSyncAcks = 1
+	c.Gossip.Bind = "0.0.0.0:7946"
+	c.Raft.Bind = "0.0.0.0:7947"
+	c.Raft.BootstrapExpect = 3
+	p := ha.DefaultPolicy()
+	c.HA.Tick, c.HA.DetectionTimeout, c.HA.Lease = p.Tick, p.DetectionTimeout, p.Lease
+	c.HA.MaxClockDrift, c.HA.PromotionMargin, c.HA.FailoverCooldown = p.MaxClockDrift, p.PromotionMargin, p.FailoverCooldown
+	c.Admin.Listen = "127.0.0.1:7948"
+	c.DNS.Zone = "shoal."
+	c.DNS.TTL = time.Second
+	c.DNS.MaxLag = 10 * time.Second
+	c.Log.Level = "info"
+	c.Log.Format = "json"
+	return c
+}
+
+// Policy is the HA policy the config describes.
+func (c Config) Policy() ha.Policy {
+	return ha.Policy{Tick: c.HA.Tick, DetectionTimeout: c.HA.DetectionTimeout, Lease: c.HA.Lease,
+		MaxClockDrift: c.HA.MaxClockDrift, PromotionMargin: c.HA.PromotionMargin,
+		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: c.MySQL.SemiSyncAcks}
+}
+
+// Usage lists every key with its environment variable, flag, default and meaning.
+func Usage() string {
+	var b strings.Builder
+	b.WriteString("Usage: shoal agent [--config FILE] [--KEY VALUE ...]\n\n" +
+		"Every key can be set in the YAML file (nested sections), as SHOAL_<KEY> in the environment,\n" +
+		"or as --<key> on the command line; later sources win. Durations look like 250ms or 4s;\n" +
+		"lists are comma-separated outside YAML.\n\n")
+	def := Default()
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  --%-28s %s\n      %s (default %q)\n", k.name, envName(k.name), k.help, k.get(&def))
+	}
+	return b.String()
+}
+
+// MySQLAdvertise is how other members reach this agent's MySQL.
+func (c Config) MySQLAdvertise() string {
+	if c.MySQL.AdvertiseAddr != "" {
+		return c.MySQL.AdvertiseAddr
+	}
+	return c.MySQL.Addr
+}

@@ -1,0 +1,312 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// key is one configuration key: its dotted name (the YAML path, lower case), what it means, and
+// the field it sets. The field's type decides how text is parsed.
+type key struct {
+	name, help string
+	field      func(c *Config) any
+}
+
+var keys = []key{
+	{"cluster", "cluster name (a DNS label); required", func(c *Config) any { return &c.Cluster }},
+	{"node.id", "this member's id (a DNS label); default: the host name", func(c *Config) any { return &c.Node.ID }},
+	{"node.data_dir", "where Raft keeps its log and snapshots", func(c *Config) any { return &c.Node.DataDir }},
+	{"mysql.addr", "how the agent reaches its own MySQL (host:port)", func(c *Config) any { return &c.MySQL.Addr }},
+	{"mysql.advertise_addr", "how other members reach this MySQL; default: mysql.addr", func(c *Config) any { return &c.MySQL.AdvertiseAddr }},
+	{"mysql.user", "administrative MySQL account of the agent", func(c *Config) any { return &c.MySQL.User }},
+	{"mysql.password_file", "file holding mysql.user's password", func(c *Config) any { return &c.MySQL.PasswordFile }},
+	{"mysql.repl_user", "replication account, created on the primary", func(c *Config) any { return &c.MySQL.ReplUser }},
+	{"mysql.repl_password_file", "file holding the replication account's password; required", func(c *Config) any { return &c.MySQL.ReplPasswordFile }},
+	{"mysql.connect_timeout", "bound on connecting to a MySQL server", func(c *Config) any { return &c.MySQL.ConnectTimeout }},
+	{"mysql.read_timeout", "bound on any one MySQL statement", func(c *Config) any { return &c.MySQL.ReadTimeout }},
+	{"mysql.semi_sync", "lossless (AFTER_SYNC semi-sync, never falls back to async) or async", func(c *Config) any { return &c.MySQL.SemiSync }},
+	{"mysql.semi_sync_acks", "replicas that must receive a commit before it returns", func(c *Config) any { return &c.MySQL.SemiSyncAcks }},
+	{"gossip.bind", "gossip listen address (host:port)", func(c *Config) any { return &c.Gossip.Bind }},
+	{"gossip.advertise", "gossip address peers use; default: the bind address", func(c *Config) any { return &c.Gossip.Advertise }},
+	{"gossip.seeds", "members to join (host:port or DNS names)", func(c *Config) any { return &c.Gossip.Seeds }},
+	{"gossip.key_files", "files with base64 16/24/32-byte keys; the first encrypts, all decrypt", func(c *Config) any { return &c.Gossip.KeyFiles }},
+	{"gossip.allow_plaintext", "allow gossip without encryption keys", func(c *Config) any { return &c.Gossip.AllowPlaintext }},
+	{"gossip.probe_interval", "failure-detection probe interval (0: tuned default)", func(c *Config) any { return &c.Gossip.ProbeInterval }},
+	{"gossip.probe_timeout", "failure-detection probe timeout (0: tuned default)", func(c *Config) any { return &c.Gossip.ProbeTimeout }},
+	{"gossip.suspicion_mult", "suspicion multiplier (0: tuned default)", func(c *Config) any { return &c.Gossip.SuspicionMult }},
+	{"gossip.gossip_interval", "gossip interval (0: tuned default)", func(c *Config) any { return &c.Gossip.GossipInterval }},
+	{"raft.bind", "Raft listen address (host:port)", func(c *Config) any { return &c.Raft.Bind }},
+	{"raft.advertise", "Raft address peers use; required when raft.bind is a wildcard", func(c *Config) any { return &c.Raft.Advertise }},
+	{"raft.bootstrap_expect", "members to see before bootstrapping Raft (the cluster's size)", func(c *Config) any { return &c.Raft.BootstrapExpect }},
+	{"raft.tls.cert_file", "this member's certificate (mutual TLS)", func(c *Config) any { return &c.Raft.CertFile }},
+	{"raft.tls.key_file", "this member's private key", func(c *Config) any { return &c.Raft.KeyFile }},
+	{"raft.tls.ca_file", "the CA every member's certificate must chain to", func(c *Config) any { return &c.Raft.CAFile }},
+	{"raft.allow_plaintext", "allow Raft without TLS", func(c *Config) any { return &c.Raft.AllowPlaintext }},
+	{"raft.heartbeat_timeout", "Raft heartbeat timeout (0: tuned default)", func(c *Config) any { return &c.Raft.HeartbeatTimeout }},
+	{"raft.election_timeout", "Raft election timeout (0: tuned default)", func(c *Config) any { return &c.Raft.ElectionTimeout }},
+	{"raft.leader_lease_timeout", "Raft leader lease timeout (0: tuned default)", func(c *Config) any { return &c.Raft.LeaderLeaseTimeout }},
+	{"ha.tick", "control-loop interval", func(c *Config) any { return &c.HA.Tick }},
+	{"ha.detection_timeout", "how long the primary must look down before failover", func(c *Config) any { return &c.HA.DetectionTimeout }},
+	{"ha.lease", "how long a primary keeps writes open without a confirmed Raft majority", func(c *Config) any { return &c.HA.Lease }},
+	{"ha.max_clock_drift", "bound on how much members' clocks disagree over one lease", func(c *Config) any { return &c.HA.MaxClockDrift }},
+	{"ha.promotion_margin", "safety margin on top of lease and drift before promoting", func(c *Config) any { return &c.HA.PromotionMargin }},
+	{"ha.failover_cooldown", "least time between automatic failovers", func(c *Config) any { return &c.HA.FailoverCooldown }},
+	{"admin.listen", "admin HTTP API address (status, switchover, metrics)", func(c *Config) any { return &c.Admin.Listen }},
+	{"admin.token_file", "file holding the admin API's bearer token, shared by all members", func(c *Config) any { return &c.Admin.TokenFile }},
+	{"admin.allow_no_token", "allow no token when admin.listen is loopback", func(c *Config) any { return &c.Admin.AllowNoToken }},
+	{"dns.listen", "authoritative DNS address; empty: off", func(c *Config) any { return &c.DNS.Listen }},
+	{"dns.zone", "DNS zone served", func(c *Config) any { return &c.DNS.Zone }},
+	{"dns.ttl", "TTL of DNS answers", func(c *Config) any { return &c.DNS.TTL }},
+	{"dns.max_lag", "replicas lagging more are left out of DNS", func(c *Config) any { return &c.DNS.MaxLag }},
+	{"log.level", "debug, info, warn or error", func(c *Config) any { return &c.Log.Level }},
+	{"log.format", "json or text", func(c *Config) any { return &c.Log.Format }},
+}
+
+// notAgentKeys are SHOAL_* variables of the test rig, not agent settings.
+var notAgentKeys = map[string]bool{"SHOAL_CACHE": true, "SHOAL_FLAVORS": true}
+
+func lookup(name string) (key, bool) {
+	for _, k := range keys {
+		if k.name == name {
+			return k, true
+		}
+	}
+	return key{}, false
+}
+
+func envName(name string) string {
+	return "SHOAL_" + strings.ToUpper(strings.ReplaceAll(name, ".", "_"))
+}
+
+// set parses text into the key's field; list keys take comma-separated text.
+func (k key) set(c *Config, text string) error {
+	switch p := k.field(c).(type) {
+	case *string:
+		*p = text
+	case *[]string:
+		*p = nil
+		for _, item := range strings.Split(text, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				*p = append(*p, item)
+			}
+		}
+	case *bool:
+		v, err := strconv.ParseBool(text)
+		if err != nil {
+			return fmt.Errorf("%s: want true or false, got %q", k.name, text)
+		}
+		*p = v
+	case *int:
+		v, err := strconv.Atoi(text)
+		if err != nil {
+			return fmt.Errorf("%s: want a whole number, got %q", k.name, text)
+		}
+		*p = v
+	case *time.Duration:
+		v, err := time.ParseDuration(text)
+		if err != nil {
+			return fmt.Errorf("%s: want a duration such as 250ms or 4s, got %q", k.name, text)
+		}
+		*p = v
+	}
+	return nil
+}
+
+// get formats the key's current value as set would read it.
+func (k key) get(c *Config) string {
+	switch p := k.field(c).(type) {
+	case *string:
+		return *p
+	case *[]string:
+		return strings.Join(*p, ",")
+	default:
+		return fmt.Sprint(scalar(p))
+	}
+}
+
+func scalar(p any) any {
+	switch p := p.(type) {
+	case *bool:
+		return *p
+	case *int:
+		return *p
+	case *time.Duration:
+		return *p
+	}
+	return p
+}
+
+// Load builds the configuration: defaults, then the YAML file (path, or --config in args), then
+// the SHOAL_* variables of environ, then the flags in args. Every error is returned at once.
+func Load(path string, environ, args []string) (Config, error) {
+	c := Default()
+	flags, file, err := splitArgs(args)
+	if err != nil {
+		return c, err
+	}
+	if file != "" {
+		path = file
+	}
+	var errs []error
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		if err := loadYAML(&c, b); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "SHOAL_") || notAgentKeys[name] {
+			continue
+		}
+		k, ok := envKey(name)
+		if !ok {
+			errs = append(errs, fmt.Errorf("environment: unknown variable %s", name))
+			continue
+		}
+		if err := k.set(&c, value); err != nil {
+			errs = append(errs, fmt.Errorf("environment %s: %w", name, err))
+		}
+	}
+	for _, f := range flags {
+		k, ok := lookup(f[0])
+		if !ok {
+			errs = append(errs, fmt.Errorf("unknown flag --%s", f[0]))
+			continue
+		}
+		if err := k.set(&c, f[1]); err != nil {
+			errs = append(errs, fmt.Errorf("flag %w", err))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+func envKey(name string) (key, bool) {
+	for _, k := range keys {
+		if envName(k.name) == name {
+			return k, true
+		}
+	}
+	return key{}, false
+}
+
+// splitArgs reads --key value / --key=value pairs (a bool flag alone means true) and --config.
+func splitArgs(args []string) (flags [][2]string, file string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "-h" || a == "--help" || a == "-help" {
+			return nil, "", ErrHelp
+		}
+		if !strings.HasPrefix(a, "--") {
+			return nil, "", fmt.Errorf("unexpected argument %q: flags look like --mysql.addr=host:port", a)
+		}
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !hasValue {
+			switch {
+			case isBoolKey(name) && (i+1 == len(args) || strings.HasPrefix(args[i+1], "--")):
+				value = "true"
+			case i+1 < len(args):
+				i++
+				value = args[i]
+			default:
+				return nil, "", fmt.Errorf("flag --%s needs a value", name)
+			}
+		}
+		if name == "config" {
+			file = value
+			continue
+		}
+		flags = append(flags, [2]string{name, value})
+	}
+	return flags, file, nil
+}
+
+// loadYAML applies a YAML document whose nesting follows the dotted key names.
+func loadYAML(c *Config, b []byte) error {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file sets nothing
+		}
+		return err
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	var errs []error
+	walkYAML(c, doc.Content[0], "", &errs)
+	return errors.Join(errs...)
+}
+
+func walkYAML(c *Config, n *yaml.Node, prefix string, errs *[]error) {
+	if n.Kind != yaml.MappingNode {
+		*errs = append(*errs, fmt.Errorf("line %d: %s must be a mapping of keys", n.Line, cmpOr(prefix, "the document")))
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		name, value := n.Content[i].Value, n.Content[i+1]
+		if prefix != "" {
+			name = prefix + "." + name
+		}
+		k, ok := lookup(name)
+		switch {
+		case ok && value.Kind == yaml.SequenceNode:
+			var items []string
+			for _, item := range value.Content {
+				items = append(items, item.Value)
+			}
+			if _, isList := k.field(new(Config)).(*[]string); !isList {
+				*errs = append(*errs, fmt.Errorf("line %d: %s takes one value, not a list", value.Line, name))
+				continue
+			}
+			*k.field(c).(*[]string) = items
+		case ok && value.Kind == yaml.ScalarNode:
+			if err := k.set(c, value.Value); err != nil {
+				*errs = append(*errs, fmt.Errorf("line %d: %w", value.Line, err))
+			}
+		case ok:
+			*errs = append(*errs, fmt.Errorf("line %d: %s takes a value, not a mapping", value.Line, name))
+		case value.Kind == yaml.MappingNode && hasKeysUnder(name):
+			walkYAML(c, value, name, errs)
+		default:
+			*errs = append(*errs, fmt.Errorf("line %d: unknown key %s", n.Content[i].Line, name))
+		}
+	}
+}
+
+func hasKeysUnder(prefix string) bool {
+	for _, k := range keys {
+		if strings.HasPrefix(k.name, prefix+".") {
+			return true
+		}
+	}
+	return false
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func isBoolKey(name string) bool {
+	k, ok := lookup(name)
+	if !ok {
+		return false
+	}
+	_, isBool := k.field(new(Config)).(*bool)
+	return isBool
+}

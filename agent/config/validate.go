@@ -1,0 +1,207 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+)
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Validate reports every problem at once, each naming its key. It reads no files: Secrets and
+// RaftTLS do, and say which file failed.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !dnsLabel.MatchString(c.Cluster) {
+		bad("cluster: want a DNS label (lower-case letters, digits, '-'), got %q", c.Cluster)
+	}
+	if !dnsLabel.MatchString(c.Node.ID) {
+		bad("node.id: want a DNS label (lower-case letters, digits, '-'), got %q", c.Node.ID)
+	}
+	if c.Node.DataDir == "" {
+		bad("node.data_dir: required")
+	}
+	hostPort := func(name, addr string, required, wildcardOK bool) {
+		if addr == "" {
+			if required {
+				bad("%s: required", name)
+			}
+			return
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || port == "" {
+			bad("%s: want host:port, got %q", name, addr)
+			return
+		}
+		if !wildcardOK && (host == "" || host == "0.0.0.0" || host == "::") {
+			bad("%s: %q is not an address others can reach", name, addr)
+		}
+	}
+	hostPort("mysql.addr", c.MySQL.Addr, true, false)
+	hostPort("mysql.advertise_addr", c.MySQL.AdvertiseAddr, false, false)
+	hostPort("gossip.bind", c.Gossip.Bind, true, true)
+	hostPort("gossip.advertise", c.Gossip.Advertise, false, false)
+	hostPort("raft.bind", c.Raft.Bind, true, true)
+	hostPort("raft.advertise", c.Raft.Advertise, false, false)
+	hostPort("admin.listen", c.Admin.Listen, true, true)
+	hostPort("dns.listen", c.DNS.Listen, false, true)
+	if c.Raft.Advertise == "" && isWildcard(c.Raft.Bind) {
+		bad("raft.advertise: required when raft.bind (%s) is a wildcard address", c.Raft.Bind)
+	}
+	if c.MySQL.User == "" {
+		bad("mysql.user: required")
+	}
+	if c.MySQL.ReplUser == "" {
+		bad("mysql.repl_user: required")
+	}
+	if c.MySQL.ReplPasswordFile == "" {
+		bad("mysql.repl_password_file: required")
+	}
+	if c.MySQL.SemiSync != "lossless" && c.MySQL.SemiSync != "async" {
+		bad("mysql.semi_sync: want lossless or async, got %q", c.MySQL.SemiSync)
+	}
+	if c.MySQL.SemiSyncAcks < 1 || c.MySQL.SemiSyncAcks > 8 {
+		bad("mysql.semi_sync_acks: want 1..8, got %d", c.MySQL.SemiSyncAcks)
+	}
+	if c.MySQL.ConnectTimeout <= 0 || c.MySQL.ReadTimeout <= c.MySQL.ConnectTimeout {
+		bad("mysql.read_timeout (%s) must be above mysql.connect_timeout (%s), which must be positive", c.MySQL.ReadTimeout, c.MySQL.ConnectTimeout)
+	}
+	if len(c.Gossip.KeyFiles) == 0 && !c.Gossip.AllowPlaintext {
+		bad("gossip.key_files: required unless gossip.allow_plaintext is true")
+	}
+	if c.Raft.BootstrapExpect < 1 || c.Raft.BootstrapExpect > 9 {
+		bad("raft.bootstrap_expect: want 1..9, got %d", c.Raft.BootstrapExpect)
+	}
+	tlsFiles := 0
+	for _, f := range []string{c.Raft.CertFile, c.Raft.KeyFile, c.Raft.CAFile} {
+		if f != "" {
+			tlsFiles++
+		}
+	}
+	switch {
+	case tlsFiles != 0 && tlsFiles != 3:
+		bad("raft.tls: set cert_file, key_file and ca_file together (%d of 3 set)", tlsFiles)
+	case tlsFiles == 0 && !c.Raft.AllowPlaintext:
+		bad("raft.tls: cert_file, key_file and ca_file are required unless raft.allow_plaintext is true")
+	}
+	if c.Admin.TokenFile == "" && !(c.Admin.AllowNoToken && isLoopback(c.Admin.Listen)) {
+		bad("admin.token_file: required unless admin.listen is a loopback address and admin.allow_no_token is true")
+	}
+	if c.DNS.Listen != "" && !strings.HasSuffix(c.DNS.Zone, ".") {
+		bad("dns.zone: want a fully qualified name ending in '.', got %q", c.DNS.Zone)
+	}
+	if c.DNS.TTL < 0 || c.DNS.MaxLag <= 0 {
+		bad("dns.ttl must not be negative and dns.max_lag must be positive (got %s, %s)", c.DNS.TTL, c.DNS.MaxLag)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level: want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format: want json or text, got %q", c.Log.Format)
+	}
+	if err := c.Policy().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func isWildcard(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	return host == "" || host == "0.0.0.0" || host == "::"
+}
+
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	a, err := netip.ParseAddr(host)
+	return host == "localhost" || (err == nil && a.IsLoopback())
+}
+
+// Secrets are the values read from the *_file keys.
+type Secrets struct {
+	MySQLPassword, ReplPassword, AdminToken string
+	GossipKeys                              [][]byte
+}
+
+// Secrets reads every secret file; all problems are reported at once.
+func (c Config) Secrets() (Secrets, error) {
+	var s Secrets
+	var errs []error
+	read := func(name, path string, optional bool) string {
+		if path == "" {
+			return ""
+		}
+		v, err := readSecret(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		} else if v == "" && !optional {
+			errs = append(errs, fmt.Errorf("%s: %s is empty", name, path))
+		}
+		return v
+	}
+	s.MySQLPassword = read("mysql.password_file", c.MySQL.PasswordFile, true)
+	s.ReplPassword = read("mysql.repl_password_file", c.MySQL.ReplPasswordFile, false)
+	s.AdminToken = read("admin.token_file", c.Admin.TokenFile, false)
+	for _, f := range c.Gossip.KeyFiles {
+		text := read("gossip.key_files", f, false)
+		if text == "" {
+			continue
+		}
+		key, err := base64.StdEncoding.DecodeString(text)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("gossip.key_files: %s is not base64: %w", f, err))
+		case len(key) != 16 && len(key) != 24 && len(key) != 32:
+			errs = append(errs, fmt.Errorf("gossip.key_files: %s holds %d bytes, want 16, 24 or 32", f, len(key)))
+		default:
+			s.GossipKeys = append(s.GossipKeys, key)
+		}
+	}
+	return s, errors.Join(errs...)
+}
+
+// readSecret reads a secret file, refusing one that anyone on the machine can read.
+func readSecret(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return "", fmt.Errorf("%s is world-readable (mode %v): chmod o-r it", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// RaftTLS returns the mutual-TLS configuration for Raft, or nil when none is configured.
+func (c Config) RaftTLS() (*tls.Config, error) {
+	if c.Raft.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.Raft.CertFile, c.Raft.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("raft.tls: load %s / %s: %w", c.Raft.CertFile, c.Raft.KeyFile, err)
+	}
+	caPEM, err := os.ReadFile(c.Raft.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("raft.tls.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("raft.tls.ca_file: %s holds no PEM certificate", c.Raft.CAFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}, nil
+}

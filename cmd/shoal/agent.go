@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/shoal-db/shoal/agent"
+	"github.com/shoal-db/shoal/agent/config"
+	"github.com/shoal-db/shoal/agent/gossip"
+	"github.com/shoal-db/shoal/agent/health"
+	"github.com/shoal-db/shoal/consensus"
+	"github.com/shoal-db/shoal/mysqlctl"
+)
+
+// runAgent is `shoal agent`: load and check the config, start gossip, Raft and the admin API,
+// and run the loop until SIGTERM, when a primary hands its role over before exiting.
+func runAgent(ctx context.Context, args []string, _ io.Writer) error {
+	cfg, err := config.Load("", os.Environ(), args)
+	if errors.Is(err, config.ErrHelp) {
+		fmt.Fprint(os.Stderr, config.Usage())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: invalid config:\n%w", errUsage, err)
+	}
+	secrets, err := cfg.Secrets()
+	if err != nil {
+		return err
+	}
+	raftTLS, err := cfg.RaftTLS()
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log.Level, cfg.Log.Format).With("node", cfg.Node.ID)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	node, err := consensus.Open(ctx, consensus.Config{
+		NodeID: cfg.Node.ID, BindAddr: cfg.Raft.Bind, AdvertiseAddr: cfg.Raft.Advertise, DataDir: cfg.Node.DataDir,
+		TLS: raftTLS, HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
+		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, Logger: log.With("component", "raft"),
+	})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+
+	gossipHost, gossipPort, err := splitPort(cfg.Gossip.Bind)
+	if err != nil {
+		return fmt.Errorf("gossip.bind: %w", err)
+	}
+	gcfg := gossip.Config{NodeName: cfg.Node.ID, BindAddr: gossipHost, BindPort: gossipPort, Seeds: cfg.Gossip.Seeds,
+		Keys: secrets.GossipKeys, AllowPlaintext: cfg.Gossip.AllowPlaintext, ProbeInterval: cfg.Gossip.ProbeInterval,
+		ProbeTimeout: cfg.Gossip.ProbeTimeout, SuspicionMult: cfg.Gossip.SuspicionMult,
+		GossipInterval: cfg.Gossip.GossipInterval, Logger: log.With("component", "gossip")}
+	if cfg.Gossip.Advertise != "" {
+		if gcfg.AdvertiseAddr, gcfg.AdvertisePort, err = splitPort(cfg.Gossip.Advertise); err != nil {
+			return fmt.Errorf("gossip.advertise: %w", err)
+		}
+	}
+	g, err := gossip.Start(ctx, gcfg, health.Report{Role: health.RoleUnknown, LagMillis: -1})
+	if err != nil {
+		return err
+	}
+	defer g.Shutdown()
+	go func() {
+		if _, err := g.Join(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("joining the gossip seeds failed", "err", err)
+		}
+	}()
+
+	dial := func(ctx context.Context, addr string) (*mysqlctl.Server, error) {
+		return mysqlctl.Open(ctx, mysqlctl.Config{Addr: addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
+			ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout})
+	}
+	adminClient := agent.AdminClient{HTTP: &http.Client{Timeout: 5 * time.Second}, Token: secrets.AdminToken}
+	a, err := agent.New(agent.Options{
+		NodeID: cfg.Node.ID, Cluster: cfg.Cluster, Policy: cfg.Policy(), BootstrapExpect: cfg.Raft.BootstrapExpect,
+		LocalMySQLAddr: cfg.MySQL.Addr, MySQLAddr: cfg.MySQLAdvertise(), RaftAddr: node.Addr(),
+		AdminAddr: advertised(cfg.Admin.Listen, cfg.MySQLAdvertise()), ReplUser: cfg.MySQL.ReplUser,
+		ReplPassword: secrets.ReplPassword,
+		SemiSync:     mysqlctl.SemiSyncConfig{Async: cfg.MySQL.SemiSync == "async", Acks: cfg.MySQL.SemiSyncAcks},
+	}, log, reg, agent.MySQLDialer(dial), node, g, adminClient)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	srv := &http.Server{Handler: a.Handler(secrets.AdminToken, reg), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	log.Info("agent started", "cluster", cfg.Cluster, "mysql", cfg.MySQL.Addr, "raft", node.Addr(),
+		"gossip", g.AdvertiseAddr().String(), "admin", ln.Addr().String())
+	err = a.Run(ctx)
+	leaveCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if lerr := g.Leave(leaveCtx); lerr != nil {
+		log.Warn("leaving gossip failed", "err", lerr)
+	}
+	return err
+}
+
+// advertised turns a listen address with a wildcard host into one peers can dial, using the host
+// of another advertised address of the same machine.
+func advertised(listen, sameHost string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || (host != "" && host != "0.0.0.0" && host != "::") {
+		return listen
+	}
+	h, _, err := net.SplitHostPort(sameHost)
+	if err != nil {
+		return listen
+	}
+	return net.JoinHostPort(h, port)
+}
+
+func splitPort(addr string) (string, int, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return host, port, nil
+}
+
+func newLogger(level, format string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shoal-db/shoal/agent"
+)
+
+// clusterFlags are what the cluster commands need to reach an agent's admin API.
+type clusterFlags struct {
+	addr, tokenFile string
+	timeout         time.Duration
+}
+
+func (f *clusterFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", envOr("SHOAL_ADMIN_ADDR", "127.0.0.1:7948"), "any agent's admin API address (env SHOAL_ADMIN_ADDR)")
+	fs.StringVar(&f.tokenFile, "token-file", os.Getenv("SHOAL_ADMIN_TOKEN_FILE"), "file holding the admin bearer token (env SHOAL_ADMIN_TOKEN_FILE)")
+	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (f *clusterFlags) client() (agent.AdminClient, error) {
+	token, err := readSecret(f.tokenFile)
+	if err != nil {
+		return agent.AdminClient{}, err
+	}
+	return agent.AdminClient{HTTP: &http.Client{Timeout: f.timeout}, Token: token}, nil
+}
+
+// parseCluster parses a cluster command's flags; extra positional arguments are refused.
+func parseCluster(name string, args []string, extra func(fs *flag.FlagSet)) (*clusterFlags, agent.AdminClient, error) {
+	var cf clusterFlags
+	fs := newFlagSet(name)
+	cf.register(fs)
+	if extra != nil {
+		extra(fs)
+	}
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, agent.AdminClient{}, err
+	}
+	if len(pos) != 0 {
+		return nil, agent.AdminClient{}, fmt.Errorf("%w: %s takes no arguments, got %q", errUsage, name, pos)
+	}
+	c, err := cf.client()
+	return &cf, c, err
+}
+
+// runStatus shows the cluster as the agents see it: one row per member, from each member's own
+// admin API (the addresses come from the cluster record), so every row is first-hand.
+func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
+	var output string
+	cf, c, err := parseCluster("status", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&output, "o", "table", "output format: table or json")
+	})
+	if err != nil {
+		return err
+	}
+	if output != "table" && output != "json" {
+		return fmt.Errorf("%w: -o %q: want table or json", errUsage, output)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	first, err := c.Status(ctx, cf.addr)
+	if err != nil {
+		return err
+	}
+	rec := first.Record
+	views := map[string]agent.View{first.Node: first}
+	errs := map[string]error{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, id := range rec.MemberIDs() {
+		if id == first.Node {
+			continue
+		}
+		wg.Go(func() {
+			v, err := c.Status(ctx, rec.Members[id].AdminAddr)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[id] = err
+				return
+			}
+			views[id] = v
+		})
+	}
+	wg.Wait()
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Record  any                   `json:"record"`
+			Members map[string]agent.View `json:"members"`
+			Errors  map[string]string     `json:"errors,omitempty"`
+		}{rec, views, errStrings(errs)})
+	}
+	fmt.Fprintf(stdout, "cluster %s  epoch %d  primary %s  raft leader %s%s\n\n", rec.Cluster, rec.Epoch,
+		orDash(rec.Primary), orDash(first.Leader), map[bool]string{true: "  PAUSED", false: ""}[rec.Paused])
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tROLE\tMYSQL\tHEALTH\tLAG\tEPOCH\tGTID EXECUTED\tREASON")
+	for _, id := range rec.MemberIDs() {
+		v, ok := views[id]
+		if !ok {
+			fmt.Fprintf(tw, "%s\t?\t%s\tagent unreachable: %v\t\t\t\t\n", id, rec.Members[id].MySQLAddr, errs[id])
+			continue
+		}
+		health := "ok"
+		switch {
+		case !v.Local.Up:
+			health = "mysql down"
+		case v.Errant != "":
+			health = "errant: " + v.Errant
+		}
+		lag := "-"
+		if v.Local.LagMs >= 0 && v.Local.Role == "replica" {
+			lag = (time.Duration(v.Local.LagMs) * time.Millisecond).String()
+		}
+		role := v.Local.Role
+		if id == rec.Primary && v.Local.Writable {
+			role = "primary"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, role, rec.Members[id].MySQLAddr, health, lag,
+			v.Record.Epoch, orDash(v.Local.Executed), v.Reason)
+	}
+	return tw.Flush()
+}
+
+func errStrings(m map[string]error) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = v.Error()
+	}
+	return out
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func runSwitchover(ctx context.Context, args []string, stdout io.Writer) error {
+	var to string
+	cf, c, err := parseCluster("switchover", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&to, "to", "", "member to switch to (default: the most advanced replica)")
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	rec, err := c.Switchover(ctx, cf.addr, to)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "switchover requested in epoch %d (from %s to %s)\n", rec.Epoch, rec.Primary, orDash(to))
+	return err
+}
+
+func runPause(paused bool) func(ctx context.Context, args []string, stdout io.Writer) error {
+	return func(ctx context.Context, args []string, stdout io.Writer) error {
+		cf, c, err := parseCluster(map[bool]string{true: "pause", false: "resume"}[paused], args, nil)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+		defer cancel()
+		if _, err := c.SetPaused(ctx, cf.addr, paused); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(stdout, map[bool]string{true: "automatic actions paused", false: "automatic actions resumed"}[paused])
+		return err
+	}
+}
