@@ -367,9 +367,9 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	case r.Paused:
 		d.ClusterReason = fmt.Sprintf("primary %s is down (%s) but automatic failover is paused", primary, why)
 		return
-	case !draining && !r.LastPrimaryChange.IsZero() && obs.Now.Sub(r.LastPrimaryChange) < p.FailoverCooldown:
-		d.ClusterReason = fmt.Sprintf("primary %s is down but the last change was %s ago, within ha.failover_cooldown", primary,
-			obs.Now.Sub(r.LastPrimaryChange).Round(time.Second))
+	case !draining && !r.LastFailover.IsZero() && obs.Now.Sub(r.LastFailover) < p.FailoverCooldown:
+		d.ClusterReason = fmt.Sprintf("primary %s is down but the last failover was %s ago, within ha.failover_cooldown", primary,
+			obs.Now.Sub(r.LastFailover).Round(time.Second))
 		return
 	}
 	d.RevokeLease = true
@@ -401,7 +401,8 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	reason := fmt.Sprintf("promoting %s: primary %s is down (%s) and %s received the most transactions", top.id, primary, why, top.id)
 	d.ClusterReason = reason
 	d.Prepare = top.id
-	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: reason}
+	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: reason,
+		Failover: !draining}
 }
 
 // leaseWait is how long the old primary's lease may still be valid. A lease its agent released

@@ -281,7 +281,7 @@ func TestDecide(t *testing.T) {
 			name: "draining primary released its lease: switch over at once, cooldown or not",
 			setup: func(o *Observation) {
 				o.Grant.Released = true
-				o.Record.LastPrimaryChange = t0.Add(-time.Second)
+				o.Record.LastFailover = t0.Add(-time.Second)
 				peer := o.Peers["db-0"]
 				peer.Report.Draining = true
 				o.Peers["db-0"] = peer
@@ -363,7 +363,7 @@ func TestDecide(t *testing.T) {
 			setup: func(o *Observation) {
 				primaryCrashed(o, t0.Add(-p.DetectionTimeout))
 				o.Grant.Released = true
-				o.Record.LastPrimaryChange = t0.Add(-p.FailoverCooldown / 2)
+				o.Record.LastFailover = t0.Add(-p.FailoverCooldown / 2)
 			},
 			reasonParts: []string{"ha.failover_cooldown"},
 		},
@@ -493,7 +493,7 @@ func TestDecideProperties(t *testing.T) {
 		if rng.IntN(4) == 0 {
 			o.Record.Switchover = &record.Switchover{To: []string{"", "db-0", "db-1", "db-2"}[rng.IntN(4)]}
 		}
-		o.Record.LastPrimaryChange = t0.Add(-time.Duration(rng.IntN(120)) * time.Second)
+		o.Record.LastFailover = t0.Add(-time.Duration(rng.IntN(120)) * time.Second)
 		o.Now = t0.Add(time.Duration(rng.IntN(20000)) * time.Millisecond)
 		o.LeaseUntil = t0.Add(time.Duration(rng.IntN(20000)) * time.Millisecond)
 		o.Grant = LeaseGrant{Epoch: uint64(2 + rng.IntN(2)), LastGrant: t0.Add(time.Duration(rng.IntN(10000)) * time.Millisecond), Released: rng.IntN(2) == 0}

@@ -22,7 +22,7 @@ type clusterFlags struct {
 }
 
 func (f *clusterFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", envOr("SHOAL_ADMIN_ADDR", "127.0.0.1:7948"), "any agent's admin API address (env SHOAL_ADMIN_ADDR)")
+	fs.StringVar(&f.addr, "addr", envOr("SHOAL_ADMIN_LISTEN", "127.0.0.1:7948"), "any agent's admin API address (env SHOAL_ADMIN_LISTEN, as the agent reads it)")
 	fs.StringVar(&f.tokenFile, "token-file", os.Getenv("SHOAL_ADMIN_TOKEN_FILE"), "file holding the admin bearer token (env SHOAL_ADMIN_TOKEN_FILE)")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
 }
@@ -66,13 +66,13 @@ func parseCluster(name string, args []string, extra func(fs *flag.FlagSet)) (*cl
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	var output string
 	cf, c, err := parseCluster("status", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&output, "o", "table", "output format: table or json")
+		fs.StringVar(&output, "o", "table", "output format: table, json, or primary (just the writable primary's MySQL address, for scripts)")
 	})
 	if err != nil {
 		return err
 	}
-	if output != "table" && output != "json" {
-		return fmt.Errorf("%w: -o %q: want table or json", errUsage, output)
+	if output != "table" && output != "json" && output != "primary" {
+		return fmt.Errorf("%w: -o %q: want table, json or primary", errUsage, output)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
@@ -101,6 +101,14 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		})
 	}
 	wg.Wait()
+	if output == "primary" {
+		// Only a primary that says itself it is writable counts, so scripts never write elsewhere.
+		if v, ok := views[rec.Primary]; ok && v.Local.Writable && v.Record.Primary == rec.Primary {
+			_, err := fmt.Fprintln(stdout, rec.Members[rec.Primary].MySQLAddr)
+			return err
+		}
+		return fmt.Errorf("no writable primary right now (record names %q in epoch %d)", rec.Primary, rec.Epoch)
+	}
 	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

@@ -50,11 +50,13 @@ type Record struct {
 	// Paused stops every automatic action (failover, switchover, pod deletion, backups).
 	Paused     bool        `json:"paused,omitempty"`
 	Switchover *Switchover `json:"switchover,omitempty"`
-	// LastPrimaryChange is when the current epoch began, by the deciding leader's clock: the
-	// anti-flap cooldown counts from it.
+	// LastPrimaryChange is when the current epoch began, by the deciding leader's clock.
 	LastPrimaryChange time.Time `json:"last_primary_change"`
 	// LastReason is the one-sentence reason of the last primary change.
 	LastReason string `json:"last_reason,omitempty"`
+	// LastFailover is when the last automatic failover was decided: the anti-flap cooldown
+	// counts from it, so a first election or a planned switchover never holds a failover back.
+	LastFailover time.Time `json:"last_failover,omitzero"`
 }
 
 // MemberIDs returns the member ids in sorted order.
@@ -102,6 +104,8 @@ type Command struct {
 	MemberID   string      `json:"member_id,omitempty"`
 	Paused     bool        `json:"paused,omitempty"`
 	Switchover *Switchover `json:"switchover,omitempty"`
+	// Failover marks an OpSetPrimary that replaces a failed primary (for the cooldown).
+	Failover bool `json:"failover,omitempty"`
 	// At is the proposer's clock when it decided; Apply never reads a clock.
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason,omitempty"`
@@ -150,6 +154,9 @@ func Apply(r Record, c Command) (Record, error) {
 		next.Primary = c.Primary
 		next.LastPrimaryChange = c.At
 		next.LastReason = c.Reason
+		if c.Failover {
+			next.LastFailover = c.At
+		}
 		next.Switchover = nil // whatever was requested is superseded by the new epoch
 	case OpUpsertMember:
 		if c.Member == nil || c.Member.ID == "" {
