@@ -28,6 +28,12 @@ func (a *Agent) act(ctx context.Context, obs ha.Observation, d ha.Decision) (boo
 	if !obs.Leader {
 		return changed, nil
 	}
+	if d.TransferLeadership {
+		if err := a.raft.TransferLeadership(ctx); err != nil {
+			return changed, fmt.Errorf("transfer leadership: %w", err)
+		}
+		return true, nil
+	}
 	if d.RevokeLease {
 		a.leases.revoke(obs.Record.Epoch, a.raft.LeaderSince())
 	}

@@ -90,7 +90,7 @@ func New(opts Options, log *slog.Logger, reg prometheus.Registerer, dial dialer,
 	}
 	return &Agent{
 		opts:    opts.withDefaults(),
-		log:     log.With("node", opts.NodeID),
+		log:     log,
 		raft:    node,
 		gossip:  gossip,
 		lease:   lease,
@@ -173,7 +173,9 @@ func (a *Agent) pass(ctx context.Context) {
 	}
 	a.publish(obs, d)
 	a.metrics.observe(obs, d, a.now().Sub(start))
-	if changed {
+	// Only a successful change earns an immediate pass: a failing action waits for the next tick
+	// instead of spinning.
+	if changed && err == nil {
 		a.Trigger()
 	}
 }

@@ -80,7 +80,7 @@ func (c *testCluster) startMember(i int, seed string) *member {
 	id := fmt.Sprintf("db-%d", i)
 	mysqlAddr := fmt.Sprintf("10.9.0.%d:3306", i+1)
 	m := &member{id: id, mysql: c.net.Add(mysqlAddr, uint32(i+1)), done: make(chan error, 1)}
-	log := logger(t).With("member", id)
+	log := logger(t).With("node", id)
 
 	node, err := consensus.Open(t.Context(), consensus.Config{NodeID: id, DataDir: t.TempDir(),
 		Network: c.raftNet, Logger: log})

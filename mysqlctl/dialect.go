@@ -15,6 +15,8 @@ type dialect struct {
 	// prepareGTIDPosition runs before changeSource (replica stopped) so the server asks its new
 	// source for everything after what it has, its own past writes included.
 	prepareGTIDPosition string
+	// netTimeoutVar is how long a replica waits for data or a heartbeat before it reconnects.
+	netTimeoutVar string
 	// identity returns server_id, server_uuid, read_only, super_read_only and the executed GTIDs.
 	// Executed is MySQL's gtid_executed and MariaDB's gtid_binlog_state (per domain and server, with
 	// log_slave_updates), the set errant-transaction checks compare.
@@ -60,9 +62,10 @@ var mysqlDialect = dialect{
 		"SOURCE_HEARTBEAT_PERIOD = ?, GET_SOURCE_PUBLIC_KEY = 1",
 	identity: "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid, @@GLOBAL.read_only, " +
 		"@@GLOBAL.super_read_only, @@GLOBAL.gtid_executed",
-	waitApplied: "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)",
-	fenceVars:   []string{"super_read_only"}, // implies read_only
-	unfenceVars: []string{"super_read_only", "read_only"},
+	waitApplied:   "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)",
+	netTimeoutVar: "replica_net_timeout",
+	fenceVars:     []string{"super_read_only"}, // implies read_only
+	unfenceVars:   []string{"super_read_only", "read_only"},
 
 	colSourceHost:   "Source_Host",
 	colSourcePort:   "Source_Port",
@@ -97,9 +100,10 @@ var mariadbDialect = dialect{
 	prepareGTIDPosition: "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos",
 	identity: "SELECT @@GLOBAL.server_id, NULL, @@GLOBAL.read_only, @@GLOBAL.read_only, " +
 		"@@GLOBAL.gtid_binlog_state",
-	waitApplied: "SELECT MASTER_GTID_WAIT(?, ?)",
-	fenceVars:   []string{"read_only"},
-	unfenceVars: []string{"read_only"},
+	waitApplied:   "SELECT MASTER_GTID_WAIT(?, ?)",
+	netTimeoutVar: "slave_net_timeout",
+	fenceVars:     []string{"read_only"},
+	unfenceVars:   []string{"read_only"},
 
 	colSourceHost:   "Master_Host",
 	colSourcePort:   "Master_Port",

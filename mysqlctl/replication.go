@@ -36,10 +36,13 @@ type Source struct {
 }
 
 // ReplicaOptions tune how a replica follows its source. Zero values take defaults suited to fast
-// failover: reconnect every second and a heartbeat every 500 ms so a dead source is noticed quickly.
+// failover: a heartbeat every 500 ms, and a connection silent for 2 s counts as lost (the server
+// default, 60 s, would keep reporting a vanished source as connected for a minute, and the
+// replicas' view is one of the votes that a primary is down). Reconnects come every second.
 type ReplicaOptions struct {
 	ConnectRetry time.Duration // default 1s
 	Heartbeat    time.Duration // default 500ms
+	NetTimeout   time.Duration // default 2s; whole seconds, above Heartbeat
 	SemiSync     bool          // acknowledge to a semi-sync source
 }
 
@@ -65,7 +68,14 @@ func (s *Server) ConfigureReplica(ctx context.Context, src Source, opts ReplicaO
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 500 * time.Millisecond
 	}
+	if opts.NetTimeout <= 0 {
+		opts.NetTimeout = 2 * time.Second
+	}
 	d := s.dialect
+	netTimeout := max(1, int(opts.NetTimeout.Round(time.Second)/time.Second))
+	if float64(netTimeout) <= opts.Heartbeat.Seconds() {
+		return fmt.Errorf("mysql %s: replica net timeout %ds must exceed the heartbeat %s", s.addr, netTimeout, opts.Heartbeat)
+	}
 	if err := s.exec(ctx, "stop replica", d.stopReplica); err != nil {
 		return err
 	}
@@ -73,6 +83,9 @@ func (s *Server) ConfigureReplica(ctx context.Context, src Source, opts ReplicaO
 		if err := s.exec(ctx, "set replica GTID position", d.prepareGTIDPosition); err != nil {
 			return err
 		}
+	}
+	if err := s.setGlobal(ctx, d.netTimeoutVar, netTimeout); err != nil {
+		return err
 	}
 	retry := max(1, int(opts.ConnectRetry.Round(time.Second)/time.Second))
 	if err := s.exec(ctx, "change replication source", d.changeSource,

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -13,7 +14,7 @@ import (
 // Config says how to reach one server. The timeouts bound every network step, so a hung or frozen
 // server (SIGSTOP, a dropped link) can never stall the caller longer than ReadTimeout.
 type Config struct {
-	Addr     string // host:port
+	Addr     string // host:port, or the path of a Unix socket (starts with "/")
 	User     string
 	Password string
 	// ConnectTimeout bounds the TCP connect and handshake (default 1s).
@@ -55,6 +56,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	mc := mysql.NewConfig()
 	mc.Net = "tcp"
+	if strings.HasPrefix(cfg.Addr, "/") {
+		// An agent beside its server talks over the socket: no network fault can cut that link.
+		mc.Net = "unix"
+	}
 	mc.Addr = cfg.Addr
 	mc.User = cfg.User
 	mc.Passwd = cfg.Password

@@ -24,7 +24,7 @@ var keys = []key{
 	{"cluster", "cluster name (a DNS label); required", func(c *Config) any { return &c.Cluster }},
 	{"node.id", "this member's id (a DNS label); default: the host name", func(c *Config) any { return &c.Node.ID }},
 	{"node.data_dir", "where Raft keeps its log and snapshots", func(c *Config) any { return &c.Node.DataDir }},
-	{"mysql.addr", "how the agent reaches its own MySQL (host:port)", func(c *Config) any { return &c.MySQL.Addr }},
+	{"mysql.addr", "how the agent reaches its own MySQL (host:port or a Unix socket path)", func(c *Config) any { return &c.MySQL.Addr }},
 	{"mysql.advertise_addr", "how other members reach this MySQL; default: mysql.addr", func(c *Config) any { return &c.MySQL.AdvertiseAddr }},
 	{"mysql.user", "administrative MySQL account of the agent", func(c *Config) any { return &c.MySQL.User }},
 	{"mysql.password_file", "file holding mysql.user's password", func(c *Config) any { return &c.MySQL.PasswordFile }},

@@ -45,7 +45,12 @@ func (c Config) Validate() error {
 			bad("%s: %q is not an address others can reach", name, addr)
 		}
 	}
-	hostPort("mysql.addr", c.MySQL.Addr, true, false)
+	if !strings.HasPrefix(c.MySQL.Addr, "/") { // a Unix socket path is fine too
+		hostPort("mysql.addr", c.MySQL.Addr, true, false)
+	}
+	if strings.HasPrefix(c.MySQL.Addr, "/") && c.MySQL.AdvertiseAddr == "" {
+		bad("mysql.advertise_addr: required when mysql.addr is a Unix socket")
+	}
 	hostPort("mysql.advertise_addr", c.MySQL.AdvertiseAddr, false, false)
 	hostPort("gossip.bind", c.Gossip.Bind, true, true)
 	hostPort("gossip.advertise", c.Gossip.Advertise, false, false)

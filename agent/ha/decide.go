@@ -38,6 +38,10 @@ type Decision struct {
 	// RenewLease asks the leader to renew this agent's primary lease; ReleaseLease gives it up.
 	RenewLease   bool
 	ReleaseLease bool
+	// TransferLeadership asks this Raft leader to hand leadership to another voter: its own
+	// MySQL has been unreachable too long, and members that cannot reach this host would
+	// otherwise depend on it for their leases (an asymmetric partition).
+	TransferLeadership bool
 	// RevokeLease tells the leader to stop renewing the primary's lease (leader only): the
 	// primary is confirmed down, and a lease it could still renew would hold off the failover.
 	RevokeLease bool
@@ -72,9 +76,20 @@ func (d Decision) Reason() string {
 // switchover, first election, membership of the record).
 func Decide(obs Observation, p Policy) Decision {
 	d := decideNode(obs)
-	if obs.Leader {
-		decideCluster(obs, p, &d)
+	if obs.Local.Up {
+		d.Memory.LocalDownSince = time.Time{}
+	} else if d.Memory.LocalDownSince.IsZero() {
+		d.Memory.LocalDownSince = obs.Now
 	}
+	if !obs.Leader {
+		return d
+	}
+	if !d.Memory.LocalDownSince.IsZero() && obs.Now.Sub(d.Memory.LocalDownSince) >= p.DetectionTimeout {
+		d.TransferLeadership = true
+		d.ClusterReason = "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout"
+		return d
+	}
+	decideCluster(obs, p, &d)
 	return d
 }
 
@@ -348,15 +363,15 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	if released {
 		// The primary's own agent said it stopped serving: no need to confirm for the detection timeout.
 		down, why = true, "its agent released the primary lease"
-		d.Memory = Memory{PrimaryDownSince: obs.Now.Add(-p.DetectionTimeout), DownEpoch: r.Epoch}
+		d.Memory.PrimaryDownSince, d.Memory.DownEpoch = obs.Now.Add(-p.DetectionTimeout), r.Epoch
 	}
 	if !down {
-		d.Memory = Memory{}
+		d.Memory.PrimaryDownSince, d.Memory.DownEpoch = time.Time{}, 0
 		d.ClusterReason = fmt.Sprintf("primary %s of epoch %d is healthy", primary, r.Epoch)
 		return
 	}
 	if d.Memory.DownEpoch != r.Epoch || d.Memory.PrimaryDownSince.IsZero() {
-		d.Memory = Memory{PrimaryDownSince: obs.Now, DownEpoch: r.Epoch}
+		d.Memory.PrimaryDownSince, d.Memory.DownEpoch = obs.Now, r.Epoch
 	}
 	downFor := obs.Now.Sub(d.Memory.PrimaryDownSince)
 	draining := (released && obs.Grant.Draining) || (pp.Alive() && pp.Report.Draining)

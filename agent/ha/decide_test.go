@@ -113,6 +113,14 @@ func TestDecide(t *testing.T) {
 			node:  NodeNone, reasonParts: []string{"unreachable"},
 		},
 		{
+			name: "a leader whose own MySQL stays unreachable hands leadership over",
+			setup: func(o *Observation) {
+				o.Local = Server{Err: "i/o timeout"}
+				o.Memory.LocalDownSince = t0.Add(-p.DetectionTimeout)
+			},
+			reasonParts: []string{"handing Raft leadership over"},
+		},
+		{
 			name: "primary whose mysqld died releases its lease",
 			setup: func(o *Observation) {
 				o.Self, o.Leader = "db-0", false

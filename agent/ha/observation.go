@@ -85,4 +85,6 @@ type Memory struct {
 	// PrimaryDownSince is when the leader first judged the primary of DownEpoch down.
 	PrimaryDownSince time.Time
 	DownEpoch        uint64
+	// LocalDownSince is when this agent's own MySQL became unreachable; zero while it answers.
+	LocalDownSince time.Time
 }

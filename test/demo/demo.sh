@@ -14,7 +14,7 @@ STATE="$DIR/rig.json"
 declare -A AGENT_PID
 
 cleanup() {
-  for n in "${!AGENT_PID[@]}"; do kill "${AGENT_PID[$n]}" 2>/dev/null || true; done
+  for n in "${!AGENT_PID[@]}"; do kill -9 "${AGENT_PID[$n]}" 2>/dev/null || true; done
   for n in "${!AGENT_PID[@]}"; do while kill -0 "${AGENT_PID[$n]}" 2>/dev/null; do sleep 0.1; done; done
   bin/rig down --state "$STATE" >/dev/null 2>&1 || true
   rm -rf "$DIR"

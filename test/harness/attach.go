@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 )
 
 // Dir is the server's directory on the host (data dir, logs, socket).
 func (s *Server) Dir() string { return s.dir }
+
+// Socket is the server's Unix socket, as a process on the host reaches it.
+func (s *Server) Socket() string { return filepath.Join(s.dir, "mysqld.sock") }
 
 // Attach takes over a server another process started (the rig CLI runs servers across its own
 // invocations): same config and directory, and the server process if pid still is it.

@@ -20,11 +20,17 @@ var templateSQL = []string{
 	"CREATE DATABASE " + AppDatabase,
 	"CREATE USER '" + AppUser + "'@'%' IDENTIFIED BY '" + AppPassword + "'",
 	"GRANT ALL PRIVILEGES ON " + AppDatabase + ".* TO '" + AppUser + "'@'%'",
+	// Last: the socket login this build uses needs no password until here.
+	"ALTER USER '" + RootUser + "'@'localhost' IDENTIFIED BY '" + RootPassword + "'",
 }
+
+// templateFormat changes whenever templateSQL or the build steps do, so stale templates are
+// never reused.
+const templateFormat = "t2"
 
 // templateDir is the cached, initialized data dir for the flavor's exact version.
 func (f *flavor) templateDir() string {
-	return filepath.Join(cacheDir(), "templates", string(f.name)+"-"+f.version)
+	return filepath.Join(cacheDir(), "templates", string(f.name)+"-"+f.version+"-"+templateFormat)
 }
 
 // copyTemplate puts a copy of the template data dir at dst, building the template first if no

@@ -1,0 +1,247 @@
+// Package e2e runs shoal end to end: real MySQL or MariaDB servers from the harness, each with a
+// real `shoal agent` process on the same simulated host (loopback address), faults by SIGKILL,
+// SIGSTOP and iptables, a writer that records every acknowledged write, and a monitor that
+// watches every server's read-only state.
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shoal-db/shoal/agent"
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/test/harness"
+)
+
+// Ports every agent uses on its own host address.
+const (
+	gossipPort = 7946
+	raftPort   = 7947
+	adminPort  = 7948
+)
+
+// Cluster is servers plus agents, one pair per simulated host.
+type Cluster struct {
+	t       testing.TB
+	Flavor  mysqlctl.Flavor
+	Servers []*harness.Server
+	agents  []*exec.Cmd
+	dir     string
+	binary  string
+	extra   []string
+	Admin   agent.AdminClient
+	mu      sync.Mutex
+}
+
+// Build compiles bin/shoal once per test binary.
+func Build(dir string) (string, error) {
+	bin := filepath.Join(dir, "shoal")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/shoal-db/shoal/cmd/shoal")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build shoal: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// Start runs n servers and n agents with the given extra agent flags and waits for a primary.
+func Start(t testing.TB, binary string, flavor mysqlctl.Flavor, n int, extra ...string) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Flavor: flavor, dir: t.TempDir(), binary: binary, extra: extra}
+	c.Servers = harness.StartN(t, flavor, n, func(_ int, cfg *harness.ServerConfig) { cfg.SuperReadOnly = true })
+	write := func(name, content string) string {
+		p := filepath.Join(c.dir, name)
+		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("root.pw", harness.RootPassword)
+	write("repl.pw", "repl-secret")
+	write("admin.token", "admin-secret")
+	write("gossip.key", base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))
+	c.Admin = agent.AdminClient{HTTP: &http.Client{Timeout: 2 * time.Second}, Token: "admin-secret"}
+	c.agents = make([]*exec.Cmd, n)
+	for i := range n {
+		c.StartAgent(i)
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+// RestartServer restarts member i's mysqld on its data dir, inside its host's cgroup.
+func (c *Cluster) RestartServer(i int) {
+	c.t.Helper()
+	if err := c.Servers[i].Restart(context.Background()); err != nil {
+		c.t.Fatal(err)
+	}
+	c.joinHost(i, c.Servers[i].PID())
+}
+
+// Name is member i's id.
+func (c *Cluster) Name(i int) string { return c.Servers[i].Config.Name }
+
+// AdminAddr is member i's admin API address.
+func (c *Cluster) AdminAddr(i int) string {
+	return net.JoinHostPort(c.Servers[i].Host(), strconv.Itoa(adminPort))
+}
+
+// StartAgent starts (or restarts) member i's agent.
+func (c *Cluster) StartAgent(i int) {
+	c.t.Helper()
+	s := c.Servers[i]
+	h := s.Host()
+	seeds := ""
+	for j, o := range c.Servers {
+		if j != i {
+			seeds += net.JoinHostPort(o.Host(), strconv.Itoa(gossipPort)) + ","
+		}
+	}
+	args := []string{"agent", "--cluster", "e2e", "--node.id", s.Config.Name, "--node.data_dir", filepath.Join(c.dir, s.Config.Name),
+		"--mysql.addr", s.Socket(), "--mysql.advertise_addr", s.Addr(), "--mysql.password_file", filepath.Join(c.dir, "root.pw"),
+		"--mysql.repl_password_file", filepath.Join(c.dir, "repl.pw"),
+		"--gossip.bind", net.JoinHostPort(h, strconv.Itoa(gossipPort)), "--gossip.seeds", seeds,
+		"--gossip.key_files", filepath.Join(c.dir, "gossip.key"),
+		"--raft.bind", net.JoinHostPort(h, strconv.Itoa(raftPort)), "--raft.allow_plaintext",
+		"--raft.bootstrap_expect", strconv.Itoa(len(c.Servers)),
+		"--admin.listen", c.AdminAddr(i), "--admin.token_file", filepath.Join(c.dir, "admin.token"),
+		"--log.format", "text", "--log.level", "info"}
+	args = append(args, c.extra...)
+	cmd := exec.Command(c.binary, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no SHOAL_* test settings leak into the agent
+	logFile, err := os.OpenFile(filepath.Join(c.dir, s.Config.Name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start agent %s: %v", s.Config.Name, err)
+	}
+	logFile.Close()
+	go cmd.Wait()
+	c.joinHost(i, cmd.Process.Pid)
+	c.joinHost(i, s.PID())
+	c.mu.Lock()
+	c.agents[i] = cmd
+	c.mu.Unlock()
+}
+
+// KillAgent SIGKILLs member i's agent.
+func (c *Cluster) KillAgent(i int) { c.signalAgent(i, syscall.SIGKILL) }
+
+// PauseAgent / ResumeAgent freeze and thaw member i's agent.
+func (c *Cluster) PauseAgent(i int)  { c.signalAgent(i, syscall.SIGSTOP) }
+func (c *Cluster) ResumeAgent(i int) { c.signalAgent(i, syscall.SIGCONT) }
+
+// TermAgent sends SIGTERM, the graceful stop of a service manager.
+func (c *Cluster) TermAgent(i int) { c.signalAgent(i, syscall.SIGTERM) }
+
+func (c *Cluster) signalAgent(i int, sig syscall.Signal) {
+	c.mu.Lock()
+	cmd := c.agents[i]
+	c.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		cmd.Process.Signal(sig)
+	}
+}
+
+func (c *Cluster) stopAll() {
+	for i := range c.agents {
+		c.signalAgent(i, syscall.SIGCONT)
+		c.signalAgent(i, syscall.SIGKILL)
+	}
+	if c.t.Failed() {
+		if keep := os.Getenv("SHOAL_E2E_LOGS"); keep != "" {
+			exec.Command("cp", "-r", c.dir, filepath.Join(keep, strings.ReplaceAll(c.t.Name(), "/", "_"))).Run()
+		}
+		for _, s := range c.Servers {
+			b, _ := os.ReadFile(filepath.Join(c.dir, s.Config.Name+".log"))
+			c.t.Logf("--- agent %s decisions and failures (last 30):\n%s", s.Config.Name, tail(decisions(string(b)), 30))
+		}
+	}
+}
+
+// decisions keeps the log lines that explain what an agent did: its decisions and failed actions.
+func decisions(log string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "msg=decision") || strings.Contains(line, "failed") || strings.Contains(line, "level=ERROR") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
+func tail(s string, n int) string {
+	lines := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '\n' {
+			lines++
+			if lines > n {
+				return s[i+1:]
+			}
+		}
+	}
+	return s
+}
+
+// Primary returns the index of the member that is recorded primary and says it is writable,
+// as its own agent reports, or -1.
+func (c *Cluster) Primary(ctx context.Context) int {
+	for i := range c.Servers {
+		// Each agent gets its own short deadline: an isolated one must not use up the others' time.
+		one, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		v, err := c.Admin.Status(one, c.AdminAddr(i))
+		cancel()
+		if err != nil || v.Record.Primary != c.Name(i) || !v.Local.Writable {
+			continue
+		}
+		return i
+	}
+	return -1
+}
+
+// WaitPrimary waits until a member other than not is the writable primary, and returns it.
+func (c *Cluster) WaitPrimary(not int, limit time.Duration) int {
+	c.t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		p := c.Primary(ctx)
+		cancel()
+		if p >= 0 && p != not {
+			return p
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range c.Servers {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		v, err := c.Admin.Status(ctx, c.AdminAddr(i))
+		cancel()
+		c.t.Logf("%s: record primary %q epoch %d, local %+v, reason %q, err %v", c.Name(i), v.Record.Primary, v.Record.Epoch, v.Local, v.Reason, err)
+	}
+	c.t.Fatalf("no writable primary other than %s within %s", c.Name(max(not, 0)), limit)
+	return -1
+}
+
+// ServerIndexByAddr maps a MySQL address to the member index, or -1.
+func (c *Cluster) ServerIndexByAddr(addr string) int {
+	for i, s := range c.Servers {
+		if s.Addr() == addr {
+			return i
+		}
+	}
+	return -1
+}

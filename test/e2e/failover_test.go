@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/test/harness"
+)
+
+var shoalBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "shoal-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	shoalBinary, err = Build(dir)
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fault runs one failure scenario per flavor: a 3-member cluster under a writer and a
+// split-brain monitor, the fault, then the checks of Verify.
+func fault(t *testing.T, inject func(t *testing.T, c *Cluster, primary int) (recover func())) {
+	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+		c := Start(t, shoalBinary, flavor, 3)
+		primary := c.WaitPrimary(-1, 60*time.Second)
+		c.WaitReplicating(primary)
+		w := c.StartWriter(primary)
+		m := c.StartMonitor()
+		waitAcked(t, w, 20)
+		begin := time.Now()
+		recover := inject(t, c, primary)
+		next := c.WaitPrimary(primary, 60*time.Second)
+		before := w.Acked()
+		waitAcked(t, w, before+20)
+		t.Logf("%s: primary %s -> %s, writes resumed %s after the fault", flavor, c.Name(primary), c.Name(next),
+			time.Since(begin).Round(time.Millisecond))
+		if recover != nil {
+			recover()
+		}
+		waitAcked(t, w, w.Acked()+20)
+		acked := w.Stop()
+		out := c.Verify(acked, m.Stop())
+		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
+	})
+}
+
+func waitAcked(t *testing.T, w *Writer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for w.Acked() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("writer stuck at %d acknowledged writes, waiting for %d", w.Acked(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMySQLCrashWithAgentAlive(t *testing.T) {
+	fault(t, func(t *testing.T, c *Cluster, p int) func() {
+		if err := c.Servers[p].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		return func() { c.RestartServer(p) } // it must rejoin, or be reported errant
+	})
+}
+
+func TestHostCrash(t *testing.T) {
+	fault(t, func(t *testing.T, c *Cluster, p int) func() {
+		c.KillAgent(p)
+		if err := c.Servers[p].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			c.RestartServer(p)
+			c.StartAgent(p)
+		}
+	})
+}
+
+func TestPrimaryIsolated(t *testing.T) {
+	fault(t, func(t *testing.T, c *Cluster, p int) func() { return c.Isolate(p) })
+}
+
+func TestPrimaryAgentFrozen(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+		c := Start(t, shoalBinary, flavor, 3)
+		p := c.WaitPrimary(-1, 60*time.Second)
+		c.WaitReplicating(p)
+		w := c.StartWriter(p)
+		m := c.StartMonitor()
+		waitAcked(t, w, 20)
+		// The agent freezes; its MySQL serves on. Nothing may give a second server writes.
+		c.PauseAgent(p)
+		time.Sleep(8 * time.Second)
+		c.ResumeAgent(p)
+		waitAcked(t, w, w.Acked()+20)
+		acked := w.Stop()
+		out := c.Verify(acked, m.Stop())
+		t.Logf("%s: %d acknowledged writes; %s", flavor, len(acked), out)
+	})
+}
+
+func TestPlannedSwitchover(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+		c := Start(t, shoalBinary, flavor, 3)
+		p := c.WaitPrimary(-1, 60*time.Second)
+		c.WaitReplicating(p)
+		w := c.StartWriter(p)
+		m := c.StartMonitor()
+		waitAcked(t, w, 50)
+		target := (p + 1) % 3
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// Unauthenticated admin calls change nothing.
+		bad := c.Admin
+		bad.Token = "wrong"
+		if _, err := bad.Switchover(ctx, c.AdminAddr(p), c.Name(target)); err == nil || !strings.Contains(err.Error(), "401") {
+			t.Fatalf("switchover with a wrong token: %v, want 401", err)
+		}
+		if _, err := c.Admin.Switchover(ctx, c.AdminAddr(p), c.Name(target)); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.WaitPrimary(p, 30*time.Second); got != target {
+			t.Fatalf("switchover went to %s, asked for %s", c.Name(got), c.Name(target))
+		}
+		waitAcked(t, w, w.Acked()+50)
+		gaps := w.Gaps
+		acked := w.Stop()
+		out := c.Verify(acked, m.Stop())
+		if len(out.Errant) > 0 {
+			t.Errorf("planned switchover left errant members: %v", out.Errant)
+		}
+		t.Logf("%s: switchover %s -> %s; write gaps over 200ms: %v", flavor, c.Name(p), c.Name(target), gaps)
+	})
+}

@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os/exec"
+	"sync"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // the driver the writer and monitor use
+
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/test/harness"
+)
+
+// Writer inserts unique ids through whatever member is the writable primary, the way a client
+// would, and records every insert the server acknowledged.
+type Writer struct {
+	c      *Cluster
+	stop   chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	acked  []int64
+	lastOK time.Time
+	// Gaps are the periods between two acknowledged writes longer than 200ms: write unavailability.
+	Gaps []time.Duration
+}
+
+// StartWriter creates the table and starts writing.
+func (c *Cluster) StartWriter(primary int) *Writer {
+	c.t.Helper()
+	db := c.open(primary, harness.AppUser, harness.AppPassword)
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS app.acks (id BIGINT PRIMARY KEY)"); err != nil {
+		c.t.Fatalf("create table: %v", err)
+	}
+	w := &Writer{c: c, stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
+	go w.run()
+	return w
+}
+
+func (c *Cluster) open(i int, user, password string) *sql.DB {
+	db, err := sql.Open("mysql", c.Servers[i].DSN(user, password)+"&timeout=500ms&readTimeout=3s&writeTimeout=3s")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	return db
+}
+
+func (w *Writer) run() {
+	defer close(w.done)
+	var (
+		db      *sql.DB
+		current = -1
+		next    int64
+	)
+	defer func() {
+		if db != nil {
+			db.Close()
+		}
+	}()
+	for {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		if db == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			current = w.c.Primary(ctx)
+			cancel()
+			if current < 0 {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			db = w.c.open(current, harness.AppUser, harness.AppPassword)
+		}
+		next++
+		if _, err := db.Exec("INSERT INTO app.acks (id) VALUES (?)", next); err != nil {
+			db.Close()
+			db = nil
+			continue
+		}
+		now := time.Now()
+		w.mu.Lock()
+		w.acked = append(w.acked, next)
+		if gap := now.Sub(w.lastOK); gap > 200*time.Millisecond {
+			w.Gaps = append(w.Gaps, gap)
+		}
+		w.lastOK = now
+		w.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Stop ends the writer and returns the acknowledged ids.
+func (w *Writer) Stop() []int64 {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.acked
+}
+
+// Acked is how many writes were acknowledged so far.
+func (w *Writer) Acked() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+// Monitor polls every server's read-only state every 50ms and records each moment when two
+// servers accepted writes at once.
+type Monitor struct {
+	c          *Cluster
+	stop, done chan struct{}
+	mu         sync.Mutex
+	Violations []string
+}
+
+// StartMonitor starts polling.
+func (c *Cluster) StartMonitor() *Monitor {
+	m := &Monitor{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	dbs := make([]*sql.DB, len(c.Servers))
+	for i := range c.Servers {
+		dbs[i] = c.open(i, harness.RootUser, harness.RootPassword)
+	}
+	go func() {
+		defer close(m.done)
+		defer func() {
+			for _, db := range dbs {
+				db.Close()
+			}
+		}()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-tick.C:
+			}
+			writable := m.sample(dbs)
+			if len(writable) > 1 {
+				m.mu.Lock()
+				m.Violations = append(m.Violations, fmt.Sprintf("%s: %v writable at once", time.Now().Format("15:04:05.000"), writable))
+				m.mu.Unlock()
+			}
+		}
+	}()
+	return m
+}
+
+func (m *Monitor) sample(dbs []*sql.DB) []string {
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		writable []string
+	)
+	q := "SELECT @@read_only = 0"
+	if m.c.Flavor == mysqlctl.FlavorMySQL {
+		q = "SELECT @@read_only = 0 AND @@super_read_only = 0"
+	}
+	for i, db := range dbs {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			var w bool
+			if db.QueryRowContext(ctx, q).Scan(&w) == nil && w {
+				mu.Lock()
+				writable = append(writable, m.c.Name(i))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return writable
+}
+
+// Stop ends the monitor and returns the violations.
+func (m *Monitor) Stop() []string {
+	close(m.stop)
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Violations
+}
+
+// Isolate cuts member i's host off with iptables, in both directions: a symmetric partition. The rules go when the test ends, also after a failure.
+func (c *Cluster) Isolate(i int) (heal func()) {
+	c.t.Helper()
+	host := c.Servers[i].Host()
+	group, err := c.hostGroup(i)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	// Nothing reaches the host's address, and nothing its processes send leaves.
+	rules := [][]string{{"INPUT", "-d", host, "-j", "DROP"}, {"OUTPUT", "-m", "cgroup", "--path", group, "-j", "DROP"}}
+	for _, r := range rules {
+		if out, err := exec.Command("iptables", append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
+			c.t.Fatalf("iptables -I %v: %v: %s (install with `make deps`)", r, err, out)
+		}
+	}
+	var once sync.Once
+	heal = func() {
+		once.Do(func() {
+			for _, r := range rules {
+				exec.Command("iptables", append([]string{"-D"}, r...)...).Run()
+			}
+		})
+	}
+	c.t.Cleanup(heal)
+	return heal
+}
