@@ -8,7 +8,7 @@ STATICCHECK := $(SHOAL_CACHE)/bin/staticcheck-v0.8.2
 GO_TEST_TIMEOUT ?= 20m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps test test-go lint demo clean
+.PHONY: all build deps test test-go lint demo bench clean
 
 all: build
 
@@ -35,6 +35,11 @@ lint:
 ## demo: three real servers wired as a primary and two replicas, shown, then cleaned up
 demo: deps build
 	bash test/demo/demo.sh
+
+## bench: failover and switchover timings on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
+bench: deps
+	go test ./test/e2e -run '^$$' -bench . -benchtime 1x -timeout 60m | tee /tmp/shoal-bench.log
+	@grep '^BENCH' /tmp/shoal-bench.log
 
 clean:
 	rm -rf bin

@@ -140,3 +140,17 @@ func FuzzLoadYAML(f *testing.F) {
 		_ = loadYAML(&c, []byte(doc))
 	})
 }
+
+// The example in docs/ must stay loadable and valid as the keys evolve.
+func TestExampleConfig(t *testing.T) {
+	c, err := Load("../../docs/shoal.example.yaml", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("docs/shoal.example.yaml does not validate: %v", err)
+	}
+	if c.Cluster != "orders" || c.MySQLAdvertise() != "10.0.0.11:3306" || len(c.Gossip.Seeds) != 3 {
+		t.Fatalf("example read wrong: %+v", c)
+	}
+}

@@ -22,6 +22,7 @@ type Writer struct {
 	done   chan struct{}
 	mu     sync.Mutex
 	acked  []int64
+	times  []time.Time // when each acked write was acknowledged
 	lastOK time.Time
 	// Gaps are the periods between two acknowledged writes longer than 200ms: write unavailability.
 	Gaps []time.Duration
@@ -86,6 +87,7 @@ func (w *Writer) run() {
 		now := time.Now()
 		w.mu.Lock()
 		w.acked = append(w.acked, next)
+		w.times = append(w.times, now)
 		if gap := now.Sub(w.lastOK); gap > 200*time.Millisecond {
 			w.Gaps = append(w.Gaps, gap)
 		}
@@ -102,6 +104,42 @@ func (w *Writer) Stop() []int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.acked
+}
+
+// FirstAckAfter is when the first write acknowledged after t was, waiting up to limit for it.
+func (w *Writer) FirstAckAfter(t time.Time, limit time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		for i := len(w.times) - 1; i >= 0 && w.times[i].After(t); i-- {
+			if i == 0 || !w.times[i-1].After(t) {
+				w.mu.Unlock()
+				return w.times[i], true
+			}
+		}
+		w.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Time{}, false
+}
+
+// LongestGap is the longest time without an acknowledged write within [from, to].
+func (w *Writer) LongestGap(from, to time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var longest time.Duration
+	prev := from
+	for _, t := range w.times {
+		if t.Before(from) {
+			continue
+		}
+		if t.After(to) {
+			break
+		}
+		longest = max(longest, t.Sub(prev))
+		prev = t
+	}
+	return longest
 }
 
 // Acked is how many writes were acknowledged so far.
