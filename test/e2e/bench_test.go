@@ -27,14 +27,10 @@ type faultFn func(c *Cluster, p int) (recover func())
 func measureFailover(b *testing.B, name string, fault faultFn) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
-			c := Start(b, shoalBinary, flavor, 3, "--ha.failover_cooldown", "1s") // back-to-back runs
-			p := c.WaitPrimary(-1, 60*time.Second)
-			c.WaitReplicating(p)
-			w := c.StartWriter(p)
-			m := c.StartMonitor()
+			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--ha.failover_cooldown", "1s") // back-to-back runs
 			var published, acked []time.Duration
 			for range benchRuns() {
-				waitAckedB(b, w, w.Acked()+20)
+				w.WaitAcked(b, w.Acked()+20)
 				t0 := time.Now()
 				recover := fault(c, p)
 				next := c.WaitPrimary(p, 60*time.Second)
@@ -53,16 +49,6 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 			report(b, name+" "+string(flavor)+": first write acknowledged", acked)
 			b.Logf("%s %s: %s", name, flavor, out)
 		})
-	}
-}
-
-func waitAckedB(b *testing.B, w *Writer, n int) {
-	deadline := time.Now().Add(60 * time.Second)
-	for w.Acked() < n {
-		if time.Now().After(deadline) {
-			b.Fatalf("writer stuck at %d acknowledged writes", w.Acked())
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -94,14 +80,10 @@ func BenchmarkFailoverMySQLCrash(b *testing.B) {
 func BenchmarkSwitchover(b *testing.B) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
-			c := Start(b, shoalBinary, flavor, 3, "--ha.failover_cooldown", "1s") // back-to-back runs
-			p := c.WaitPrimary(-1, 60*time.Second)
-			c.WaitReplicating(p)
-			w := c.StartWriter(p)
-			m := c.StartMonitor()
+			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--ha.failover_cooldown", "1s") // back-to-back runs
 			var gaps []time.Duration
 			for range benchRuns() {
-				waitAckedB(b, w, w.Acked()+50)
+				w.WaitAcked(b, w.Acked()+50)
 				t0 := time.Now()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				_, err := c.Admin.Switchover(ctx, c.AdminAddr(p), "")
@@ -111,7 +93,7 @@ func BenchmarkSwitchover(b *testing.B) {
 				}
 				next := c.WaitPrimary(p, 30*time.Second)
 				c.WaitReplicating(next)
-				waitAckedB(b, w, w.Acked()+50)
+				w.WaitAcked(b, w.Acked()+50)
 				gaps = append(gaps, w.LongestGap(t0, time.Now()))
 				p = next
 			}

@@ -89,6 +89,16 @@ func (c *Cluster) RestartServer(i int) {
 	c.joinHost(i, c.Servers[i].PID())
 }
 
+// StartLoaded starts a cluster and, once it has a primary with its replicas attached, a writer
+// and a split-brain monitor; it returns the primary's index too.
+func StartLoaded(t testing.TB, binary string, flavor mysqlctl.Flavor, extra ...string) (*Cluster, int, *Writer, *Monitor) {
+	t.Helper()
+	c := Start(t, binary, flavor, 3, extra...)
+	p := c.WaitPrimary(-1, 60*time.Second)
+	c.WaitReplicating(p)
+	return c, p, c.StartWriter(p), c.StartMonitor()
+}
+
 // Name is member i's id.
 func (c *Cluster) Name(i int) string { return c.Servers[i].Config.Name }
 

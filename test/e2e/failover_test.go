@@ -31,38 +31,23 @@ func TestMain(m *testing.M) {
 // split-brain monitor, the fault, then the checks of Verify.
 func fault(t *testing.T, inject func(t *testing.T, c *Cluster, primary int) (recover func())) {
 	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
-		c := Start(t, shoalBinary, flavor, 3)
-		primary := c.WaitPrimary(-1, 60*time.Second)
-		c.WaitReplicating(primary)
-		w := c.StartWriter(primary)
-		m := c.StartMonitor()
-		waitAcked(t, w, 20)
+		c, primary, w, m := StartLoaded(t, shoalBinary, flavor)
+		w.WaitAcked(t, 20)
 		begin := time.Now()
 		recover := inject(t, c, primary)
 		next := c.WaitPrimary(primary, 60*time.Second)
 		before := w.Acked()
-		waitAcked(t, w, before+20)
+		w.WaitAcked(t, before+20)
 		t.Logf("%s: primary %s -> %s, writes resumed %s after the fault", flavor, c.Name(primary), c.Name(next),
 			time.Since(begin).Round(time.Millisecond))
 		if recover != nil {
 			recover()
 		}
-		waitAcked(t, w, w.Acked()+20)
+		w.WaitAcked(t, w.Acked()+20)
 		acked := w.Stop()
 		out := c.Verify(acked, m.Stop())
 		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
 	})
-}
-
-func waitAcked(t *testing.T, w *Writer, n int) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for w.Acked() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("writer stuck at %d acknowledged writes, waiting for %d", w.Acked(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestMySQLCrashWithAgentAlive(t *testing.T) {
@@ -93,17 +78,13 @@ func TestPrimaryIsolated(t *testing.T) {
 
 func TestPrimaryAgentFrozen(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
-		c := Start(t, shoalBinary, flavor, 3)
-		p := c.WaitPrimary(-1, 60*time.Second)
-		c.WaitReplicating(p)
-		w := c.StartWriter(p)
-		m := c.StartMonitor()
-		waitAcked(t, w, 20)
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
+		w.WaitAcked(t, 20)
 		// The agent freezes; its MySQL serves on. Nothing may give a second server writes.
 		c.PauseAgent(p)
 		time.Sleep(8 * time.Second)
 		c.ResumeAgent(p)
-		waitAcked(t, w, w.Acked()+20)
+		w.WaitAcked(t, w.Acked()+20)
 		acked := w.Stop()
 		out := c.Verify(acked, m.Stop())
 		t.Logf("%s: %d acknowledged writes; %s", flavor, len(acked), out)
@@ -112,12 +93,8 @@ func TestPrimaryAgentFrozen(t *testing.T) {
 
 func TestPlannedSwitchover(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
-		c := Start(t, shoalBinary, flavor, 3)
-		p := c.WaitPrimary(-1, 60*time.Second)
-		c.WaitReplicating(p)
-		w := c.StartWriter(p)
-		m := c.StartMonitor()
-		waitAcked(t, w, 50)
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
+		w.WaitAcked(t, 50)
 		target := (p + 1) % 3
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -133,7 +110,7 @@ func TestPlannedSwitchover(t *testing.T) {
 		if got := c.WaitPrimary(p, 30*time.Second); got != target {
 			t.Fatalf("switchover went to %s, asked for %s", c.Name(got), c.Name(target))
 		}
-		waitAcked(t, w, w.Acked()+50)
+		w.WaitAcked(t, w.Acked()+50)
 		gaps := w.Gaps
 		acked := w.Stop()
 		out := c.Verify(acked, m.Stop())

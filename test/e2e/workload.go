@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"sync"
+	"testing"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql" // the driver the writer and monitor use
@@ -140,6 +141,18 @@ func (w *Writer) LongestGap(from, to time.Time) time.Duration {
 		prev = t
 	}
 	return longest
+}
+
+// WaitAcked waits until n writes were acknowledged in all.
+func (w *Writer) WaitAcked(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for w.Acked() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("writer stuck at %d acknowledged writes, waiting for %d", w.Acked(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Acked is how many writes were acknowledged so far.
