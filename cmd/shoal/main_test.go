@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestCommandLineErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "no command given"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"mysql", "frobnicate"}, `unknown mysql command "frobnicate"`},
+		{[]string{"mysql", "promote"}, "exactly one server address"},
+		{[]string{"mysql", "status", "-o", "yaml", "127.0.0.1:1"}, "want table or json"},
+		{[]string{"mysql", "status", "--nope"}, "flag provided but not defined"},
+		{[]string{"status", "extra"}, "takes no arguments"},
+		{[]string{"agent", "--nope", "1"}, "unknown flag --nope"},
+		{[]string{"agent", "--cluster", "Bad Name", "--gossip.allow_plaintext", "--raft.allow_plaintext"}, "cluster: want a DNS label"},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		err := run(t.Context(), tt.args, &out, &out)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("shoal %s: error %v, want a usage error containing %q", strings.Join(tt.args, " "), err, tt.want)
+		}
+	}
+}
+
+// An unreachable server is a row saying so, not a failed command: status is for bad days.
+func TestMySQLStatusUnreachable(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"mysql", "status", "--timeout", "2s", "127.0.0.1:1"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "unreachable") || !strings.Contains(out.String(), "127.0.0.1:1") {
+		t.Fatalf("status output:\n%s", out.String())
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"version"}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "shoal ") {
+		t.Fatalf("version: %q, %v", out.String(), err)
+	}
+}
