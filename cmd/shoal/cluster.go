@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -125,7 +126,12 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, id := range rec.MemberIDs() {
 		v, ok := views[id]
 		if !ok {
-			fmt.Fprintf(tw, "%s\t?\t%s\tagent unreachable: %v\t\t\t\t\n", id, rec.Members[id].MySQLAddr, errs[id])
+			// The innermost cause (e.g. "connection refused") is what an operator needs in a table.
+			cause := errs[id].Error()
+			if i := strings.LastIndex(cause, ": "); i >= 0 {
+				cause = cause[i+2:]
+			}
+			fmt.Fprintf(tw, "%s\t?\t%s\tagent unreachable (%s)\t\t\t\t\n", id, rec.Members[id].MySQLAddr, cause)
 			continue
 		}
 		health := "ok"
