@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
 )
 
@@ -39,6 +40,9 @@ type Options struct {
 	DrainTimeout time.Duration
 	// RemoveAfter is how long a member may be gone before the leader removes it from Raft.
 	RemoveAfter time.Duration
+	// DNS, when set, gets the cluster's records after every pass; DNSZone says how to build them.
+	DNS     zoneServer
+	DNSZone dns.ZoneConfig
 }
 
 func (o Options) withDefaults() Options {

@@ -8,6 +8,7 @@ import (
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus"
 	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
 )
 
@@ -51,6 +52,11 @@ type membership interface {
 	Members() []gossip.Peer
 	SetHealth(r health.Report) error
 	Events() <-chan struct{}
+}
+
+// zoneServer serves the DNS records built after each pass; *dns.Server implements it.
+type zoneServer interface {
+	Update(z *dns.Zone)
 }
 
 // leaseClient asks the Raft leader to renew or release this agent's primary lease.

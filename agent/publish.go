@@ -2,12 +2,14 @@ package agent
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/dns"
 )
 
 // View is what this agent shows through its admin API: its decision, its server and its peers.
@@ -66,6 +68,43 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 	a.mu.Lock()
 	a.view = v
 	a.mu.Unlock()
+	if a.opts.DNS != nil {
+		z, problems := dns.BuildZone(a.opts.DNSZone, dnsView(obs.Record, obs.Peers))
+		for _, p := range problems {
+			a.log.Warn("dns: member left out", "err", p)
+		}
+		a.opts.DNS.Update(z)
+	}
+}
+
+// dnsView is what DNS publishes: the committed record's members, each healthy only when its
+// own gossiped report says it serves in the role the record gives it.
+func dnsView(rec record.Record, peers map[string]ha.Peer) dns.View {
+	v := dns.View{Cluster: rec.Cluster, Epoch: rec.Epoch, Primary: rec.Primary}
+	for _, id := range rec.MemberIDs() {
+		m := dns.Member{Name: id}
+		host, portText, err := net.SplitHostPort(rec.Members[id].MySQLAddr)
+		if err != nil {
+			continue
+		}
+		port, _ := strconv.ParseUint(portText, 10, 16)
+		m.Port = uint16(port)
+		if addr, err := netip.ParseAddr(host); err == nil {
+			m.Addrs = []netip.Addr{addr}
+		}
+		p, ok := peers[id]
+		r := p.Report
+		serving := r.Writable && r.Role == health.RolePrimary
+		if id != rec.Primary {
+			serving = r.Role == health.RoleReplica && r.Source == rec.Primary && r.IOConnected && r.SQLRunning
+		}
+		m.Healthy = ok && p.Alive() && r.MySQLUp && !r.Errant && !r.Draining && serving
+		if r.LagMillis > 0 {
+			m.Lag = time.Duration(r.LagMillis) * time.Millisecond
+		}
+		v.Members = append(v.Members, m)
+	}
+	return v
 }
 
 // report is this agent's gossip report for the pass.

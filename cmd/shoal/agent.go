@@ -20,6 +20,7 @@ import (
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus"
+	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
 )
 
@@ -88,14 +89,26 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		return mysqlctl.Open(ctx, mysqlctl.Config{Addr: addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
 			ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout})
 	}
+	var dnsServer *dns.Server
+	if cfg.DNS.Listen != "" {
+		dnsServer = dns.NewServer(log.With("component", "dns"))
+		if err := dnsServer.ListenAndServe(ctx, cfg.DNS.Listen); err != nil {
+			return err
+		}
+	}
 	adminClient := agent.AdminClient{HTTP: &http.Client{Timeout: 5 * time.Second}, Token: secrets.AdminToken}
-	a, err := agent.New(agent.Options{
+	opts := agent.Options{
 		NodeID: cfg.Node.ID, Cluster: cfg.Cluster, Policy: cfg.Policy(), BootstrapExpect: cfg.Raft.BootstrapExpect,
 		LocalMySQLAddr: cfg.MySQL.Addr, MySQLAddr: cfg.MySQLAdvertise(), RaftAddr: node.Addr(),
 		AdminAddr: advertised(cfg.Admin.Listen, cfg.MySQLAdvertise()), ReplUser: cfg.MySQL.ReplUser,
 		ReplPassword: secrets.ReplPassword,
 		SemiSync:     mysqlctl.SemiSyncConfig{Async: cfg.MySQL.SemiSync == "async", Acks: cfg.MySQL.SemiSyncAcks},
-	}, log, reg, agent.MySQLDialer(dial), node, g, adminClient)
+		DNSZone:      dns.ZoneConfig{Zone: cfg.DNS.Zone, TTL: cfg.DNS.TTL, MaxLag: cfg.DNS.MaxLag},
+	}
+	if dnsServer != nil { // a nil *dns.Server in the interface would look set
+		opts.DNS = dnsServer
+	}
+	a, err := agent.New(opts, log, reg, agent.MySQLDialer(dial), node, g, adminClient)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ start_agent() { # index
     --mysql.addr "$h:3306" --mysql.password_file "$DIR/root.pw" --mysql.repl_password_file "$DIR/repl.pw" \
     --gossip.bind "$h:7946" --gossip.seeds "${HOSTS[0]}:7946,${HOSTS[1]}:7946" --gossip.key_files "$DIR/gossip.key" \
     --raft.bind "$h:7947" --raft.allow_plaintext --raft.bootstrap_expect 3 \
-    --admin.listen "$h:7948" --admin.token_file "$DIR/admin.token" --log.format text \
+    --admin.listen "$h:7948" --admin.token_file "$DIR/admin.token" --dns.listen "$h:8053" --log.format text \
     >>"$DIR/$n.log" 2>&1 &
   AGENT_PID[$n]=$!
   disown "$!" # killing it is part of the show; no job notices from bash
@@ -68,6 +68,9 @@ echo "primary elected and writable after $(( $(now_ms) - t0 )) ms: $primary"
 sleep 1
 show bin/shoal status
 
+step "Every agent answers DNS: SRV records with the primary first, replicas weighted by lag"
+show dig @"${HOSTS[1]}" -p 8053 SRV _mysql._tcp.demo.shoal +short
+
 step "Write through the primary as the application user"
 mysql_cli() { mariadb --protocol=tcp -h "${1%:*}" -P "${1#*:}" -u app -pshoal-app-pw app "${@:2}"; }
 show mysql_cli "$primary" -e "CREATE TABLE orders (id INT AUTO_INCREMENT PRIMARY KEY, item VARCHAR(40));
@@ -86,6 +89,7 @@ until mysql_cli "$new" -e "INSERT INTO orders (item) VALUES ('after failover')" 
 t2=$(now_ms)
 echo "new primary $new: published after $((t1 - t0)) ms, first write acknowledged after $((t2 - t0)) ms"
 show bin/shoal status
+show dig @"${HOSTS[2]}" -p 8053 SRV _mysql._tcp.primary.demo.shoal +short
 show mysql_cli "$new" -e "SELECT * FROM orders"
 
 step "Bring the old host back: it rejoins as a replica of the new primary"

@@ -30,6 +30,7 @@ const (
 	gossipPort = 7946
 	raftPort   = 7947
 	adminPort  = 7948
+	dnsPort    = 8053
 )
 
 // Cluster is servers plus agents, one pair per simulated host.
@@ -126,6 +127,7 @@ func (c *Cluster) StartAgent(i int) {
 		"--raft.bind", net.JoinHostPort(h, strconv.Itoa(raftPort)), "--raft.allow_plaintext",
 		"--raft.bootstrap_expect", strconv.Itoa(len(c.Servers)),
 		"--admin.listen", c.AdminAddr(i), "--admin.token_file", filepath.Join(c.dir, "admin.token"),
+		"--dns.listen", net.JoinHostPort(h, strconv.Itoa(dnsPort)),
 		"--log.format", "text", "--log.level", "info"}
 	args = append(args, c.extra...)
 	cmd := exec.Command(c.binary, args...)
@@ -244,6 +246,19 @@ func (c *Cluster) WaitPrimary(not int, limit time.Duration) int {
 	}
 	c.t.Fatalf("no writable primary other than %s within %s", c.Name(max(not, 0)), limit)
 	return -1
+}
+
+// DNSPrimary asks member i's DNS server which member the primary SRV record names ("" if none).
+func (c *Cluster) DNSPrimary(ctx context.Context, i int) string {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, net.JoinHostPort(c.Servers[i].Host(), strconv.Itoa(dnsPort)))
+	}}
+	_, srvs, err := r.LookupSRV(ctx, "mysql", "tcp", "primary.e2e.shoal")
+	if err != nil || len(srvs) == 0 {
+		return ""
+	}
+	return strings.TrimSuffix(srvs[0].Target, ".e2e.shoal.")
 }
 
 // ServerIndexByAddr maps a MySQL address to the member index, or -1.

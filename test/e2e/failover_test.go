@@ -36,6 +36,8 @@ func fault(t *testing.T, inject func(t *testing.T, c *Cluster, primary int) (rec
 		begin := time.Now()
 		recover := inject(t, c, primary)
 		next := c.WaitPrimary(primary, 60*time.Second)
+		// Clients that find the primary by DNS SRV follow within a few ticks.
+		waitDNS(t, c, next, c.Name(next))
 		before := w.Acked()
 		w.WaitAcked(t, before+20)
 		t.Logf("%s: primary %s -> %s, writes resumed %s after the fault", flavor, c.Name(primary), c.Name(next),
@@ -48,6 +50,23 @@ func fault(t *testing.T, inject func(t *testing.T, c *Cluster, primary int) (rec
 		out := c.Verify(acked, m.Stop())
 		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
 	})
+}
+
+func waitDNS(t *testing.T, c *Cluster, ask int, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		got := c.DNSPrimary(ctx, ask)
+		cancel()
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("DNS at %s names primary %q, want %q", c.Name(ask), got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func TestMySQLCrashWithAgentAlive(t *testing.T) {
