@@ -28,13 +28,20 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
 			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--ha.failover_cooldown", "1s") // back-to-back runs
-			var published, acked []time.Duration
+			var published, acked, inDNS []time.Duration
 			for range benchRuns() {
 				w.WaitAcked(b, w.Acked()+20)
 				t0 := time.Now()
 				recover := fault(c, p)
 				next := c.WaitPrimary(p, 60*time.Second)
 				published = append(published, time.Since(t0))
+				for c.DNSPrimary(context.Background(), next) != c.Name(next) {
+					if time.Since(t0) > 60*time.Second {
+						b.Fatalf("DNS never named the new primary %s", c.Name(next))
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				inDNS = append(inDNS, time.Since(t0))
 				first, ok := w.FirstAckAfter(t0, 60*time.Second)
 				if !ok {
 					b.Fatalf("no write acknowledged within 60s of the fault")
@@ -47,6 +54,7 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 			out := c.Verify(w.Stop(), m.Stop())
 			report(b, name+" "+string(flavor)+": new primary published", published)
 			report(b, name+" "+string(flavor)+": first write acknowledged", acked)
+			report(b, name+" "+string(flavor)+": DNS SRV names the new primary", inDNS)
 			b.Logf("%s %s: %s", name, flavor, out)
 		})
 	}

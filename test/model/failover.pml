@@ -87,8 +87,22 @@
                              never when it merely does not answer */
 #define RELEASE_IF_DEAD 1
 #endif
-#ifndef RELEASED_IS_DOWN  /* a released lease counts as a down primary */
-#define RELEASED_IS_DOWN 1
+#ifndef LAPSED_IS_DOWN     /* a primary without a lease for PromotionWait (or
+                             that released it) counts as down */
+#define LAPSED_IS_DOWN 1
+#endif
+#ifndef RECORD_BASE       /* the record keeps the new primary's GTID set (the
+                             epoch's base); errant is judged against the record */
+#define RECORD_BASE 1
+#endif
+#ifndef REVOKE            /* deciding a failover revokes the primary's lease
+                             (no renewal in this epoch), and the proposal
+                             re-checks the lease wait right before it is made */
+#define REVOKE 1
+#endif
+#ifndef OLDP              /* the old primary, if its MySQL answers (read-only
+                             by now), is a candidate too (promoted anew) */
+#define OLDP 1
 #endif
 #ifndef CHECK_LIVENESS
 #define CHECK_LIVENESS 1
@@ -144,9 +158,13 @@ typedef Member {
 Member m[N];
 byte ep;                 /* Raft record: epoch ... */
 byte prim[MAXEP+1];      /* ... and the primary of every epoch so far */
+byte base[MAXEP+1];      /* ... and how many transactions it had when promoted
+                            (its GTID set; the content is the primary's prefix) */
 byte leader = NONE;      /* Raft leader (agent), NONE during an election */
 byte grant;              /* leader: ticks until the primary's lease surely ended */
-bit  rel;                /* leader: the primary released its lease in this epoch */
+bit  rvk;                /* the primary's lease is revoked (or released) in this
+                            epoch: no more renewals. With REVOKE it is part of the
+                            Raft record; without, only the leader's memory */
 byte dcnt;               /* leader: 0, or 1 + ticks the primary has looked down */
 byte cool;               /* ticks left of ha.failover_cooldown */
 byte faults;             /* faults so far */
@@ -170,7 +188,20 @@ hidden byte one_writer, acked_write_kept, replica_not_errant, candidate_not_erra
 #define AGREACH(i,j) (AG_OK(j) && CONN(i,j))
 #define WRITABLE(s)  (MY_OK(s) && !m[s].ro)
 #define OPEN(s)      (WRITABLE(s) && !m[s].late)
-#define HEALTHY(j)   (AG_OK(j) && MY_OK(j) && !m[j].lossy)
+/* position x of server s is allowed by the record (see validLen) */
+#define VALIDPOS(s,x) ((x) > m[s].rcv || ((x) <= base[ep] -> m[s].h[x] == m[prim[ep]].h[x] : m[s].h[x] == ep))
+#if MAXTX == 1
+#define ERRANT(s) (!VALIDPOS(s,1))
+#elif MAXTX == 2
+#define ERRANT(s) (!(VALIDPOS(s,1) && VALIDPOS(s,2)))
+#elif MAXTX == 3
+#define ERRANT(s) (!(VALIDPOS(s,1) && VALIDPOS(s,2) && VALIDPOS(s,3)))
+#else
+#error "MAXTX must be 1..3"
+#endif
+/* healthy: agent and MySQL run and talk, and the server is not errant
+   (an errant server is fenced until rebuilt: it cannot help) */
+#define HEALTHY(j)   (AG_OK(j) && MY_OK(j) && !m[j].lossy && !ERRANT(j))
 
 #define F_AGR(j,l)     AGREACH(l,j)
 #define F_RCVD(r,s)    ((r)!=(s) && m[r].rcv >= m[s].app && m[r].h[m[s].app] == m[s].h[m[s].app])
@@ -191,6 +222,7 @@ hidden byte one_writer, acked_write_kept, replica_not_errant, candidate_not_erra
 #endif
 
 #define LEADER_OK(l) ((l) != NONE && AG_OK(l) && SUM(F_AGR,l) >= MAJ)
+#define FRESH(i)     (LEADER_OK(leader) && AGREACH(i, leader))   /* in contact with the leader */
 #define ALLDONE      (!ANY(F_NOTDONE,0))
 #define ELECTABLE    (leader == NONE && ANY(F_LOK,0))
 #define MAJ_HEALTHY  (SUM(F_HSIDE,0) >= MAJ || SUM(F_HSIDE,1) >= MAJ)
@@ -201,6 +233,19 @@ inline prefix(a, b, res) {
 	for (hk : 1 .. MAXTX) {
 		if
 		:: res && hk <= m[a].rcv && m[a].h[hk] != m[b].h[hk] -> res = 0
+		:: else
+		fi
+	}
+}
+
+/* res = how many of s's transactions, from the first, belong to the history
+   the record allows in epoch e: the epoch's base, then writes of epoch e */
+inline validLen(s, e, res) {
+	res = 0;
+	for (hk : 1 .. MAXTX) {
+		if
+		:: res == hk-1 && hk <= m[s].rcv &&
+		   ((hk <= base[e] && m[s].h[hk] == m[prim[e]].h[hk]) || (hk > base[e] && m[s].h[hk] == e)) -> res = hk
 		:: else
 		fi
 	}
@@ -245,7 +290,7 @@ inline fence(s) {
    after confirming its majority (VerifyLeader), for the current epoch only */
 inline renew(i) {
 	if
-	:: LEADER_OK(leader) && AGREACH(i, leader) && m[i].kep == ep && prim[ep] == i && !rel ->
+	:: LEADER_OK(leader) && AGREACH(i, leader) && m[i].kep == ep && prim[ep] == i && !rvk ->
 		m[i].lease = LEASE + DRIFT;
 		grant = PW;
 		if :: IN_SERVER_FENCE && !m[i].ro -> m[i].dl = LEASE + DRIFT :: else fi
@@ -270,6 +315,10 @@ inline openWrites(i) {
 
 inline primaryNode(i) {
 	if
+	:: REVOKE && FRESH(i) && rvk -> m[i].lease = 0      /* revoked: give it up now */
+	:: else
+	fi;
+	if
 	:: m[i].lease == 0 && !m[i].ro -> fence(i)          /* no lease: fence */
 	:: else
 	fi;
@@ -287,14 +336,22 @@ inline replicaNode(i, p) {
 		if
 		:: MYREACH(i, p) ->
 			prefix(i, p, hok);                          /* errant GTID check */
+			if :: RECORD_BASE -> validLen(i, m[i].kep, hcnt2); hok = hok && (hcnt2 == m[i].rcv) :: else fi;
 			if
 			:: !hok -> m[i].errf = 1; m[i].io = 0; printf("MSC: %d errant, stays fenced\n", i)       /* fenced until rebuilt */
 			:: else ->
 				m[i].errf = 0;
 				if
-				:: m[i].src != p -> m[i].src = p; m[i].io = 1; printf("MSC: %d replicates from %d\n", i, p)
+				/* start a receiver only towards a primary whose lease is not
+				   revoked, as the leader says now (the leader may have stopped
+				   it to count the acks the old primary can still get) */
+				:: m[i].src != p -> m[i].src = p; m[i].io = (!REVOKE || (FRESH(i) && !rvk));
+					printf("MSC: %d replicates from %d\n", i, p)
 				:: else ->
-					if :: !m[i].io && !m[p].ro -> m[i].io = 1 :: else fi
+					if
+					:: !m[i].io && !m[p].ro && (!REVOKE || (FRESH(i) && !rvk)) -> m[i].io = 1
+					:: else
+					fi
 				fi
 			fi
 		:: else
@@ -312,7 +369,7 @@ inline node(i) {
 		:: hp == i && m[i].lease > 0 && (!RELEASE_IF_DEAD || !m[i].up) ->
 			m[i].lease = 0; printf("MSC: %d releases its lease\n", i);
 			if
-			:: LEADER_OK(leader) && AGREACH(i, leader) && m[i].kep == ep -> rel = 1; grant = 0
+			:: LEADER_OK(leader) && AGREACH(i, leader) && m[i].kep == ep -> rvk = 1; grant = 0
 			:: else
 			fi
 		:: else
@@ -326,7 +383,7 @@ inline node(i) {
    says its MySQL is down or most live agents lost replication from p) */
 inline primaryDown(i, p, res) {
 	if
-	:: RELEASED_IS_DOWN && rel -> res = 1
+	:: LAPSED_IS_DOWN && (rvk || grant == 0) -> res = 1
 	:: MYREACH(i, p) -> res = 0
 	:: else ->
 		if
@@ -359,14 +416,15 @@ inline finishFailover(i) {
 		:: m[hc].app < m[hc].rcv && !NO_APPLY_WAIT -> skip   /* still applying */
 		:: else ->
 			if
-			:: LEADER_OK(i) && leader == i && (ep == m[i].foep || NO_CAS) ->
+			:: LEADER_OK(i) && leader == i && (ep == m[i].foep || NO_CAS) &&
+			   (!REVOKE || NO_LEASE_WAIT || rvk || grant == 0) ->
 				if
 				:: ep < MAXEP ->
 					prefix(hc, prim[ep], candidate_not_errant);
 					assert(candidate_not_errant);       /* (c) */
 					printf("MSC: leader %d commits epoch %d primary %d\n", i, ep+1, hc);
-					ep++; prim[ep] = hc;
-					grant = 0; rel = 0; dcnt = 0; cool = COOLDOWN;
+					ep++; prim[ep] = hc; base[ep] = m[hc].app;
+					grant = 0; rvk = 0; dcnt = 0; cool = COOLDOWN;
 					m[i].kep = ep
 				:: else -> capped = 1
 				fi
@@ -378,49 +436,62 @@ inline finishFailover(i) {
 }
 
 inline prepare(i, p) {
+	/* replicas whose MySQL the leader reaches: an acknowledged write is on at
+	   least K replicas, so with N-K of the N-1 replicas in view one of them has it */
 	hcnt = 0;
 	for (hj : 0 .. N-1) {
 		if :: hj != p && MYREACH(i, hj) -> hcnt++ :: else fi
 	}
+	/* the candidate: the most received among the fit (MySQL and agent
+	   reachable; not errant: by the record's base, or by its agent's report).
+	   The old primary is a candidate too if its MySQL answers (OLDP). */
+	hbest = NONE;
+	for (hj : 0 .. N-1) {
+		if
+		:: (hj != p || OLDP) && MYREACH(i, hj) && AGREACH(i, hj) ->
+			if
+			:: RECORD_BASE -> validLen(hj, ep, hcnt2); hok = (hcnt2 == m[hj].rcv)
+			:: else -> hok = !m[hj].errf
+			fi;
+			if
+			:: hok && (hbest == NONE || m[hj].rcv > m[hbest].rcv) -> hbest = hj
+			:: else
+			fi
+		:: else
+		fi
+	}
 	if
-	:: ACK_QUORUM && hcnt < N - K -> skip      /* an acked write may hide on a replica we cannot see */
+	:: hbest == NONE -> skip
+	:: hbest != p && ACK_QUORUM && hcnt < N - K -> skip   /* an acked write may hide out of view */
 	:: else ->
-		/* the candidate: the most received among the fit */
-		hbest = NONE;
+		/* it must contain what the replicas received: every reachable replica
+		   (the part the record allows), or in the design as written the
+		   other fit candidates */
+		hok2 = 1;
 		for (hj : 0 .. N-1) {
 			if
-			:: hj != p && MYREACH(i, hj) && AGREACH(i, hj) && !m[hj].errf &&
-			   (hbest == NONE || m[hj].rcv > m[hbest].rcv) -> hbest = hj
+			:: hj != p && MYREACH(i, hj) && RECORD_BASE ->
+				validLen(hj, ep, hcnt2);
+				hok2 = hok2 && (hcnt2 <= m[hbest].rcv)
+			:: hj != p && MYREACH(i, hj) && !RECORD_BASE && (ACK_QUORUM || (AGREACH(i, hj) && !m[hj].errf)) ->
+				prefix(hj, hbest, hok);
+				hok2 = hok2 && hok
 			:: else
 			fi
 		}
 		if
-		:: hbest != NONE ->
-			/* it must contain what the others received (all reachable
-			   replicas, or only the fit candidates in the design as written) */
-			hok2 = 1;
+		:: hok2 ->
+			/* stop the receivers: all reachable replicas, or the candidate's */
 			for (hj : 0 .. N-1) {
 				if
-				:: hj != p && MYREACH(i, hj) && (ACK_QUORUM || (AGREACH(i, hj) && !m[hj].errf)) ->
-					prefix(hj, hbest, hok);
-					hok2 = hok2 && hok
+				:: hj != p && MYREACH(i, hj) && (ACK_QUORUM || hj == hbest) -> m[hj].io = 0
 				:: else
 				fi
 			}
-			if
-			:: hok2 ->
-				/* stop the IO threads: all reachable replicas, or the candidate's */
-				for (hj : 0 .. N-1) {
-					if
-					:: hj != p && MYREACH(i, hj) && (ACK_QUORUM || hj == hbest) -> m[hj].io = 0
-					:: else
-					fi
-				}
-				printf("MSC: leader %d prepares %d (epoch %d)\n", i, hbest, ep);
-				m[i].fo = hbest + 1; m[i].foep = ep;
-				finishFailover(i)
-			:: else
-			fi
+			printf("MSC: leader %d prepares %d (epoch %d)\n", i, hbest, ep);
+			m[i].fo = hbest + 1; m[i].foep = ep;
+			if :: REVOKE -> rvk = 1; printf("MSC: leader %d revokes the lease of %d (epoch %d)\n", i, p, ep) :: else fi;
+			finishFailover(i)
 		:: else
 		fi
 	fi
@@ -436,7 +507,7 @@ inline cluster(i) {
 	:: else ->
 		if
 		:: cool > 0 -> skip                                 /* ha.failover_cooldown */
-		:: cool == 0 && grant > 0 && !rel && !NO_LEASE_WAIT -> skip   /* old lease may still run */
+		:: cool == 0 && grant > 0 && !rvk && !NO_LEASE_WAIT -> skip   /* old lease may still run */
 		:: else -> prepare(i, hp)
 		fi
 	fi
@@ -465,6 +536,14 @@ inline tick() {
 		:: else
 		fi;
 		if :: m[hj].late && MY_OK(hj) -> fence(hj) :: else fi;
+		/* while calm, replication keeps up: one transaction per tick */
+		if
+		:: calm > 0 && MY_OK(hj) && m[hj].io && m[hj].src != NONE && MYREACH(hj, m[hj].src) &&
+		   m[hj].rcv < m[m[hj].src].app ->
+			prefix(hj, m[hj].src, hok);
+			if :: hok -> m[hj].rcv++; m[hj].h[m[hj].rcv] = m[m[hj].src].h[m[hj].rcv] :: else fi
+		:: else
+		fi;
 		if :: calm > 0 && MY_OK(hj) && m[hj].app < m[hj].rcv -> m[hj].app++ :: else fi;
 		m[hj].done = 0; m[hj].lossy = 0
 	}
@@ -493,7 +572,8 @@ inline fault() { faults++; faulted = 1; calm = 0 }
 	:: d_step { AG_OK(i) && !m[i].done -> pass(i) } \
 	/* Raft election: a member reaching a majority becomes leader */ \
 	:: d_step { leader == NONE && LEADER_OK(i) -> \
-		printf("MSC: %d elected leader\n", i); leader = i; m[i].kep = ep; grant = PW; rel = 0; dcnt = 0 } \
+		printf("MSC: %d elected leader\n", i); leader = i; m[i].kep = ep; grant = PW; dcnt = 0; \
+		if :: !REVOKE -> rvk = 0 :: else fi } \
 	/* a client writes to a server that accepts writes */ \
 	:: d_step { WRITABLE(i) && !m[i].pend && nw < MAXTX && m[i].app < MAXTX -> \
 		m[i].app++; m[i].rcv = m[i].app; m[i].h[m[i].app] = m[i].wep; m[i].pend = 1; nw++; \
