@@ -29,6 +29,8 @@ type Options struct {
 	// reach it; RaftAddr and AdminAddr are this agent's advertised Raft and admin API addresses.
 	LocalMySQLAddr                 string
 	MySQLAddr, RaftAddr, AdminAddr string
+	// XPort is the local server's X Protocol port, published in DNS; 0 for none.
+	XPort uint16
 	// Replication account, and the durability contract the primary runs with.
 	ReplUser, ReplPassword string
 	SemiSync               mysqlctl.SemiSyncConfig

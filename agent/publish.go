@@ -94,6 +94,7 @@ func dnsView(rec record.Record, peers map[string]ha.Peer) dns.View {
 		}
 		p, ok := peers[id]
 		r := p.Report
+		m.XPort = r.XPort
 		serving := r.Writable && r.Role == health.RolePrimary
 		if id != rec.Primary {
 			serving = r.Role == health.RoleReplica && r.Source == rec.Primary && r.IOConnected && r.SQLRunning
@@ -112,7 +113,7 @@ func (a *Agent) report(obs ha.Observation, d ha.Decision) health.Report {
 	r := health.Report{
 		Epoch: obs.Record.Epoch, MySQLUp: obs.Local.Up, Role: health.RoleUnknown, LagMillis: -1,
 		Errant: d.Errant != "", Draining: a.draining, Bootstrapped: a.raft.HasState(),
-		MySQLAddr: a.opts.MySQLAddr, RaftAddr: a.opts.RaftAddr, AdminAddr: a.opts.AdminAddr,
+		MySQLAddr: a.opts.MySQLAddr, RaftAddr: a.opts.RaftAddr, AdminAddr: a.opts.AdminAddr, XPort: a.opts.XPort,
 	}
 	if !obs.Local.Up {
 		return r

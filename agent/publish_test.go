@@ -19,7 +19,7 @@ func TestDNSView(t *testing.T) {
 	errant := replica
 	errant.Errant = true
 	peers := map[string]ha.Peer{
-		"db1": {State: ha.PeerAlive, Report: health.Report{MySQLUp: true, Role: health.RolePrimary, Writable: true}},
+		"db1": {State: ha.PeerAlive, Report: health.Report{MySQLUp: true, Role: health.RolePrimary, Writable: true, XPort: 33060}},
 		"db2": {State: ha.PeerAlive, Report: replica},
 		"db3": {State: ha.PeerAlive, Report: errant},
 		// db4: no gossip at all
@@ -40,6 +40,9 @@ func TestDNSView(t *testing.T) {
 		if healthy[name] != h {
 			t.Errorf("%s healthy=%v, want %v", name, healthy[name], h)
 		}
+	}
+	if v.Members[0].XPort != 33060 || v.Members[1].XPort != 0 {
+		t.Errorf("X ports %d %d, want 33060 and none", v.Members[0].XPort, v.Members[1].XPort)
 	}
 	if v.Members[1].Lag.Milliseconds() != 1500 {
 		t.Errorf("db2 lag %s", v.Members[1].Lag)

@@ -21,7 +21,7 @@ type Config struct {
 		Addr, AdvertiseAddr, User, PasswordFile, ReplUser, ReplPasswordFile string
 		ConnectTimeout, ReadTimeout                                         time.Duration
 		SemiSync                                                            string
-		SemiSyncAcks                                                        int
+		SemiSyncAcks, XPort                                                 int
 	}
 	Gossip struct {
 		Bind, Advertise             string

@@ -34,6 +34,7 @@ var keys = []key{
 	{"mysql.read_timeout", "bound on any one MySQL statement", func(c *Config) any { return &c.MySQL.ReadTimeout }},
 	{"mysql.semi_sync", "lossless (AFTER_SYNC semi-sync, never falls back to async) or async", func(c *Config) any { return &c.MySQL.SemiSync }},
 	{"mysql.semi_sync_acks", "replicas that must receive a commit before it returns", func(c *Config) any { return &c.MySQL.SemiSyncAcks }},
+	{"mysql.x_port", "X Protocol port published in DNS (_mysqlx._tcp); 0: none", func(c *Config) any { return &c.MySQL.XPort }},
 	{"gossip.bind", "gossip listen address (host:port)", func(c *Config) any { return &c.Gossip.Bind }},
 	{"gossip.advertise", "gossip address peers use; default: the bind address", func(c *Config) any { return &c.Gossip.Advertise }},
 	{"gossip.seeds", "members to join (host:port or DNS names)", func(c *Config) any { return &c.Gossip.Seeds }},

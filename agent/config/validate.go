@@ -76,6 +76,9 @@ func (c Config) Validate() error {
 	if c.MySQL.SemiSyncAcks < 1 || c.MySQL.SemiSyncAcks > 8 {
 		bad("mysql.semi_sync_acks: want 1..8, got %d", c.MySQL.SemiSyncAcks)
 	}
+	if c.MySQL.XPort < 0 || c.MySQL.XPort > 65535 {
+		bad("mysql.x_port: want 0..65535, got %d", c.MySQL.XPort)
+	}
 	if c.MySQL.ConnectTimeout <= 0 || c.MySQL.ReadTimeout <= c.MySQL.ConnectTimeout {
 		bad("mysql.read_timeout (%s) must be above mysql.connect_timeout (%s), which must be positive", c.MySQL.ReadTimeout, c.MySQL.ConnectTimeout)
 	}

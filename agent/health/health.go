@@ -57,6 +57,8 @@ type Report struct {
 	MySQLAddr string `json:"my,omitempty"`
 	RaftAddr  string `json:"ra,omitempty"`
 	AdminAddr string `json:"ad,omitempty"`
+	// XPort is the server's X Protocol port; 0 when it has none (MariaDB) or it is off.
+	XPort uint16 `json:"xp,omitempty"`
 }
 
 // Encode returns the report's wire form, refusing reports over memberlist's limit.
