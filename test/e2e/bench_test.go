@@ -42,7 +42,7 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 					time.Sleep(5 * time.Millisecond)
 				}
 				inDNS = append(inDNS, time.Since(t0))
-				first, ok := w.FirstAckAfter(t0, 60*time.Second)
+				first, ok := w.FirstAckAfter(t0, next, 60*time.Second)
 				if !ok {
 					b.Fatalf("no write acknowledged within 60s of the fault")
 				}

@@ -24,6 +24,7 @@ type Writer struct {
 	mu     sync.Mutex
 	acked  []int64
 	times  []time.Time // when each acked write was acknowledged
+	by     []int       // and by which member
 	lastOK time.Time
 	// Gaps are the periods between two acknowledged writes longer than 200ms: write unavailability.
 	Gaps []time.Duration
@@ -89,6 +90,7 @@ func (w *Writer) run() {
 		w.mu.Lock()
 		w.acked = append(w.acked, next)
 		w.times = append(w.times, now)
+		w.by = append(w.by, current)
 		if gap := now.Sub(w.lastOK); gap > 200*time.Millisecond {
 			w.Gaps = append(w.Gaps, gap)
 		}
@@ -107,15 +109,16 @@ func (w *Writer) Stop() []int64 {
 	return w.acked
 }
 
-// FirstAckAfter is when the first write acknowledged after t was, waiting up to limit for it.
-func (w *Writer) FirstAckAfter(t time.Time, limit time.Duration) (time.Time, bool) {
+// FirstAckAfter is when member `by` first acknowledged a write after t, waiting up to limit.
+// Naming the member keeps a write the old primary acknowledged just after t out of a failover time.
+func (w *Writer) FirstAckAfter(t time.Time, by int, limit time.Duration) (time.Time, bool) {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		w.mu.Lock()
-		for i := len(w.times) - 1; i >= 0 && w.times[i].After(t); i-- {
-			if i == 0 || !w.times[i-1].After(t) {
+		for i, at := range w.times {
+			if at.After(t) && w.by[i] == by {
 				w.mu.Unlock()
-				return w.times[i], true
+				return at, true
 			}
 		}
 		w.mu.Unlock()

@@ -444,7 +444,8 @@ inline prepare(i, p) {
 	}
 	/* the candidate: the most received among the fit (MySQL and agent
 	   reachable; not errant: by the record's base, or by its agent's report).
-	   The old primary is a candidate too if its MySQL answers (OLDP). */
+	   The old primary, if its MySQL answers (OLDP), is preferred: it has
+	   every transaction of its epoch. */
 	hbest = NONE;
 	for (hj : 0 .. N-1) {
 		if
@@ -454,7 +455,7 @@ inline prepare(i, p) {
 			:: else -> hok = !m[hj].errf
 			fi;
 			if
-			:: hok && (hbest == NONE || m[hj].rcv > m[hbest].rcv) -> hbest = hj
+			:: hok && (hbest == NONE || m[hj].rcv > m[hbest].rcv || hj == p) && hbest != p -> hbest = hj
 			:: else
 			fi
 		:: else
