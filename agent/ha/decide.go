@@ -162,6 +162,9 @@ func decideReplica(obs Observation, writable bool, d *Decision) {
 	}
 	if obs.Primary == nil || !obs.Primary.Up {
 		d.NodeReason = fmt.Sprintf("read-only; primary %s is unreachable from here", primary)
+		if d.Errant = obs.Memory.Errant; d.Errant != "" {
+			d.NodeReason += "; still holding errant transactions " + d.Errant
+		}
 		return
 	}
 	errant, err := mysqlctl.ErrantGTIDs(obs.Local.Status, obs.Primary.Status)
@@ -170,8 +173,10 @@ func decideReplica(obs Observation, writable bool, d *Decision) {
 		return
 	}
 	rep := obs.Local.Status.Replica
+	d.Memory.Errant = ""
 	if !errant.IsEmpty() {
 		d.Errant = errant.String()
+		d.Memory.Errant = d.Errant
 		d.NodeReason = fmt.Sprintf("has transactions primary %s lacks (%s): fenced until rebuilt", primary, d.Errant)
 		if rep != nil && (rep.IOState != "No" || rep.SQLRunning) {
 			d.Node = NodeStopReplica

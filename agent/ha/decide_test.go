@@ -209,6 +209,14 @@ func TestDecide(t *testing.T) {
 			node: NodeStopReplica, reasonParts: []string{"fenced until rebuilt", "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1"},
 		},
 		{
+			name: "an errant server stays reported errant while the primary is unreachable",
+			setup: func(o *Observation) {
+				o.Primary = &Server{Err: "refused"}
+				o.Memory.Errant = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1"
+			},
+			reasonParts: []string{"still holding errant transactions bbbbbbbb"},
+		},
+		{
 			name: "rejoining old primary without errant GTIDs becomes a replica",
 			setup: func(o *Observation) {
 				s := primaryServer(uuidA + ":1-90")

@@ -87,4 +87,8 @@ type Memory struct {
 	DownEpoch        uint64
 	// LocalDownSince is when this agent's own MySQL became unreachable; zero while it answers.
 	LocalDownSince time.Time
+	// Errant is the errant set last found on the local server. It stays reported while the
+	// primary cannot be reached to compare again: being errant is a property of the data, and
+	// an errant server offered as a candidate would block every failover.
+	Errant string
 }

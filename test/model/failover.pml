@@ -104,6 +104,9 @@
                              by now), is a candidate too (promoted anew) */
 #define OLDP 1
 #endif
+#ifndef FENCE_OLD         /* the leader fences writable servers in view itself */
+#define FENCE_OLD 1
+#endif
 #ifndef CHECK_LIVENESS
 #define CHECK_LIVENESS 1
 #endif
@@ -488,6 +491,11 @@ inline prepare(i, p) {
 				:: hj != p && MYREACH(i, hj) && (ACK_QUORUM || hj == hbest) -> m[hj].io = 0
 				:: else
 				fi
+			}
+			/* fence directly every server in view that is still writable
+			   (the old primary, or one that resumed after a pause) */
+			for (hj : 0 .. N-1) {
+				if :: FENCE_OLD && MYREACH(i, hj) && !m[hj].ro -> fence(hj) :: else fi
 			}
 			printf("MSC: leader %d prepares %d (epoch %d)\n", i, hbest, ep);
 			m[i].fo = hbest + 1; m[i].foep = ep;
