@@ -77,7 +77,11 @@ func (a *Agent) gather(ctx context.Context) ha.Observation {
 		Peers:      a.peers(),
 	}
 
-	probes := map[string]string{"": a.opts.LocalMySQLAddr} // member id -> address; "" is self
+	// The local server is read first and the others after it: a replica's errant check compares
+	// its executed set with the primary's, and a primary read earlier could lack a transaction
+	// the replica applied in between, which would look errant.
+	obs.Local = a.probe(ctx, a.opts.LocalMySQLAddr)
+	probes := map[string]string{} // member id -> address
 	if p := rec.Primary; p != "" && p != a.opts.NodeID {
 		probes[p] = rec.Members[p].MySQLAddr
 	}
@@ -89,7 +93,6 @@ func (a *Agent) gather(ctx context.Context) ha.Observation {
 		}
 	}
 	results := a.probeAll(ctx, probes)
-	obs.Local = results[""]
 	if p := rec.Primary; p != "" && p != a.opts.NodeID {
 		primary := results[p]
 		obs.Primary = &primary
