@@ -6,7 +6,6 @@ type dialect struct {
 	showReplicaStatus string
 	startReplica      string
 	stopReplica       string
-	startIOThread     string
 	stopIOThread      string
 	resetReplicaAll   string
 	// changeSource points replication at a source with GTID auto-positioning. Arguments in order:
@@ -54,7 +53,6 @@ var mysqlDialect = dialect{
 	showReplicaStatus: "SHOW REPLICA STATUS",
 	startReplica:      "START REPLICA",
 	stopReplica:       "STOP REPLICA",
-	startIOThread:     "START REPLICA IO_THREAD",
 	stopIOThread:      "STOP REPLICA IO_THREAD",
 	resetReplicaAll:   "RESET REPLICA ALL",
 	changeSource: "CHANGE REPLICATION SOURCE TO SOURCE_HOST = ?, SOURCE_PORT = ?, SOURCE_USER = ?, " +
@@ -92,7 +90,6 @@ var mariadbDialect = dialect{
 	showReplicaStatus: "SHOW SLAVE STATUS",
 	startReplica:      "START SLAVE",
 	stopReplica:       "STOP SLAVE",
-	startIOThread:     "START SLAVE IO_THREAD",
 	stopIOThread:      "STOP SLAVE IO_THREAD",
 	resetReplicaAll:   "RESET SLAVE ALL",
 	changeSource: "CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?, " +

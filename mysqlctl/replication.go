@@ -108,11 +108,6 @@ func (s *Server) StopReplica(ctx context.Context) error {
 	return s.exec(ctx, "stop replica", s.dialect.stopReplica)
 }
 
-// StartIOThread starts only the receiving thread.
-func (s *Server) StartIOThread(ctx context.Context) error {
-	return s.exec(ctx, "start IO thread", s.dialect.startIOThread)
-}
-
 // StopIOThread stops receiving from the source while the relay log keeps being applied: the first
 // step of a promotion, so the received set stops moving and can be waited for.
 func (s *Server) StopIOThread(ctx context.Context) error {

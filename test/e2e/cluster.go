@@ -260,13 +260,3 @@ func (c *Cluster) DNSPrimary(ctx context.Context, i int) string {
 	}
 	return strings.TrimSuffix(srvs[0].Target, ".e2e.shoal.")
 }
-
-// ServerIndexByAddr maps a MySQL address to the member index, or -1.
-func (c *Cluster) ServerIndexByAddr(addr string) int {
-	for i, s := range c.Servers {
-		if s.Addr() == addr {
-			return i
-		}
-	}
-	return -1
-}

@@ -139,3 +139,11 @@ func TestPlannedSwitchover(t *testing.T) {
 		t.Logf("%s: switchover %s -> %s; write gaps over 200ms: %v", flavor, c.Name(p), c.Name(target), gaps)
 	})
 }
+
+// SIGTERM of the primary's agent (a service stop) hands the primary role over before it exits.
+func TestPrimaryAgentStopped(t *testing.T) {
+	fault(t, func(t *testing.T, c *Cluster, p int) func() {
+		c.TermAgent(p)
+		return func() { c.StartAgent(p) }
+	})
+}
