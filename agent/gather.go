@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/ha"
@@ -54,13 +56,18 @@ func (a *Agent) probe(ctx context.Context, addr string) ha.Server {
 	defer cancel()
 	srv, err := a.pool.get(ctx, addr)
 	if err != nil {
-		return ha.Server{Err: err.Error()}
+		return down(err)
 	}
 	st, err := srv.Status(ctx)
 	if err != nil {
-		return ha.Server{Err: err.Error()}
+		return down(err)
 	}
 	return ha.Server{Up: true, Status: st}
+}
+
+// down describes a failed probe; refused connections and missing sockets mean no server runs.
+func down(err error) ha.Server {
+	return ha.Server{Err: err.Error(), Gone: errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)}
 }
 
 // gather builds the Observation for one pass.

@@ -99,9 +99,11 @@ func decideNode(obs Observation) Decision {
 	leaseHeld := obs.Now.Before(obs.LeaseUntil)
 	if !obs.Local.Up {
 		d.NodeReason = "local MySQL is unreachable (" + obs.Local.Err + ")"
-		if r.Primary == obs.Self && leaseHeld {
+		// Only a server that is certainly not running may give its lease up early; a frozen one
+		// could wake up writable before its agent fences it.
+		if r.Primary == obs.Self && leaseHeld && obs.Local.Gone {
 			d.ReleaseLease = true
-			d.NodeReason += ": releasing the primary lease so the leader can fail over at once"
+			d.NodeReason += ": it is not running, so the primary lease is released for the leader to fail over at once"
 		}
 		return d
 	}

@@ -124,10 +124,19 @@ func TestDecide(t *testing.T) {
 			name: "primary whose mysqld died releases its lease",
 			setup: func(o *Observation) {
 				o.Self, o.Leader = "db-0", false
-				o.Local = Server{Err: "refused"}
+				o.Local = Server{Err: "refused", Gone: true}
 				o.LeaseUntil = t0.Add(time.Second)
 			},
-			release: true, reasonParts: []string{"releasing the primary lease"},
+			release: true, reasonParts: []string{"primary lease is released"},
+		},
+		{
+			name: "primary whose mysqld does not answer (frozen) keeps its lease to run out",
+			setup: func(o *Observation) {
+				o.Self, o.Leader = "db-0", false
+				o.Local = Server{Err: "i/o timeout"}
+				o.LeaseUntil = t0.Add(time.Second)
+			},
+			reasonParts: []string{"unreachable"},
 		},
 		{
 			name: "no primary recorded and writable: fence",

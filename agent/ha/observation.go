@@ -39,8 +39,11 @@ type Observation struct {
 
 // Server is what a probe of one MySQL server found.
 type Server struct {
-	Up     bool
-	Err    string
+	Up  bool
+	Err string
+	// Gone is set when the server is certainly not running (connection refused, no socket), as
+	// opposed to not answering: a frozen or overloaded server may still take writes later.
+	Gone   bool
 	Status mysqlctl.Status
 }
 

@@ -11,13 +11,14 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/shoal-db/shoal/mysqlctl"
 )
 
-// ErrDown: the fake server is crashed or unknown.
-var ErrDown = errors.New("fake mysql: server down")
+// ErrDown: the fake server is crashed or unknown; like a real one, it refuses connections.
+var ErrDown = fmt.Errorf("fake mysql: server down: %w", syscall.ECONNREFUSED)
 
 // ErrReadOnly: a write reached a read-only server.
 var ErrReadOnly = errors.New("fake mysql: read-only")
