@@ -20,7 +20,10 @@ func TestSRVClientAcrossFailover(t *testing.T) {
 		c := Start(t, shoalBinary, flavor, 3)
 		p := c.WaitPrimary(-1, 60*time.Second)
 		c.WaitReplicating(p)
-		ask := c.Servers[(p+1)%3].Host() // a survivor's DNS server
+		survivor := (p + 1) % 3
+		ask := c.Servers[survivor].Host() // a survivor's DNS server
+		// Its gossip view of the primary may trail the primary's own by a tick.
+		waitDNS(t, c, survivor, c.Name(p))
 		srv.Register(&net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, net.JoinHostPort(ask, strconv.Itoa(dnsPort)))
