@@ -148,7 +148,7 @@ func (c Config) Secrets() (Secrets, error) {
 		if path == "" {
 			return ""
 		}
-		v, err := readSecret(path)
+		v, err := ReadSecret(path)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		} else if v == "" && !optional {
@@ -177,8 +177,9 @@ func (c Config) Secrets() (Secrets, error) {
 	return s, errors.Join(errs...)
 }
 
-// readSecret reads a secret file, refusing one that anyone on the machine can read.
-func readSecret(path string) (string, error) {
+// ReadSecret reads a secret file, refusing one that anyone on the machine can read. The agent
+// and the command-line tools share it, so a secret is never read under a laxer rule.
+func ReadSecret(path string) (string, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return "", err

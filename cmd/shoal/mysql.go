@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/config"
 	"github.com/shoal-db/shoal/mysqlctl"
 )
 
@@ -37,16 +38,17 @@ func (f *mysqlFlags) open(ctx context.Context, addr string) (*mysqlctl.Server, e
 	return mysqlctl.Open(ctx, mysqlctl.Config{Addr: addr, User: f.user, Password: password})
 }
 
-// readSecret reads a secret from a file; secrets never travel on the command line where ps shows them.
+// readSecret reads a secret file under the agent's rule; no file means no secret. Secrets never
+// travel on the command line, where ps shows them.
 func readSecret(path string) (string, error) {
 	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(path)
+	v, err := config.ReadSecret(path)
 	if err != nil {
 		return "", fmt.Errorf("read secret: %w", err)
 	}
-	return strings.TrimRight(string(b), "\r\n"), nil
+	return v, nil
 }
 
 func mysqlCommands() []command {
