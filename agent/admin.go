@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -234,7 +235,7 @@ func (c AdminClient) call(ctx context.Context, method, addr, path string, body, 
 		if err != nil {
 			return fmt.Errorf("encode %s request: %w", path, err)
 		}
-		rd = strings.NewReader(string(b))
+		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
 	if err != nil {

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"maps"
-	"slices"
 
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/consensus"
@@ -56,5 +54,3 @@ func (a *Agent) maintainRaft(ctx context.Context) {
 		a.log.Info("raft membership changed", "reason", change.Reason)
 	}
 }
-
-func sortedIDs[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -61,7 +63,7 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 	if obs.Local.Up {
 		v.Local.Executed = obs.Local.Status.Executed.String()
 	}
-	for _, id := range sortedIDs(obs.Peers) {
+	for _, id := range slices.Sorted(maps.Keys(obs.Peers)) {
 		p := obs.Peers[id]
 		v.Peers = append(v.Peers, PeerView{ID: id, State: string(p.State), Report: p.Report})
 	}

@@ -90,6 +90,15 @@ func BuildZone(cfg ZoneConfig, v View) (*Zone, []error) {
 		z.names[h.Name] = append(z.names[h.Name], rr)
 	}
 	hdr := func(name string, t uint16) mdns.RR_Header { return mdns.RR_Header{Name: name, Rrtype: t} }
+	addAddrs := func(name string, addrs []netip.Addr) {
+		for _, a := range addrs {
+			if a.Is4() {
+				add(&mdns.A{Hdr: hdr(name, mdns.TypeA), A: a.AsSlice()})
+			} else {
+				add(&mdns.AAAA{Hdr: hdr(name, mdns.TypeAAAA), AAAA: a.AsSlice()})
+			}
+		}
+	}
 
 	add(&mdns.SOA{Hdr: hdr(origin, mdns.TypeSOA), Ns: "ns." + origin, Mbox: "hostmaster." + origin,
 		Serial: z.serial, Refresh: 60, Retry: 10, Expire: 600, Minttl: z.ttl})
@@ -103,13 +112,7 @@ func BuildZone(cfg ZoneConfig, v View) (*Zone, []error) {
 			continue
 		}
 		host := m.Name + "." + base
-		for _, a := range m.Addrs {
-			if a.Is4() {
-				add(&mdns.A{Hdr: hdr(host, mdns.TypeA), A: a.AsSlice()})
-			} else {
-				add(&mdns.AAAA{Hdr: hdr(host, mdns.TypeAAAA), AAAA: a.AsSlice()})
-			}
-		}
+		addAddrs(host, m.Addrs)
 		if !m.Healthy {
 			continue
 		}
@@ -120,13 +123,7 @@ func BuildZone(cfg ZoneConfig, v View) (*Zone, []error) {
 		prio, weight, role := uint16(replicaPriority), replicaWeight(m.Lag, cfg.MaxLag), "replicas."
 		if isPrimary {
 			prio, weight, role = primaryPriority, maxWeight, "primary."
-			for _, a := range m.Addrs {
-				if a.Is4() {
-					add(&mdns.A{Hdr: hdr("primary."+base, mdns.TypeA), A: a.AsSlice()})
-				} else {
-					add(&mdns.AAAA{Hdr: hdr("primary."+base, mdns.TypeAAAA), AAAA: a.AsSlice()})
-				}
-			}
+			addAddrs("primary."+base, m.Addrs)
 		}
 		for _, svc := range []struct {
 			prefix string

@@ -11,4 +11,14 @@ var (
 	ErrBadGTIDSet = errors.New("bad GTID set")
 	// ErrFlavorMismatch: two GTID sets of different flavors were combined.
 	ErrFlavorMismatch = errors.New("GTID flavors differ")
+	// ErrWaitTimeout: the server did not apply the awaited GTIDs before the deadline.
+	ErrWaitTimeout = errors.New("timed out waiting for GTIDs to be applied")
+	// ErrErrantGTIDs: a server has transactions its primary lacks; it must not replicate or serve.
+	ErrErrantGTIDs = errors.New("errant GTIDs")
+	// ErrSemiSyncUnavailable: the server cannot do semi-sync (plugins missing and not installable).
+	ErrSemiSyncUnavailable = errors.New("semi-sync replication unavailable")
+	// ErrUnsupported: the flavor cannot do what was asked (e.g. MariaDB waiting for two acks).
+	ErrUnsupported = errors.New("not supported by this server flavor")
+	// ErrMisconfigured: the server's settings break an HA guarantee (no binlog, GTIDs off, ...).
+	ErrMisconfigured = errors.New("server misconfigured for shoal")
 )

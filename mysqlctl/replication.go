@@ -3,22 +3,9 @@ package mysqlctl
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
-)
-
-// More sentinels for the replication operations.
-var (
-	// ErrWaitTimeout: the server did not apply the awaited GTIDs before the deadline.
-	ErrWaitTimeout = errors.New("timed out waiting for GTIDs to be applied")
-	// ErrErrantGTIDs: a server has transactions its primary lacks; it must not replicate or serve.
-	ErrErrantGTIDs = errors.New("errant GTIDs")
-	// ErrSemiSyncUnavailable: the server cannot do semi-sync (plugins missing and not installable).
-	ErrSemiSyncUnavailable = errors.New("semi-sync replication unavailable")
-	// ErrUnsupported: the flavor cannot do what was asked (e.g. MariaDB waiting for two acks).
-	ErrUnsupported = errors.New("not supported by this server flavor")
 )
 
 // Server error numbers mysqlctl branches on.

@@ -229,9 +229,6 @@ func atoi(s string) int {
 
 func isOn(v string) bool { return strings.EqualFold(v, "ON") || v == "1" }
 
-// ErrMisconfigured: the server's settings break an HA guarantee (no binlog, GTIDs off, ...).
-var ErrMisconfigured = errors.New("server misconfigured for shoal")
-
 // CheckConfig reports every server setting that breaks shoal's guarantees, all at once.
 func (s *Server) CheckConfig(ctx context.Context) error {
 	vars, err := s.nameValues(ctx, "SHOW GLOBAL VARIABLES WHERE Variable_name IN "+

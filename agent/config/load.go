@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -128,21 +129,14 @@ func (k key) get(c *Config) string {
 		return *p
 	case *[]string:
 		return strings.Join(*p, ",")
-	default:
-		return fmt.Sprint(scalar(p))
-	}
-}
-
-func scalar(p any) any {
-	switch p := p.(type) {
 	case *bool:
-		return *p
+		return strconv.FormatBool(*p)
 	case *int:
-		return *p
+		return strconv.Itoa(*p)
 	case *time.Duration:
-		return *p
+		return p.String()
 	}
-	return p
+	return ""
 }
 
 // Load builds the configuration: defaults, then the YAML file (path, or --config in args), then
@@ -253,7 +247,7 @@ func loadYAML(c *Config, b []byte) error {
 
 func walkYAML(c *Config, n *yaml.Node, prefix string, errs *[]error) {
 	if n.Kind != yaml.MappingNode {
-		*errs = append(*errs, fmt.Errorf("line %d: %s must be a mapping of keys", n.Line, cmpOr(prefix, "the document")))
+		*errs = append(*errs, fmt.Errorf("line %d: %s must be a mapping of keys", n.Line, cmp.Or(prefix, "the document")))
 		return
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -294,13 +288,6 @@ func hasKeysUnder(prefix string) bool {
 		}
 	}
 	return false
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func isBoolKey(name string) bool {

@@ -229,7 +229,7 @@ func decideCluster(obs Observation, p Policy, d *Decision) {
 
 // memberUpdate records members whose gossiped addresses are new or changed, one per pass.
 func memberUpdate(obs Observation) (*record.Command, string) {
-	for _, id := range sortedKeys(obs.Peers) {
+	for _, id := range slices.Sorted(maps.Keys(obs.Peers)) {
 		peer := obs.Peers[id]
 		if !peer.Alive() || peer.Report.MySQLAddr == "" {
 			continue
@@ -490,5 +490,3 @@ func decideSwitchover(obs Observation, p Policy, d *Decision) {
 	}
 	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: target.id, At: obs.Now, Reason: reason}
 }
-
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

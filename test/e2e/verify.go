@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/shoal-db/shoal/mysqlctl"
@@ -68,7 +69,7 @@ func (c *Cluster) Verify(acked []int64, violations []string) Outcome {
 		if st.Writable() {
 			writable++
 		}
-		if j == p || contains(out.Errant, c.Name(j)) {
+		if j == p || slices.Contains(out.Errant, c.Name(j)) {
 			continue
 		}
 		if err := srv.WaitApplied(ctx, pst.Executed); err != nil {
@@ -93,15 +94,6 @@ func (c *Cluster) ctl(ctx context.Context, i int) *mysqlctl.Server {
 	}
 	c.t.Cleanup(func() { srv.Close() })
 	return srv
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // String renders an outcome for logs.
