@@ -8,7 +8,7 @@ STATICCHECK := $(SHOAL_CACHE)/bin/staticcheck-v0.8.2
 GO_TEST_TIMEOUT ?= 20m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps test test-go lint demo bench clean
+.PHONY: all build deps test test-go lint demo bench clean model-check model-mutations model-mutation-lease model-mutation-cas model-mutation-relay
 
 all: build
 
@@ -40,6 +40,23 @@ demo: deps build
 bench: deps
 	go test ./test/e2e -run '^$$' -bench . -benchtime 1x -timeout 60m | tee /tmp/shoal-bench.log
 	@grep '^BENCH' /tmp/shoal-bench.log
+
+## model-check: spin on the failover protocol: 3 members exhaustive, 5 members bitstate
+MODEL := bash test/model/check.sh
+model-check:
+	@command -v spin >/dev/null || bash test/rig/install.sh all
+	$(MODEL) pass full -DMAXF=1
+	$(MODEL) pass bitstate -DMAXF=2
+	$(MODEL) pass bitstate -DN=5 -DMAXF=1
+
+## model-mutations: each mutation of the protocol must give a counterexample (trail printed)
+model-mutations: model-mutation-lease model-mutation-cas model-mutation-relay
+model-mutation-lease:
+	$(MODEL) fail full -DMAXF=1 -DNO_LEASE_WAIT
+model-mutation-cas:
+	$(MODEL) fail bitstate -DMAXF=2 -DNO_EPOCH_CAS
+model-mutation-relay:
+	$(MODEL) fail full -DMAXF=1 -DNO_RELAY_WAIT
 
 clean:
 	rm -rf bin

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -69,8 +70,14 @@ func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) 
 		if err != nil {
 			return false, err
 		}
+		if err := a.confirmFollow(ctx, obs); err != nil {
+			return false, err
+		}
 		return true, local.ConfigureReplica(ctx, src, mysqlctl.ReplicaOptions{SemiSync: !a.opts.SemiSync.Async})
 	case ha.NodeStartReplica:
+		if err := a.confirmFollow(ctx, obs); err != nil {
+			return false, err
+		}
 		return true, local.StartReplica(ctx)
 	case ha.NodeStopReplica:
 		return true, local.StopReplica(ctx)
@@ -127,6 +134,15 @@ func (a *Agent) actLease(ctx context.Context, obs ha.Observation, d ha.Decision)
 	return false, nil
 }
 
+// confirmFollow asks the leader whether this replica may start receiving from the recorded
+// primary (docs/protocol.md, failover step 5).
+func (a *Agent) confirmFollow(ctx context.Context, obs ha.Observation) error {
+	if err := a.askLeader(ctx, LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch, Follow: true}); err != nil {
+		return fmt.Errorf("confirm primary %s of epoch %d before replicating: %w", obs.Record.Primary, obs.Record.Epoch, err)
+	}
+	return nil
+}
+
 func (a *Agent) askLeader(ctx context.Context, req LeaseRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.Policy.Lease/2)
 	defer cancel()
@@ -159,7 +175,13 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 		return true, nil
 	}
 	if id := d.Prepare; id != "" {
-		if err := a.prepare(ctx, rec.Members[id].MySQLAddr, d.PrepareWaitFor); err != nil {
+		var quarantine []string
+		for _, q := range d.Quarantine {
+			if q != id {
+				quarantine = append(quarantine, rec.Members[q].MySQLAddr)
+			}
+		}
+		if err := a.prepare(ctx, rec.Members[id].MySQLAddr, d.PrepareWaitFor, quarantine); err != nil {
 			a.metrics.failovers.WithLabelValues("prepare_failed").Inc()
 			return false, fmt.Errorf("prepare candidate %s: %w", id, err)
 		}
@@ -182,10 +204,20 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 }
 
 // prepare readies a candidate: it stops receiving, then applies everything it received and
-// everything in waitFor (the old primary's executed set, when it is still reachable).
-func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTIDSet) error {
+// everything in waitFor (the old primary's executed set, when it is still reachable). The
+// replicas in quarantine stop receiving first, so an old primary out of reach cannot have a
+// write acknowledged any more, and the candidate must hold all they received.
+func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTIDSet, quarantine []string) error {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.PrepareTimeout)
 	defer cancel()
+	var others []mysqlctl.GTIDSet
+	for _, q := range quarantine {
+		received, err := a.stopReceiving(ctx, q)
+		if err != nil {
+			return fmt.Errorf("quarantine replica %s: %w", q, err)
+		}
+		others = append(others, received)
+	}
 	srv, err := a.pool.get(ctx, addr)
 	if err != nil {
 		return err
@@ -212,5 +244,35 @@ func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTID
 			return err
 		}
 	}
+	for i, received := range others {
+		if ok, err := want.Contains(received); err != nil || !ok {
+			return fmt.Errorf("replica %s received transactions the candidate lacks (%s): %w", quarantine[i], received, errors.Join(err, errCandidateBehind))
+		}
+	}
 	return srv.WaitApplied(ctx, want)
+}
+
+// errCandidateBehind: a quarantined replica holds more than the candidate; the next pass picks
+// again from the frozen sets.
+var errCandidateBehind = errors.New("candidate is behind")
+
+// stopReceiving stops a replica's IO thread and returns what it received by then.
+func (a *Agent) stopReceiving(ctx context.Context, addr string) (mysqlctl.GTIDSet, error) {
+	srv, err := a.pool.get(ctx, addr)
+	if err != nil {
+		return mysqlctl.GTIDSet{}, err
+	}
+	st, err := srv.Status(ctx)
+	if err != nil {
+		return mysqlctl.GTIDSet{}, err
+	}
+	if st.Replica != nil {
+		if err := srv.StopIOThread(ctx); err != nil {
+			return mysqlctl.GTIDSet{}, err
+		}
+		if st, err = srv.Status(ctx); err != nil {
+			return mysqlctl.GTIDSet{}, err
+		}
+	}
+	return st.Received(), nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/consensus/record"
 )
 
 // LeaseRequest is a primary's agent asking the Raft leader to renew, or to release, its lease.
@@ -17,6 +18,10 @@ type LeaseRequest struct {
 	Release bool   `json:"release,omitempty"`
 	// Draining says why a lease is released: the agent shuts down and wants no role.
 	Draining bool `json:"draining,omitempty"`
+	// Follow asks, for a replica about to start receiving from the primary of Epoch, whether that
+	// epoch is still current and its primary's lease not revoked: a replica the leader stopped
+	// for a failover must not reconnect to the old primary while the new one is being committed.
+	Follow bool `json:"follow,omitempty"`
 }
 
 // ErrLeaseRefused: the leader will not renew the lease (not the primary of that epoch, a
@@ -33,8 +38,6 @@ type leases struct {
 	mu    sync.Mutex
 	since time.Time // the leadership stint the state belongs to
 	grant ha.LeaseGrant
-	// revoked is set once the leader judged the primary of this epoch down.
-	revoked bool
 }
 
 // view returns the grant state for epoch in the leadership that began at since. A new stint or
@@ -52,7 +55,6 @@ func (l *leases) reset(epoch uint64, since time.Time) {
 	}
 	l.since = since
 	l.grant = ha.LeaseGrant{Epoch: epoch, LastGrant: since}
-	l.revoked = false
 }
 
 // revoke stops renewals for epoch.
@@ -60,7 +62,7 @@ func (l *leases) revoke(epoch uint64, since time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reset(epoch, since)
-	l.revoked = true
+	l.grant.Revoked = true
 }
 
 // handle answers a lease request on the leader.
@@ -69,6 +71,9 @@ func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, no
 		return ErrNotLeader
 	}
 	rec := node.Record()
+	if req.Follow {
+		return l.confirmFollow(ctx, node, req, rec)
+	}
 	if req.Epoch != rec.Epoch || req.Member != rec.Primary {
 		return fmt.Errorf("%w: %s is not the primary of epoch %d (record: %q in epoch %d)",
 			ErrLeaseRefused, req.Member, req.Epoch, rec.Primary, rec.Epoch)
@@ -95,7 +100,7 @@ func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, no
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reset(rec.Epoch, since)
-	if l.grant.Released || l.revoked {
+	if l.grant.Released || l.grant.Revoked {
 		return fmt.Errorf("%w: released or revoked while confirming leadership", ErrLeaseRefused)
 	}
 	if granted.After(l.grant.LastGrant) {
@@ -111,8 +116,23 @@ func (l *leases) renewable(epoch uint64, since time.Time) error {
 	switch {
 	case l.grant.Released:
 		return fmt.Errorf("%w: the lease of epoch %d was released; a new epoch is needed", ErrLeaseRefused, epoch)
-	case l.revoked:
+	case l.grant.Revoked:
 		return fmt.Errorf("%w: the leader judged the primary of epoch %d down", ErrLeaseRefused, epoch)
+	}
+	return nil
+}
+
+// confirmFollow answers a replica's Follow request.
+func (l *leases) confirmFollow(ctx context.Context, node raftNode, req LeaseRequest, rec record.Record) error {
+	if req.Epoch != rec.Epoch || req.Member == rec.Primary {
+		return fmt.Errorf("%w: epoch %d is not current for replica %s (record: epoch %d, primary %q)",
+			ErrLeaseRefused, req.Epoch, req.Member, rec.Epoch, rec.Primary)
+	}
+	if l.view(rec.Epoch, node.LeaderSince()).Revoked {
+		return fmt.Errorf("%w: the primary of epoch %d is being replaced", ErrLeaseRefused, rec.Epoch)
+	}
+	if err := node.VerifyLeader(ctx); err != nil {
+		return fmt.Errorf("%w: leadership not confirmed by a majority: %w", ErrLeaseRefused, err)
 	}
 	return nil
 }

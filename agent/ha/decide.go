@@ -56,6 +56,10 @@ type Decision struct {
 	// thread and wait until it has applied everything it received (and PrepareWaitFor, if set).
 	Prepare        string
 	PrepareWaitFor *mysqlctl.GTIDSet
+	// Quarantine lists the replicas whose IO threads the leader stops before the candidate's,
+	// when the old primary is out of reach: from then on it cannot get a semi-sync ack, and the
+	// candidate must hold everything they received.
+	Quarantine []string
 	// Propose is the command the leader proposes to Raft after the steps above succeeded.
 	Propose *record.Command
 
@@ -357,11 +361,13 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	r := obs.Record
 	primary := r.Primary
 	released := obs.Grant.Epoch == r.Epoch && obs.Grant.Released
+	revoked := obs.Grant.Epoch == r.Epoch && obs.Grant.Revoked
 	pp := obs.Peers[primary]
-	if released && !obs.Grant.Draining && obs.Servers[primary].Up && pp.Alive() && pp.Report.MySQLUp && !pp.Report.Draining && !pp.Report.Errant {
-		// Its agent gave the lease up (its MySQL went away) and the server is back: a released
-		// lease is never renewed, so the way back to serving is a new epoch naming it again.
-		reason := fmt.Sprintf("re-electing %s in a new epoch: it released its lease in epoch %d and is healthy again", primary, r.Epoch)
+	if ((released && !obs.Grant.Draining) || revoked) && obs.Servers[primary].Up && pp.Alive() && pp.Report.MySQLUp && !pp.Report.Draining && !pp.Report.Errant {
+		// Its agent gave the lease up (its MySQL went away), or the leader revoked it (judged it
+		// down), and the server is back: such a lease is never renewed, so the way back to
+		// serving is a new epoch naming it again.
+		reason := fmt.Sprintf("re-electing %s in a new epoch: its lease of epoch %d ended early and it is healthy again", primary, r.Epoch)
 		d.ClusterReason = reason
 		d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: primary, At: obs.Now, Reason: reason}
 		return
@@ -409,6 +415,24 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		d.ClusterReason = fmt.Sprintf("primary %s is down but no safe candidate: %s", primary, err)
 		return
 	}
+	if !obs.Servers[primary].Up {
+		// Out of reach, it may still be writable: an acknowledged write is on SemiSyncAcks of
+		// the replicas, so enough of them must be in view for one to hold it, and the candidate
+		// must contain what every one in view received.
+		inView, missing := replicasInView(obs, primary)
+		if p.SemiSyncAcks > 0 && missing > p.SemiSyncAcks-1 {
+			d.ClusterReason = fmt.Sprintf("primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
+			return
+		}
+		for _, id := range inView {
+			ok, err := top.received.Contains(obs.Servers[id].Status.Received())
+			if err != nil || !ok {
+				d.ClusterReason = fmt.Sprintf("primary %s is down but %s received transactions candidate %s lacks", primary, id, top.id)
+				return
+			}
+		}
+		d.Quarantine = inView
+	}
 	if srv := obs.Servers[primary]; srv.Up {
 		// Still reachable (a released lease, a shutdown): make sure it is fenced, and have the
 		// candidate apply everything it executed, so nothing it acknowledged is left behind.
@@ -425,6 +449,21 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	d.Prepare = top.id
 	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: reason,
 		Failover: !draining}
+}
+
+// replicasInView lists the members other than primary whose MySQL the leader reaches and that
+// are not errant, and counts the replicas it does not reach.
+func replicasInView(obs Observation, primary string) (inView []string, missing int) {
+	for _, id := range obs.Record.MemberIDs() {
+		switch {
+		case id == primary:
+		case !obs.Servers[id].Up:
+			missing++
+		case !obs.Peers[id].Report.Errant:
+			inView = append(inView, id)
+		}
+	}
+	return inView, missing
 }
 
 // leaseWait is how long the old primary's lease may still be valid. A lease its agent released

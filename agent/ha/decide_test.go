@@ -2,6 +2,7 @@ package ha
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -303,6 +304,35 @@ func TestDecide(t *testing.T) {
 			propose: record.OpSetPrimary, primary: "db-0", reasonParts: []string{"re-electing db-0"},
 		},
 		{
+			name: "revoked lease and a healthy primary again: re-elect it in a new epoch",
+			setup: func(o *Observation) {
+				o.Grant.Revoked = true
+			},
+			propose: record.OpSetPrimary, primary: "db-0", reasonParts: []string{"re-electing db-0", "ended early"},
+		},
+		{
+			name: "host crash with a replica out of view: an acknowledged write may be only there, so wait",
+			setup: func(o *Observation) {
+				hostDied(o)
+				o.Memory = Memory{PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
+				o.Now = o.Grant.LastGrant.Add(p.PromotionWait())
+				o.Servers["db-1"] = Server{Err: "i/o timeout"}
+			},
+			reasonParts: []string{"out of view", "acknowledged write may be only there"},
+		},
+		{
+			name: "host crash, the replica that received most has no agent: it must not be left behind",
+			setup: func(o *Observation) {
+				hostDied(o)
+				o.Memory = Memory{PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
+				o.Now = o.Grant.LastGrant.Add(p.PromotionWait())
+				peer := o.Peers["db-2"]
+				peer.State = PeerDead
+				o.Peers["db-2"] = peer
+			},
+			reasonParts: []string{"db-2 received transactions candidate db-1 lacks"},
+		},
+		{
 			name: "draining primary released its lease: switch over at once, cooldown or not",
 			setup: func(o *Observation) {
 				o.Grant.Released = true
@@ -498,6 +528,27 @@ func TestDecide(t *testing.T) {
 				t.Error("empty reason")
 			}
 		})
+	}
+}
+
+// A failover away from a primary out of reach stops every replica in view from receiving first.
+func TestFailoverQuarantinesReplicasInView(t *testing.T) {
+	p := DefaultPolicy()
+	o := cluster()
+	hostDied(&o)
+	o.Memory = Memory{PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
+	o.Now = o.Grant.LastGrant.Add(p.PromotionWait())
+	d := Decide(o, p)
+	if d.Prepare != "db-2" || !slices.Equal(d.Quarantine, []string{"db-1", "db-2"}) {
+		t.Fatalf("prepare %q quarantine %v, want db-2 and [db-1 db-2]", d.Prepare, d.Quarantine)
+	}
+	// A reachable old primary (released, read-only) needs none: the candidate waits for its set.
+	o = cluster()
+	primaryCrashed(&o, t0.Add(-p.DetectionTimeout))
+	o.Grant.Released = true
+	o.Servers["db-0"] = replicaServer("", uuidA+":1-100", "")
+	if d := Decide(o, p); d.Quarantine != nil {
+		t.Fatalf("quarantine %v with the old primary in reach", d.Quarantine)
 	}
 }
 

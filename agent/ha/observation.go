@@ -81,6 +81,9 @@ type LeaseGrant struct {
 	// Draining is set with Released when the primary's agent gave the lease up to shut down:
 	// the primary must be replaced, not re-elected.
 	Draining bool
+	// Revoked is set once the leader judged the primary of Epoch down: it renews the lease no
+	// more, so a primary that comes back can serve again only in a new epoch.
+	Revoked bool
 }
 
 // Memory carries state between passes that only the decision itself needs.

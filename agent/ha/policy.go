@@ -71,6 +71,11 @@ func (p Policy) Validate() error {
 	if p.Tick > 0 && p.Lease > 0 && p.Lease < 3*p.Tick {
 		errs = append(errs, fmt.Errorf("ha.lease (%s) must be at least 3 x ha.tick (%s)", p.Lease, p.Tick))
 	}
+	// The old primary's agent notices an expired lease within one tick and fences within about
+	// one more; the margin is that time (docs/protocol.md: the model's unit of time).
+	if p.Tick > 0 && p.PromotionMargin > 0 && p.PromotionMargin < 2*p.Tick {
+		errs = append(errs, fmt.Errorf("ha.promotion_margin (%s) must be at least 2 x ha.tick (%s)", p.PromotionMargin, p.Tick))
+	}
 	// The primary must have fenced itself before anyone else may open writes: its lease, as its
 	// own clock may stretch it, must end before the leader's promotion wait does.
 	if p.Lease > 0 && p.Lease+p.MaxClockDrift >= p.PromotionWait() {

@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/shoal-db/shoal/consensus/record"
+)
+
+// leaderStub is the part of a Raft node the lease table uses.
+type leaderStub struct {
+	raftNode
+	rec       record.Record
+	since     time.Time
+	verifyErr error
+}
+
+func (s *leaderStub) IsLeader() bool                     { return true }
+func (s *leaderStub) Record() record.Record              { return s.rec }
+func (s *leaderStub) LeaderSince() time.Time             { return s.since }
+func (s *leaderStub) VerifyLeader(context.Context) error { return s.verifyErr }
+
+func TestLeaseTable(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0.Add(time.Second) }
+	node := &leaderStub{rec: record.Record{Cluster: "c", Epoch: 7, Primary: "db-0"}, since: t0}
+	var l leases
+	ask := func(req LeaseRequest) error { return l.handle(ctx, node, req, now) }
+
+	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); err != nil {
+		t.Fatalf("renewal of the primary: %v", err)
+	}
+	if g := l.view(7, t0); !g.LastGrant.Equal(now()) {
+		t.Fatalf("last grant %s, want %s", g.LastGrant, now())
+	}
+	if err := ask(LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); err != nil {
+		t.Fatalf("a replica of the current epoch may follow: %v", err)
+	}
+	for name, req := range map[string]LeaseRequest{
+		"renewal by a replica":      {Member: "db-1", Epoch: 7},
+		"renewal in an older epoch": {Member: "db-0", Epoch: 6},
+		"follow in an older epoch":  {Member: "db-1", Epoch: 6},
+		"follow asked by a primary": {Member: "db-0", Epoch: 7, Follow: true},
+		"follow in a newer epoch":   {Member: "db-1", Epoch: 8, Follow: true},
+		"renewal in a future epoch": {Member: "db-0", Epoch: 8},
+	} {
+		if err := ask(req); !errors.Is(err, ErrLeaseRefused) {
+			t.Errorf("%s: %v, want a refusal", name, err)
+		}
+	}
+
+	// A leader that cannot confirm its majority grants nothing.
+	node.verifyErr = errors.New("no quorum")
+	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRefused) {
+		t.Errorf("renewal without a confirmed majority: %v", err)
+	}
+	if err := ask(LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); !errors.Is(err, ErrLeaseRefused) {
+		t.Errorf("follow without a confirmed majority: %v", err)
+	}
+	node.verifyErr = nil
+
+	// Once revoked, neither the primary's lease nor a replica's reconnection is confirmed.
+	l.revoke(7, t0)
+	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRefused) {
+		t.Errorf("renewal after revocation: %v", err)
+	}
+	if err := ask(LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); !errors.Is(err, ErrLeaseRefused) {
+		t.Errorf("follow after revocation: %v", err)
+	}
+
+	// A new leadership stint knows nothing of the old grants: it counts from its election.
+	node.since = t0.Add(time.Minute)
+	if g := l.view(7, node.since); g.Revoked || !g.LastGrant.Equal(node.since) {
+		t.Fatalf("new stint: %+v", g)
+	}
+
+	// A released lease is never renewed in its epoch.
+	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7, Release: true, Draining: true}); err != nil {
+		t.Fatal(err)
+	}
+	if g := l.view(7, node.since); !g.Released || !g.Draining {
+		t.Fatalf("after release: %+v", g)
+	}
+	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRefused) {
+		t.Errorf("renewal after release: %v", err)
+	}
+}
