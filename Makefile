@@ -36,7 +36,7 @@ lint:
 demo: deps build
 	bash test/demo/demo.sh
 
-## bench: failover and switchover timings on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
+## bench: failover and switchover timings, idle agent cost, on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
 bench: deps
 	go test ./test/e2e -run '^$$' -bench . -benchtime 1x -timeout 60m | tee /tmp/shoal-bench.log
 	@grep '^BENCH' /tmp/shoal-bench.log

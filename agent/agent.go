@@ -77,7 +77,6 @@ type Agent struct {
 	// Loop state, touched only by the loop goroutine.
 	memory     ha.Memory
 	leaseUntil time.Time
-	barrierFor time.Time // the leadership stint a Barrier completed for
 	lastReason string
 	draining   bool
 

@@ -150,12 +150,12 @@ func (a *Agent) leaderReady(ctx context.Context) bool {
 		return false
 	}
 	since := a.raft.LeaderSince()
-	if !a.barrierFor.Equal(since) {
+	if !a.leases.ready(since) {
 		if err := a.raft.Barrier(ctx); err != nil {
 			a.log.Warn("barrier after winning leadership failed", "err", err)
 			return false
 		}
-		a.barrierFor = since
+		a.leases.markReady(since)
 	}
 	if a.raft.Record().Cluster == "" {
 		cmd := record.Command{Op: record.OpInit, Cluster: a.opts.Cluster, At: a.now()}

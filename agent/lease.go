@@ -38,6 +38,23 @@ type leases struct {
 	mu    sync.Mutex
 	since time.Time // the leadership stint the state belongs to
 	grant ha.LeaseGrant
+	// readyFor is the leadership stint whose Barrier completed: before it, the record may lack
+	// a failover an earlier leader committed, and a grant could renew a replaced primary.
+	readyFor time.Time
+}
+
+// ready reports whether the Barrier of the leadership that began at since completed.
+func (l *leases) ready(since time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.readyFor.Equal(since)
+}
+
+// markReady records that the Barrier of the leadership that began at since completed.
+func (l *leases) markReady(since time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.readyFor = since
 }
 
 // view returns the grant state for epoch in the leadership that began at since. A new stint or
@@ -69,6 +86,9 @@ func (l *leases) revoke(epoch uint64, since time.Time) {
 func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, now func() time.Time) error {
 	if !node.IsLeader() {
 		return ErrNotLeader
+	}
+	if !l.ready(node.LeaderSince()) {
+		return fmt.Errorf("%w: new leader, still applying what earlier leaders committed", ErrLeaseRefused)
 	}
 	rec := node.Record()
 	if req.Follow {

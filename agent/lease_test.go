@@ -30,6 +30,12 @@ func TestLeaseTable(t *testing.T) {
 	var l leases
 	ask := func(req LeaseRequest) error { return l.handle(ctx, node, req, now) }
 
+	// Until its Barrier completed, a new leader may not know of a failover already committed.
+	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRefused) {
+		t.Fatalf("renewal before the barrier: %v, want a refusal", err)
+	}
+	l.markReady(t0)
+
 	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); err != nil {
 		t.Fatalf("renewal of the primary: %v", err)
 	}
@@ -73,6 +79,7 @@ func TestLeaseTable(t *testing.T) {
 
 	// A new leadership stint knows nothing of the old grants: it counts from its election.
 	node.since = t0.Add(time.Minute)
+	l.markReady(node.since)
 	if g := l.view(7, node.since); g.Revoked || !g.LastGrant.Equal(node.since) {
 		t.Fatalf("new stint: %+v", g)
 	}

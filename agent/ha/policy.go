@@ -26,15 +26,16 @@ type Policy struct {
 	SemiSyncAcks int
 }
 
-// DefaultPolicy is tuned for a LAN: a failed primary is replaced within about
-// detection + lease wait, and a Raft leader change (well under ha.lease) never fences a healthy primary.
+// DefaultPolicy is tuned for a LAN: a failed primary is replaced within about the promotion wait
+// (2.25 s) after its last renewal, and a Raft leader change (about one raft heartbeat timeout,
+// 500 ms, plus an election) stays under ha.lease, so it does not fence a healthy primary.
 func DefaultPolicy() Policy {
 	return Policy{
 		Tick:             250 * time.Millisecond,
-		DetectionTimeout: 2 * time.Second,
-		Lease:            4 * time.Second,
-		MaxClockDrift:    500 * time.Millisecond,
-		PromotionMargin:  time.Second,
+		DetectionTimeout: 1500 * time.Millisecond,
+		Lease:            1500 * time.Millisecond,
+		MaxClockDrift:    250 * time.Millisecond,
+		PromotionMargin:  500 * time.Millisecond,
 		FailoverCooldown: 30 * time.Second,
 		SemiSyncAcks:     1,
 	}

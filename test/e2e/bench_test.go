@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,9 +64,10 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 func report(b *testing.B, what string, ds []time.Duration) {
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	med, hi := s[len(s)/2], s[len(s)-1]
-	line := fmt.Sprintf("%s over %d runs: median %s, min %s, max %s", what, len(s),
-		med.Round(time.Millisecond), s[0].Round(time.Millisecond), hi.Round(time.Millisecond))
+	// Nearest-rank percentiles: with fewer than 100 runs p99 is the maximum.
+	pct := func(p int) time.Duration { return s[min(len(s)-1, (len(s)*p+99)/100-1)].Round(time.Millisecond) }
+	line := fmt.Sprintf("%s over %d runs: median %s, p90 %s, p99 %s, min %s, max %s", what, len(s),
+		pct(50), pct(90), pct(99), s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
 	b.Log(line)
 	fmt.Println("BENCH", line)
 }
@@ -110,4 +112,57 @@ func BenchmarkSwitchover(b *testing.B) {
 			b.Logf("switchover %s: %s", flavor, out)
 		})
 	}
+}
+
+// BenchmarkAgentIdle measures each agent's resident memory and CPU on a healthy 3-member
+// cluster with no client load, over 30 s.
+func BenchmarkAgentIdle(b *testing.B) {
+	for _, flavor := range harness.Flavors() {
+		b.Run(string(flavor), func(b *testing.B) {
+			c := Start(b, shoalBinary, flavor, 3)
+			c.WaitReplicating(c.WaitPrimary(-1, 60*time.Second))
+			const window = 30 * time.Second
+			before := make([]time.Duration, len(c.agents))
+			for i := range c.agents {
+				before[i] = cpuTime(b, c.agents[i].Process.Pid)
+			}
+			time.Sleep(window)
+			for i, cmd := range c.agents {
+				used := cpuTime(b, cmd.Process.Pid) - before[i]
+				line := fmt.Sprintf("agent idle %s %s: RSS %d MB, CPU %.2f%% of a core over %s", flavor, c.Name(i),
+					rssMB(b, cmd.Process.Pid), 100*used.Seconds()/window.Seconds(), window)
+				b.Log(line)
+				fmt.Println("BENCH", line)
+			}
+		})
+	}
+}
+
+// cpuTime is a process's user plus system time from /proc/<pid>/stat (clock ticks of 10 ms).
+func cpuTime(b *testing.B, pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.Atoi(fields[11])
+	stime, _ := strconv.Atoi(fields[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// rssMB is a process's resident set size from /proc/<pid>/status.
+func rssMB(b *testing.B, pid int) int {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return kb / 1024
+		}
+	}
+	b.Fatalf("no VmRSS for pid %d", pid)
+	return 0
 }

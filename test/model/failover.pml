@@ -28,9 +28,10 @@
  *
  * Properties (assertions)
  *  (a) one writer: never two servers open for writes at once. A server counts while its agent
- *      runs and it is not late: a mysqld (or agent) frozen past the lease is writable when it
- *      thaws until its agent's next pass, a moment no agent-based design can avoid; (a') shows
- *      that such a server cannot have a write acknowledged.
+ *      runs and it is not late: a mysqld or agent frozen (or an agent stopped) past the lease
+ *      leaves the server writable until the agent's next pass after it runs again, a moment no
+ *      agent-based design can avoid; (a') shows that such a server cannot have a write
+ *      acknowledged.
  *  (a') a server acknowledges a write only while no other server opened writes after it did.
  *  (b) no lost write: a server that opens writes has every acknowledged write.
  *  (c) no divergence: a replica never receives from a source that lacks its transactions.
@@ -144,7 +145,9 @@ byte calmt;
 byte cnt, lost, i, j, k, c, d;
 bool ok, ok_now, down, go;
 
-#define grantable(m) (ok && conn(m, leader) && rep == vep[m] && !lrev)
+/* the leader grants a lease or confirms a replica's reconnection for the current epoch, once no
+ * entry of an earlier leader is left to apply (its Raft barrier completed) */
+#define grantable(m) (ok && conn(m, leader) && rep == vep[m] && !lrev && (pep == NONE || pldr == leader))
 
 /* fence server k: super_read_only on, client connections killed (their commits fail) */
 inline fence(k) {
@@ -507,7 +510,7 @@ init {
 	:: atomic { !calm -> select(k : 0 .. N - 1);
 		if
 		:: !has(mup, k) -> mup = mup | bit(k); printf("HEAL mysqld %d restarts read-only\n", k)
-		:: !has(aup, k) -> aup = aup | bit(k); printf("HEAL agent %d restarts\n", k)
+		:: !has(aup, k) -> aup = aup | bit(k); printf("HEAL agent %d restarts\n", k); thawed(k)
 		:: has(mfz, k) -> mfz = mfz & ~bit(k); printf("HEAL mysqld %d thaws\n", k); thawed(k)
 		:: has(afz, k) -> afz = afz & ~bit(k); printf("HEAL agent %d thaws\n", k); thawed(k)
 		:: grp != 0 -> grp = 0; printf("HEAL partition heals\n")
@@ -517,7 +520,7 @@ init {
 	:: atomic { !calm -> calm = true; stepped = 0; pep = NONE; qep = NONE;
 		for (k : 0 .. N - 1) {
 			if
-			:: has(mfz | afz, k) -> thawed(k)
+			:: has(mfz | afz, k) || !has(aup, k) -> thawed(k)
 			:: else
 			fi
 		}
