@@ -38,16 +38,17 @@ demo: deps build
 
 ## bench: failover and switchover timings, idle agent cost, on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
 bench: deps
-	go test ./test/e2e -run '^$$' -bench . -benchtime 1x -timeout 60m | tee /tmp/shoal-bench.log
+	go test ./test/e2e ./agent/gossip -run '^$$' -bench . -benchtime 1x -timeout 60m | tee /tmp/shoal-bench.log
 	@grep '^BENCH' /tmp/shoal-bench.log
 
-## model-check: spin on the failover protocol: 3 members exhaustive, 5 members bitstate
+## model-check: spin on the failover protocol: 3 members exhaustive (one fault, either first leader), bitstate with two faults and with 5 members
 MODEL := bash test/model/check.sh
 model-check:
 	@command -v spin >/dev/null || bash test/rig/install.sh all
-	$(MODEL) pass full -DMAXF=1
-	$(MODEL) pass bitstate -DMAXF=2
-	$(MODEL) pass bitstate -DN=5 -DMAXF=1
+	$(MODEL) pass full -DMAXF=1 -DLEADER=0
+	$(MODEL) pass full -DMAXF=1 -DLEADER=1
+	SHOAL_MODEL_BITS=27 $(MODEL) pass bitstate -DMAXF=2
+	SHOAL_MODEL_BITS=27 $(MODEL) pass bitstate -DN=5 -DMAXF=1
 
 ## model-mutations: each mutation of the protocol must give a counterexample (trail printed)
 model-mutations: model-mutation-lease model-mutation-cas model-mutation-relay

@@ -57,8 +57,9 @@ func (l *leases) markReady(since time.Time) {
 	l.readyFor = since
 }
 
-// view returns the grant state for epoch in the leadership that began at since. A new stint or
-// epoch starts from LastGrant = since: any lease an earlier leader granted predates it.
+// view returns the grant state for epoch in the leadership that began at since. A new stint
+// starts from LastGrant = since: any lease an earlier leader granted predates it. A new epoch in
+// the same stint keeps the last grant of the old one.
 func (l *leases) view(epoch uint64, since time.Time) ha.LeaseGrant {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -70,8 +71,14 @@ func (l *leases) reset(epoch uint64, since time.Time) {
 	if l.since.Equal(since) && l.grant.Epoch == epoch {
 		return
 	}
+	last := since
+	if l.since.Equal(since) && l.grant.LastGrant.After(last) {
+		// Same leadership, new epoch: a lease this leader granted in the old epoch may still run
+		// on its holder (found by the model: re-election, then a failover that waited too little).
+		last = l.grant.LastGrant
+	}
 	l.since = since
-	l.grant = ha.LeaseGrant{Epoch: epoch, LastGrant: since}
+	l.grant = ha.LeaseGrant{Epoch: epoch, LastGrant: last}
 }
 
 // revoke stops renewals for epoch.

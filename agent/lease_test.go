@@ -68,6 +68,13 @@ func TestLeaseTable(t *testing.T) {
 	}
 	node.verifyErr = nil
 
+	// A new epoch under the same leader still counts from the last grant of the old one: that
+	// lease may still run on its holder.
+	if g := l.view(8, t0); !g.LastGrant.Equal(now()) || g.Epoch != 8 {
+		t.Fatalf("new epoch, same leader: %+v, want the last grant %s kept", g, now())
+	}
+	l.view(7, t0)
+
 	// Once revoked, neither the primary's lease nor a replica's reconnection is confirmed.
 	l.revoke(7, t0)
 	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRefused) {

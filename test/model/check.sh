@@ -19,8 +19,8 @@ cflags=(-O2 -w -DSAFETY -DMEMLIM=20000)
 run=(-m1000000 -E)
 case $search in
 full) cflags+=(-DCOLLAPSE) ;;
-# 2^30 bits (128 MB): a search that finishes within minutes; pan prints the hash factor.
-bitstate) cflags+=(-DBITSTATE) run+=(-w30) ;;
+# 2^30 bits (128 MB) unless SHOAL_MODEL_BITS says otherwise: a search that ends within minutes.
+bitstate) cflags+=(-DBITSTATE) run+=(-w"${SHOAL_MODEL_BITS:-30}") ;;
 *) echo "search must be full or bitstate" >&2; exit 2 ;;
 esac
 gcc "${cflags[@]}" -o pan pan.c

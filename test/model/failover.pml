@@ -120,8 +120,8 @@ byte lease[N];  /* units left of the agent's primary lease */
 byte rep = 1;   /* epoch */
 byte rpr = 0;   /* primary */
 byte leader;
-byte lgrant;    /* units since the leader last granted the primary's lease, up to PW */
-byte lsince;    /* units since the leader's election, up to PW */
+byte lgrant;    /* units since the leader last granted a lease, in any epoch, or since its
+                 * election if later (up to PW): a lease of an earlier epoch may still run */
 byte ldown;     /* units the leader has seen the primary down, up to DETECT */
 bool lrev;      /* the leader revoked the lease of this epoch */
 bool lrel;      /* the primary released the lease of this epoch */
@@ -421,12 +421,12 @@ init {
 		:: ok ->
 #ifndef NO_EPOCH_CAS
 			if
-			:: pep == rep -> rep++; rpr = ppr; lrev = false; lrel = false; lgrant = lsince; ldown = 0;
+			:: pep == rep -> rep++; rpr = ppr; lrev = false; lrel = false; ldown = 0;
 				printf("EVENT commit: epoch %d primary %d\n", rep, rpr)
 			:: else
 			fi;
 #else
-			rep++; rpr = ppr; lrev = false; lrel = false; lgrant = lsince; ldown = 0;
+			rep++; rpr = ppr; lrev = false; lrel = false; ldown = 0;
 			printf("EVENT commit without compare-and-set: epoch %d primary %d (decided in %d)\n", rep, rpr, pep);
 #endif
 			pep = qep; ppr = qpr; pldr = leader; qep = NONE
@@ -439,7 +439,7 @@ init {
 		:: k != leader && arun(k) && !ok_now ->
 			d = leader; leader = k; majority();
 			if
-			:: ok -> printf("EVENT %d elected leader\n", k); lgrant = 0; lsince = 0; ldown = 0; lrev = false; lrel = false; vep[k] = rep; vpr[k] = rpr
+			:: ok -> printf("EVENT %d elected leader\n", k); lgrant = 0; ldown = 0; lrev = false; lrel = false; vep[k] = rep; vpr[k] = rpr
 			:: else -> leader = d
 			fi
 		:: else
@@ -466,10 +466,6 @@ init {
 		}
 		if
 		:: lgrant < PW -> lgrant++
-		:: else
-		fi;
-		if
-		:: lsince < PW -> lsince++
 		:: else
 		fi;
 		if
