@@ -218,29 +218,24 @@ func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTID
 		}
 		others = append(others, received)
 	}
-	srv, err := a.pool.get(ctx, addr)
-	if err != nil {
-		return err
-	}
-	st, err := srv.Status(ctx)
-	if err != nil {
-		return err
-	}
-	want := st.Received()
-	if waitFor != nil {
-		if want, err = want.Union(*waitFor); err != nil {
-			return err
-		}
-	}
-	if st.Replica != nil && waitFor == nil {
+	var want mysqlctl.GTIDSet
+	if waitFor == nil {
 		// The old primary is gone: freeze what was received so the wait has an end.
-		if err := srv.StopIOThread(ctx); err != nil {
+		received, err := a.stopReceiving(ctx, addr)
+		if err != nil {
 			return err
 		}
-		if st, err = srv.Status(ctx); err != nil {
+		want = received
+	} else {
+		srv, err := a.pool.get(ctx, addr)
+		if err != nil {
 			return err
 		}
-		if want, err = want.Union(st.Received()); err != nil {
+		st, err := srv.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if want, err = st.Received().Union(*waitFor); err != nil {
 			return err
 		}
 	}
@@ -248,6 +243,10 @@ func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTID
 		if ok, err := want.Contains(received); err != nil || !ok {
 			return fmt.Errorf("replica %s received transactions the candidate lacks (%s): %w", quarantine[i], received, errors.Join(err, errCandidateBehind))
 		}
+	}
+	srv, err := a.pool.get(ctx, addr)
+	if err != nil {
+		return err
 	}
 	return srv.WaitApplied(ctx, want)
 }
