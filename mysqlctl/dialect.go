@@ -45,6 +45,10 @@ type dialect struct {
 	// semiPlugins maps plugin name to library for servers that load semi-sync as plugins.
 	semiPlugins map[string]string
 
+	// killKeepsAckWait: a killed session stays in its semi-sync ack wait, holding the commit lock
+	// (MySQL); MariaDB ends the wait on kill.
+	killKeepsAckWait bool
+
 	// replicationCommands are processlist COMMAND values of replication threads, never killed by a fence.
 	replicationCommands []string
 }
@@ -83,6 +87,7 @@ var mysqlDialect = dialect{
 		"rpl_semi_sync_source":  "semisync_source.so",
 		"rpl_semi_sync_replica": "semisync_replica.so",
 	},
+	killKeepsAckWait:    true,
 	replicationCommands: []string{"Binlog Dump", "Binlog Dump GTID"},
 }
 

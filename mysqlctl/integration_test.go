@@ -359,3 +359,48 @@ func isReadOnlyOrKilled(err error) bool {
 	return errors.Is(err, mysql.ErrInvalidConn) || errors.Is(err, sql.ErrConnDone) ||
 		errors.Is(err, driver.ErrBadConn)
 }
+
+// A primary cut off from its replicas has commits stuck waiting for an ack; the fence must still
+// close it (the stuck commits hold the commit lock that read_only needs).
+func TestFenceWhileCommitsWaitForAck(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+		nodes := startNodes(t, flavor, 2)
+		wireCluster(t, nodes)
+		primary := nodes[0]
+		insertRows(t, primary, 0, 5)
+		must(t, nodes[1].ctl.StopReplica(ctx(t)))
+
+		done := make(chan error, 3)
+		for i := range 3 {
+			go func() {
+				_, err := primary.app.Exec("INSERT INTO app.t VALUES (?, 'needs an ack')", 100+i)
+				done <- err
+			}()
+		}
+		waitFor(t, 30*time.Second, "commits waiting for an ack", func() bool {
+			return status(t, primary).SemiSync.WaitSessions >= 1
+		})
+		time.Sleep(500 * time.Millisecond) // let the other commits queue behind the first
+		must(t, primary.ctl.Fence(ctx(t), mysqlctl.FenceOptions{}))
+		if st := status(t, primary); st.Writable() {
+			t.Fatal("fenced server reports writable")
+		}
+		// No client may hear that a commit without an ack succeeded.
+		for range 3 {
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("a commit that no replica received was acknowledged")
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("a commit still waits for an ack 30s after the fence")
+			}
+		}
+		// The fence leaves semi-sync as it was and lets readers back in.
+		if ss := status(t, primary).SemiSync; !ss.SourceEnabled {
+			t.Fatalf("semi-sync source left off by the fence: %+v", ss)
+		}
+		var n int
+		must(t, primary.app.QueryRowContext(ctx(t), "SELECT COUNT(*) FROM app.t").Scan(&n))
+	})
+}

@@ -3,6 +3,7 @@ package mysqlctl
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -215,7 +216,8 @@ func (s *Server) SetWritable(ctx context.Context) error {
 type FenceOptions struct {
 	// LockWait bounds how long setting read-only may wait for in-flight commits (default 1s).
 	// A commit stuck waiting for a semi-sync ack holds the lock, so on timeout Fence kills client
-	// connections first and then sets read-only again.
+	// connections first and then sets read-only again (on MySQL, with the killed sessions' ack
+	// waits released; see releaseAckWaiters).
 	LockWait time.Duration
 }
 
@@ -255,11 +257,46 @@ func (s *Server) Fence(ctx context.Context, opts FenceOptions) error {
 		return err
 	}
 	if fenced != nil {
-		if err := setReadOnly(); err != nil {
+		err := setReadOnly()
+		if serverErrorNumber(err) == errLockWaitTimeout && s.dialect.killKeepsAckWait {
+			err = s.releaseAckWaiters(ctx, conn, setReadOnly)
+		}
+		if err != nil {
 			return s.errorf("fence: set read-only after killing clients", err)
 		}
 	}
 	return nil
+}
+
+// releaseAckWaiters runs setReadOnly while the sessions that still wait for a semi-sync ack are let
+// go. MySQL keeps a killed session waiting for its ack, holding the commit lock that read-only
+// needs. Its client is already disconnected, so finishing that commit acknowledges nothing to anyone
+// (and the transaction is in the binlog already). offline_mode keeps new client sessions out while
+// the source side of semi-sync is off, so no fresh write can commit unacknowledged in between;
+// both are restored before returning.
+func (s *Server) releaseAckWaiters(ctx context.Context, conn *sql.Conn, setReadOnly func() error) (err error) {
+	// Deferred restores run in reverse: semi-sync is back before clients are let in again.
+	for _, v := range []struct {
+		name string
+		on   bool
+	}{{"offline_mode", true}, {s.dialect.semiSource + "enabled", false}} {
+		var was bool
+		if e := conn.QueryRowContext(ctx, "SELECT @@GLOBAL."+v.name).Scan(&was); e != nil {
+			return fmt.Errorf("read %s: %w", v.name, e)
+		}
+		if was == v.on {
+			continue
+		}
+		if _, e := conn.ExecContext(ctx, "SET GLOBAL "+v.name+" = ?", v.on); e != nil {
+			return fmt.Errorf("set %s = %t: %w", v.name, v.on, e)
+		}
+		defer func() {
+			if _, e := conn.ExecContext(ctx, "SET GLOBAL "+v.name+" = ?", was); e != nil {
+				err = errors.Join(err, fmt.Errorf("restore %s: %w", v.name, e))
+			}
+		}()
+	}
+	return setReadOnly()
 }
 
 // killClients kills, over conn, every connection but replication threads, system threads and
