@@ -48,6 +48,10 @@ type flavor struct {
 	serverArgs, bootstrapArgs []string
 	// readOnlyArg starts the server read only for everyone without the privilege to bypass it.
 	readOnlyArg string
+	// readOnlyVars are the variables that arg sets, in the order to turn them on.
+	readOnlyVars []string
+	// client and dump are the command-line client and the logical dump tool, inside root.
+	client, dump string
 }
 
 func newFlavor(name mysqlctl.Flavor) (*flavor, error) {
@@ -74,6 +78,9 @@ func newFlavor(name mysqlctl.Flavor) (*flavor, error) {
 			// and every copy of the template would then share them.
 			bootstrapArgs: []string{"--gtid-mode=OFF"},
 			readOnlyArg:   "--super-read-only=ON",
+			readOnlyVars:  []string{"read_only", "super_read_only"},
+			client:        "/usr/bin/mysql",
+			dump:          "/usr/bin/mysqldump",
 		}, nil
 	case mysqlctl.FlavorMariaDB:
 		return &flavor{
@@ -87,9 +94,12 @@ func newFlavor(name mysqlctl.Flavor) (*flavor, error) {
 					"--auth-root-authentication-method=normal", "--skip-test-db")
 			},
 			// Without --no-defaults Debian's config would set utf8mb4; keep that, not latin1.
-			baseArgs:    []string{"--innodb-log-file-size=32M", "--character-set-server=utf8mb4"},
-			serverArgs:  []string{"--log-slave-updates=ON", "--gtid-strict-mode=ON", "--gtid-domain-id=0"},
-			readOnlyArg: "--read-only=ON",
+			baseArgs:     []string{"--innodb-log-file-size=32M", "--character-set-server=utf8mb4"},
+			serverArgs:   []string{"--log-slave-updates=ON", "--gtid-strict-mode=ON", "--gtid-domain-id=0"},
+			readOnlyArg:  "--read-only=ON",
+			readOnlyVars: []string{"read_only"},
+			client:       "/usr/bin/mariadb",
+			dump:         "/usr/bin/mariadb-dump",
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown flavor %q (want %q or %q)", name, mysqlctl.FlavorMySQL, mysqlctl.FlavorMariaDB)

@@ -1,0 +1,159 @@
+package harness
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/shoal-db/shoal/mysqlctl"
+)
+
+// Rebuild replaces the server's data with a logical copy of src's user databases taken at a
+// consistent GTID position: the explicit repair of a member that holds errant transactions. The
+// server is killed if it runs and started on a fresh template copy, so nothing of its old data
+// survives; it comes back read-only (as configured) with the GTID position of the copy, ready to
+// replicate from src's cluster with auto-positioning.
+func (s *Server) Rebuild(ctx context.Context, src *Server) error {
+	fail := func(step string, err error) error {
+		return fmt.Errorf("rebuild %s from %s: %s: %w", s.Config.Name, src.Config.Name, step, err)
+	}
+	if s.fl != src.fl {
+		return fail("check flavors", fmt.Errorf("%s is %s, %s is %s", s.Config.Name, s.Config.Flavor, src.Config.Name, src.Config.Flavor))
+	}
+	dump := filepath.Join(s.dir, "rebuild.sql")
+	gtid, err := src.dumpUserDatabases(ctx, dump)
+	if err != nil {
+		return fail("dump", err)
+	}
+	defer os.Remove(dump)
+	if err := s.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
+		return fail("stop", err)
+	}
+	if err := os.RemoveAll(s.dataDir()); err != nil {
+		return fail("remove data", err)
+	}
+	if err := s.fl.copyTemplate(s.dataDir(), s.log); err != nil {
+		return fail("fresh data dir", err)
+	}
+	if err := s.start(ctx); err != nil {
+		return fail("start", err)
+	}
+	db, err := sql.Open("mysql", s.DSN(RootUser, RootPassword))
+	if err != nil {
+		return fail("open", err)
+	}
+	defer db.Close()
+	// The copy is loaded by root, whom super_read_only would refuse too.
+	for _, v := range slices.Backward(s.fl.readOnlyVars) {
+		if _, err := db.ExecContext(ctx, "SET GLOBAL "+v+" = OFF"); err != nil {
+			return fail("set "+v+" OFF", err)
+		}
+	}
+	load := s.fl.command(s.fl.client, "--socket="+s.inner("mysqld.sock"), "--user="+RootUser,
+		// Loading is not a transaction of this server's own: no binlog, no GTIDs of its own.
+		"--init-command=SET SESSION sql_log_bin = 0")
+	load.Env = append(load.Env, "MYSQL_PWD="+RootPassword)
+	in, err := os.Open(dump)
+	if err != nil {
+		return fail("open dump", err)
+	}
+	defer in.Close()
+	load.Stdin = in
+	if out, err := load.CombinedOutput(); err != nil {
+		return fail("load", fmt.Errorf("%w: %s", err, lastLines(string(out), 10)))
+	}
+	after := []string{}
+	if s.Config.Flavor == mysqlctl.FlavorMariaDB {
+		// MySQL's dump sets gtid_purged itself; MariaDB's names the position in a comment.
+		after = append(after, "SET GLOBAL gtid_slave_pos = '"+gtid+"'")
+	}
+	if s.Config.SuperReadOnly {
+		for _, v := range s.fl.readOnlyVars {
+			after = append(after, "SET GLOBAL "+v+" = ON")
+		}
+	}
+	for _, stmt := range after {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fail(stmt, err)
+		}
+	}
+	s.log.Info("server rebuilt", "server", s.Config.Name, "from", src.Config.Name, "gtid", gtid)
+	return nil
+}
+
+// mariadbDumpGTID is the position line mariadb-dump --gtid --master-data=2 writes.
+var mariadbDumpGTID = regexp.MustCompile(`(?m)^-- SET GLOBAL gtid_slave_pos='([0-9,-]*)';$`)
+
+// dumpUserDatabases writes every non-system database of s to path, with the GTID position of the
+// snapshot, and returns that position as MariaDB states it ("" for MySQL, whose dump sets
+// gtid_purged itself).
+func (s *Server) dumpUserDatabases(ctx context.Context, path string) (string, error) {
+	db, err := sql.Open("mysql", s.DSN(RootUser, RootPassword))
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "+
+		"WHERE SCHEMA_NAME NOT IN ('mysql', 'sys', 'information_schema', 'performance_schema')")
+	if err != nil {
+		return "", fmt.Errorf("list databases: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return "", err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	args := []string{"--host=" + s.Host(), "--port=" + strconv.Itoa(s.Port()), "--user=" + RootUser,
+		"--single-transaction", "--triggers", "--routines", "--events"}
+	if s.Config.Flavor == mysqlctl.FlavorMySQL {
+		// --source-data makes the GTID set the snapshot's (a brief global read lock); gtid_purged
+		// is set by the dump.
+		args = append(args, "--source-data=2", "--set-gtid-purged=ON")
+	} else {
+		args = append(args, "--master-data=2", "--gtid")
+	}
+	args = append(args, "--databases")
+	args = append(args, names...)
+	out, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer out.Close()
+	cmd := s.fl.command(s.fl.dump, args...)
+	cmd.Env = append(cmd.Env, "MYSQL_PWD="+RootPassword)
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = out, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s: %w: %s", s.fl.dump, err, lastLines(stderr.String(), 10))
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	if s.Config.Flavor == mysqlctl.FlavorMySQL {
+		return "", nil
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	m := mariadbDumpGTID.FindSubmatch(text)
+	if m == nil {
+		return "", fmt.Errorf("no gtid_slave_pos line in the dump")
+	}
+	return string(m[1]), nil
+}
