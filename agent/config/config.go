@@ -85,9 +85,13 @@ func Default() Config {
 
 // Policy is the HA policy the config describes.
 func (c Config) Policy() ha.Policy {
+	acks := c.MySQL.SemiSyncAcks
+	if c.MySQL.SemiSync == "async" {
+		acks = 0
+	}
 	return ha.Policy{Tick: c.HA.Tick, DetectionTimeout: c.HA.DetectionTimeout, Lease: c.HA.Lease,
 		MaxClockDrift: c.HA.MaxClockDrift, PromotionMargin: c.HA.PromotionMargin,
-		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: c.MySQL.SemiSyncAcks}
+		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: acks}
 }
 
 // Usage lists every key with its environment variable, flag, default and meaning.

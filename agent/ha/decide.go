@@ -79,7 +79,7 @@ func (d Decision) Reason() string {
 // the node part (be what the record says); the Raft leader also runs the cluster part (failover,
 // switchover, first election, membership of the record).
 func Decide(obs Observation, p Policy) Decision {
-	d := decideNode(obs)
+	d := decideNode(obs, p)
 	if obs.Local.Up {
 		d.Memory.LocalDownSince = time.Time{}
 	} else if d.Memory.LocalDownSince.IsZero() {
@@ -97,7 +97,7 @@ func Decide(obs Observation, p Policy) Decision {
 	return d
 }
 
-func decideNode(obs Observation) Decision {
+func decideNode(obs Observation, p Policy) Decision {
 	r := obs.Record
 	d := Decision{Memory: obs.Memory}
 	leaseHeld := obs.Now.Before(obs.LeaseUntil)
@@ -122,7 +122,7 @@ func decideNode(obs Observation) Decision {
 	case r.Primary == obs.Self:
 		decidePrimary(obs, leaseHeld, writable, &d)
 	default:
-		decideReplica(obs, writable, &d)
+		decideReplica(obs, p, writable, &d)
 	}
 	return d
 }
@@ -159,7 +159,7 @@ func decidePrimary(obs Observation, leaseHeld, writable bool, d *Decision) {
 	}
 }
 
-func decideReplica(obs Observation, writable bool, d *Decision) {
+func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 	r := obs.Record
 	primary := r.Primary
 	if writable {
@@ -206,6 +206,11 @@ func decideReplica(obs Observation, writable bool, d *Decision) {
 		} else {
 			d.NodeReason = fmt.Sprintf("replication from %s paused while it is read-only", primary)
 		}
+	case p.SemiSyncAcks > 0 && !obs.Local.Status.SemiSync.ReplicaEnabled:
+		// A restarted mysqld resumes replication by itself but with semi-sync off: it would
+		// never acknowledge, and with too few acknowledging replicas the primary's commits wait.
+		d.Node, d.NodeReason = NodeReplicate, fmt.Sprintf("replicating from primary %s without acknowledging its commits "+
+			"(semi-sync replica side off, as after a restart): configuring replication again", primary)
 	default:
 		d.NodeReason = fmt.Sprintf("replicating from primary %s of epoch %d", primary, r.Epoch)
 	}

@@ -27,6 +27,7 @@ func replicaServer(source, executed, received string) Server {
 		Flavor: mysqlctl.FlavorMySQL, ReadOnly: true, SuperReadOnly: true, Executed: gtids(executed),
 		Replica: &mysqlctl.ReplicaStatus{SourceHost: source, SourcePort: 3306, IOState: "Yes", SQLRunning: true,
 			AutoPosition: true, Received: gtids(received)},
+		SemiSync: mysqlctl.SemiSyncStatus{Available: true, ReplicaEnabled: true, ReplicaActive: true},
 	}}
 }
 
@@ -108,6 +109,13 @@ func TestDecide(t *testing.T) {
 		reasonParts []string
 	}{
 		{name: "healthy cluster, replica in place", node: NodeNone, reasonParts: []string{"healthy", "replicating from primary db-0"}},
+		{
+			name: "replica restarted with semi-sync off is configured again",
+			setup: func(o *Observation) {
+				o.Local.Status.SemiSync = mysqlctl.SemiSyncStatus{Available: true}
+			},
+			node: NodeReplicate, reasonParts: []string{"without acknowledging"},
+		},
 		{
 			name:  "local MySQL unreachable",
 			setup: func(o *Observation) { o.Local = Server{Err: "dial tcp: refused"} },

@@ -90,6 +90,18 @@ func (c *Cluster) RestartServer(i int) {
 	c.joinHost(i, c.Servers[i].PID())
 }
 
+// RebuildServer replaces member i's data with a copy of member from's (see harness.Rebuild); the
+// caller stops member i's agent first.
+func (c *Cluster) RebuildServer(i, from int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := c.Servers[i].Rebuild(ctx, c.Servers[from]); err != nil {
+		c.t.Fatal(err)
+	}
+	c.joinHost(i, c.Servers[i].PID())
+}
+
 // StartLoaded starts a cluster and, once it has a primary with its replicas attached, a writer
 // and a split-brain monitor; it returns the primary's index too.
 func StartLoaded(t testing.TB, binary string, flavor mysqlctl.Flavor, extra ...string) (*Cluster, int, *Writer, *Monitor) {

@@ -54,14 +54,14 @@ func (c *Cluster) Verify(acked []int64, violations []string) Outcome {
 		c.t.Errorf("%d of %d acknowledged writes missing on primary %s, e.g. %v", len(missing), len(acked), c.Name(p), missing[:min(10, len(missing))])
 	}
 
-	primary := c.ctl(ctx, p)
+	primary := c.MySQL(ctx, p)
 	pst, err := primary.Status(ctx)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	writable := 0
 	for j := range c.Servers {
-		srv := c.ctl(ctx, j)
+		srv := c.MySQL(ctx, j)
 		st, err := srv.Status(ctx)
 		if err != nil {
 			c.t.Fatalf("status of %s: %v", c.Name(j), err)
@@ -87,7 +87,8 @@ func (c *Cluster) Verify(acked []int64, violations []string) Outcome {
 	return out
 }
 
-func (c *Cluster) ctl(ctx context.Context, i int) *mysqlctl.Server {
+// MySQL opens a root handle on member i's server, closed when the test ends.
+func (c *Cluster) MySQL(ctx context.Context, i int) *mysqlctl.Server {
 	srv, err := mysqlctl.Open(ctx, mysqlctl.Config{Addr: c.Servers[i].Addr(), User: harness.RootUser, Password: harness.RootPassword})
 	if err != nil {
 		c.t.Fatalf("open %s: %v", c.Name(i), err)

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"os/exec"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ import (
 // would, and records every insert the server acknowledged.
 type Writer struct {
 	c      *Cluster
+	locate func(ctx context.Context) int // the primary's index, or -1
 	stop   chan struct{}
 	done   chan struct{}
 	mu     sync.Mutex
@@ -30,15 +33,36 @@ type Writer struct {
 	Gaps []time.Duration
 }
 
-// StartWriter creates the table and starts writing.
+// StartWriter creates the table and starts writing, finding the primary through the agents'
+// admin API.
 func (c *Cluster) StartWriter(primary int) *Writer {
+	return c.startWriter(primary, c.Primary)
+}
+
+// StartSRVWriter is StartWriter for a client that finds the primary the way applications do:
+// the primary SRV record, asked of the members' DNS servers in turn until one answers.
+func (c *Cluster) StartSRVWriter(primary int) *Writer {
+	next := 0
+	return c.startWriter(primary, func(ctx context.Context) int {
+		for range c.Servers {
+			i := next
+			next = (next + 1) % len(c.Servers)
+			if name := c.DNSPrimary(ctx, i); name != "" {
+				return slices.IndexFunc(c.Servers, func(s *harness.Server) bool { return s.Config.Name == name })
+			}
+		}
+		return -1
+	})
+}
+
+func (c *Cluster) startWriter(primary int, locate func(ctx context.Context) int) *Writer {
 	c.t.Helper()
 	db := c.open(primary, harness.AppUser, harness.AppPassword)
 	defer db.Close()
 	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS app.acks (id BIGINT PRIMARY KEY)"); err != nil {
 		c.t.Fatalf("create table: %v", err)
 	}
-	w := &Writer{c: c, stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
+	w := &Writer{c: c, locate: locate, stop: make(chan struct{}), done: make(chan struct{}), lastOK: time.Now()}
 	go w.run()
 	return w
 }
@@ -72,7 +96,7 @@ func (w *Writer) run() {
 		}
 		if db == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			current = w.c.Primary(ctx)
+			current = w.locate(ctx)
 			cancel()
 			if current < 0 {
 				time.Sleep(20 * time.Millisecond)
@@ -158,6 +182,13 @@ func (w *Writer) WaitAcked(t testing.TB, n int) {
 	}
 }
 
+// AckedIDs returns a copy of the ids acknowledged so far.
+func (w *Writer) AckedIDs() []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.acked)
+}
+
 // Acked is how many writes were acknowledged so far.
 func (w *Writer) Acked() int {
 	w.mu.Lock()
@@ -233,6 +264,13 @@ func (m *Monitor) sample(dbs []*sql.DB) []string {
 	return writable
 }
 
+// Seen returns the violations recorded so far.
+func (m *Monitor) Seen() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.Violations)
+}
+
 // Stop ends the monitor and returns the violations.
 func (m *Monitor) Stop() []string {
 	close(m.stop)
@@ -242,8 +280,16 @@ func (m *Monitor) Stop() []string {
 	return m.Violations
 }
 
-// Isolate cuts member i's host off with iptables, in both directions: a symmetric partition. The rules go when the test ends, also after a failure.
-func (c *Cluster) Isolate(i int) (heal func()) {
+// Isolate cuts member i's host off with iptables, in both directions: a symmetric partition. The
+// rules go when heal is called or the test ends, also after a failure.
+func (c *Cluster) Isolate(i int) (heal func()) { return c.drop(i) }
+
+// Lossy drops the given share (0-1) of the packets member i's host sends and receives.
+func (c *Cluster) Lossy(i int, share float64) (heal func()) {
+	return c.drop(i, "-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(share, 'f', 3, 64))
+}
+
+func (c *Cluster) drop(i int, match ...string) (heal func()) {
 	c.t.Helper()
 	host := c.Servers[i].Host()
 	group, err := c.hostGroup(i)
@@ -251,10 +297,14 @@ func (c *Cluster) Isolate(i int) (heal func()) {
 		c.t.Fatal(err)
 	}
 	// Nothing reaches the host's address, and nothing its processes send leaves.
-	rules := [][]string{{"INPUT", "-d", host, "-j", "DROP"}, {"OUTPUT", "-m", "cgroup", "--path", group, "-j", "DROP"}}
-	for _, r := range rules {
-		if out, err := exec.Command("iptables", append([]string{"-I"}, r...)...).CombinedOutput(); err != nil {
-			c.t.Fatalf("iptables -I %v: %v: %s (install with `make deps`)", r, err, out)
+	rules := [][]string{
+		append([]string{"INPUT", "-d", host}, match...),
+		append([]string{"OUTPUT", "-m", "cgroup", "--path", group}, match...),
+	}
+	for j := range rules {
+		rules[j] = append(rules[j], "-j", "DROP")
+		if out, err := exec.Command("iptables", append([]string{"-I"}, rules[j]...)...).CombinedOutput(); err != nil {
+			c.t.Fatalf("iptables -I %v: %v: %s (install with `make deps`)", rules[j], err, out)
 		}
 	}
 	var once sync.Once

@@ -1,0 +1,154 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// A fault breaks the cluster and heals it again before it returns; it says what it did.
+type fault struct {
+	name string
+	run  func(r *run) string
+}
+
+// faults are the failures a cluster must survive without losing an acknowledged write. Process
+// faults hit the primary half of the time and a random replica otherwise.
+var faults = []fault{
+	{"kill-mysqld", func(r *run) string {
+		i := r.target()
+		r.must(r.c.Servers[i].Kill())
+		time.Sleep(r.between(time.Second, 5*time.Second))
+		r.c.RestartServer(i)
+		return "SIGKILL mysqld of " + r.role(i)
+	}},
+	{"kill-agent", func(r *run) string {
+		i := r.target()
+		r.c.KillAgent(i)
+		time.Sleep(r.between(time.Second, 5*time.Second))
+		r.c.StartAgent(i)
+		return "SIGKILL agent of " + r.role(i)
+	}},
+	{"kill-host", func(r *run) string {
+		i := r.target()
+		r.c.KillAgent(i)
+		r.must(r.c.Servers[i].Kill())
+		time.Sleep(r.between(time.Second, 5*time.Second))
+		r.c.RestartServer(i)
+		r.c.StartAgent(i)
+		return "SIGKILL mysqld and agent of " + r.role(i)
+	}},
+	{"stop-mysqld", func(r *run) string {
+		i, d := r.target(), r.pause()
+		r.must(r.c.Servers[i].Pause())
+		time.Sleep(d)
+		r.must(r.c.Servers[i].Resume())
+		return fmt.Sprintf("SIGSTOP mysqld of %s for %s", r.role(i), d)
+	}},
+	{"stop-agent", func(r *run) string {
+		i, d := r.target(), r.pause()
+		r.c.PauseAgent(i)
+		time.Sleep(d)
+		r.c.ResumeAgent(i)
+		return fmt.Sprintf("SIGSTOP agent of %s for %s", r.role(i), d)
+	}},
+	{"isolate-primary", func(r *run) string {
+		d := r.outage()
+		heal := r.c.Isolate(r.primary)
+		time.Sleep(d)
+		heal()
+		return fmt.Sprintf("primary %s cut off for %s", r.c.Name(r.primary), d)
+	}},
+	{"isolate-replica", func(r *run) string {
+		i, d := r.replica(), r.outage()
+		heal := r.c.Isolate(i)
+		time.Sleep(d)
+		heal()
+		return fmt.Sprintf("replica %s cut off for %s", r.c.Name(i), d)
+	}},
+	{"flapping-partition", func(r *run) string {
+		end := time.Now().Add(r.outage())
+		flaps := 0
+		for time.Now().Before(end) {
+			heal := r.c.Isolate(r.rng.IntN(len(r.c.Servers)))
+			time.Sleep(r.between(500*time.Millisecond, 2*time.Second))
+			heal()
+			time.Sleep(r.between(500*time.Millisecond, 2*time.Second))
+			flaps++
+		}
+		return fmt.Sprintf("%d partitions of a random member, 0.5-2s each", flaps)
+	}},
+	{"packet-loss", func(r *run) string {
+		share, d := 0.1+0.2*r.rng.Float64(), r.outage()
+		var heals []func()
+		for i := range r.c.Servers {
+			heals = append(heals, r.c.Lossy(i, share))
+		}
+		time.Sleep(d)
+		for _, heal := range heals {
+			heal()
+		}
+		return fmt.Sprintf("%.0f%% of packets dropped at every host for %s", 100*share, d)
+	}},
+	{"cluster-restart", func(r *run) string {
+		for i := range r.c.Servers {
+			r.c.KillAgent(i)
+			r.must(r.c.Servers[i].Kill())
+		}
+		for i := range r.c.Servers {
+			r.c.RestartServer(i)
+		}
+		for i := range r.c.Servers {
+			r.c.StartAgent(i)
+		}
+		return "every mysqld and agent SIGKILLed and restarted"
+	}},
+	{"switchover", func(r *run) string {
+		to := r.replica()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := r.c.Admin.Switchover(ctx, r.c.AdminAddr(r.primary), r.c.Name(to))
+		r.must(err)
+		return fmt.Sprintf("switchover %s -> %s under load", r.c.Name(r.primary), r.c.Name(to))
+	}},
+}
+
+// target picks the member a process fault hits.
+func (r *run) target() int {
+	if r.rng.IntN(2) == 0 {
+		return r.primary
+	}
+	return r.replica()
+}
+
+// replica picks a member other than the primary.
+func (r *run) replica() int {
+	return (r.primary + 1 + r.rng.IntN(len(r.c.Servers)-1)) % len(r.c.Servers)
+}
+
+func (r *run) role(i int) string {
+	if i == r.primary {
+		return "primary " + r.c.Name(i)
+	}
+	return "replica " + r.c.Name(i)
+}
+
+// pause is how long a SIGSTOP lasts: 1-20 s, or 3 s in a smoke run (long enough to fail over).
+func (r *run) pause() time.Duration {
+	if r.smoke {
+		return 3 * time.Second
+	}
+	return r.between(time.Second, 20*time.Second)
+}
+
+// outage is how long a network fault lasts: 2-15 s, or 5 s in a smoke run.
+func (r *run) outage() time.Duration {
+	if r.smoke {
+		return 5 * time.Second
+	}
+	return r.between(2*time.Second, 15*time.Second)
+}
+
+func (r *run) between(lo, hi time.Duration) time.Duration {
+	return (lo + time.Duration(r.rng.Int64N(int64(hi-lo+1)))).Round(100 * time.Millisecond)
+}
