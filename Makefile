@@ -8,7 +8,7 @@ STATICCHECK := $(SHOAL_CACHE)/bin/staticcheck-v0.8.2
 GO_TEST_TIMEOUT ?= 20m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps test test-go lint demo bench clean model-check model-mutations model-mutation-lease model-mutation-cas model-mutation-relay
+.PHONY: all build deps test test-go lint demo bench clean model-check model-mutations model-mutation-lease model-mutation-cas model-mutation-relay chaos
 
 all: build
 
@@ -35,6 +35,13 @@ lint:
 ## demo: three real servers wired as a primary and two replicas, shown, then cleaned up
 demo: deps build
 	bash test/demo/demo.sh
+
+## chaos: random faults on real clusters, both flavors: CYCLES per flavor and cluster size, SEED to replay, MEMBERS=3,5
+CYCLES ?= 100
+MEMBERS ?= 3
+chaos: deps
+	set -o pipefail; SHOAL_CHAOS_CYCLES=$(CYCLES) SHOAL_CHAOS_SEED=$(SEED) SHOAL_CHAOS_MEMBERS=$(MEMBERS) \
+	  go test ./test/chaos -run TestChaos -count=1 -timeout 0 -v 2>&1 | tee /tmp/shoal-chaos.log | grep --line-buffered -E '^CHAOS|cycle [0-9]+: .*healed|split brain|FAIL|^ok'
 
 ## bench: failover and switchover timings, idle agent cost, on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
 bench: deps

@@ -453,6 +453,18 @@ func (s GTIDSet) Subtract(o GTIDSet) (GTIDSet, error) {
 	return GTIDSet{flavor: f, ranges: ranges}, nil
 }
 
+// withoutUUID returns s without the MySQL transactions of server uuid, tagged ones included.
+func (s GTIDSet) withoutUUID(uuid string) GTIDSet {
+	uuid = strings.ToLower(uuid)
+	ranges := make(map[gtidSource][]gtidInterval, len(s.ranges))
+	for src, ivs := range s.ranges {
+		if src.uuid != uuid {
+			ranges[src] = ivs
+		}
+	}
+	return GTIDSet{flavor: s.flavor, ranges: ranges}
+}
+
 // Contains reports whether s ⊇ o.
 func (s GTIDSet) Contains(o GTIDSet) (bool, error) {
 	if _, err := combineFlavors("check GTID set containment", s, o); err != nil {

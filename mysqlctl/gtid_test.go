@@ -496,3 +496,32 @@ func checkRoundTrip(t *testing.T, s GTIDSet) {
 		t.Errorf("reparse %q formats as %q", text, back)
 	}
 }
+
+func TestErrantGTIDs(t *testing.T) {
+	status := func(flavor Flavor, uuid, executed string) Status {
+		return Status{Flavor: flavor, ServerUUID: uuid, Executed: MustParseGTIDSet(flavor, executed)}
+	}
+	tests := []struct {
+		name            string
+		server, primary Status
+		want            string
+	}{
+		{"replica behind", status(FlavorMySQL, uuidB, uuidA+":1-5"), status(FlavorMySQL, uuidA, uuidA+":1-9"), ""},
+		{"transaction of its own", status(FlavorMySQL, uuidB, uuidA+":1-5,"+uuidB+":1"), status(FlavorMySQL, uuidA, uuidA+":1-9"), uuidB + ":1"},
+		// The primary's commit waits for the ack (AFTER_SYNC) before its GTID shows in gtid_executed.
+		{"primary's own commit not yet in its gtid_executed", status(FlavorMySQL, uuidB, uuidA+":1-10,"+uuidA+":t:1"), status(FlavorMySQL, uuidA, uuidA+":1-9"), ""},
+		{"an older primary's commit the new one lacks", status(FlavorMySQL, uuidA, uuidA+":1-10"), status(FlavorMySQL, uuidB, uuidA+":1-9,"+uuidB+":1-3"), uuidA + ":10"},
+		{"MariaDB compares binlog states as they are", status(FlavorMariaDB, "", "0-1-10"), status(FlavorMariaDB, "", "0-1-9"), "0-1-[10]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ErrantGTIDs(tt.server, tt.primary)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != tt.want {
+				t.Fatalf("errant %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

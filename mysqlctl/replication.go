@@ -351,10 +351,19 @@ func (s *Server) isServerThread(user, command string) bool {
 
 // ErrantGTIDs returns the transactions the server has that primary lacks; an empty set means
 // the server may replicate from primary. Both must be read from the same flavor.
+//
+// A transaction that carries the MySQL primary's own server_uuid came from its binlog, even when
+// its gtid_executed does not show it yet: with AFTER_SYNC semi-sync the primary adds a GTID there
+// only once the ack is back, and a frozen or overloaded primary can sit between the two for
+// seconds while its replicas have applied the transaction. It is not errant. (MariaDB's
+// gtid_binlog_state is updated when the binlog is written, so it never lags that way.)
 func ErrantGTIDs(server, primary Status) (GTIDSet, error) {
 	errant, err := server.Executed.Subtract(primary.Executed)
 	if err != nil {
 		return GTIDSet{}, fmt.Errorf("compare GTIDs of %s with primary %s: %w", server.Addr, primary.Addr, err)
+	}
+	if primary.Flavor == FlavorMySQL && primary.ServerUUID != "" {
+		errant = errant.withoutUUID(primary.ServerUUID)
 	}
 	return errant, nil
 }

@@ -170,29 +170,58 @@ func chaos(t *testing.T, flavor mysqlctl.Flavor, members int, cfg settings) {
 // no replica received), and until the client writes again.
 func (r *run) converge() {
 	r.t.Helper()
-	p := r.c.WaitPrimary(-1, 90*time.Second)
+	// A member that still believes it is primary during a change is seen again once settled.
+	for range 3 {
+		p := r.c.WaitPrimary(-1, 90*time.Second)
+		r.settle(p)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		again := r.c.Primary(ctx)
+		cancel()
+		if again == p {
+			return
+		}
+		r.logf("primary moved from %s to %s while settling", r.c.Name(p), r.c.Name(max(again, 0)))
+	}
+	r.t.Fatal("the primary kept moving after the fault was healed")
+}
+
+func (r *run) settle(p int) {
 	if p != r.primary {
 		r.logf("primary is now %s (was %s)", r.c.Name(p), r.c.Name(r.primary))
 		r.primary = p
 	}
-	errant := r.c.WaitReplicating(p)
-	for _, name := range errant {
-		i := slices.IndexFunc(r.c.Servers, func(s *harness.Server) bool { return s.Config.Name == name })
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		v, _ := r.c.Admin.Status(ctx, r.c.AdminAddr(i))
-		cancel()
-		r.logf("%s fenced with errant GTIDs %s: rebuilt from %s", name, v.Errant, r.c.Name(p))
-		r.c.KillAgent(i)
-		r.c.RebuildServer(i, p)
-		r.c.StartAgent(i)
-		r.rebuilt++
-	}
-	if len(errant) > 0 {
-		if still := r.c.WaitReplicating(p); len(still) > 0 {
-			r.t.Fatalf("members %v errant again right after a rebuild from %s", still, r.c.Name(p))
+	rebuilt := map[string]bool{}
+	for errant := r.c.WaitReplicating(p); len(errant) > 0; errant = r.c.WaitReplicating(p) {
+		for _, name := range errant {
+			if rebuilt[name] {
+				r.t.Fatalf("%s errant again right after its rebuild from %s", name, r.c.Name(p))
+			}
+			i := slices.IndexFunc(r.c.Servers, func(s *harness.Server) bool { return s.Config.Name == name })
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			v, err := r.c.Admin.Status(ctx, r.c.AdminAddr(i))
+			cancel()
+			if err != nil || v.Errant == "" {
+				continue // no longer reported errant: look again
+			}
+			r.logf("%s fenced with errant GTIDs %s: rebuilt from %s", name, v.Errant, r.c.Name(p))
+			r.c.KillAgent(i)
+			r.c.RebuildServer(i, p)
+			r.c.StartAgent(i)
+			rebuilt[name] = true
+			r.rebuilt++
 		}
 	}
 	r.w.WaitAcked(r.t, r.w.Acked()+10)
+}
+
+// status reads member i's server, retrying over a pooled connection that its restart broke.
+func (r *run) status(ctx context.Context, i int) (st mysqlctl.Status, err error) {
+	for range 3 {
+		if st, err = r.mysql[i].Status(ctx); err == nil {
+			return st, nil
+		}
+	}
+	return st, err
 }
 
 // check verifies the promises: every acknowledged write is on the primary, no two servers were
@@ -238,7 +267,7 @@ func (r *run) check(final bool) {
 	// Replicas first: a transaction the primary commits meanwhile must not look errant.
 	statuses := make([]mysqlctl.Status, len(r.mysql))
 	for _, i := range append(r.others(), r.primary) {
-		if statuses[i], err = r.mysql[i].Status(ctx); err != nil {
+		if statuses[i], err = r.status(ctx, i); err != nil {
 			r.t.Fatalf("status of %s: %v", r.c.Name(i), err)
 		}
 	}
@@ -289,9 +318,12 @@ func (r *run) faultCounts() string {
 	return strings.Join(parts, ", ")
 }
 
-// logf adds a timestamped line to the run's history, printed when a check fails.
+// logf adds a timestamped line to the run's history, printed in full when a check fails and
+// as it happens with go test -v.
 func (r *run) logf(format string, args ...any) {
-	r.history = append(r.history, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+	line := time.Now().Format("15:04:05.000 ") + fmt.Sprintf(format, args...)
+	r.history = append(r.history, line)
+	r.t.Log(line)
 }
 
 func (r *run) printHistoryOnFailure() {
@@ -300,8 +332,8 @@ func (r *run) printHistoryOnFailure() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for i, srv := range r.mysql {
-		st, err := srv.Status(ctx)
+	for i := range r.mysql {
+		st, err := r.status(ctx, i)
 		if err != nil {
 			r.logf("at failure %s: %v", r.c.Name(i), err)
 			continue

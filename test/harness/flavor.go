@@ -48,8 +48,6 @@ type flavor struct {
 	serverArgs, bootstrapArgs []string
 	// readOnlyArg starts the server read only for everyone without the privilege to bypass it.
 	readOnlyArg string
-	// readOnlyVars are the variables that arg sets, in the order to turn them on.
-	readOnlyVars []string
 	// client and dump are the command-line client and the logical dump tool, inside root.
 	client, dump string
 }
@@ -78,7 +76,6 @@ func newFlavor(name mysqlctl.Flavor) (*flavor, error) {
 			// and every copy of the template would then share them.
 			bootstrapArgs: []string{"--gtid-mode=OFF"},
 			readOnlyArg:   "--super-read-only=ON",
-			readOnlyVars:  []string{"read_only", "super_read_only"},
 			client:        "/usr/bin/mysql",
 			dump:          "/usr/bin/mysqldump",
 		}, nil
@@ -94,12 +91,11 @@ func newFlavor(name mysqlctl.Flavor) (*flavor, error) {
 					"--auth-root-authentication-method=normal", "--skip-test-db")
 			},
 			// Without --no-defaults Debian's config would set utf8mb4; keep that, not latin1.
-			baseArgs:     []string{"--innodb-log-file-size=32M", "--character-set-server=utf8mb4"},
-			serverArgs:   []string{"--log-slave-updates=ON", "--gtid-strict-mode=ON", "--gtid-domain-id=0"},
-			readOnlyArg:  "--read-only=ON",
-			readOnlyVars: []string{"read_only"},
-			client:       "/usr/bin/mariadb",
-			dump:         "/usr/bin/mariadb-dump",
+			baseArgs:    []string{"--innodb-log-file-size=32M", "--character-set-server=utf8mb4"},
+			serverArgs:  []string{"--log-slave-updates=ON", "--gtid-strict-mode=ON", "--gtid-domain-id=0"},
+			readOnlyArg: "--read-only=ON",
+			client:      "/usr/bin/mariadb",
+			dump:        "/usr/bin/mariadb-dump",
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown flavor %q (want %q or %q)", name, mysqlctl.FlavorMySQL, mysqlctl.FlavorMariaDB)
@@ -192,6 +188,10 @@ func (s *Server) args() []string {
 		"--max-connections=200",
 	)
 	a = append(a, s.fl.serverArgs...)
+	if s.loading {
+		// Only Rebuild's root session over the socket can reach it, and it must be able to write.
+		return append(append(a, "--skip-networking"), c.ExtraArgs...)
+	}
 	if c.SuperReadOnly {
 		a = append(a, s.fl.readOnlyArg)
 	}

@@ -107,7 +107,9 @@ type Server struct {
 	dir string // on the host: data/, error.log, mysqld.sock, mysqld.pid, console.log, owner.json
 	// bootstrap is set while building a template: no networking, no binlog, no GTIDs.
 	bootstrap bool
-	log       *slog.Logger
+	// loading is set while Rebuild loads a copy: no networking, so no client sees it half loaded.
+	loading bool
+	log     *slog.Logger
 
 	mu   sync.Mutex
 	proc *process // the last process started; nil before the first start
@@ -307,11 +309,14 @@ func (s *Server) DSN(user, password string) string {
 // probeDSN is how readiness is checked: as root over TCP, or over the socket while building a
 // template, when root@'%' does not exist yet and networking is off.
 func (s *Server) probeDSN() string {
-	if !s.bootstrap {
+	if !s.bootstrap && !s.loading {
 		return s.DSN(RootUser, RootPassword)
 	}
 	c := mysql.NewConfig()
 	c.User = RootUser
+	if s.loading {
+		c.Passwd = RootPassword
+	}
 	c.Net, c.Addr = "unix", filepath.Join(s.dir, "mysqld.sock")
 	c.Timeout = 2 * time.Second
 	return c.FormatDSN()

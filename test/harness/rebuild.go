@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -42,49 +41,54 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 	if err := s.fl.copyTemplate(s.dataDir(), s.log); err != nil {
 		return fail("fresh data dir", err)
 	}
+	// Loaded with networking off and read-only off: no client, agent or replica sees the
+	// half-loaded server, and root can write it.
+	s.loading = true
+	err = s.load(ctx, dump, gtid)
+	s.loading = false
+	if err != nil {
+		return fail("load", err)
+	}
+	if err := s.Stop(ctx); err != nil {
+		return fail("stop after loading", err)
+	}
 	if err := s.start(ctx); err != nil {
 		return fail("start", err)
 	}
-	db, err := sql.Open("mysql", s.DSN(RootUser, RootPassword))
-	if err != nil {
-		return fail("open", err)
+	s.log.Info("server rebuilt", "server", s.Config.Name, "from", src.Config.Name, "gtid", gtid)
+	return nil
+}
+
+// load starts the server and loads the dump at path, with the GTID position gtid (MariaDB).
+func (s *Server) load(ctx context.Context, path, gtid string) error {
+	if err := s.start(ctx); err != nil {
+		return err
 	}
-	defer db.Close()
-	// The copy is loaded by root, whom super_read_only would refuse too.
-	for _, v := range slices.Backward(s.fl.readOnlyVars) {
-		if _, err := db.ExecContext(ctx, "SET GLOBAL "+v+" = OFF"); err != nil {
-			return fail("set "+v+" OFF", err)
-		}
-	}
-	load := s.fl.command(s.fl.client, "--socket="+s.inner("mysqld.sock"), "--user="+RootUser,
-		// Loading is not a transaction of this server's own: no binlog, no GTIDs of its own.
-		"--init-command=SET SESSION sql_log_bin = 0")
-	load.Env = append(load.Env, "MYSQL_PWD="+RootPassword)
-	in, err := os.Open(dump)
+	in, err := os.Open(path)
 	if err != nil {
-		return fail("open dump", err)
+		return err
 	}
 	defer in.Close()
-	load.Stdin = in
-	if out, err := load.CombinedOutput(); err != nil {
-		return fail("load", fmt.Errorf("%w: %s", err, lastLines(string(out), 10)))
+	cmd := s.fl.command(s.fl.client, "--socket="+s.inner("mysqld.sock"), "--user="+RootUser,
+		// The copy is not a transaction of this server's own: no binlog, no GTIDs of its own.
+		"--init-command=SET SESSION sql_log_bin = 0")
+	cmd.Env = append(cmd.Env, "MYSQL_PWD="+RootPassword)
+	cmd.Stdin = in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", s.fl.client, err, lastLines(string(out), 10))
 	}
-	after := []string{}
-	if s.Config.Flavor == mysqlctl.FlavorMariaDB {
-		// MySQL's dump sets gtid_purged itself; MariaDB's names the position in a comment.
-		after = append(after, "SET GLOBAL gtid_slave_pos = '"+gtid+"'")
+	if s.Config.Flavor == mysqlctl.FlavorMySQL {
+		return nil // its dump sets gtid_purged itself
 	}
-	if s.Config.SuperReadOnly {
-		for _, v := range s.fl.readOnlyVars {
-			after = append(after, "SET GLOBAL "+v+" = ON")
-		}
+	db, err := sql.Open("mysql", s.probeDSN())
+	if err != nil {
+		return err
 	}
-	for _, stmt := range after {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			return fail(stmt, err)
-		}
+	defer db.Close()
+	// MariaDB's dump names the position in a comment.
+	if _, err := db.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = ?", gtid); err != nil {
+		return fmt.Errorf("set gtid_slave_pos: %w", err)
 	}
-	s.log.Info("server rebuilt", "server", s.Config.Name, "from", src.Config.Name, "gtid", gtid)
 	return nil
 }
 
