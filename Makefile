@@ -54,8 +54,8 @@ model-check:
 	@command -v spin >/dev/null || bash test/rig/install.sh all
 	$(MODEL) pass full -DMAXF=1 -DLEADER=0
 	$(MODEL) pass full -DMAXF=1 -DLEADER=1
-	SHOAL_MODEL_BITS=27 $(MODEL) pass bitstate -DMAXF=2
-	SHOAL_MODEL_BITS=27 $(MODEL) pass bitstate -DN=5 -DMAXF=1
+	SHOAL_MODEL_BITS=26 $(MODEL) pass bitstate -DMAXF=2
+	SHOAL_MODEL_BITS=26 $(MODEL) pass bitstate -DN=5 -DMAXF=1
 
 ## model-mutations: each mutation of the protocol must give a counterexample (trail printed)
 model-mutations: model-mutation-lease model-mutation-cas model-mutation-relay
