@@ -43,8 +43,12 @@ func (a *Agent) act(ctx context.Context, obs ha.Observation, d ha.Decision) (boo
 }
 
 func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {
-	if d.Node == ha.NodeNone {
+	switch d.Node {
+	case ha.NodeNone:
 		return false, nil
+	case ha.NodeKill:
+		a.metrics.fences.WithLabelValues("frozen_past_lease").Inc()
+		return true, killMySQL(a.opts.MySQLPIDFile)
 	}
 	local, err := a.pool.get(ctx, a.opts.LocalMySQLAddr)
 	if err != nil {

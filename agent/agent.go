@@ -29,6 +29,9 @@ type Options struct {
 	// reach it; RaftAddr and AdminAddr are this agent's advertised Raft and admin API addresses.
 	LocalMySQLAddr                 string
 	MySQLAddr, RaftAddr, AdminAddr string
+	// MySQLPIDFile names the local mysqld's process for ha.NodeKill; "" when the agent cannot
+	// see it (then Policy.KillFrozenPrimary is off).
+	MySQLPIDFile string
 	// XPort is the local server's X Protocol port, published in DNS; 0 for none.
 	XPort uint16
 	// Replication account, and the durability contract the primary runs with.

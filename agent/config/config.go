@@ -19,6 +19,7 @@ type Config struct {
 	Node    struct{ ID, DataDir string }
 	MySQL   struct {
 		Addr, AdvertiseAddr, User, PasswordFile, ReplUser, ReplPasswordFile string
+		PIDFile                                                             string
 		ConnectTimeout, ReadTimeout                                         time.Duration
 		SemiSync                                                            string
 		SemiSyncAcks, XPort                                                 int
@@ -91,7 +92,7 @@ func (c Config) Policy() ha.Policy {
 	}
 	return ha.Policy{Tick: c.HA.Tick, DetectionTimeout: c.HA.DetectionTimeout, Lease: c.HA.Lease,
 		MaxClockDrift: c.HA.MaxClockDrift, PromotionMargin: c.HA.PromotionMargin,
-		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: acks}
+		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != ""}
 }
 
 // Usage lists every key with its environment variable, flag, default and meaning.

@@ -35,6 +35,7 @@ var keys = []key{
 	{"mysql.read_timeout", "bound on any one MySQL statement", func(c *Config) any { return &c.MySQL.ReadTimeout }},
 	{"mysql.semi_sync", "lossless (AFTER_SYNC semi-sync, never falls back to async) or async", func(c *Config) any { return &c.MySQL.SemiSync }},
 	{"mysql.semi_sync_acks", "replicas that must receive a commit before it returns", func(c *Config) any { return &c.MySQL.SemiSyncAcks }},
+	{"mysql.pid_file", "the local mysqld's pid file; set, the agent SIGKILLs its mysqld when it stopped answering while writable past the primary lease", func(c *Config) any { return &c.MySQL.PIDFile }},
 	{"mysql.x_port", "X Protocol port published in DNS (_mysqlx._tcp); 0: none", func(c *Config) any { return &c.MySQL.XPort }},
 	{"gossip.bind", "gossip listen address (host:port)", func(c *Config) any { return &c.Gossip.Bind }},
 	{"gossip.advertise", "gossip address peers use; default: the bind address", func(c *Config) any { return &c.Gossip.Advertise }},

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 )
@@ -75,6 +76,9 @@ func (c Config) Validate() error {
 	}
 	if c.MySQL.SemiSyncAcks < 1 || c.MySQL.SemiSyncAcks > 8 {
 		bad("mysql.semi_sync_acks: want 1..8, got %d", c.MySQL.SemiSyncAcks)
+	}
+	if c.MySQL.PIDFile != "" && !filepath.IsAbs(c.MySQL.PIDFile) {
+		bad("mysql.pid_file: want an absolute path, got %q", c.MySQL.PIDFile)
 	}
 	if c.MySQL.XPort < 0 || c.MySQL.XPort > 65535 {
 		bad("mysql.x_port: want 0..65535, got %d", c.MySQL.XPort)

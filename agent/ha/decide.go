@@ -28,6 +28,10 @@ const (
 	NodeStartReplica NodeAction = "start_replica"
 	// NodeStopReplica: stop replicating (the server has errant GTIDs and must not apply more).
 	NodeStopReplica NodeAction = "stop_replica"
+	// NodeKill: SIGKILL the local mysqld. It was writable, stopped answering and the primary
+	// lease ran out: it cannot be fenced over SQL, and a frozen process that wakes up would
+	// take writes while another primary may already be open.
+	NodeKill NodeAction = "kill"
 )
 
 // Decision is what Decide asks the agent to do in this pass, and why.
@@ -103,15 +107,20 @@ func decideNode(obs Observation, p Policy) Decision {
 	leaseHeld := obs.Now.Before(obs.LeaseUntil)
 	if !obs.Local.Up {
 		d.NodeReason = "local MySQL is unreachable (" + obs.Local.Err + ")"
+		switch {
 		// Only a server that is certainly not running may give its lease up early; a frozen one
 		// could wake up writable before its agent fences it.
-		if r.Primary == obs.Self && leaseHeld && obs.Local.Gone {
+		case r.Primary == obs.Self && leaseHeld && obs.Local.Gone:
 			d.ReleaseLease = true
 			d.NodeReason += ": it is not running, so the primary lease is released for the leader to fail over at once"
+		case p.KillFrozenPrimary && obs.Memory.LocalWritable && !obs.Local.Gone && !leaseHeld:
+			d.Node = NodeKill
+			d.NodeReason += " while writable, past its primary lease: killing it, the only fence left for a frozen server"
 		}
 		return d
 	}
 	writable := obs.Local.Status.Writable()
+	d.Memory.LocalWritable = writable
 	switch {
 	case r.Cluster == "" || r.Primary == "":
 		if writable {

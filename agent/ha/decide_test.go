@@ -637,3 +637,47 @@ func TestDecideProperties(t *testing.T) {
 		}
 	}
 }
+
+// A frozen mysqld that was writable is killed once the primary lease ran out, and only then.
+func TestFrozenPrimaryIsKilledPastItsLease(t *testing.T) {
+	frozen := func(leaseLeft time.Duration, wasWritable bool) Observation {
+		o := cluster()
+		o.Self, o.Leader = "db-0", false
+		o.Local = Server{Err: "i/o timeout"}
+		o.LeaseUntil = t0.Add(leaseLeft)
+		o.Memory.LocalWritable = wasWritable
+		return o
+	}
+	kill := DefaultPolicy()
+	kill.KillFrozenPrimary = true
+	tests := []struct {
+		name string
+		obs  Observation
+		p    Policy
+		want NodeAction
+	}{
+		{"past the lease", frozen(-time.Millisecond, true), kill, NodeKill},
+		{"lease still held", frozen(time.Second, true), kill, NodeNone},
+		{"was read-only", frozen(-time.Millisecond, false), kill, NodeNone},
+		{"no process to kill configured", frozen(-time.Millisecond, true), DefaultPolicy(), NodeNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := Decide(tt.obs, tt.p); d.Node != tt.want {
+				t.Fatalf("node action %q (%s), want %q", d.Node, d.NodeReason, tt.want)
+			}
+		})
+	}
+	// A server that is not running at all is already fenced.
+	gone := frozen(-time.Millisecond, true)
+	gone.Local.Gone = true
+	if d := Decide(gone, kill); d.Node != NodeNone {
+		t.Fatalf("stopped server: node action %q", d.Node)
+	}
+	// The memory of being writable comes from the last answer.
+	o := cluster()
+	o.Local = primaryServer(uuidA + ":1-100")
+	if d := Decide(o, kill); !d.Memory.LocalWritable {
+		t.Fatal("a writable local server is not remembered as writable")
+	}
+}

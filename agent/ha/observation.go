@@ -97,4 +97,6 @@ type Memory struct {
 	// primary cannot be reached to compare again: being errant is a property of the data, and
 	// an errant server offered as a candidate would block every failover.
 	Errant string
+	// LocalWritable is whether the local server was writable when it last answered.
+	LocalWritable bool
 }

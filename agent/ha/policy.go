@@ -24,6 +24,9 @@ type Policy struct {
 	FailoverCooldown time.Duration
 	// SemiSyncAcks is how many replicas must receive a transaction before its commit returns (ha.semi_sync_acks).
 	SemiSyncAcks int
+	// KillFrozenPrimary lets the agent SIGKILL its own mysqld when it stopped answering while
+	// writable and the primary lease ran out (set when mysql.pid_file names its process).
+	KillFrozenPrimary bool
 }
 
 // DefaultPolicy is tuned for a LAN: a failed primary is replaced within about the promotion wait

@@ -103,6 +103,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		AdminAddr: advertised(cfg.Admin.Listen, cfg.MySQLAdvertise()), ReplUser: cfg.MySQL.ReplUser,
 		ReplPassword: secrets.ReplPassword,
 		SemiSync:     mysqlctl.SemiSyncConfig{Async: cfg.MySQL.SemiSync == "async", Acks: cfg.MySQL.SemiSyncAcks},
+		MySQLPIDFile: cfg.MySQL.PIDFile,
 		XPort:        uint16(cfg.MySQL.XPort),
 		DNSZone:      dns.ZoneConfig{Zone: cfg.DNS.Zone, TTL: cfg.DNS.TTL, MaxLag: cfg.DNS.MaxLag},
 	}
