@@ -190,26 +190,9 @@ func (r *run) settle(p int) {
 		r.logf("primary is now %s (was %s)", r.c.Name(p), r.c.Name(r.primary))
 		r.primary = p
 	}
-	rebuilt := map[string]bool{}
-	for errant := r.c.WaitReplicating(p); len(errant) > 0; errant = r.c.WaitReplicating(p) {
-		for _, name := range errant {
-			if rebuilt[name] {
-				r.t.Fatalf("%s errant again right after its rebuild from %s", name, r.c.Name(p))
-			}
-			i := slices.IndexFunc(r.c.Servers, func(s *harness.Server) bool { return s.Config.Name == name })
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			v, err := r.c.Admin.Status(ctx, r.c.AdminAddr(i))
-			cancel()
-			if err != nil || v.Errant == "" {
-				continue // no longer reported errant: look again
-			}
-			r.logf("%s fenced with errant GTIDs %s: rebuilt from %s", name, v.Errant, r.c.Name(p))
-			r.c.KillAgent(i)
-			r.c.RebuildServer(i, p)
-			r.c.StartAgent(i)
-			rebuilt[name] = true
-			r.rebuilt++
-		}
+	for _, rep := range r.c.RepairErrant(p) {
+		r.logf("%s fenced with errant GTIDs %s: rebuilt from %s", rep.Member, rep.Errant, r.c.Name(p))
+		r.rebuilt++
 	}
 	r.w.WaitAcked(r.t, r.w.Acked()+10)
 }

@@ -29,9 +29,12 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
 			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--ha.failover_cooldown", "1s") // back-to-back runs
-			var published, acked, inDNS []time.Duration
+			var detected, published, acked, inDNS []time.Duration
+			var agentCPU []float64
+			rss := 0
 			for range benchRuns() {
 				w.WaitAcked(b, w.Acked()+20)
+				survivors, cpu0 := c.otherAgents(b, p)
 				t0 := time.Now()
 				recover := fault(c, p)
 				next := c.WaitPrimary(p, 60*time.Second)
@@ -48,20 +51,53 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 					b.Fatalf("no write acknowledged within 60s of the fault")
 				}
 				acked = append(acked, first.Sub(t0))
+				// The leader's judgement "primary is down", as its decision log says.
+				if at, ok := c.FirstDecision(t0, "is down ("); ok {
+					detected = append(detected, at.Sub(t0))
+				}
+				window := time.Since(t0)
+				for k, pid := range survivors {
+					agentCPU = append(agentCPU, 100*(cpuTime(b, pid)-cpu0[k]).Seconds()/window.Seconds())
+					rss = max(rss, rssMB(b, pid))
+				}
 				recover()
-				c.WaitReplicating(next)
+				c.RepairErrant(next)
 				p = next
 			}
 			out := c.Verify(w.Stop(), m.Stop())
-			report(b, name+" "+string(flavor)+": new primary published", published)
-			report(b, name+" "+string(flavor)+": first write acknowledged", acked)
-			report(b, name+" "+string(flavor)+": DNS SRV names the new primary", inDNS)
+			prefix := name + " " + string(flavor) + ": "
+			report(b, prefix+"leader judges the primary down", detected)
+			report(b, prefix+"new primary published", published)
+			report(b, prefix+"first write acknowledged", acked)
+			report(b, prefix+"DNS SRV names the new primary", inDNS)
+			slices.Sort(agentCPU)
+			line := fmt.Sprintf("%sCPU of each surviving agent from fault to first write: median %.1f%%, max %.1f%% of a core; RSS max %d MB",
+				prefix, agentCPU[len(agentCPU)/2], agentCPU[len(agentCPU)-1], rss)
+			b.Log(line)
+			fmt.Println("BENCH", line)
 			b.Logf("%s %s: %s", name, flavor, out)
 		})
 	}
 }
 
+// otherAgents returns the pids of every agent but member p's, with their CPU time so far.
+func (c *Cluster) otherAgents(b *testing.B, p int) (pids []int, cpu []time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, cmd := range c.agents {
+		if i != p {
+			pids = append(pids, cmd.Process.Pid)
+			cpu = append(cpu, cpuTime(b, cmd.Process.Pid))
+		}
+	}
+	return pids, cpu
+}
+
 func report(b *testing.B, what string, ds []time.Duration) {
+	if len(ds) == 0 {
+		b.Errorf("%s: no measurement", what)
+		return
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	// Nearest-rank percentiles: with fewer than 100 runs p99 is the maximum.
@@ -87,6 +123,58 @@ func BenchmarkFailoverMySQLCrash(b *testing.B) {
 	})
 }
 
+func BenchmarkFailoverMySQLFrozen(b *testing.B) {
+	measureFailover(b, "mysqld frozen (SIGSTOP, agent alive)", func(c *Cluster, p int) func() {
+		c.Servers[p].Pause()
+		return func() {
+			if c.Servers[p].PID() == 0 { // its agent killed it past the lease
+				c.RestartServer(p)
+			} else {
+				c.Servers[p].Resume()
+			}
+		}
+	})
+}
+
+func BenchmarkFailoverPrimaryIsolated(b *testing.B) {
+	measureFailover(b, "primary cut off (iptables)", func(c *Cluster, p int) func() {
+		return c.Isolate(p)
+	})
+}
+
+// BenchmarkRaftElection measures how long the cluster is without a Raft leader after the
+// leader's agent is killed: until another agent says it leads.
+func BenchmarkRaftElection(b *testing.B) {
+	for _, flavor := range harness.Flavors() {
+		b.Run(string(flavor), func(b *testing.B) {
+			c := Start(b, shoalBinary, flavor, 3, "--ha.failover_cooldown", "1s")
+			c.WaitReplicating(c.WaitPrimary(-1, 60*time.Second))
+			var elections []time.Duration
+			for range benchRuns() {
+				leader := c.RaftLeader(context.Background())
+				if leader < 0 {
+					b.Fatal("no Raft leader before the fault")
+				}
+				t0 := time.Now()
+				c.KillAgent(leader)
+				for {
+					if l := c.RaftLeader(context.Background()); l >= 0 && l != leader {
+						break
+					}
+					if time.Since(t0) > 60*time.Second {
+						b.Fatal("no new Raft leader within 60s")
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				elections = append(elections, time.Since(t0))
+				c.StartAgent(leader)
+				c.RepairErrant(c.WaitPrimary(-1, 60*time.Second))
+			}
+			report(b, "raft election after the leader's agent is killed "+string(flavor)+": new leader", elections)
+		})
+	}
+}
+
 func BenchmarkSwitchover(b *testing.B) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
@@ -102,7 +190,7 @@ func BenchmarkSwitchover(b *testing.B) {
 					b.Fatal(err)
 				}
 				next := c.WaitPrimary(p, 30*time.Second)
-				c.WaitReplicating(next)
+				c.RepairErrant(next)
 				w.WaitAcked(b, w.Acked()+50)
 				gaps = append(gaps, w.LongestGap(t0, time.Now()))
 				p = next

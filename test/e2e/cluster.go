@@ -221,6 +221,41 @@ func tail(s string, n int) string {
 	return s
 }
 
+// FirstDecision is when an agent first logged a decision whose reason contains text, after t.
+func (c *Cluster) FirstDecision(after time.Time, text string) (time.Time, bool) {
+	var first time.Time
+	for _, s := range c.Servers {
+		raw, err := os.ReadFile(filepath.Join(c.dir, s.Config.Name+".log"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			if !strings.Contains(line, "msg=decision") || !strings.Contains(line, text) {
+				continue
+			}
+			stamp, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+			at, err := time.Parse(time.RFC3339Nano, stamp)
+			if err == nil && at.After(after) && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
+	}
+	return first, !first.IsZero()
+}
+
+// RaftLeader is the member whose agent says it leads Raft, or -1.
+func (c *Cluster) RaftLeader(ctx context.Context) int {
+	for i := range c.Servers {
+		one, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		v, err := c.Admin.Status(one, c.AdminAddr(i))
+		cancel()
+		if err == nil && v.IsLeader {
+			return i
+		}
+	}
+	return -1
+}
+
 // Primary returns the index of the member that is recorded primary and says it is writable,
 // as its own agent reports, or -1.
 func (c *Cluster) Primary(ctx context.Context) int {

@@ -102,6 +102,36 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("primary is member %d, errant members %v", o.Primary, o.Errant)
 }
 
+// Repair is a member rebuilt because its agent fenced it for errant transactions.
+type Repair struct{ Member, Errant string }
+
+// RepairErrant waits until every member but p replicates from p, rebuilding from p each member
+// whose agent keeps it fenced for errant transactions (an old primary's commit that no replica
+// received): the explicit repair an operator makes. It returns the repairs.
+func (c *Cluster) RepairErrant(p int) []Repair {
+	c.t.Helper()
+	var repairs []Repair
+	for errant := c.WaitReplicating(p); len(errant) > 0; errant = c.WaitReplicating(p) {
+		for _, name := range errant {
+			if slices.ContainsFunc(repairs, func(r Repair) bool { return r.Member == name }) {
+				c.t.Fatalf("%s errant again right after its rebuild from %s", name, c.Name(p))
+			}
+			i := slices.IndexFunc(c.Servers, func(s *harness.Server) bool { return s.Config.Name == name })
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			v, err := c.Admin.Status(ctx, c.AdminAddr(i))
+			cancel()
+			if err != nil || v.Errant == "" {
+				continue // no longer reported errant: look again
+			}
+			c.KillAgent(i)
+			c.RebuildServer(i, p)
+			c.StartAgent(i)
+			repairs = append(repairs, Repair{Member: name, Errant: v.Errant})
+		}
+	}
+	return repairs
+}
+
 // WaitReplicating waits until every member but p replicates from p, or is fenced as errant, and
 // returns the errant ones.
 func (c *Cluster) WaitReplicating(p int) []string {
