@@ -8,7 +8,7 @@ STATICCHECK := $(SHOAL_CACHE)/bin/staticcheck-v0.8.2
 GO_TEST_TIMEOUT ?= 20m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps test test-go lint demo bench clean model-check model-mutations model-mutation-lease model-mutation-cas model-mutation-relay chaos
+.PHONY: all build deps test test-go lint demo bench clean model-check model-mutations model-mutation-lease model-mutation-cas model-mutation-relay chaos soak
 
 all: build
 
@@ -42,6 +42,11 @@ MEMBERS ?= 3
 chaos: deps
 	set -o pipefail; SHOAL_CHAOS_CYCLES=$(CYCLES) SHOAL_CHAOS_SEED=$(SEED) SHOAL_CHAOS_MEMBERS=$(MEMBERS) \
 	  go test ./test/chaos -run TestChaos -count=1 -timeout 0 -v 2>&1 | tee /tmp/shoal-chaos.log | grep --line-buffered -E '^CHAOS|cycle [0-9]+: .*healed|split brain|FAIL|^ok'
+
+## soak: pauses of random agents and mysqlds (0.5-2 s) with a core busy, both flavors; no failover may follow (SOAK=30m)
+SOAK ?= 30m
+soak: deps
+	set -o pipefail; SHOAL_SOAK=$(SOAK) SHOAL_CHAOS_SEED=$(SEED) go test ./test/chaos -run TestSoak -count=1 -timeout 0 -v 2>&1 | tee /tmp/shoal-soak.log | grep --line-buffered -E '^SOAK|killed|FAIL|^ok'
 
 ## bench: failover and switchover timings, idle agent cost, on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
 bench: deps

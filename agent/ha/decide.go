@@ -113,6 +113,11 @@ func decideNode(obs Observation, p Policy) Decision {
 		case r.Primary == obs.Self && leaseHeld && obs.Local.Gone:
 			d.ReleaseLease = true
 			d.NodeReason += ": it is not running, so the primary lease is released for the leader to fail over at once"
+		// A stalled server keeps its lease until the leader judges it down and revokes it: a
+		// pause shorter than detection costs no failover. Only a held lease is extended.
+		case r.Primary == obs.Self && leaseHeld && obs.Memory.LocalWritable:
+			d.RenewLease = true
+			d.NodeReason += ": still the primary, keeping the lease until the leader revokes it"
 		case p.KillFrozenPrimary && obs.Memory.LocalWritable && !obs.Local.Gone && !leaseHeld:
 			d.Node = NodeKill
 			d.NodeReason += " while writable, past its primary lease: killing it, the only fence left for a frozen server"

@@ -139,13 +139,14 @@ func TestDecide(t *testing.T) {
 			release: true, reasonParts: []string{"primary lease is released"},
 		},
 		{
-			name: "primary whose mysqld does not answer (frozen) keeps its lease to run out",
+			name: "primary whose writable mysqld does not answer (stalled) keeps renewing its lease",
 			setup: func(o *Observation) {
 				o.Self, o.Leader = "db-0", false
 				o.Local = Server{Err: "i/o timeout"}
 				o.LeaseUntil = t0.Add(time.Second)
+				o.Memory.LocalWritable = true
 			},
-			reasonParts: []string{"unreachable"},
+			renew: true, reasonParts: []string{"unreachable", "until the leader revokes it"},
 		},
 		{
 			name: "no primary recorded and writable: fence",

@@ -9,6 +9,7 @@ package chaos
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -197,6 +198,32 @@ func (r *run) settle(p int) {
 	r.w.WaitAcked(r.t, r.w.Acked()+10)
 }
 
+// idsOnPrimary reads every id the primary holds, retrying over a pooled connection that a
+// restart broke.
+func (r *run) idsOnPrimary(ctx context.Context) (map[int64]bool, error) {
+	var err error
+	for range 3 {
+		var rows *sql.Rows
+		if rows, err = r.mysql[r.primary].DB().QueryContext(ctx, "SELECT id FROM app.acks"); err != nil {
+			continue
+		}
+		have := map[int64]bool{}
+		for rows.Next() {
+			var id int64
+			if err = rows.Scan(&id); err != nil {
+				break
+			}
+			have[id] = true
+		}
+		if cerr := rows.Close(); err == nil && cerr == nil {
+			return have, nil
+		} else if err == nil {
+			err = cerr
+		}
+	}
+	return nil, err
+}
+
 // status reads member i's server, retrying over a pooled connection that its restart broke.
 func (r *run) status(ctx context.Context, i int) (st mysqlctl.Status, err error) {
 	for range 3 {
@@ -220,20 +247,9 @@ func (r *run) check(final bool) {
 		r.logf("split brain: %s", v)
 	}
 	acked := r.w.AckedIDs() // before reading the primary: every id in it was committed there
-	have := map[int64]bool{}
-	rows, err := r.mysql[r.primary].DB().QueryContext(ctx, "SELECT id FROM app.acks")
+	have, err := r.idsOnPrimary(ctx)
 	if err != nil {
 		r.t.Fatalf("read acknowledged ids on %s: %v", r.c.Name(r.primary), err)
-	}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			r.t.Fatal(err)
-		}
-		have[id] = true
-	}
-	if err := rows.Close(); err != nil {
-		r.t.Fatal(err)
 	}
 	var missing []int64
 	for _, id := range acked {

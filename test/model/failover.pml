@@ -226,6 +226,9 @@ inline node_pass() {
 			:: ok && conn(i, leader) && rep == vep[i] && rpr == i -> lrel = true
 			:: else
 			fi
+		/* a frozen (stalled) server keeps a held lease until the leader revokes it */
+		:: vpr[i] == i && lease[i] > 0 && has(mup, i) && grantable(i) && rpr == i && !lrel ->
+			lease[i] = LEASE + DRIFT; lgrant = 0
 		:: else
 		fi
 	:: mrun(i) && vpr[i] == i ->
