@@ -130,6 +130,11 @@ func (a *Agent) actLease(ctx context.Context, obs ha.Observation, d ha.Decision)
 		start := a.now()
 		held := start.Before(a.leaseUntil)
 		if err := a.askLeader(ctx, LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch}); err != nil {
+			if errors.Is(err, ErrLeaseRevoked) && held {
+				// The next pass fences (or kills a stalled server) now, not when the rest runs out.
+				a.leaseUntil = time.Time{}
+				return true, fmt.Errorf("renew primary lease: %w; lease dropped", err)
+			}
 			return false, fmt.Errorf("renew primary lease: %w", err)
 		}
 		a.leaseUntil = start.Add(a.opts.Policy.Lease)

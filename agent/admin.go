@@ -141,6 +141,8 @@ func (a *Agent) serveLease(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, ErrNotLeader):
 		a.notLeader(w)
+	case errors.Is(err, ErrLeaseRevoked):
+		writeJSON(w, http.StatusGone, apiError{Error: err.Error()})
 	case errors.Is(err, ErrLeaseRefused):
 		writeJSON(w, http.StatusUnprocessableEntity, apiError{Error: err.Error()})
 	default:
@@ -264,6 +266,12 @@ func (c AdminClient) call(ctx context.Context, method, addr, path string, body, 
 		}
 		if ae.Error == "" {
 			ae.Error = strings.TrimSpace(string(b))
+		}
+		switch resp.StatusCode {
+		case http.StatusGone:
+			return fmt.Errorf("%s %s%s: %w: %w: %s", method, addr, path, ErrAPI, ErrLeaseRevoked, ae.Error)
+		case http.StatusUnprocessableEntity:
+			return fmt.Errorf("%s %s%s: %w: %w: %s", method, addr, path, ErrAPI, ErrLeaseRefused, ae.Error)
 		}
 		return fmt.Errorf("%s %s%s: %w: %s: %s", method, addr, path, ErrAPI, resp.Status, ae.Error)
 	}

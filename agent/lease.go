@@ -28,6 +28,11 @@ type LeaseRequest struct {
 // switchover is pending, the lease was released or revoked).
 var ErrLeaseRefused = errors.New("lease refused")
 
+// ErrLeaseRevoked is the final kind of ErrLeaseRefused: this lease will never be renewed (the
+// member is not the primary of that epoch, or its lease was released or revoked), so the agent
+// drops what remains of it at once instead of letting it run out.
+var ErrLeaseRevoked = fmt.Errorf("%w for good", ErrLeaseRefused)
+
 // ErrNotLeader: the request needs the Raft leader and this agent is not it.
 var ErrNotLeader = errors.New("not the raft leader")
 
@@ -103,7 +108,7 @@ func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, no
 	}
 	if req.Epoch != rec.Epoch || req.Member != rec.Primary {
 		return fmt.Errorf("%w: %s is not the primary of epoch %d (record: %q in epoch %d)",
-			ErrLeaseRefused, req.Member, req.Epoch, rec.Primary, rec.Epoch)
+			ErrLeaseRevoked, req.Member, req.Epoch, rec.Primary, rec.Epoch)
 	}
 	since := node.LeaderSince()
 	if req.Release {
@@ -128,7 +133,7 @@ func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, no
 	defer l.mu.Unlock()
 	l.reset(rec.Epoch, since)
 	if l.grant.Released || l.grant.Revoked {
-		return fmt.Errorf("%w: released or revoked while confirming leadership", ErrLeaseRefused)
+		return fmt.Errorf("%w: released or revoked while confirming leadership", ErrLeaseRevoked)
 	}
 	if granted.After(l.grant.LastGrant) {
 		l.grant.LastGrant = granted
@@ -142,9 +147,9 @@ func (l *leases) renewable(epoch uint64, since time.Time) error {
 	l.reset(epoch, since)
 	switch {
 	case l.grant.Released:
-		return fmt.Errorf("%w: the lease of epoch %d was released; a new epoch is needed", ErrLeaseRefused, epoch)
+		return fmt.Errorf("%w: the lease of epoch %d was released; a new epoch is needed", ErrLeaseRevoked, epoch)
 	case l.grant.Revoked:
-		return fmt.Errorf("%w: the leader judged the primary of epoch %d down", ErrLeaseRefused, epoch)
+		return fmt.Errorf("%w: the leader judged the primary of epoch %d down", ErrLeaseRevoked, epoch)
 	}
 	return nil
 }
