@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"syscall"
 
@@ -67,7 +68,9 @@ func (a *Agent) probe(ctx context.Context, addr string) ha.Server {
 
 // down describes a failed probe; refused connections and missing sockets mean no server runs.
 func down(err error) ha.Server {
-	return ha.Server{Err: err.Error(), Gone: errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)}
+	var nerr net.Error
+	return ha.Server{Err: err.Error(), Gone: errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT),
+		Stalled: errors.Is(err, context.DeadlineExceeded) || errors.As(err, &nerr) && nerr.Timeout()}
 }
 
 // gather builds the Observation for one pass.

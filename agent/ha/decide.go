@@ -118,7 +118,7 @@ func decideNode(obs Observation, p Policy) Decision {
 		case r.Primary == obs.Self && leaseHeld && obs.Memory.LocalWritable:
 			d.RenewLease = true
 			d.NodeReason += ": still the primary, keeping the lease until the leader revokes it"
-		case p.KillFrozenPrimary && obs.Memory.LocalWritable && !obs.Local.Gone && !leaseHeld:
+		case p.KillFrozenPrimary && obs.Memory.LocalWritable && obs.Local.Stalled && !leaseHeld:
 			d.Node = NodeKill
 			d.NodeReason += " while writable, past its primary lease: killing it, the only fence left for a frozen server"
 		}

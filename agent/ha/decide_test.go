@@ -644,7 +644,7 @@ func TestFrozenPrimaryIsKilledPastItsLease(t *testing.T) {
 	frozen := func(leaseLeft time.Duration, wasWritable bool) Observation {
 		o := cluster()
 		o.Self, o.Leader = "db-0", false
-		o.Local = Server{Err: "i/o timeout"}
+		o.Local = Server{Err: "i/o timeout", Stalled: true}
 		o.LeaseUntil = t0.Add(leaseLeft)
 		o.Memory.LocalWritable = wasWritable
 		return o
@@ -669,11 +669,16 @@ func TestFrozenPrimaryIsKilledPastItsLease(t *testing.T) {
 			}
 		})
 	}
-	// A server that is not running at all is already fenced.
+	// A server that is not running at all is already fenced; one whose connection broke at once
+	// (a fence kills the agent's connections too) is probed again, not killed.
 	gone := frozen(-time.Millisecond, true)
-	gone.Local.Gone = true
-	if d := Decide(gone, kill); d.Node != NodeNone {
-		t.Fatalf("stopped server: node action %q", d.Node)
+	gone.Local = Server{Err: "connection refused", Gone: true}
+	broken := frozen(-time.Millisecond, true)
+	broken.Local = Server{Err: "invalid connection"}
+	for _, o := range []Observation{gone, broken} {
+		if d := Decide(o, kill); d.Node != NodeNone {
+			t.Fatalf("%s: node action %q", o.Local.Err, d.Node)
+		}
 	}
 	// The memory of being writable comes from the last answer.
 	o := cluster()

@@ -43,8 +43,12 @@ type Server struct {
 	Err string
 	// Gone is set when the server is certainly not running (connection refused, no socket), as
 	// opposed to not answering: a frozen or overloaded server may still take writes later.
-	Gone   bool
-	Status mysqlctl.Status
+	Gone bool
+	// Stalled is set when the server did not answer within the probe's time: frozen or hung,
+	// as opposed to a connection that failed at once (a fence kills the agent's own
+	// connections too, and the next probe reconnects).
+	Stalled bool
+	Status  mysqlctl.Status
 }
 
 // PeerState is a member's gossip state.
