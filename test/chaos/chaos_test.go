@@ -241,10 +241,20 @@ func (r *run) check(final bool) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	statuses := r.settledStatuses(ctx)
 	for _, v := range r.m.Seen()[r.splitBrain:] {
 		r.splitBrain++
 		r.t.Errorf("split brain: %s", v)
 		r.logf("split brain: %s", v)
+	}
+	for i, st := range statuses {
+		if i == r.primary {
+			continue
+		}
+		if errant, err := mysqlctl.ErrantGTIDs(st, statuses[r.primary]); err != nil || !errant.IsEmpty() {
+			r.errant++
+			r.t.Errorf("replica %s holds transactions primary %s lacks: %s (err %v)", r.c.Name(i), r.c.Name(r.primary), errant, err)
+		}
 	}
 	acked := r.w.AckedIDs() // before reading the primary: every id in it was committed there
 	have, err := r.idsOnPrimary(ctx)
@@ -263,37 +273,47 @@ func (r *run) check(final bool) {
 			r.c.Name(r.primary), missing[:min(10, len(missing))])
 	}
 
-	// Replicas first: a transaction the primary commits meanwhile must not look errant.
-	statuses := make([]mysqlctl.Status, len(r.mysql))
-	for _, i := range append(r.others(), r.primary) {
-		if statuses[i], err = r.status(ctx, i); err != nil {
-			r.t.Fatalf("status of %s: %v", r.c.Name(i), err)
-		}
-	}
-	writable := 0
-	for i, st := range statuses {
-		r.logf("  %s", describe(r.c.Name(i), st))
-		if st.Writable() {
-			writable++
-		}
-		if i == r.primary {
-			continue
-		}
-		if errant, err := mysqlctl.ErrantGTIDs(st, statuses[r.primary]); err != nil || !errant.IsEmpty() {
-			r.errant++
-			r.t.Errorf("replica %s holds transactions primary %s lacks: %s (err %v)", r.c.Name(i), r.c.Name(r.primary), errant, err)
-		}
-	}
-	if writable != 1 || !statuses[r.primary].Writable() {
-		r.t.Errorf("%d writable servers after convergence (primary %s writable: %t), want exactly the primary",
-			writable, r.c.Name(r.primary), statuses[r.primary].Writable())
-	}
 	if final {
 		for _, i := range r.others() {
 			if err := r.mysql[i].WaitApplied(ctx, statuses[r.primary].Executed); err != nil {
 				r.t.Errorf("%s did not apply the primary's transactions: %v", r.c.Name(i), err)
 			}
 		}
+	}
+}
+
+// settledStatuses reads every server, replicas first (a transaction the primary commits
+// meanwhile must not look errant), at a moment when the primary is the one writable server. A
+// cluster still moving (say, the primary fencing itself while a cut-off Raft leader is replaced)
+// is converged again, twice at most, before that counts as a failure.
+func (r *run) settledStatuses(ctx context.Context) []mysqlctl.Status {
+	r.t.Helper()
+	statuses := make([]mysqlctl.Status, len(r.mysql))
+	for attempt := 1; ; attempt++ {
+		var err error
+		for _, i := range append(r.others(), r.primary) {
+			if statuses[i], err = r.status(ctx, i); err != nil {
+				r.t.Fatalf("status of %s: %v", r.c.Name(i), err)
+			}
+		}
+		writable := 0
+		for i, st := range statuses {
+			r.logf("  %s", describe(r.c.Name(i), st))
+			if st.Writable() {
+				writable++
+			}
+		}
+		if writable == 1 && statuses[r.primary].Writable() {
+			return statuses
+		}
+		if attempt == 3 {
+			r.t.Errorf("%d writable servers after convergence (primary %s writable: %t), want exactly the primary",
+				writable, r.c.Name(r.primary), statuses[r.primary].Writable())
+			return statuses
+		}
+		r.logf("%d writable servers, primary %s writable: %t; the cluster is still moving, converging again",
+			writable, r.c.Name(r.primary), statuses[r.primary].Writable())
+		r.converge()
 	}
 }
 
