@@ -105,7 +105,11 @@ func decideNode(obs Observation, p Policy) Decision {
 	r := obs.Record
 	d := Decision{Memory: obs.Memory}
 	leaseHeld := obs.Now.Before(obs.LeaseUntil)
+	d.Memory.LocalStalls = 0
 	if !obs.Local.Up {
+		if obs.Local.Stalled {
+			d.Memory.LocalStalls = obs.Memory.LocalStalls + 1
+		}
 		d.NodeReason = "local MySQL is unreachable (" + obs.Local.Err + ")"
 		switch {
 		// Only a server that is certainly not running may give its lease up early; a frozen one
@@ -118,7 +122,7 @@ func decideNode(obs Observation, p Policy) Decision {
 		case r.Primary == obs.Self && leaseHeld && obs.Memory.LocalWritable:
 			d.RenewLease = true
 			d.NodeReason += ": still the primary, keeping the lease until the leader revokes it"
-		case p.KillFrozenPrimary && obs.Memory.LocalWritable && obs.Local.Stalled && !leaseHeld:
+		case p.KillFrozenPrimary && obs.Memory.LocalWritable && d.Memory.LocalStalls >= 2 && !leaseHeld:
 			d.Node = NodeKill
 			d.NodeReason += " while writable, past its primary lease: killing it, the only fence left for a frozen server"
 		}
@@ -208,15 +212,19 @@ func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 	case rep == nil || net.JoinHostPort(rep.SourceHost, strconv.Itoa(rep.SourcePort)) != want:
 		d.Node, d.NodeReason = NodeReplicate, fmt.Sprintf("following primary %s of epoch %d at %s", primary, r.Epoch, want)
 	case rep.IOState == "No" || !rep.SQLRunning:
-		if rep.LastIOErrno != 0 || rep.LastSQLErrno != 0 {
-			d.NodeReason = fmt.Sprintf("replication from %s stopped with an error: %s",
-				primary, strings.TrimSpace(rep.LastIOError+" "+rep.LastSQLError))
+		// An applier error may mean diverged data: an operator looks. A receiver error is about
+		// the link (a source that restarted mid-event, say) and fetching again by GTID is safe.
+		if rep.LastSQLErrno != 0 {
+			d.NodeReason = fmt.Sprintf("replication from %s stopped with an applier error: %s", primary, rep.LastSQLError)
 			return
 		}
 		// A candidate's IO thread is stopped on purpose during a failover; restart only towards
 		// a primary that is serving.
 		if obs.Primary.Status.Writable() {
 			d.Node, d.NodeReason = NodeStartReplica, fmt.Sprintf("replication threads from primary %s are stopped: starting them", primary)
+			if rep.LastIOErrno != 0 {
+				d.NodeReason += " (the receiver stopped with: " + rep.LastIOError + ")"
+			}
 		} else {
 			d.NodeReason = fmt.Sprintf("replication from %s paused while it is read-only", primary)
 		}

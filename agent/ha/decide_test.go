@@ -268,6 +268,15 @@ func TestDecide(t *testing.T) {
 			node: NodeNone, reasonParts: []string{"Duplicate entry"},
 		},
 		{
+			name: "a receiver stopped by a link error fetches again",
+			setup: func(o *Observation) {
+				o.Local.Status.Replica.IOState = "No"
+				o.Local.Status.Replica.LastIOErrno = 1595
+				o.Local.Status.Replica.LastIOError = "Relay log write failure: could not queue event from master"
+			},
+			node: NodeStartReplica, reasonParts: []string{"could not queue event"},
+		},
+		{
 			name: "network blip to the primary from the leader only: no failover",
 			setup: func(o *Observation) {
 				o.Servers["db-0"] = Server{Err: "i/o timeout"}
@@ -647,6 +656,7 @@ func TestFrozenPrimaryIsKilledPastItsLease(t *testing.T) {
 		o.Local = Server{Err: "i/o timeout", Stalled: true}
 		o.LeaseUntil = t0.Add(leaseLeft)
 		o.Memory.LocalWritable = wasWritable
+		o.Memory.LocalStalls = 1 // the pass before did not get an answer either
 		return o
 	}
 	kill := DefaultPolicy()
@@ -675,10 +685,16 @@ func TestFrozenPrimaryIsKilledPastItsLease(t *testing.T) {
 	gone.Local = Server{Err: "connection refused", Gone: true}
 	broken := frozen(-time.Millisecond, true)
 	broken.Local = Server{Err: "invalid connection"}
-	for _, o := range []Observation{gone, broken} {
+	// A single probe that ran out of time proves nothing: the agent may have been the one frozen.
+	once := frozen(-time.Millisecond, true)
+	once.Memory.LocalStalls = 0
+	for _, o := range []Observation{gone, broken, once} {
 		if d := Decide(o, kill); d.Node != NodeNone {
 			t.Fatalf("%s: node action %q", o.Local.Err, d.Node)
 		}
+	}
+	if d := Decide(frozen(time.Second, true), kill); d.Memory.LocalStalls != 2 {
+		t.Fatalf("stalled passes in a row: %d, want 2", d.Memory.LocalStalls)
 	}
 	// The memory of being writable comes from the last answer.
 	o := cluster()

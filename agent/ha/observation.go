@@ -103,4 +103,8 @@ type Memory struct {
 	Errant string
 	// LocalWritable is whether the local server was writable when it last answered.
 	LocalWritable bool
+	// LocalStalls counts the passes in a row in which the local server did not answer in time.
+	// One alone proves nothing: the agent itself may have been frozen while the probe's
+	// deadline passed.
+	LocalStalls int
 }
