@@ -26,19 +26,7 @@ import (
 
 var shoalBinary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "shoal-chaos-")
-	if err != nil {
-		panic(err)
-	}
-	shoalBinary, err = e2e.Build(dir)
-	if err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(e2e.RunWithBinary(m, &shoalBinary)) }
 
 // settings are read from the environment the make target sets.
 type settings struct {

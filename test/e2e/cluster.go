@@ -56,6 +56,20 @@ func Build(dir string) (string, error) {
 	return bin, nil
 }
 
+// RunWithBinary is the TestMain of a package that starts agents: it builds shoal into a
+// temporary directory, points *binary at it, runs the tests and removes the directory.
+func RunWithBinary(m *testing.M, binary *string) int {
+	dir, err := os.MkdirTemp("", "shoal-bin-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	if *binary, err = Build(dir); err != nil {
+		panic(err)
+	}
+	return m.Run()
+}
+
 // Start runs n servers and n agents with the given extra agent flags and waits for a primary.
 func Start(t testing.TB, binary string, flavor mysqlctl.Flavor, n int, extra ...string) *Cluster {
 	t.Helper()

@@ -13,19 +13,7 @@ import (
 
 var shoalBinary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "shoal-e2e-")
-	if err != nil {
-		panic(err)
-	}
-	shoalBinary, err = Build(dir)
-	if err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(RunWithBinary(m, &shoalBinary)) }
 
 // fault runs one failure scenario per flavor: a 3-member cluster under a writer and a
 // split-brain monitor, the fault, then the checks of Verify.
