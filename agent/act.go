@@ -21,25 +21,24 @@ func (a *Agent) act(ctx context.Context, obs ha.Observation, d ha.Decision) (boo
 	if err != nil {
 		return changed, err
 	}
-	leaseChanged, err := a.actLease(ctx, obs, d)
+	// A refused renewal must not hold up the leader's own cluster steps: when the leader is the
+	// primary whose lease ended early, re-electing it is exactly what fixes the refusal.
+	leaseChanged, leaseErr := a.actLease(ctx, obs, d)
 	changed = changed || leaseChanged
-	if err != nil {
-		return changed, err
-	}
 	if !obs.Leader {
-		return changed, nil
+		return changed, leaseErr
 	}
 	if d.TransferLeadership {
 		if err := a.raft.TransferLeadership(ctx); err != nil {
-			return changed, fmt.Errorf("transfer leadership: %w", err)
+			return changed, errors.Join(leaseErr, fmt.Errorf("transfer leadership: %w", err))
 		}
-		return true, nil
+		return true, leaseErr
 	}
 	if d.RevokeLease {
 		a.leases.revoke(obs.Record.Epoch, a.raft.LeaderSince())
 	}
 	clusterChanged, err := a.actCluster(ctx, obs, d)
-	return changed || clusterChanged, err
+	return changed || clusterChanged, errors.Join(leaseErr, err)
 }
 
 func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {

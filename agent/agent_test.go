@@ -310,3 +310,52 @@ func TestSwitchoverAndDrain(t *testing.T) {
 	third := c.waitPrimary(target.id)
 	requireContains(t, third, acked)
 }
+
+// A switchover the leader must cancel (its target died) leaves the primary without a lease; when
+// that primary's agent also leads Raft, its refused renewals must not hold up its own re-election.
+func TestCancelledSwitchoverReelectsLeadingPrimary(t *testing.T) {
+	c := startCluster(t, 3)
+	stop := c.watchSplitBrain()
+	defer stop()
+
+	first := c.waitPrimary("")
+	for attempt := 0; !first.raft.IsLeader(); attempt++ {
+		if attempt == 20 {
+			t.Fatal("leadership never came to the primary's agent")
+		}
+		for _, m := range c.members {
+			if m.raft.IsLeader() {
+				m.raft.TransferLeadership(t.Context())
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	epoch := first.raft.Record().Epoch
+	var target *member
+	for _, m := range c.members {
+		if m != first {
+			target = m
+			break
+		}
+	}
+	target.crash()
+	time.Sleep(time.Second) // gossip marks it dead
+	client := AdminClient{Token: "secret"}
+	if _, err := client.Switchover(t.Context(), first.agent.opts.AdminAddr, target.id); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for first.mysql.Writable() {
+		if time.Now().After(deadline) {
+			t.Fatal("the primary never handed over for the switchover")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := c.waitPrimary(target.id); got != first {
+		t.Fatalf("primary moved to %s, want %s serving again", got.id, first.id)
+	}
+	if e := first.raft.Record().Epoch; e <= epoch {
+		t.Fatalf("serving again in epoch %d, want a new epoch after %d", e, epoch)
+	}
+	writeSome(t, first, 5)
+}

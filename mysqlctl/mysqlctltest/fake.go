@@ -71,6 +71,8 @@ type Server struct {
 	source   string // replication source address; "" when not a replica
 	io, sql  bool
 	semiSync bool // primary side: commits need an ack
+	// semiReplica: the replica side acknowledges; off after a restart, as on a real server
+	semiReplica bool
 }
 
 func (s *Server) check() error {
@@ -107,7 +109,7 @@ func (s *Server) Write() (string, error) {
 	gtid := mysqlctl.MustParseGTIDSet(mysqlctl.FlavorMySQL, s.uuid+":"+strconv.FormatUint(s.seq, 10))
 	var ackers []*Server
 	for _, r := range s.net.servers {
-		if r.up && r.source == s.addr && r.io {
+		if r.up && r.source == s.addr && r.io && r.semiReplica {
 			ackers = append(ackers, r)
 		}
 	}
@@ -133,7 +135,7 @@ func (s *Server) Crash() {
 func (s *Server) Restart() {
 	s.net.mu.Lock()
 	defer s.net.mu.Unlock()
-	s.up, s.readOnly = true, true
+	s.up, s.readOnly, s.semiReplica = true, true, false
 	if s.source != "" {
 		s.io, s.sql = true, true
 	}
@@ -163,7 +165,8 @@ func (s *Server) Status(context.Context) (mysqlctl.Status, error) {
 	s.pull()
 	st := mysqlctl.Status{Addr: s.addr, Flavor: mysqlctl.FlavorMySQL, Version: mysqlctl.Version{Major: 9, Minor: 7},
 		ServerID: s.id, ServerUUID: s.uuid, ReadOnly: s.readOnly, SuperReadOnly: s.readOnly, Executed: s.executed,
-		SemiSync: mysqlctl.SemiSyncStatus{Available: true, SourceEnabled: s.semiSync, SourceActive: s.semiSync, AcksRequired: 1}}
+		SemiSync: mysqlctl.SemiSyncStatus{Available: true, SourceEnabled: s.semiSync, SourceActive: s.semiSync, AcksRequired: 1,
+			ReplicaEnabled: s.semiReplica, ReplicaActive: s.semiReplica && s.io}}
 	if s.source != "" {
 		host, port, _ := net.SplitHostPort(s.source)
 		p, _ := strconv.Atoi(port)
@@ -198,11 +201,11 @@ func (s *Server) Promote(_ context.Context, opts mysqlctl.PromoteOptions) error 
 }
 
 // ConfigureReplica mirrors mysqlctl.Server.ConfigureReplica.
-func (s *Server) ConfigureReplica(_ context.Context, src mysqlctl.Source, _ mysqlctl.ReplicaOptions) error {
+func (s *Server) ConfigureReplica(_ context.Context, src mysqlctl.Source, opts mysqlctl.ReplicaOptions) error {
 	return s.do(func() {
 		s.source = net.JoinHostPort(src.Host, strconv.Itoa(src.Port))
 		s.received = s.executed
-		s.io, s.sql, s.semiSync = true, true, false
+		s.io, s.sql, s.semiSync, s.semiReplica = true, true, false, opts.SemiSync
 	})
 }
 
