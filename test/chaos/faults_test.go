@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -118,11 +119,28 @@ var faults = []fault{
 		defer cancel()
 		_, err := r.c.Admin.Switchover(ctx, r.c.AdminAddr(r.primary), r.c.Name(to))
 		r.must(err)
-		// The call returns once the switchover is recorded; it is done when the target serves.
-		if got := r.c.WaitPrimary(r.primary, 30*time.Second); got != to {
-			r.t.Fatalf("switchover to %s made %s the primary", r.c.Name(to), r.c.Name(got))
+		// The call returns once the switchover is recorded; it is done when the target serves, or
+		// when the leader cancelled it (a target just back from a fault may not be fit yet) and
+		// the old primary serves again.
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			p := r.c.Primary(ctx)
+			v, err := r.c.Admin.Status(ctx, r.c.AdminAddr(r.primary))
+			cancel()
+			switch {
+			case p == to:
+				return fmt.Sprintf("switchover %s -> %s under load", r.c.Name(r.primary), r.c.Name(to))
+			case p == r.primary && err == nil && v.Record.Switchover == nil && v.Record.LastReason != "":
+				if strings.Contains(v.Record.LastReason, "re-electing") {
+					return fmt.Sprintf("switchover %s -> %s cancelled by the leader (%s is not fit); %s serves again",
+						r.c.Name(r.primary), r.c.Name(to), r.c.Name(to), r.c.Name(r.primary))
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		return fmt.Sprintf("switchover %s -> %s under load", r.c.Name(r.primary), r.c.Name(to))
+		r.t.Fatalf("switchover to %s neither happened nor was cancelled within 30s", r.c.Name(to))
+		return ""
 	}},
 }
 
