@@ -43,13 +43,9 @@ var faults = []fault{
 		i, d := r.target(), r.pause()
 		r.must(r.c.Servers[i].Pause())
 		time.Sleep(d)
-		if r.c.Servers[i].PID() == 0 {
-			// Its agent killed it, a writable server frozen past its lease; a service manager
-			// would start it again.
-			r.c.RestartServer(i)
+		if r.c.ThawServer(i) {
 			return fmt.Sprintf("SIGSTOP mysqld of %s for %s: killed by its agent, restarted", r.role(i), d)
 		}
-		r.must(r.c.Servers[i].Resume())
 		return fmt.Sprintf("SIGSTOP mysqld of %s for %s", r.role(i), d)
 	}},
 	{"stop-agent", func(r *run) string {

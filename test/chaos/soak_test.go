@@ -62,11 +62,8 @@ func TestSoak(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(d)
-			if c.Servers[i].PID() == 0 {
+			if c.ThawServer(i) {
 				t.Logf("mysqld of %s killed by its agent during a %s pause", c.Name(i), d.Round(time.Millisecond))
-				c.RestartServer(i)
-			} else if err := c.Servers[i].Resume(); err != nil {
-				t.Fatal(err)
 			}
 			pauses["mysqld"]++
 		}

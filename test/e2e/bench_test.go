@@ -126,13 +126,7 @@ func BenchmarkFailoverMySQLCrash(b *testing.B) {
 func BenchmarkFailoverMySQLFrozen(b *testing.B) {
 	measureFailover(b, "mysqld frozen (SIGSTOP, agent alive)", func(c *Cluster, p int) func() {
 		c.Servers[p].Pause()
-		return func() {
-			if c.Servers[p].PID() == 0 { // its agent killed it past the lease
-				c.RestartServer(p)
-			} else {
-				c.Servers[p].Resume()
-			}
-		}
+		return func() { c.ThawServer(p) }
 	})
 }
 

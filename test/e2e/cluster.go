@@ -104,6 +104,21 @@ func (c *Cluster) RestartServer(i int) {
 	c.joinHost(i, c.Servers[i].PID())
 }
 
+// ThawServer resumes member i's paused mysqld or, when its agent killed it meanwhile (a
+// writable server frozen past its lease), starts it again as a service manager would. It
+// reports whether the agent had killed it.
+func (c *Cluster) ThawServer(i int) (killed bool) {
+	c.t.Helper()
+	if c.Servers[i].PID() == 0 {
+		c.RestartServer(i)
+		return true
+	}
+	if err := c.Servers[i].Resume(); err != nil {
+		c.t.Fatal(err)
+	}
+	return false
+}
+
 // RebuildServer replaces member i's data with a copy of member from's (see harness.Rebuild); the
 // caller stops member i's agent first.
 func (c *Cluster) RebuildServer(i, from int) {
