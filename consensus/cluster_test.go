@@ -3,6 +3,7 @@ package consensus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -264,4 +265,22 @@ func nodeIndex(nodes []*Node, n *Node) int {
 		}
 	}
 	return -1
+}
+
+// TestFollowersLearnAppliedRecordAtOnce: with the idle append an hour away, followers still see
+// an applied record, because Apply announces its commit itself. A new primary learns its role
+// from its own copy of the record, so this is on the failover path.
+func TestFollowersLearnAppliedRecordAtOnce(t *testing.T) {
+	log, _ := testLogger(t)
+	net := NewInmemNetwork()
+	var nodes []*Node
+	for _, id := range nodeIDs(3) {
+		nodes = append(nodes, openNode(t, Config{NodeID: id, Network: net, Logger: log.With("node", id), CommitTimeout: time.Hour}))
+	}
+	bootstrapAll(t, nodes)
+	waitConverged(t, seed(t, nodes...), nodes...)
+	for i := range 3 {
+		m := &record.Member{ID: nodes[i].ID(), RaftAddr: nodes[i].Addr(), MySQLAddr: fmt.Sprintf("10.0.0.%d:3306", i), Voter: true}
+		waitConverged(t, mustApply(t, record.Command{Op: record.OpUpsertMember, Member: m}, nodes...), nodes...)
+	}
 }

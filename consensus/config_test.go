@@ -73,7 +73,7 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	d := Config{}.withDefaults()
 	if d.HeartbeatTimeout != 500*time.Millisecond || d.ElectionTimeout != 500*time.Millisecond ||
-		d.LeaderLeaseTimeout != 250*time.Millisecond || d.CommitTimeout != 50*time.Millisecond ||
+		d.LeaderLeaseTimeout != 250*time.Millisecond || d.CommitTimeout != 500*time.Millisecond ||
 		d.SnapshotInterval != DefaultSnapshotInterval || d.SnapshotThreshold != DefaultSnapshotThreshold || d.Logger == nil {
 		t.Errorf("defaults = %+v", d)
 	}

@@ -266,6 +266,10 @@ func (n *Node) Apply(ctx context.Context, cmd record.Command) (record.Record, er
 	if err := wait(ctx, f); err != nil {
 		return record.Record{}, raftError("apply "+string(cmd.Op), err)
 	}
+	// Followers learn that cmd committed only from the leader's next append, which an idle
+	// leader sends once per CommitTimeout; a barrier entry is such an append, sent now. Nobody
+	// waits for it: a lost one costs one CommitTimeout.
+	n.raft.Barrier(enqueueTimeout(ctx))
 	res := f.Response().(applyResult)
 	if res.Err != nil {
 		return res.Record.Clone(), fmt.Errorf("%s refused: %w", cmd.Op, res.Err)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -37,6 +38,12 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("%w: invalid config:\n%w", errUsage, err)
+	}
+	// The agent waits on the network nearly all the time. With a second P the Go scheduler spins
+	// up a second thread on each of the ~100 wakeups a second that Raft and gossip cause: a
+	// quarter of an idle agent's CPU (docs/benchmarks.md). GOMAXPROCS in the environment wins.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 	secrets, err := cfg.Secrets()
 	if err != nil {
