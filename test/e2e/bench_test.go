@@ -169,12 +169,16 @@ func BenchmarkRaftElection(b *testing.B) {
 	}
 }
 
+// slowSwitchover is the target median write gap of a switchover; a run slower than that logs
+// the agents' decisions and failures during it, to say where the time went.
+const slowSwitchover = 500 * time.Millisecond
+
 func BenchmarkSwitchover(b *testing.B) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
 			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--ha.failover_cooldown", "1s") // back-to-back runs
 			var gaps []time.Duration
-			for range benchRuns() {
+			for run := range benchRuns() {
 				w.WaitAcked(b, w.Acked()+50)
 				t0 := time.Now()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -187,6 +191,16 @@ func BenchmarkSwitchover(b *testing.B) {
 				c.RepairErrant(next)
 				w.WaitAcked(b, w.Acked()+50)
 				gaps = append(gaps, w.LongestGap(t0, time.Now()))
+				// The start time finds a slow run in the agents' logs (SHOAL_E2E_LOGS keeps them).
+				b.Logf("switchover %s run %d: %s -> %s at %s, longest write gap %s", flavor, run+1, c.Name(p), c.Name(next),
+					t0.Format("15:04:05.000"), gaps[len(gaps)-1].Round(time.Millisecond))
+				if gap := gaps[len(gaps)-1]; gap > slowSwitchover {
+					for _, l := range c.LogLines(t0, t0.Add(gap+slowSwitchover)) {
+						if strings.Contains(l.Text, "msg=decision") || strings.Contains(l.Text, "failed") {
+							b.Log(l.Text)
+						}
+					}
+				}
 				p = next
 			}
 			out := c.Verify(w.Stop(), m.Stop())

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,24 +253,38 @@ func tail(s string, n int) string {
 
 // FirstDecision is when an agent first logged a decision whose reason contains text, after t.
 func (c *Cluster) FirstDecision(after time.Time, text string) (time.Time, bool) {
-	var first time.Time
+	for _, l := range c.LogLines(after, time.Time{}) {
+		if strings.Contains(l.Text, "msg=decision") && strings.Contains(l.Text, text) {
+			return l.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// LogLine is one timestamped line of an agent's log.
+type LogLine struct {
+	At   time.Time
+	Text string
+}
+
+// LogLines is every agent's log between from and to (a zero to: no end), merged in time order.
+func (c *Cluster) LogLines(from, to time.Time) []LogLine {
+	var out []LogLine
 	for _, s := range c.Servers {
 		raw, err := os.ReadFile(filepath.Join(c.dir, s.Config.Name+".log"))
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(string(raw), "\n") {
-			if !strings.Contains(line, "msg=decision") || !strings.Contains(line, text) {
-				continue
-			}
 			stamp, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
 			at, err := time.Parse(time.RFC3339Nano, stamp)
-			if err == nil && at.After(after) && (first.IsZero() || at.Before(first)) {
-				first = at
+			if err == nil && at.After(from) && (to.IsZero() || at.Before(to)) {
+				out = append(out, LogLine{At: at, Text: line})
 			}
 		}
 	}
-	return first, !first.IsZero()
+	slices.SortStableFunc(out, func(a, b LogLine) int { return a.At.Compare(b.At) })
+	return out
 }
 
 // RaftLeader is the member whose agent says it leads Raft, or -1.
