@@ -32,6 +32,12 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 		return fail("dump", err)
 	}
 	defer os.Remove(dump)
+	var state string // MariaDB: the gtid_binlog_state the copy stands for
+	if s.Config.Flavor == mysqlctl.FlavorMariaDB {
+		if state, err = src.binlogStateAt(ctx, gtid); err != nil {
+			return fail("binlog state of the copy", err)
+		}
+	}
 	if err := s.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
 		return fail("stop", err)
 	}
@@ -44,7 +50,7 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 	// Loaded with networking off and read-only off: no client, agent or replica sees the
 	// half-loaded server, and root can write it.
 	s.loading = true
-	err = s.load(ctx, dump, gtid)
+	err = s.load(ctx, dump, gtid, state)
 	s.loading = false
 	if err != nil {
 		return fail("load", err)
@@ -59,8 +65,9 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 	return nil
 }
 
-// load starts the server and loads the dump at path, with the GTID position gtid (MariaDB).
-func (s *Server) load(ctx context.Context, path, gtid string) error {
+// load starts the server and loads the dump at path, with the GTID position gtid and the binlog
+// state state (MariaDB).
+func (s *Server) load(ctx context.Context, path, gtid, state string) error {
 	if err := s.start(ctx); err != nil {
 		return err
 	}
@@ -85,11 +92,76 @@ func (s *Server) load(ctx context.Context, path, gtid string) error {
 		return err
 	}
 	defer db.Close()
-	// MariaDB's dump names the position in a comment.
+	// MariaDB's dump names the position in a comment. The binlog state matters as much: errant
+	// checks compare it per server, and a copy without it would make every member holding an
+	// older server's last transaction look errant once this one is primary.
+	if _, err := db.ExecContext(ctx, "RESET MASTER"); err != nil {
+		return fmt.Errorf("reset binlog: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, "SET GLOBAL gtid_binlog_state = ?", state); err != nil {
+		return fmt.Errorf("set gtid_binlog_state: %w", err)
+	}
 	if _, err := db.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = ?", gtid); err != nil {
 		return fmt.Errorf("set gtid_slave_pos: %w", err)
 	}
 	return nil
+}
+
+// binlogStateAt is the gtid_binlog_state a copy of s taken at position pos stands for: each
+// (domain, server) entry of s's state now that is not past pos, and pos itself. An entry past pos
+// is a server's that wrote after the copy; with one writer at a time that is pos's own server,
+// whose entry at the copy is pos.
+func (s *Server) binlogStateAt(ctx context.Context, pos string) (string, error) {
+	db, err := sql.Open("mysql", s.DSN(RootUser, RootPassword))
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	var now string
+	if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_state").Scan(&now); err != nil {
+		return "", fmt.Errorf("read gtid_binlog_state: %w", err)
+	}
+	return binlogStateAt(now, pos)
+}
+
+func binlogStateAt(now, pos string) (string, error) {
+	type entry struct{ domain, server, seq uint64 }
+	parse := func(list string) ([]entry, error) {
+		var out []entry
+		for _, g := range strings.Split(list, ",") {
+			if g = strings.TrimSpace(g); g == "" {
+				continue
+			}
+			var e entry
+			if _, err := fmt.Sscanf(g, "%d-%d-%d", &e.domain, &e.server, &e.seq); err != nil {
+				return nil, fmt.Errorf("GTID %q: %w", g, err)
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	current, err := parse(now)
+	if err != nil {
+		return "", err
+	}
+	at, err := parse(pos)
+	if err != nil {
+		return "", err
+	}
+	last := map[uint64]entry{} // domain -> the copy's position in it
+	for _, e := range at {
+		last[e.domain] = e
+	}
+	var keep []string
+	for _, e := range current {
+		if p, ok := last[e.domain]; ok && e.seq < p.seq && e.server != p.server {
+			keep = append(keep, fmt.Sprintf("%d-%d-%d", e.domain, e.server, e.seq))
+		}
+	}
+	for _, e := range at {
+		keep = append(keep, fmt.Sprintf("%d-%d-%d", e.domain, e.server, e.seq))
+	}
+	return strings.Join(keep, ","), nil
 }
 
 // mariadbDumpGTID is the position line mariadb-dump --gtid --master-data=2 writes.

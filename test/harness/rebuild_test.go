@@ -26,6 +26,11 @@ func TestRebuild(t *testing.T) {
 			}
 		}
 		exec(src, "CREATE TABLE app.r (id INT PRIMARY KEY)", "INSERT INTO app.r VALUES (1), (2), (3)")
+		if flavor == mysqlctl.FlavorMariaDB {
+			// A transaction of another server (an earlier primary's) before src's last ones: its
+			// entry in gtid_binlog_state must survive the copy.
+			exec(src, "SET STATEMENT server_id = 99 FOR INSERT INTO app.r VALUES (0)", "INSERT INTO app.r VALUES (-1)")
+		}
 		exec(broken, "CREATE TABLE app.errant (id INT PRIMARY KEY)")
 
 		if err := broken.Rebuild(ctx, src); err != nil {
@@ -51,6 +56,10 @@ func TestRebuild(t *testing.T) {
 		if errant, err := mysqlctl.ErrantGTIDs(st, srcSt); err != nil || !errant.IsEmpty() {
 			t.Fatalf("rebuilt server has errant GTIDs %s (err %v)", errant, err)
 		}
+		// Nor the other way round: were the rebuilt server primary, src would not look errant.
+		if missing, err := mysqlctl.ErrantGTIDs(srcSt, st); err != nil || !missing.IsEmpty() {
+			t.Fatalf("rebuilt server lacks %s of the copy's GTIDs (err %v)", missing, err)
+		}
 		must := func(err error) {
 			t.Helper()
 			if err != nil {
@@ -63,13 +72,34 @@ func TestRebuild(t *testing.T) {
 		srcSt, err = srcCtl.Status(ctx)
 		must(err)
 		must(rebuiltCtl.WaitApplied(ctx, srcSt.Executed))
-		var n int
+		var n, want int
 		must(broken.RootDB(t).QueryRowContext(ctx, "SELECT COUNT(*) FROM app.r").Scan(&n))
+		must(src.RootDB(t).QueryRowContext(ctx, "SELECT COUNT(*) FROM app.r").Scan(&want))
 		var errantTables int
 		must(broken.RootDB(t).QueryRowContext(ctx,
 			"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 'errant'").Scan(&errantTables))
-		if n != 4 || errantTables != 0 {
-			t.Fatalf("rebuilt server has %d rows of 4 and %d errant tables", n, errantTables)
+		if n != want || errantTables != 0 {
+			t.Fatalf("rebuilt server has %d rows of %d and %d errant tables", n, want, errantTables)
 		}
 	})
+}
+
+func TestBinlogStateAt(t *testing.T) {
+	for _, tt := range []struct{ now, pos, want string }{
+		// The primary (server 1) wrote on after the copy; server 2's older entry is in the copy.
+		{"0-2-10,0-1-25", "0-1-20", "0-2-10,0-1-20"},
+		// A server that wrote only after the copy is not in it.
+		{"0-2-10,0-3-30", "0-2-10", "0-2-10"},
+		// Domains are kept apart; a domain the copy does not know is dropped.
+		{"0-1-5,1-4-7,2-1-3", "0-1-5,1-4-7", "0-1-5,1-4-7"},
+		{"", "", ""},
+	} {
+		got, err := binlogStateAt(tt.now, tt.pos)
+		if err != nil || got != tt.want {
+			t.Errorf("binlogStateAt(%q, %q) = %q, %v; want %q", tt.now, tt.pos, got, err, tt.want)
+		}
+	}
+	if _, err := binlogStateAt("0-1-x", "0-1-1"); err == nil {
+		t.Error("binlogStateAt accepted a bad GTID")
+	}
 }
