@@ -73,6 +73,7 @@ type Server struct {
 	semiSync bool // primary side: commits need an ack
 	// semiReplica: the replica side acknowledges; off after a restart, as on a real server
 	semiReplica bool
+	fences      int // Fence calls that found the server up
 }
 
 func (s *Server) check() error {
@@ -186,7 +187,14 @@ func (s *Server) Status(context.Context) (mysqlctl.Status, error) {
 
 // Fence mirrors mysqlctl.Server.Fence.
 func (s *Server) Fence(context.Context, mysqlctl.FenceOptions) error {
-	return s.do(func() { s.readOnly = true })
+	return s.do(func() { s.readOnly = true; s.fences++ })
+}
+
+// Fences counts the fences the server took: a read-only moment too short to poll for still shows.
+func (s *Server) Fences() int {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	return s.fences
 }
 
 // Promote mirrors mysqlctl.Server.Promote: apply what was received, drop replication, open writes.
