@@ -127,11 +127,9 @@ var faults = []fault{
 			switch {
 			case p == to:
 				return fmt.Sprintf("switchover %s -> %s under load", r.c.Name(r.primary), r.c.Name(to))
-			case p == r.primary && err == nil && v.Record.Switchover == nil && v.Record.LastReason != "":
-				if strings.Contains(v.Record.LastReason, "re-electing") {
-					return fmt.Sprintf("switchover %s -> %s cancelled by the leader (%s is not fit); %s serves again",
-						r.c.Name(r.primary), r.c.Name(to), r.c.Name(to), r.c.Name(r.primary))
-				}
+			case p == r.primary && err == nil && v.Record.Switchover == nil && strings.Contains(v.Record.LastReason, "re-electing"):
+				return fmt.Sprintf("switchover %s -> %s cancelled by the leader (%s is not fit); %s serves again",
+					r.c.Name(r.primary), r.c.Name(to), r.c.Name(to), r.c.Name(r.primary))
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

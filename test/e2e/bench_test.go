@@ -196,7 +196,7 @@ func BenchmarkSwitchover(b *testing.B) {
 					t0.Format("15:04:05.000"), gaps[len(gaps)-1].Round(time.Millisecond))
 				if gap := gaps[len(gaps)-1]; gap > slowSwitchover {
 					for _, l := range c.LogLines(t0, t0.Add(gap+slowSwitchover)) {
-						if strings.Contains(l.Text, "msg=decision") || strings.Contains(l.Text, "failed") {
+						if ExplainsAction(l.Text) {
 							b.Log(l.Text)
 						}
 					}

@@ -231,11 +231,16 @@ func (c *Cluster) stopAll() {
 func decisions(log string) string {
 	var b strings.Builder
 	for _, line := range strings.Split(log, "\n") {
-		if strings.Contains(line, "msg=decision") || strings.Contains(line, "failed") || strings.Contains(line, "level=ERROR") {
+		if ExplainsAction(line) {
 			b.WriteString(line + "\n")
 		}
 	}
 	return b.String()
+}
+
+// ExplainsAction tells the log lines that say what an agent did: decisions, failed actions, errors.
+func ExplainsAction(line string) bool {
+	return strings.Contains(line, "msg=decision") || strings.Contains(line, "failed") || strings.Contains(line, "level=ERROR")
 }
 
 func tail(s string, n int) string {
