@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/hostport"
 )
 
 // act carries out a decision: the node action first (fencing is the most urgent thing an agent
@@ -106,15 +106,11 @@ func fenceReason(obs ha.Observation) string {
 // source is the replication source for the recorded primary.
 func (a *Agent) source(rec record.Record) (mysqlctl.Source, error) {
 	addr := rec.Members[rec.Primary].MySQLAddr
-	host, portText, err := net.SplitHostPort(addr)
+	host, port, err := hostport.Split(addr)
 	if err != nil {
-		return mysqlctl.Source{}, fmt.Errorf("primary %s has a bad MySQL address %q: %w", rec.Primary, addr, err)
+		return mysqlctl.Source{}, fmt.Errorf("primary %s: %w", rec.Primary, err)
 	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return mysqlctl.Source{}, fmt.Errorf("primary %s has a bad MySQL port in %q: %w", rec.Primary, addr, err)
-	}
-	return mysqlctl.Source{Host: host, Port: port, User: a.opts.ReplUser, Password: a.opts.ReplPassword}, nil
+	return mysqlctl.Source{Host: host, Port: int(port), User: a.opts.ReplUser, Password: a.opts.ReplPassword}, nil
 }
 
 // actLease renews or releases this agent's primary lease with the leader (itself, if it leads).
@@ -215,10 +211,10 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 // everything in waitFor (the old primary's executed set, when it is still reachable). The
 // replicas in quarantine stop receiving first, so an old primary out of reach cannot have a
 // write acknowledged any more, and the candidate must hold all they received.
-func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTIDSet, quarantine []string) error {
+func (a *Agent) prepare(ctx context.Context, addr string, waitFor *gtid.Set, quarantine []string) error {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.PrepareTimeout)
 	defer cancel()
-	var others []mysqlctl.GTIDSet
+	var others []gtid.Set
 	for _, q := range quarantine {
 		received, err := a.stopReceiving(ctx, q)
 		if err != nil {
@@ -226,7 +222,7 @@ func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTID
 		}
 		others = append(others, received)
 	}
-	var want mysqlctl.GTIDSet
+	var want gtid.Set
 	if waitFor == nil {
 		// The old primary is gone: freeze what was received so the wait has an end.
 		received, err := a.stopReceiving(ctx, addr)
@@ -264,21 +260,21 @@ func (a *Agent) prepare(ctx context.Context, addr string, waitFor *mysqlctl.GTID
 var errCandidateBehind = errors.New("candidate is behind")
 
 // stopReceiving stops a replica's IO thread and returns what it received by then.
-func (a *Agent) stopReceiving(ctx context.Context, addr string) (mysqlctl.GTIDSet, error) {
+func (a *Agent) stopReceiving(ctx context.Context, addr string) (gtid.Set, error) {
 	srv, err := a.pool.get(ctx, addr)
 	if err != nil {
-		return mysqlctl.GTIDSet{}, err
+		return gtid.Set{}, err
 	}
 	st, err := srv.Status(ctx)
 	if err != nil {
-		return mysqlctl.GTIDSet{}, err
+		return gtid.Set{}, err
 	}
 	if st.Replica != nil {
 		if err := srv.StopIOThread(ctx); err != nil {
-			return mysqlctl.GTIDSet{}, err
+			return gtid.Set{}, err
 		}
 		if st, err = srv.Status(ctx); err != nil {
-			return mysqlctl.GTIDSet{}, err
+			return gtid.Set{}, err
 		}
 	}
 	return st.Received(), nil

@@ -19,7 +19,7 @@ import (
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus"
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/mysqlctl/mysqlctltest"
 )
 
@@ -231,7 +231,7 @@ func requireContains(t *testing.T, m *member, acked []string) {
 	t.Helper()
 	have := m.mysql.Executed()
 	for _, g := range acked {
-		ok, err := have.Contains(mysqlctl.MustParseGTIDSet(mysqlctl.FlavorMySQL, g))
+		ok, err := have.Contains(gtid.MustParse(gtid.MySQL, g))
 		if err != nil || !ok {
 			t.Fatalf("acknowledged write %s missing on %s (has %s)", g, m.id, have)
 		}

@@ -10,18 +10,20 @@ import (
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 // mysqlServer is what the agent says to one MySQL server; *mysqlctl.Server implements it.
 type mysqlServer interface {
-	Status(ctx context.Context) (mysqlctl.Status, error)
+	Status(ctx context.Context) (state.Status, error)
 	Fence(ctx context.Context, opts mysqlctl.FenceOptions) error
 	Promote(ctx context.Context, opts mysqlctl.PromoteOptions) error
 	ConfigureReplica(ctx context.Context, src mysqlctl.Source, opts mysqlctl.ReplicaOptions) error
 	StartReplica(ctx context.Context) error
 	StopReplica(ctx context.Context) error
 	StopIOThread(ctx context.Context) error
-	WaitApplied(ctx context.Context, set mysqlctl.GTIDSet) error
+	WaitApplied(ctx context.Context, set gtid.Set) error
 	EnsureReplicationUser(ctx context.Context, user, password string) error
 	Close() error
 }

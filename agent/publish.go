@@ -2,16 +2,15 @@ package agent
 
 import (
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/dns"
+	"github.com/shoal-db/shoal/mysqlctl/hostport"
 )
 
 // View is what this agent shows through its admin API: its decision, its server and its peers.
@@ -85,12 +84,11 @@ func dnsView(rec record.Record, peers map[string]ha.Peer) dns.View {
 	v := dns.View{Cluster: rec.Cluster, Epoch: rec.Epoch, Primary: rec.Primary}
 	for _, id := range rec.MemberIDs() {
 		m := dns.Member{Name: id}
-		host, portText, err := net.SplitHostPort(rec.Members[id].MySQLAddr)
+		host, port, err := hostport.Split(rec.Members[id].MySQLAddr)
 		if err != nil {
 			continue
 		}
-		port, _ := strconv.ParseUint(portText, 10, 16)
-		m.Port = uint16(port)
+		m.Port = port
 		if addr, err := netip.ParseAddr(host); err == nil {
 			m.Addrs = []netip.Addr{addr}
 		}
@@ -126,7 +124,7 @@ func (a *Agent) report(obs ha.Observation, d ha.Decision) health.Report {
 	case st.Replica != nil:
 		r.Role = health.RoleReplica
 		rep := st.Replica
-		r.Source = memberAt(obs.Record, net.JoinHostPort(rep.SourceHost, strconv.Itoa(rep.SourcePort)))
+		r.Source = memberAt(obs.Record, rep.SourceAddr())
 		r.IOConnected = rep.IORunning()
 		r.SQLRunning = rep.SQLRunning
 		if rep.Lag != nil {

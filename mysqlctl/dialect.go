@@ -1,5 +1,7 @@
 package mysqlctl
 
+import "github.com/shoal-db/shoal/mysqlctl/gtid"
+
 // dialect is the one place where MySQL and MariaDB statements and names differ. Everything else in
 // mysqlctl is written once against these fields.
 type dialect struct {
@@ -123,8 +125,8 @@ var mariadbDialect = dialect{
 	replicationCommands:  []string{"Binlog Dump", "Slave_IO", "Slave_SQL", "Slave_worker"},
 }
 
-func dialectFor(f Flavor) dialect {
-	if f == FlavorMariaDB {
+func dialectFor(f gtid.Flavor) dialect {
+	if f == gtid.MariaDB {
 		return mariadbDialect
 	}
 	return mysqlDialect

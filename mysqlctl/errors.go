@@ -5,16 +5,8 @@ import "errors"
 // Sentinels for the conditions callers branch on; every returned error wraps one of these or a
 // driver error, and says which server and which step failed.
 var (
-	// ErrUnsupportedVersion: the server is older than MySQL 8.4 / MariaDB 10.11.
-	ErrUnsupportedVersion = errors.New("unsupported server version")
-	// ErrBadGTIDSet: a GTID set or position could not be parsed.
-	ErrBadGTIDSet = errors.New("bad GTID set")
-	// ErrFlavorMismatch: two GTID sets of different flavors were combined.
-	ErrFlavorMismatch = errors.New("GTID flavors differ")
 	// ErrWaitTimeout: the server did not apply the awaited GTIDs before the deadline.
 	ErrWaitTimeout = errors.New("timed out waiting for GTIDs to be applied")
-	// ErrErrantGTIDs: a server has transactions its primary lacks; it must not replicate or serve.
-	ErrErrantGTIDs = errors.New("errant GTIDs")
 	// ErrSemiSyncUnavailable: the server cannot do semi-sync (plugins missing and not installable).
 	ErrSemiSyncUnavailable = errors.New("semi-sync replication unavailable")
 	// ErrUnsupported: the flavor cannot do what was asked (e.g. MariaDB waiting for two acks).

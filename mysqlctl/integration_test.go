@@ -13,6 +13,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
@@ -30,7 +32,7 @@ type node struct {
 	app  *sql.DB // the application's account: no privilege that bypasses read-only
 }
 
-func startNodes(t *testing.T, flavor mysqlctl.Flavor, n int) []*node {
+func startNodes(t *testing.T, flavor gtid.Flavor, n int) []*node {
 	t.Helper()
 	procs := harness.StartN(t, flavor, n, func(_ int, c *harness.ServerConfig) { c.SuperReadOnly = true })
 	nodes := make([]*node, n)
@@ -69,7 +71,7 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func status(t *testing.T, n *node) mysqlctl.Status {
+func status(t *testing.T, n *node) state.Status {
 	t.Helper()
 	st, err := n.ctl.Status(ctx(t))
 	must(t, err)
@@ -129,7 +131,7 @@ func tableDigest(t *testing.T, n *node) string {
 }
 
 func TestPromoteAndRepoint(t *testing.T) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		nodes := startNodes(t, flavor, 3)
 		wireCluster(t, nodes)
 		old, next, other := nodes[0], nodes[1], nodes[2]
@@ -158,7 +160,7 @@ func TestPromoteAndRepoint(t *testing.T) {
 			t.Fatalf("promoted server: writable=%v replica=%+v", nst.Writable(), nst.Replica)
 		}
 		for _, r := range []*node{other, old} {
-			must(t, mysqlctl.CheckErrant(status(t, r), nst))
+			must(t, state.CheckErrant(status(t, r), nst))
 			must(t, r.ctl.ConfigureReplica(ctx(t), source(next), mysqlctl.ReplicaOptions{SemiSync: true}))
 		}
 		insertRows(t, next, 100, 150)
@@ -184,13 +186,13 @@ func TestPromoteAndRepoint(t *testing.T) {
 }
 
 func TestErrantTransactionDetected(t *testing.T) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		nodes := startNodes(t, flavor, 3) // the third keeps acking while the errant one is stopped
 		wireCluster(t, nodes)
 		primary, replica := nodes[0], nodes[1]
 		insertRows(t, primary, 0, 10)
 		waitCaughtUp(t, primary, replica)
-		if err := mysqlctl.CheckErrant(status(t, replica), status(t, primary)); err != nil {
+		if err := state.CheckErrant(status(t, replica), status(t, primary)); err != nil {
 			t.Fatalf("caught-up replica reported errant: %v", err)
 		}
 
@@ -203,22 +205,22 @@ func TestErrantTransactionDetected(t *testing.T) {
 		insertRows(t, primary, 10, 20) // the primary moves on; the replica is still errant
 
 		rst, pst := status(t, replica), status(t, primary)
-		errant, err := mysqlctl.ErrantGTIDs(rst, pst)
+		errant, err := state.Errant(rst, pst)
 		must(t, err)
 		// MySQL names the one transaction; MariaDB's state names the replica's own server id in
 		// domain 0 up to the errant seqno.
 		switch want := fmt.Sprintf("0-%d-", rst.ServerID); {
-		case flavor == mysqlctl.FlavorMySQL && (errant.Count() != 1 || !strings.HasPrefix(errant.String(), rst.ServerUUID+":")):
+		case flavor == gtid.MySQL && (errant.Count() != 1 || !strings.HasPrefix(errant.String(), rst.ServerUUID+":")):
 			t.Fatalf("errant set %q, want exactly the one direct write of %s", errant, rst.ServerUUID)
-		case flavor == mysqlctl.FlavorMariaDB && !strings.HasPrefix(errant.String(), want):
+		case flavor == gtid.MariaDB && !strings.HasPrefix(errant.String(), want):
 			t.Fatalf("errant set %q, want the replica's own writes (%s...)", errant, want)
 		}
-		if err := mysqlctl.CheckErrant(rst, pst); !errors.Is(err, mysqlctl.ErrErrantGTIDs) {
-			t.Fatalf("CheckErrant = %v, want ErrErrantGTIDs", err)
+		if err := state.CheckErrant(rst, pst); !errors.Is(err, state.ErrErrant) {
+			t.Fatalf("state.CheckErrant = %v, want state.ErrErrant", err)
 		}
 		// The primary is not errant against the replica's view in the other direction's sense:
 		// it simply has more; only the replica's own write is errant.
-		back, err := mysqlctl.ErrantGTIDs(pst, rst)
+		back, err := state.Errant(pst, rst)
 		must(t, err)
 		if back.IsEmpty() {
 			t.Fatalf("primary's 10 newer transactions missing from the difference")
@@ -227,7 +229,7 @@ func TestErrantTransactionDetected(t *testing.T) {
 }
 
 func TestFenceStopsWriters(t *testing.T) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		nodes := startNodes(t, flavor, 2)
 		wireCluster(t, nodes)
 		primary, replica := nodes[0], nodes[1]
@@ -288,7 +290,7 @@ func TestFenceStopsWriters(t *testing.T) {
 }
 
 func TestLosslessSemiSyncBlocksWithoutReplicas(t *testing.T) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		nodes := startNodes(t, flavor, 3)
 		wireCluster(t, nodes)
 		primary := nodes[0]
@@ -363,7 +365,7 @@ func isReadOnlyOrKilled(err error) bool {
 // A primary cut off from its replicas has commits stuck waiting for an ack; the fence must still
 // close it (the stuck commits hold the commit lock that read_only needs).
 func TestFenceWhileCommitsWaitForAck(t *testing.T) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		nodes := startNodes(t, flavor, 2)
 		wireCluster(t, nodes)
 		primary := nodes[0]

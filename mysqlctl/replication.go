@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 // Server error numbers mysqlctl branches on.
@@ -48,7 +50,7 @@ func (s *Server) EnsureReplicationUser(ctx context.Context, user, password strin
 }
 
 // ConfigureReplica points the server at src with GTID auto-positioning and starts replication.
-// It is idempotent. The caller checks for errant GTIDs first (ErrantGTIDs).
+// It is idempotent. The caller checks for errant GTIDs first (state.Errant).
 func (s *Server) ConfigureReplica(ctx context.Context, src Source, opts ReplicaOptions) error {
 	if opts.ConnectRetry <= 0 {
 		opts.ConnectRetry = time.Second
@@ -104,12 +106,12 @@ func (s *Server) StopIOThread(ctx context.Context) error {
 
 // WaitApplied blocks until the server has applied every transaction in set, or returns
 // ErrWaitTimeout when ctx's deadline (or the read timeout) comes first.
-func (s *Server) WaitApplied(ctx context.Context, set GTIDSet) error {
+func (s *Server) WaitApplied(ctx context.Context, set gtid.Set) error {
 	if set.IsEmpty() {
 		return nil
 	}
 	arg := set.String()
-	if s.flavor == FlavorMariaDB {
+	if s.flavor == gtid.MariaDB {
 		arg = set.MariaDBPosition()
 	}
 	var result *int64
@@ -124,13 +126,13 @@ func (s *Server) WaitApplied(ctx context.Context, set GTIDSet) error {
 
 // WaitRelayLogApplied stops the IO thread and waits until everything it received is applied:
 // after it returns, Executed equals the received set and the server is ready to be promoted.
-func (s *Server) WaitRelayLogApplied(ctx context.Context) (GTIDSet, error) {
+func (s *Server) WaitRelayLogApplied(ctx context.Context) (gtid.Set, error) {
 	if err := s.StopIOThread(ctx); err != nil {
-		return GTIDSet{}, err
+		return gtid.Set{}, err
 	}
 	st, err := s.Status(ctx)
 	if err != nil {
-		return GTIDSet{}, err
+		return gtid.Set{}, err
 	}
 	received := st.Received()
 	if err := s.WaitApplied(ctx, received); err != nil {
@@ -194,7 +196,7 @@ func (s *Server) ensureReplicationUserFenced(ctx context.Context, user, password
 	if err := s.setGlobal(ctx, "read_only", "ON"); err != nil {
 		return err
 	}
-	if s.flavor == FlavorMySQL {
+	if s.flavor == gtid.MySQL {
 		if err := s.setGlobal(ctx, "super_read_only", "OFF"); err != nil {
 			return err
 		}
@@ -347,36 +349,4 @@ func (s *Server) isServerThread(user, command string) bool {
 		}
 	}
 	return false
-}
-
-// ErrantGTIDs returns the transactions the server has that primary lacks; an empty set means
-// the server may replicate from primary. Both must be read from the same flavor.
-//
-// A transaction that carries the MySQL primary's own server_uuid came from its binlog, even when
-// its gtid_executed does not show it yet: with AFTER_SYNC semi-sync the primary adds a GTID there
-// only once the ack is back, and a frozen or overloaded primary can sit between the two for
-// seconds while its replicas have applied the transaction. It is not errant. (MariaDB's
-// gtid_binlog_state is updated when the binlog is written, so it never lags that way.)
-func ErrantGTIDs(server, primary Status) (GTIDSet, error) {
-	errant, err := server.Executed.Subtract(primary.Executed)
-	if err != nil {
-		return GTIDSet{}, fmt.Errorf("compare GTIDs of %s with primary %s: %w", server.Addr, primary.Addr, err)
-	}
-	if primary.Flavor == FlavorMySQL && primary.ServerUUID != "" {
-		errant = errant.withoutUUID(primary.ServerUUID)
-	}
-	return errant, nil
-}
-
-// CheckErrant returns an error wrapping ErrErrantGTIDs, naming the transactions, when the server
-// has any its primary lacks.
-func CheckErrant(server, primary Status) error {
-	errant, err := ErrantGTIDs(server, primary)
-	if err != nil {
-		return err
-	}
-	if !errant.IsEmpty() {
-		return fmt.Errorf("%s has transactions primary %s lacks: %w: %s", server.Addr, primary.Addr, ErrErrantGTIDs, errant)
-	}
-	return nil
 }

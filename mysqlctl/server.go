@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 // Config says how to reach one server. The timeouts bound every network step, so a hung or frozen
@@ -43,8 +45,8 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	addr    string
 	db      *sql.DB
-	flavor  Flavor
-	version Version
+	flavor  gtid.Flavor
+	version state.Version
 	dialect dialect
 	// maxWait is the longest server-side wait that still returns before the driver's read timeout.
 	maxWait time.Duration
@@ -85,7 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("mysql %s: read version: %w", cfg.Addr, err)
 	}
-	flavor, version, err := ParseVersion(versionText)
+	flavor, version, err := state.ParseVersion(versionText)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("mysql %s: %w", cfg.Addr, err)
@@ -107,10 +109,10 @@ func (s *Server) Close() error { return s.db.Close() }
 func (s *Server) Addr() string { return s.addr }
 
 // Flavor is the server family detected at Open.
-func (s *Server) Flavor() Flavor { return s.flavor }
+func (s *Server) Flavor() gtid.Flavor { return s.flavor }
 
 // Version is the server version detected at Open.
-func (s *Server) Version() Version { return s.version }
+func (s *Server) Version() state.Version { return s.version }
 
 // DB exposes the pool for callers that run their own queries (tests, the backup agent).
 func (s *Server) DB() *sql.DB { return s.db }

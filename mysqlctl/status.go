@@ -10,78 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
-// Status is one consistent-enough look at a server: everything the HA decision needs about it.
-type Status struct {
-	Addr       string
-	Flavor     Flavor
-	Version    Version
-	ServerID   uint32
-	ServerUUID string // MySQL only
-	// ReadOnly and SuperReadOnly are the server's fence. MariaDB has no super_read_only, so there
-	// SuperReadOnly always equals ReadOnly.
-	ReadOnly      bool
-	SuperReadOnly bool
-	// Executed is what the server has applied: MySQL gtid_executed, MariaDB gtid_binlog_state.
-	Executed GTIDSet
-	// Replica is nil when the server has no replication source configured.
-	Replica  *ReplicaStatus
-	SemiSync SemiSyncStatus
-}
-
-// Writable reports whether ordinary clients can write.
-func (s Status) Writable() bool { return !s.ReadOnly && !s.SuperReadOnly }
-
-// Received is everything the server has, applied or still in its relay log: the set that decides
-// which replica is the most advanced candidate.
-func (s Status) Received() GTIDSet {
-	if s.Replica == nil {
-		return s.Executed
-	}
-	return s.Replica.Received
-}
-
-// ReplicaStatus is the replication side of a server.
-type ReplicaStatus struct {
-	SourceHost string
-	SourcePort int
-	// IOState is "Yes", "No" or "Connecting", as the server reports it.
-	IOState    string
-	SQLRunning bool
-	// AutoPosition is true when the replica positions by GTID (MySQL auto-position, MariaDB slave_pos).
-	AutoPosition bool
-	LastIOErrno  int
-	LastIOError  string
-	LastSQLErrno int
-	LastSQLError string
-	// Received is Executed plus what the IO thread fetched and the SQL thread has not applied yet.
-	Received GTIDSet
-	// Lag is nil when the server cannot tell (SQL or IO thread stopped).
-	Lag *time.Duration
-}
-
-// IORunning reports whether the IO thread is connected to its source.
-func (r *ReplicaStatus) IORunning() bool { return r.IOState == "Yes" }
-
-// SemiSyncStatus is the semi-synchronous replication state on both sides.
-type SemiSyncStatus struct {
-	// Available is false when the server has no semi-sync (MySQL without the plugins loaded).
-	Available      bool
-	SourceEnabled  bool // configured
-	SourceActive   bool // the server currently waits for acks (not fallen back to async)
-	WaitPoint      string
-	Timeout        time.Duration
-	AcksRequired   int
-	Clients        int // semi-sync replicas connected
-	WaitSessions   int // commits waiting for an ack right now
-	ReplicaEnabled bool
-	ReplicaActive  bool
-}
-
 // Status reads the server's state. Each query is bounded by the connection's timeouts and ctx.
-func (s *Server) Status(ctx context.Context) (Status, error) {
-	st := Status{Addr: s.addr, Flavor: s.flavor, Version: s.version}
+func (s *Server) Status(ctx context.Context) (state.Status, error) {
+	st := state.Status{Addr: s.addr, Flavor: s.flavor, Version: s.version}
 	var (
 		executed string
 		uuid     sql.NullString
@@ -91,7 +27,7 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 	}
 	st.ServerUUID = uuid.String
 	var err error
-	if st.Executed, err = ParseGTIDSet(s.flavor, executed); err != nil {
+	if st.Executed, err = gtid.Parse(s.flavor, executed); err != nil {
 		return st, s.errorf("parse executed GTIDs", err)
 	}
 	if st.Replica, err = s.replicaStatus(ctx, st.Executed); err != nil {
@@ -103,7 +39,7 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-func (s *Server) replicaStatus(ctx context.Context, executed GTIDSet) (*ReplicaStatus, error) {
+func (s *Server) replicaStatus(ctx context.Context, executed gtid.Set) (*state.Replica, error) {
 	row, err := s.queryOneRow(ctx, s.dialect.showReplicaStatus)
 	if err != nil {
 		return nil, s.errorf("read replica status", err)
@@ -112,7 +48,7 @@ func (s *Server) replicaStatus(ctx context.Context, executed GTIDSet) (*ReplicaS
 		return nil, nil
 	}
 	d := s.dialect
-	r := &ReplicaStatus{
+	r := &state.Replica{
 		SourceHost:   row[d.colSourceHost],
 		SourcePort:   atoi(row[d.colSourcePort]),
 		IOState:      row[d.colIORunning],
@@ -123,7 +59,7 @@ func (s *Server) replicaStatus(ctx context.Context, executed GTIDSet) (*ReplicaS
 		LastSQLError: row["Last_SQL_Error"],
 	}
 	switch v := row[d.colAutoPosition]; s.flavor {
-	case FlavorMariaDB:
+	case gtid.MariaDB:
 		r.AutoPosition = v != "" && !strings.EqualFold(v, "No")
 	default:
 		r.AutoPosition = v == "1"
@@ -134,7 +70,7 @@ func (s *Server) replicaStatus(ctx context.Context, executed GTIDSet) (*ReplicaS
 			r.Lag = &dur
 		}
 	}
-	fetched, err := ParseGTIDSet(s.flavor, row[d.colReceived])
+	fetched, err := gtid.Parse(s.flavor, row[d.colReceived])
 	if err != nil {
 		return nil, s.errorf("parse received GTIDs", err)
 	}
@@ -144,24 +80,24 @@ func (s *Server) replicaStatus(ctx context.Context, executed GTIDSet) (*ReplicaS
 	return r, nil
 }
 
-func (s *Server) semiSyncStatus(ctx context.Context) (SemiSyncStatus, error) {
+func (s *Server) semiSyncStatus(ctx context.Context) (state.SemiSync, error) {
 	d := s.dialect
 	vars, err := s.nameValues(ctx, "SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync%'")
 	if err != nil {
-		return SemiSyncStatus{}, s.errorf("read semi-sync variables", err)
+		return state.SemiSync{}, s.errorf("read semi-sync variables", err)
 	}
 	if _, ok := vars[d.semiSource+"enabled"]; !ok {
-		return SemiSyncStatus{}, nil
+		return state.SemiSync{}, nil
 	}
 	status, err := s.nameValues(ctx, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync%'")
 	if err != nil {
-		return SemiSyncStatus{}, s.errorf("read semi-sync status", err)
+		return state.SemiSync{}, s.errorf("read semi-sync status", err)
 	}
 	acks := 1
 	if d.semiAckCountVar != "" {
 		acks = atoi(vars[d.semiAckCountVar])
 	}
-	return SemiSyncStatus{
+	return state.SemiSync{
 		Available:      true,
 		SourceEnabled:  isOn(vars[d.semiSource+"enabled"]),
 		SourceActive:   isOn(status[d.semiSourceStatus+"status"]),
@@ -238,7 +174,7 @@ func (s *Server) CheckConfig(ctx context.Context) error {
 		return s.errorf("read settings", err)
 	}
 	want := map[string]string{"log_bin": "ON", "binlog_format": "ROW"}
-	if s.flavor == FlavorMySQL {
+	if s.flavor == gtid.MySQL {
 		want["gtid_mode"] = "ON"
 		want["enforce_gtid_consistency"] = "ON"
 		want["log_replica_updates"] = "ON"

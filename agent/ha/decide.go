@@ -3,14 +3,13 @@ package ha
 import (
 	"fmt"
 	"maps"
-	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/shoal-db/shoal/consensus/record"
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 // NodeAction is what an agent does to its own MySQL server.
@@ -59,7 +58,7 @@ type Decision struct {
 	// Prepare asks the leader to ready the candidate for promotion before proposing: stop its IO
 	// thread and wait until it has applied everything it received (and PrepareWaitFor, if set).
 	Prepare        string
-	PrepareWaitFor *mysqlctl.GTIDSet
+	PrepareWaitFor *gtid.Set
 	// Quarantine lists the replicas whose IO threads the leader stops before the candidate's,
 	// when the old primary is out of reach: from then on it cannot get a semi-sync ack, and the
 	// candidate must hold everything they received.
@@ -191,7 +190,7 @@ func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 		}
 		return
 	}
-	errant, err := mysqlctl.ErrantGTIDs(obs.Local.Status, obs.Primary.Status)
+	errant, err := state.Errant(obs.Local.Status, obs.Primary.Status)
 	if err != nil {
 		d.NodeReason = "cannot compare GTIDs with primary " + primary + ": " + err.Error()
 		return
@@ -209,7 +208,7 @@ func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 	}
 	want := r.Members[primary].MySQLAddr
 	switch {
-	case rep == nil || net.JoinHostPort(rep.SourceHost, strconv.Itoa(rep.SourcePort)) != want:
+	case rep == nil || rep.SourceAddr() != want:
 		d.Node, d.NodeReason = NodeReplicate, fmt.Sprintf("following primary %s of epoch %d at %s", primary, r.Epoch, want)
 	case rep.IOState == "No" || !rep.SQLRunning:
 		// An applier error may mean diverged data: an operator looks. A receiver error is about
@@ -280,7 +279,7 @@ func memberUpdate(obs Observation) (*record.Command, string) {
 // candidate is a member that could become primary, with what it has received.
 type candidate struct {
 	id       string
-	received mysqlctl.GTIDSet
+	received gtid.Set
 }
 
 // candidates lists the members fit to be promoted (never exclude), and why the others are not.
@@ -313,7 +312,7 @@ func candidates(obs Observation, exclude string) ([]candidate, []string) {
 func best(cs []candidate) (candidate, error) {
 	top := cs[0]
 	for _, c := range cs[1:] {
-		cmp, err := mysqlctl.MoreAdvanced(c.received, top.received)
+		cmp, err := gtid.MoreAdvanced(c.received, top.received)
 		if err != nil {
 			return candidate{}, err
 		}

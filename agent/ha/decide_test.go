@@ -9,25 +9,26 @@ import (
 
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 const uuidA = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
-func gtids(s string) mysqlctl.GTIDSet { return mysqlctl.MustParseGTIDSet(mysqlctl.FlavorMySQL, s) }
+func gtids(s string) gtid.Set { return gtid.MustParse(gtid.MySQL, s) }
 
 func primaryServer(executed string) Server {
-	return Server{Up: true, Status: mysqlctl.Status{Flavor: mysqlctl.FlavorMySQL, Executed: gtids(executed)}}
+	return Server{Up: true, Status: state.Status{Flavor: gtid.MySQL, Executed: gtids(executed)}}
 }
 
 func replicaServer(source, executed, received string) Server {
-	return Server{Up: true, Status: mysqlctl.Status{
-		Flavor: mysqlctl.FlavorMySQL, ReadOnly: true, SuperReadOnly: true, Executed: gtids(executed),
-		Replica: &mysqlctl.ReplicaStatus{SourceHost: source, SourcePort: 3306, IOState: "Yes", SQLRunning: true,
+	return Server{Up: true, Status: state.Status{
+		Flavor: gtid.MySQL, ReadOnly: true, SuperReadOnly: true, Executed: gtids(executed),
+		Replica: &state.Replica{SourceHost: source, SourcePort: 3306, IOState: "Yes", SQLRunning: true,
 			AutoPosition: true, Received: gtids(received)},
-		SemiSync: mysqlctl.SemiSyncStatus{Available: true, ReplicaEnabled: true, ReplicaActive: true},
+		SemiSync: state.SemiSync{Available: true, ReplicaEnabled: true, ReplicaActive: true},
 	}}
 }
 
@@ -112,7 +113,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "replica restarted with semi-sync off is configured again",
 			setup: func(o *Observation) {
-				o.Local.Status.SemiSync = mysqlctl.SemiSyncStatus{Available: true}
+				o.Local.Status.SemiSync = state.SemiSync{Available: true}
 			},
 			node: NodeReplicate, reasonParts: []string{"without acknowledging"},
 		},

@@ -5,7 +5,7 @@ import (
 
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 // Observation is everything one agent knows at one instant. The agent gathers it (all the I/O);
@@ -48,7 +48,7 @@ type Server struct {
 	// as opposed to a connection that failed at once (a fence kills the agent's own
 	// connections too, and the next probe reconnects).
 	Stalled bool
-	Status  mysqlctl.Status
+	Status  state.Status
 }
 
 // PeerState is a member's gossip state.

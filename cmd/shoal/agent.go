@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +22,7 @@ import (
 	"github.com/shoal-db/shoal/consensus"
 	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/hostport"
 )
 
 // runAgent is `shoal agent`: load and check the config, start gossip, Raft and the admin API,
@@ -156,15 +156,8 @@ func advertised(listen, sameHost string) string {
 }
 
 func splitPort(addr string) (string, int, error) {
-	host, portText, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return "", 0, fmt.Errorf("bad port in %q", addr)
-	}
-	return host, port, nil
+	host, port, err := hostport.Split(addr)
+	return host, int(port), err
 }
 
 func newLogger(level, format string) *slog.Logger {

@@ -6,15 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/shoal-db/shoal/agent/config"
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/hostport"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 // mysqlFlags are the connection flags every `shoal mysql` subcommand takes.
@@ -167,13 +167,9 @@ func mysqlReplicate(ctx context.Context, args []string, stdout io.Writer) error 
 	)
 	rf.register(fs)
 	return withOne(ctx, fs, &mf, args, func(ctx context.Context, srv *mysqlctl.Server) error {
-		host, portText, err := net.SplitHostPort(*from)
+		host, port, err := hostport.Split(*from)
 		if err != nil {
-			return fmt.Errorf("%w: --from %q: %w", errUsage, *from, err)
-		}
-		port, err := strconv.Atoi(portText)
-		if err != nil {
-			return fmt.Errorf("%w: --from %q: bad port", errUsage, *from)
+			return fmt.Errorf("%w: --from: %w", errUsage, err)
 		}
 		password, err := readSecret(rf.passwordFile)
 		if err != nil {
@@ -193,10 +189,10 @@ func mysqlReplicate(ctx context.Context, args []string, stdout io.Writer) error 
 		if err != nil {
 			return err
 		}
-		if err := mysqlctl.CheckErrant(st, sourceStatus); err != nil {
+		if err := state.CheckErrant(st, sourceStatus); err != nil {
 			return err
 		}
-		src := mysqlctl.Source{Host: host, Port: port, User: rf.user, Password: password}
+		src := mysqlctl.Source{Host: host, Port: int(port), User: rf.user, Password: password}
 		if err := srv.ConfigureReplica(ctx, src, mysqlctl.ReplicaOptions{SemiSync: *semiSync}); err != nil {
 			return err
 		}
@@ -236,7 +232,7 @@ func mysqlErrant(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		errant, err := mysqlctl.ErrantGTIDs(st, pst)
+		errant, err := state.Errant(st, pst)
 		if err != nil {
 			return err
 		}
@@ -267,7 +263,7 @@ type serverReport struct {
 	LastErr  string   `json:"replication_error,omitempty"`
 }
 
-func report(addr string, st *mysqlctl.Status, err error) serverReport {
+func report(addr string, st *state.Status, err error) serverReport {
 	r := serverReport{Addr: addr}
 	if err != nil {
 		r.Role, r.Error = "unreachable", err.Error()
@@ -280,7 +276,7 @@ func report(addr string, st *mysqlctl.Status, err error) serverReport {
 	case st.Replica != nil:
 		r.Role = "replica"
 		rep := st.Replica
-		r.Source = net.JoinHostPort(rep.SourceHost, strconv.Itoa(rep.SourcePort))
+		r.Source = rep.SourceAddr()
 		r.IO = rep.IOState
 		r.SQL = map[bool]string{true: "Yes", false: "No"}[rep.SQLRunning]
 		if rep.Lag != nil {
@@ -297,7 +293,7 @@ func report(addr string, st *mysqlctl.Status, err error) serverReport {
 	return r
 }
 
-func semiSyncSummary(s mysqlctl.SemiSyncStatus) string {
+func semiSyncSummary(s state.SemiSync) string {
 	switch {
 	case !s.Available:
 		return "n/a"

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 // ErrDown: the fake server is crashed or unknown; like a real one, it refuses connections.
@@ -66,8 +68,8 @@ type Server struct {
 	up       bool
 	readOnly bool
 	seq      uint64
-	executed mysqlctl.GTIDSet
-	received mysqlctl.GTIDSet
+	executed gtid.Set
+	received gtid.Set
 	source   string // replication source address; "" when not a replica
 	io, sql  bool
 	semiSync bool // primary side: commits need an ack
@@ -107,7 +109,7 @@ func (s *Server) Write() (string, error) {
 		return "", fmt.Errorf("%s: %w", s.addr, ErrReadOnly)
 	}
 	s.seq++
-	gtid := mysqlctl.MustParseGTIDSet(mysqlctl.FlavorMySQL, s.uuid+":"+strconv.FormatUint(s.seq, 10))
+	gtid := gtid.MustParse(gtid.MySQL, s.uuid+":"+strconv.FormatUint(s.seq, 10))
 	var ackers []*Server
 	for _, r := range s.net.servers {
 		if r.up && r.source == s.addr && r.io && r.semiReplica {
@@ -150,23 +152,23 @@ func (s *Server) Writable() bool {
 }
 
 // Executed returns the applied set.
-func (s *Server) Executed() mysqlctl.GTIDSet {
+func (s *Server) Executed() gtid.Set {
 	s.net.mu.Lock()
 	defer s.net.mu.Unlock()
 	return s.executed
 }
 
 // Status mirrors mysqlctl.Server.Status.
-func (s *Server) Status(context.Context) (mysqlctl.Status, error) {
+func (s *Server) Status(context.Context) (state.Status, error) {
 	s.net.mu.Lock()
 	defer s.net.mu.Unlock()
 	if err := s.check(); err != nil {
-		return mysqlctl.Status{}, err
+		return state.Status{}, err
 	}
 	s.pull()
-	st := mysqlctl.Status{Addr: s.addr, Flavor: mysqlctl.FlavorMySQL, Version: mysqlctl.Version{Major: 9, Minor: 7},
+	st := state.Status{Addr: s.addr, Flavor: gtid.MySQL, Version: state.Version{Major: 9, Minor: 7},
 		ServerID: s.id, ServerUUID: s.uuid, ReadOnly: s.readOnly, SuperReadOnly: s.readOnly, Executed: s.executed,
-		SemiSync: mysqlctl.SemiSyncStatus{Available: true, SourceEnabled: s.semiSync, SourceActive: s.semiSync, AcksRequired: 1,
+		SemiSync: state.SemiSync{Available: true, SourceEnabled: s.semiSync, SourceActive: s.semiSync, AcksRequired: 1,
 			ReplicaEnabled: s.semiReplica, ReplicaActive: s.semiReplica && s.io}}
 	if s.source != "" {
 		host, port, _ := net.SplitHostPort(s.source)
@@ -179,7 +181,7 @@ func (s *Server) Status(context.Context) (mysqlctl.Status, error) {
 		}
 		received, _ := s.executed.Union(s.received)
 		lag := time.Duration(0)
-		st.Replica = &mysqlctl.ReplicaStatus{SourceHost: host, SourcePort: p, IOState: io, SQLRunning: s.sql,
+		st.Replica = &state.Replica{SourceHost: host, SourcePort: p, IOState: io, SQLRunning: s.sql,
 			AutoPosition: true, Received: received, Lag: &lag}
 	}
 	return st, nil
@@ -202,7 +204,7 @@ func (s *Server) Promote(_ context.Context, opts mysqlctl.PromoteOptions) error 
 	return s.do(func() {
 		s.io = false
 		s.executed, _ = s.executed.Union(s.received)
-		s.source, s.sql, s.received = "", false, mysqlctl.GTIDSet{}
+		s.source, s.sql, s.received = "", false, gtid.Set{}
 		s.semiSync = !opts.SemiSync.Async
 		s.readOnly = false
 	})
@@ -231,7 +233,7 @@ func (s *Server) StopReplica(context.Context) error {
 func (s *Server) StopIOThread(context.Context) error { return s.do(func() { s.io = false }) }
 
 // WaitApplied mirrors mysqlctl.Server.WaitApplied, polling until ctx ends.
-func (s *Server) WaitApplied(ctx context.Context, set mysqlctl.GTIDSet) error {
+func (s *Server) WaitApplied(ctx context.Context, set gtid.Set) error {
 	for {
 		s.net.mu.Lock()
 		err := s.check()

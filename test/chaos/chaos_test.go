@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 	"github.com/shoal-db/shoal/test/e2e"
 	"github.com/shoal-db/shoal/test/harness"
 )
@@ -82,7 +84,7 @@ func faultNames() string {
 
 func TestChaos(t *testing.T) {
 	cfg := readSettings(t)
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		for _, n := range cfg.members {
 			t.Run(fmt.Sprintf("%d-members", n), func(t *testing.T) { chaos(t, flavor, n, cfg) })
 		}
@@ -108,7 +110,7 @@ type run struct {
 	rebuilt    int // members fenced for errant transactions, then rebuilt
 }
 
-func chaos(t *testing.T, flavor mysqlctl.Flavor, members int, cfg settings) {
+func chaos(t *testing.T, flavor gtid.Flavor, members int, cfg settings) {
 	r := &run{t: t, rng: rand.New(rand.NewPCG(cfg.seed, uint64(members))), smoke: cfg.cycles == 0, faults: map[string]int{}}
 	// Back-to-back faults: the anti-flap cooldown would otherwise leave a dead primary in place.
 	r.c = e2e.Start(t, shoalBinary, flavor, members, "--ha.failover_cooldown", "1s")
@@ -213,7 +215,7 @@ func (r *run) idsOnPrimary(ctx context.Context) (map[int64]bool, error) {
 }
 
 // status reads member i's server, retrying over a pooled connection that its restart broke.
-func (r *run) status(ctx context.Context, i int) (st mysqlctl.Status, err error) {
+func (r *run) status(ctx context.Context, i int) (st state.Status, err error) {
 	for range 3 {
 		if st, err = r.mysql[i].Status(ctx); err == nil {
 			return st, nil
@@ -239,7 +241,7 @@ func (r *run) check(final bool) {
 		if i == r.primary {
 			continue
 		}
-		if errant, err := mysqlctl.ErrantGTIDs(st, statuses[r.primary]); err != nil || !errant.IsEmpty() {
+		if errant, err := state.Errant(st, statuses[r.primary]); err != nil || !errant.IsEmpty() {
 			r.errant++
 			r.t.Errorf("replica %s holds transactions primary %s lacks: %s (err %v)", r.c.Name(i), r.c.Name(r.primary), errant, err)
 		}
@@ -274,9 +276,9 @@ func (r *run) check(final bool) {
 // meanwhile must not look errant), at a moment when the primary is the one writable server. A
 // cluster still moving (say, the primary fencing itself while a cut-off Raft leader is replaced)
 // is converged again, twice at most, before that counts as a failure.
-func (r *run) settledStatuses(ctx context.Context) []mysqlctl.Status {
+func (r *run) settledStatuses(ctx context.Context) []state.Status {
 	r.t.Helper()
-	statuses := make([]mysqlctl.Status, len(r.mysql))
+	statuses := make([]state.Status, len(r.mysql))
 	for attempt := 1; ; attempt++ {
 		var err error
 		for _, i := range append(r.others(), r.primary) {
@@ -351,7 +353,7 @@ func (r *run) printHistoryOnFailure() {
 }
 
 // describe is one server's state in a line of history.
-func describe(name string, st mysqlctl.Status) string {
+func describe(name string, st state.Status) string {
 	ss := st.SemiSync
 	line := fmt.Sprintf("%s: writable %t, executed %s; semi-sync source %t (%d clients, %d commits waiting), replica %t",
 		name, st.Writable(), st.Executed, ss.SourceActive, ss.Clients, ss.WaitSessions, ss.ReplicaActive)

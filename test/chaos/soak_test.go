@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/e2e"
 	"github.com/shoal-db/shoal/test/harness"
 )
@@ -29,7 +29,7 @@ func TestSoak(t *testing.T) {
 		length, strict = d, true
 	}
 	cfg := readSettings(t)
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		c := e2e.Start(t, shoalBinary, flavor, 3)
 		p := c.WaitPrimary(-1, 60*time.Second)
 		c.WaitReplicating(p)

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/agent"
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
@@ -37,7 +37,7 @@ const (
 // Cluster is servers plus agents, one pair per simulated host.
 type Cluster struct {
 	t       testing.TB
-	Flavor  mysqlctl.Flavor
+	Flavor  gtid.Flavor
 	Servers []*harness.Server
 	agents  []*exec.Cmd
 	dir     string
@@ -72,7 +72,7 @@ func RunWithBinary(m *testing.M, binary *string) int {
 }
 
 // Start runs n servers and n agents with the given extra agent flags and waits for a primary.
-func Start(t testing.TB, binary string, flavor mysqlctl.Flavor, n int, extra ...string) *Cluster {
+func Start(t testing.TB, binary string, flavor gtid.Flavor, n int, extra ...string) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, Flavor: flavor, dir: t.TempDir(), binary: binary, extra: extra}
 	c.Servers = harness.StartN(t, flavor, n, func(_ int, cfg *harness.ServerConfig) { cfg.SuperReadOnly = true })
@@ -134,7 +134,7 @@ func (c *Cluster) RebuildServer(i, from int) {
 
 // StartLoaded starts a cluster and, once it has a primary with its replicas attached, a writer
 // and a split-brain monitor; it returns the primary's index too.
-func StartLoaded(t testing.TB, binary string, flavor mysqlctl.Flavor, extra ...string) (*Cluster, int, *Writer, *Monitor) {
+func StartLoaded(t testing.TB, binary string, flavor gtid.Flavor, extra ...string) (*Cluster, int, *Writer, *Monitor) {
 	t.Helper()
 	c := Start(t, binary, flavor, 3, extra...)
 	p := c.WaitPrimary(-1, 60*time.Second)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { os.Exit(RunWithBinary(m, &shoalBinary)) }
 // fault runs one failure scenario per flavor: a 3-member cluster under a writer and a
 // split-brain monitor, the fault, then the checks of Verify.
 func fault(t *testing.T, inject func(t *testing.T, c *Cluster, primary int) (recover func())) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		c, primary, w, m := StartLoaded(t, shoalBinary, flavor)
 		w.WaitAcked(t, 20)
 		begin := time.Now()
@@ -84,7 +84,7 @@ func TestPrimaryIsolated(t *testing.T) {
 }
 
 func TestPrimaryAgentFrozen(t *testing.T) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
 		w.WaitAcked(t, 20)
 		// The agent freezes; its MySQL serves on. Nothing may give a second server writes.
@@ -99,7 +99,7 @@ func TestPrimaryAgentFrozen(t *testing.T) {
 }
 
 func TestPlannedSwitchover(t *testing.T) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
 		w.WaitAcked(t, 50)
 		target := (p + 1) % 3

@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/dns/srv"
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
 // A client that finds the primary only through DNS SRV (dns/srv) keeps writing across a host
 // crash: the connection to the dead primary fails, the next one goes to the new primary.
 func TestSRVClientAcrossFailover(t *testing.T) {
-	harness.EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		c := Start(t, shoalBinary, flavor, 3)
 		p := c.WaitPrimary(-1, 60*time.Second)
 		c.WaitReplicating(p)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
@@ -76,7 +77,7 @@ func (c *Cluster) Verify(acked []int64, violations []string) Outcome {
 			c.t.Errorf("%s did not apply the primary's GTIDs: %v", c.Name(j), err)
 		}
 		if st, err = srv.Status(ctx); err == nil {
-			if e, _ := mysqlctl.ErrantGTIDs(st, pst); !e.IsEmpty() {
+			if e, _ := state.Errant(st, pst); !e.IsEmpty() {
 				c.t.Errorf("replica %s has errant GTIDs %s", c.Name(j), e)
 			}
 		}

@@ -13,7 +13,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql" // the driver the writer and monitor use
 
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
@@ -245,7 +245,7 @@ func (m *Monitor) sample(dbs []*sql.DB) []string {
 		writable []string
 	)
 	q := "SELECT @@read_only = 0"
-	if m.c.Flavor == mysqlctl.FlavorMySQL {
+	if m.c.Flavor == gtid.MySQL {
 		q = "SELECT @@read_only = 0 AND @@super_read_only = 0"
 	}
 	for i, db := range dbs {

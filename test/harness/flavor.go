@@ -10,7 +10,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 // installHint is part of every "not installed" error: a missing server is a setup problem to fix,
@@ -29,7 +29,7 @@ func cacheDir() string {
 // flavor is what differs between MySQL and MariaDB: where the programs are and the few arguments
 // that differ. Everything else is shared.
 type flavor struct {
-	name mysqlctl.Flavor
+	name gtid.Flavor
 	// root is the chroot the server runs in ("" = the host). Debian 12 has no MySQL, so MySQL runs
 	// from a Debian sid root.
 	root string
@@ -52,9 +52,9 @@ type flavor struct {
 	client, dump string
 }
 
-func newFlavor(name mysqlctl.Flavor) (*flavor, error) {
+func newFlavor(name gtid.Flavor) (*flavor, error) {
 	switch name {
-	case mysqlctl.FlavorMySQL:
+	case gtid.MySQL:
 		root := filepath.Join(cacheDir(), "mysql-9.7-root")
 		return &flavor{
 			name:       name,
@@ -79,7 +79,7 @@ func newFlavor(name mysqlctl.Flavor) (*flavor, error) {
 			client:        "/usr/bin/mysql",
 			dump:          "/usr/bin/mysqldump",
 		}, nil
-	case mysqlctl.FlavorMariaDB:
+	case gtid.MariaDB:
 		return &flavor{
 			name:       name,
 			server:     "/usr/sbin/mariadbd",
@@ -98,7 +98,7 @@ func newFlavor(name mysqlctl.Flavor) (*flavor, error) {
 			dump:        "/usr/bin/mariadb-dump",
 		}, nil
 	}
-	return nil, fmt.Errorf("unknown flavor %q (want %q or %q)", name, mysqlctl.FlavorMySQL, mysqlctl.FlavorMariaDB)
+	return nil, fmt.Errorf("unknown flavor %q (want %q or %q)", name, gtid.MySQL, gtid.MariaDB)
 }
 
 // flavors caches looked-up flavors per cache dir, so the version is asked once per process.
@@ -108,7 +108,7 @@ var flavors = struct {
 }{m: map[string]*flavor{}}
 
 // lookupFlavor returns the flavor after checking that its server is installed.
-func lookupFlavor(name mysqlctl.Flavor) (*flavor, error) {
+func lookupFlavor(name gtid.Flavor) (*flavor, error) {
 	key := string(name) + "\x00" + cacheDir()
 	flavors.Lock()
 	defer flavors.Unlock()

@@ -26,8 +26,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 // Accounts and database created in every template, so in every server.
@@ -59,7 +58,7 @@ var errAddrInUse = errors.New("address already in use")
 
 // ServerConfig describes one server. Start fills in Host and Port when they are left empty.
 type ServerConfig struct {
-	Flavor mysqlctl.Flavor
+	Flavor gtid.Flavor
 	// Name is used in directory names and logs, e.g. "db1".
 	Name string
 	// Host is the loopback address to bind; "" allocates one that no other server uses, across
@@ -174,7 +173,7 @@ func StartAll(ctx context.Context, cfgs []ServerConfig) ([]*Server, error) {
 
 // ClusterConfigs describes n servers db1..dbN with server ids 1..N and allocated hosts; tweak, if
 // not nil, adjusts each one.
-func ClusterConfigs(flavor mysqlctl.Flavor, n int, tweak func(i int, c *ServerConfig)) []ServerConfig {
+func ClusterConfigs(flavor gtid.Flavor, n int, tweak func(i int, c *ServerConfig)) []ServerConfig {
 	cfgs := make([]ServerConfig, n)
 	for i := range cfgs {
 		cfgs[i] = ServerConfig{Flavor: flavor, Name: fmt.Sprintf("db%d", i+1), ServerID: uint32(i + 1)}

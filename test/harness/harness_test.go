@@ -8,12 +8,11 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
-
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 func TestServers(t *testing.T) {
-	EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		begin := time.Now()
 		servers := StartN(t, flavor, 2, func(_ int, c *ServerConfig) { c.SuperReadOnly = true })
 		t.Logf("2 %s servers up in %s", flavor, time.Since(begin).Round(time.Millisecond))
@@ -26,7 +25,7 @@ func TestServers(t *testing.T) {
 			var gtids string
 			// Every copy of the template starts empty, with an identity of its own.
 			q := "SELECT @@server_id, @@gtid_binlog_pos"
-			if flavor == mysqlctl.FlavorMySQL {
+			if flavor == gtid.MySQL {
 				q = "SELECT @@server_id, @@gtid_executed"
 			}
 			if err := db.QueryRowContext(ctx, q).Scan(&serverID, &gtids); err != nil {
@@ -35,7 +34,7 @@ func TestServers(t *testing.T) {
 			if serverID != uint32(i+1) || gtids != "" {
 				t.Fatalf("%s: server_id %d, GTIDs %q; want %d and none", s.Config.Name, serverID, gtids, i+1)
 			}
-			if flavor == mysqlctl.FlavorMySQL {
+			if flavor == gtid.MySQL {
 				if err := db.QueryRowContext(ctx, "SELECT @@server_uuid").Scan(&ids[i]); err != nil {
 					t.Fatal(err)
 				}
@@ -50,7 +49,7 @@ func TestServers(t *testing.T) {
 				t.Fatalf("%s: write by the application account while read-only: %v", s.Config.Name, err)
 			}
 		}
-		if flavor == mysqlctl.FlavorMySQL && ids[0] == ids[1] {
+		if flavor == gtid.MySQL && ids[0] == ids[1] {
 			t.Fatalf("both servers have server_uuid %s", ids[0])
 		}
 		if servers[0].Host() == servers[1].Host() {
@@ -60,7 +59,7 @@ func TestServers(t *testing.T) {
 		s := servers[0]
 		db := s.RootDB(t)
 		for _, stmt := range []string{"SET GLOBAL read_only = OFF", "CREATE TABLE app.t (id INT PRIMARY KEY)", "INSERT INTO app.t VALUES (1)"} {
-			if flavor == mysqlctl.FlavorMySQL && strings.Contains(stmt, "read_only") {
+			if flavor == gtid.MySQL && strings.Contains(stmt, "read_only") {
 				stmt = "SET GLOBAL super_read_only = OFF"
 			}
 			if _, err := db.ExecContext(ctx, stmt); err != nil {

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 // process is a server process: a child of ours, or one that another process started (the rig
@@ -232,7 +232,7 @@ func reapLeftoversOnce(log *slog.Logger) { reapOnce.Do(func() { reapLeftovers(lo
 // so they neither fill the disk nor hold addresses and memory.
 func reapLeftovers(log *slog.Logger) {
 	var procs map[int]string // read once, when the first leftover is found
-	for _, name := range []mysqlctl.Flavor{mysqlctl.FlavorMySQL, mysqlctl.FlavorMariaDB} {
+	for _, name := range []gtid.Flavor{gtid.MySQL, gtid.MariaDB} {
 		fl, _ := newFlavor(name)
 		entries, _ := os.ReadDir(fl.serversDir)
 		for _, e := range entries {

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 // Rebuild replaces the server's data with a logical copy of src's user databases taken at a
@@ -27,14 +27,14 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 		return fail("check flavors", fmt.Errorf("%s is %s, %s is %s", s.Config.Name, s.Config.Flavor, src.Config.Name, src.Config.Flavor))
 	}
 	dump := filepath.Join(s.dir, "rebuild.sql")
-	gtid, err := src.dumpUserDatabases(ctx, dump)
+	position, err := src.dumpUserDatabases(ctx, dump)
 	if err != nil {
 		return fail("dump", err)
 	}
 	defer os.Remove(dump)
 	var state string // MariaDB: the gtid_binlog_state the copy stands for
-	if s.Config.Flavor == mysqlctl.FlavorMariaDB {
-		if state, err = src.binlogStateAt(ctx, gtid); err != nil {
+	if s.Config.Flavor == gtid.MariaDB {
+		if state, err = src.binlogStateAt(ctx, position); err != nil {
 			return fail("binlog state of the copy", err)
 		}
 	}
@@ -50,7 +50,7 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 	// Loaded with networking off and read-only off: no client, agent or replica sees the
 	// half-loaded server, and root can write it.
 	s.loading = true
-	err = s.load(ctx, dump, gtid, state)
+	err = s.load(ctx, dump, position, state)
 	s.loading = false
 	if err != nil {
 		return fail("load", err)
@@ -61,13 +61,13 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 	if err := s.start(ctx); err != nil {
 		return fail("start", err)
 	}
-	s.log.Info("server rebuilt", "server", s.Config.Name, "from", src.Config.Name, "gtid", gtid)
+	s.log.Info("server rebuilt", "server", s.Config.Name, "from", src.Config.Name, "gtid", position)
 	return nil
 }
 
-// load starts the server and loads the dump at path, with the GTID position gtid and the binlog
+// load starts the server and loads the dump at path, with the GTID position and the binlog
 // state state (MariaDB).
-func (s *Server) load(ctx context.Context, path, gtid, state string) error {
+func (s *Server) load(ctx context.Context, path, position, state string) error {
 	if err := s.start(ctx); err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func (s *Server) load(ctx context.Context, path, gtid, state string) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s: %w: %s", s.fl.client, err, lastLines(string(out), 10))
 	}
-	if s.Config.Flavor == mysqlctl.FlavorMySQL {
+	if s.Config.Flavor == gtid.MySQL {
 		return nil // its dump sets gtid_purged itself
 	}
 	db, err := sql.Open("mysql", s.probeDSN())
@@ -101,7 +101,7 @@ func (s *Server) load(ctx context.Context, path, gtid, state string) error {
 	if _, err := db.ExecContext(ctx, "SET GLOBAL gtid_binlog_state = ?", state); err != nil {
 		return fmt.Errorf("set gtid_binlog_state: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = ?", gtid); err != nil {
+	if _, err := db.ExecContext(ctx, "SET GLOBAL gtid_slave_pos = ?", position); err != nil {
 		return fmt.Errorf("set gtid_slave_pos: %w", err)
 	}
 	return nil
@@ -196,7 +196,7 @@ func (s *Server) dumpUserDatabases(ctx context.Context, path string) (string, er
 	}
 	args := []string{"--host=" + s.Host(), "--port=" + strconv.Itoa(s.Port()), "--user=" + RootUser,
 		"--single-transaction", "--triggers", "--routines", "--events"}
-	if s.Config.Flavor == mysqlctl.FlavorMySQL {
+	if s.Config.Flavor == gtid.MySQL {
 		// --source-data makes the GTID set the snapshot's (a brief global read lock); gtid_purged
 		// is set by the dump.
 		args = append(args, "--source-data=2", "--set-gtid-purged=ON")
@@ -220,7 +220,7 @@ func (s *Server) dumpUserDatabases(ctx context.Context, path string) (string, er
 	if err := out.Close(); err != nil {
 		return "", err
 	}
-	if s.Config.Flavor == mysqlctl.FlavorMySQL {
+	if s.Config.Flavor == gtid.MySQL {
 		return "", nil
 	}
 	text, err := os.ReadFile(path)

@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 // A member with a transaction its source lacks is rebuilt from the source: afterwards it holds the
 // source's rows, has no errant GTIDs and replicates from it with auto-positioning.
 func TestRebuild(t *testing.T) {
-	EachFlavor(t, func(t *testing.T, flavor mysqlctl.Flavor) {
+	EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		servers := StartN(t, flavor, 2, nil)
 		src, broken := servers[0], servers[1]
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -26,7 +28,7 @@ func TestRebuild(t *testing.T) {
 			}
 		}
 		exec(src, "CREATE TABLE app.r (id INT PRIMARY KEY)", "INSERT INTO app.r VALUES (1), (2), (3)")
-		if flavor == mysqlctl.FlavorMariaDB {
+		if flavor == gtid.MariaDB {
 			// A transaction of another server (an earlier primary's) before src's last ones: its
 			// entry in gtid_binlog_state must survive the copy.
 			exec(src, "SET STATEMENT server_id = 99 FOR INSERT INTO app.r VALUES (0)", "INSERT INTO app.r VALUES (-1)")
@@ -53,11 +55,11 @@ func TestRebuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if errant, err := mysqlctl.ErrantGTIDs(st, srcSt); err != nil || !errant.IsEmpty() {
+		if errant, err := state.Errant(st, srcSt); err != nil || !errant.IsEmpty() {
 			t.Fatalf("rebuilt server has errant GTIDs %s (err %v)", errant, err)
 		}
 		// Nor the other way round: were the rebuilt server primary, src would not look errant.
-		if missing, err := mysqlctl.ErrantGTIDs(srcSt, st); err != nil || !missing.IsEmpty() {
+		if missing, err := state.Errant(srcSt, st); err != nil || !missing.IsEmpty() {
 			t.Fatalf("rebuilt server lacks %s of the copy's GTIDs (err %v)", missing, err)
 		}
 		must := func(err error) {

@@ -7,18 +7,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 // Flavors are the server flavors integration tests run against: both, unless SHOAL_FLAVORS
 // (comma-separated, e.g. "mariadb") narrows them for a quick local run.
-func Flavors() []mysqlctl.Flavor {
-	all := []mysqlctl.Flavor{mysqlctl.FlavorMariaDB, mysqlctl.FlavorMySQL}
+func Flavors() []gtid.Flavor {
+	all := []gtid.Flavor{gtid.MariaDB, gtid.MySQL}
 	env := os.Getenv("SHOAL_FLAVORS")
 	if env == "" {
 		return all
 	}
-	var out []mysqlctl.Flavor
+	var out []gtid.Flavor
 	for _, f := range all {
 		for _, want := range strings.Split(env, ",") {
 			if strings.TrimSpace(want) == string(f) {
@@ -30,7 +30,7 @@ func Flavors() []mysqlctl.Flavor {
 }
 
 // EachFlavor runs f as a subtest per flavor, named after it ("mariadb", "mysql").
-func EachFlavor(t *testing.T, f func(t *testing.T, flavor mysqlctl.Flavor)) {
+func EachFlavor(t *testing.T, f func(t *testing.T, flavor gtid.Flavor)) {
 	t.Helper()
 	flavors := Flavors()
 	if len(flavors) == 0 {
@@ -44,7 +44,7 @@ func EachFlavor(t *testing.T, f func(t *testing.T, flavor mysqlctl.Flavor)) {
 // StartN starts n servers db1..dbN (server ids 1..N, each on its own allocated loopback address)
 // in parallel, and removes them when the test ends, also after a failure. A server that cannot
 // start, including one that is not installed, fails the test with the reason: never a skip.
-func StartN(t testing.TB, flavor mysqlctl.Flavor, n int, tweak func(i int, c *ServerConfig)) []*Server {
+func StartN(t testing.TB, flavor gtid.Flavor, n int, tweak func(i int, c *ServerConfig)) []*Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a cold template build included
 	defer cancel()

@@ -19,20 +19,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
 // serverState is one server in the state file.
 type serverState struct {
-	Name     string          `json:"name"`
-	Flavor   mysqlctl.Flavor `json:"flavor"`
-	Host     string          `json:"host"`
-	Port     int             `json:"port"`
-	ServerID uint32          `json:"server_id"`
-	PID      int             `json:"pid"`
-	Dir      string          `json:"dir"`
-	RootDSN  string          `json:"root_dsn"`
+	Name     string      `json:"name"`
+	Flavor   gtid.Flavor `json:"flavor"`
+	Host     string      `json:"host"`
+	Port     int         `json:"port"`
+	ServerID uint32      `json:"server_id"`
+	PID      int         `json:"pid"`
+	Dir      string      `json:"dir"`
+	RootDSN  string      `json:"root_dsn"`
 }
 
 func main() {
@@ -63,7 +63,7 @@ func run(args []string) error {
 	defer cancel()
 	switch args[0] {
 	case "up":
-		return up(ctx, *state, mysqlctl.Flavor(*flavor), *n, *port, *hosts, log)
+		return up(ctx, *state, gtid.Flavor(*flavor), *n, *port, *hosts, log)
 	case "down":
 		return down(*state)
 	case "kill", "restart":
@@ -75,7 +75,7 @@ func run(args []string) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-func up(ctx context.Context, state string, flavor mysqlctl.Flavor, n, port int, hosts string, log *slog.Logger) error {
+func up(ctx context.Context, state string, flavor gtid.Flavor, n, port int, hosts string, log *slog.Logger) error {
 	if _, err := os.Stat(state); err == nil {
 		return fmt.Errorf("%s exists: run rig down first", state)
 	}

@@ -1,19 +1,16 @@
-package mysqlctl
+package state
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
-// Flavor names the server family. The two differ exactly where HA breaks (GTID format, semi-sync
-// variables, replica commands, read-only), so every statement that differs is chosen by flavor.
-type Flavor string
-
-const (
-	FlavorMySQL   Flavor = "mysql"
-	FlavorMariaDB Flavor = "mariadb"
-)
+// ErrUnsupportedVersion: the server is older than MySQL 8.4 / MariaDB 10.11.
+var ErrUnsupportedVersion = errors.New("unsupported server version")
 
 // Version is a server's numeric version, e.g. 9.7.4 or 10.11.19.
 type Version struct {
@@ -29,10 +26,10 @@ func (v Version) AtLeast(major, minor int) bool {
 
 // ParseVersion reads the result of SELECT VERSION(), e.g. "9.7.4" or "10.11.19-MariaDB-0+deb12u1",
 // and tells the flavor and whether shoal supports it (MySQL 8.4+, MariaDB 10.11+).
-func ParseVersion(s string) (Flavor, Version, error) {
-	flavor := FlavorMySQL
+func ParseVersion(s string) (gtid.Flavor, Version, error) {
+	flavor := gtid.MySQL
 	if strings.Contains(strings.ToLower(s), "mariadb") {
-		flavor = FlavorMariaDB
+		flavor = gtid.MariaDB
 	}
 	num := s
 	if i := strings.IndexAny(num, "-+ "); i >= 0 {
@@ -52,9 +49,9 @@ func ParseVersion(s string) (Flavor, Version, error) {
 	}
 	v := Version{nums[0], nums[1], nums[2]}
 	switch {
-	case flavor == FlavorMySQL && !v.AtLeast(8, 4):
+	case flavor == gtid.MySQL && !v.AtLeast(8, 4):
 		return flavor, v, fmt.Errorf("%w: MySQL %s (need 8.4 or newer)", ErrUnsupportedVersion, v)
-	case flavor == FlavorMariaDB && !v.AtLeast(10, 11):
+	case flavor == gtid.MariaDB && !v.AtLeast(10, 11):
 		return flavor, v, fmt.Errorf("%w: MariaDB %s (need 10.11 or newer)", ErrUnsupportedVersion, v)
 	}
 	return flavor, v, nil

@@ -1,4 +1,4 @@
-package mysqlctl
+package gtid
 
 import (
 	"cmp"
@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// GTIDSet is a set of global transaction IDs of one flavor. It is an immutable value: every
+// Set is a set of global transaction IDs of one flavor. It is an immutable value: every
 // operation returns a new set, so sets may be shared between goroutines freely. The zero value
 // is the empty set of no flavor; it combines with sets of either flavor. Combining two flavored
 // sets of different flavors, even empty ones, fails with ErrFlavorMismatch.
@@ -27,7 +27,7 @@ import (
 // in order, so a replica whose gtid_binlog_state is not contained in the primary's has an entry
 // (domain, server) beyond the primary's, i.e. an errant transaction. Several servers per domain
 // are normal in gtid_binlog_state and are kept apart.
-type GTIDSet struct {
+type Set struct {
 	flavor Flavor
 	// Never holds an empty list. Lists are shared between sets and never modified once built.
 	ranges map[gtidSource][]gtidInterval
@@ -56,7 +56,7 @@ const asciiSpace = " \t\n\v\f\r"
 // maxTagLen is MySQL's limit on the length of a GTID tag.
 const maxTagLen = 32
 
-// ParseGTIDSet reads a GTID set as the server prints it.
+// Parse reads a GTID set as the server prints it.
 //
 // MySQL: "uuid:1-5:7,uuid2:1-3", with MySQL 8.4 tags as "uuid:1-5:tag:1-3:9" (a tag applies to the
 // intervals after it). Intervals may be unsorted or overlap. Whitespace around commas and colons
@@ -66,47 +66,47 @@ const maxTagLen = 32
 // (domain, server) keeps the highest seqno. Seqno 0, which MariaDB accepts, adds nothing.
 //
 // The empty string is the empty set of flavor f.
-func ParseGTIDSet(f Flavor, s string) (GTIDSet, error) {
+func Parse(f Flavor, s string) (Set, error) {
 	var (
-		set GTIDSet
+		set Set
 		err error
 	)
 	switch f {
-	case FlavorMySQL:
+	case MySQL:
 		set, err = parseMySQLGTIDSet(s)
-	case FlavorMariaDB:
+	case MariaDB:
 		set, err = parseMariaDBGTIDSet(s)
 	default:
 		err = fmt.Errorf("unknown flavor %q", f)
 	}
 	if err != nil {
-		return GTIDSet{}, fmt.Errorf("%w %q (%s): %w", ErrBadGTIDSet, s, f, err)
+		return Set{}, fmt.Errorf("%w %q (%s): %w", ErrBadSet, s, f, err)
 	}
 	return set, nil
 }
 
-// MustParseGTIDSet is ParseGTIDSet for constants and tests; it panics on a bad set.
-func MustParseGTIDSet(f Flavor, s string) GTIDSet {
-	set, err := ParseGTIDSet(f, s)
+// MustParse is Parse for constants and tests; it panics on a bad set.
+func MustParse(f Flavor, s string) Set {
+	set, err := Parse(f, s)
 	if err != nil {
 		panic(err)
 	}
 	return set
 }
 
-func parseMySQLGTIDSet(s string) (GTIDSet, error) {
+func parseMySQLGTIDSet(s string) (Set, error) {
 	ranges := make(map[gtidSource][]gtidInterval)
 	if strings.Trim(s, asciiSpace) != "" {
 		for elem := range strings.SplitSeq(s, ",") {
 			if err := parseMySQLElement(strings.Trim(elem, asciiSpace), ranges); err != nil {
-				return GTIDSet{}, err
+				return Set{}, err
 			}
 		}
 	}
 	for src, ivs := range ranges {
 		ranges[src] = normalizeIntervals(ivs)
 	}
-	return GTIDSet{flavor: FlavorMySQL, ranges: ranges}, nil
+	return Set{flavor: MySQL, ranges: ranges}, nil
 }
 
 // parseMySQLElement adds the intervals of one "uuid:intervals[:tag:intervals]..." element to
@@ -220,13 +220,13 @@ func isASCIILetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 func isHexDigit(c byte) bool { return c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f' }
 
-func parseMariaDBGTIDSet(s string) (GTIDSet, error) {
+func parseMariaDBGTIDSet(s string) (Set, error) {
 	ranges := make(map[gtidSource][]gtidInterval)
 	if strings.Trim(s, asciiSpace) != "" {
 		for elem := range strings.SplitSeq(s, ",") {
 			src, seqno, err := parseMariaDBGTID(strings.Trim(elem, asciiSpace))
 			if err != nil {
-				return GTIDSet{}, err
+				return Set{}, err
 			}
 			// [1, 0] is empty: the server has no transaction in the domain yet.
 			if cur, ok := ranges[src]; seqno > 0 && (!ok || cur[0].end < seqno) {
@@ -234,7 +234,7 @@ func parseMariaDBGTIDSet(s string) (GTIDSet, error) {
 			}
 		}
 	}
-	return GTIDSet{flavor: FlavorMariaDB, ranges: ranges}, nil
+	return Set{flavor: MariaDB, ranges: ranges}, nil
 }
 
 // parseMariaDBGTID reads "domain-server-seqno".
@@ -340,7 +340,7 @@ func containsIntervals(a, b []gtidInterval) bool {
 
 // combineFlavors returns the flavor of a result of a and b, failing when both are flavored and
 // differ; op says what was attempted.
-func combineFlavors(op string, a, b GTIDSet) (Flavor, error) {
+func combineFlavors(op string, a, b Set) (Flavor, error) {
 	switch {
 	case a.flavor == "":
 		return b.flavor, nil
@@ -351,25 +351,25 @@ func combineFlavors(op string, a, b GTIDSet) (Flavor, error) {
 }
 
 // Flavor is the set's flavor, "" for the zero value.
-func (s GTIDSet) Flavor() Flavor { return s.flavor }
+func (s Set) Flavor() Flavor { return s.flavor }
 
 // IsEmpty reports whether the set holds no transaction.
-func (s GTIDSet) IsEmpty() bool { return len(s.ranges) == 0 }
+func (s Set) IsEmpty() bool { return len(s.ranges) == 0 }
 
 // String formats the set canonically: sources sorted, "n" for single numbers and "a-b" for ranges.
 //
-// MySQL: "uuid:1-5:7:tag:1-3,uuid2:1", untagged intervals before the tags of a UUID, ParseGTIDSet
+// MySQL: "uuid:1-5:7:tag:1-3,uuid2:1", untagged intervals before the tags of a UUID, Parse
 // reads it back.
 //
 // MariaDB: "domain-server-seqno,..." sorted by domain then server. A source whose intervals are not
 // exactly [1, seqno], as Subtract produces, is written "domain-server-[a-b,c]": for display only,
-// neither MariaDB nor ParseGTIDSet accepts it.
-func (s GTIDSet) String() string {
+// neither MariaDB nor Parse accepts it.
+func (s Set) String() string {
 	srcs := slices.SortedFunc(maps.Keys(s.ranges), gtidSource.compare)
 	var buf []byte
 	for i, src := range srcs {
 		ivs := s.ranges[src]
-		if s.flavor == FlavorMariaDB {
+		if s.flavor == MariaDB {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
@@ -419,10 +419,10 @@ func appendIntervalText(buf []byte, iv gtidInterval) []byte {
 }
 
 // Union returns s ∪ o.
-func (s GTIDSet) Union(o GTIDSet) (GTIDSet, error) {
+func (s Set) Union(o Set) (Set, error) {
 	f, err := combineFlavors("union GTID sets", s, o)
 	if err != nil {
-		return GTIDSet{}, err
+		return Set{}, err
 	}
 	ranges := make(map[gtidSource][]gtidInterval, max(len(s.ranges), len(o.ranges)))
 	maps.Copy(ranges, s.ranges)
@@ -432,14 +432,14 @@ func (s GTIDSet) Union(o GTIDSet) (GTIDSet, error) {
 		}
 		ranges[src] = theirs
 	}
-	return GTIDSet{flavor: f, ranges: ranges}, nil
+	return Set{flavor: f, ranges: ranges}, nil
 }
 
 // Subtract returns s − o, e.g. a replica's errant transactions: replica.Subtract(primary).
-func (s GTIDSet) Subtract(o GTIDSet) (GTIDSet, error) {
+func (s Set) Subtract(o Set) (Set, error) {
 	f, err := combineFlavors("subtract GTID sets", s, o)
 	if err != nil {
-		return GTIDSet{}, err
+		return Set{}, err
 	}
 	ranges := make(map[gtidSource][]gtidInterval, len(s.ranges))
 	for src, mine := range s.ranges {
@@ -450,11 +450,11 @@ func (s GTIDSet) Subtract(o GTIDSet) (GTIDSet, error) {
 			ranges[src] = mine
 		}
 	}
-	return GTIDSet{flavor: f, ranges: ranges}, nil
+	return Set{flavor: f, ranges: ranges}, nil
 }
 
-// withoutUUID returns s without the MySQL transactions of server uuid, tagged ones included.
-func (s GTIDSet) withoutUUID(uuid string) GTIDSet {
+// WithoutUUID returns s without the MySQL transactions of server uuid, tagged ones included.
+func (s Set) WithoutUUID(uuid string) Set {
 	uuid = strings.ToLower(uuid)
 	ranges := make(map[gtidSource][]gtidInterval, len(s.ranges))
 	for src, ivs := range s.ranges {
@@ -462,18 +462,18 @@ func (s GTIDSet) withoutUUID(uuid string) GTIDSet {
 			ranges[src] = ivs
 		}
 	}
-	return GTIDSet{flavor: s.flavor, ranges: ranges}
+	return Set{flavor: s.flavor, ranges: ranges}
 }
 
 // Contains reports whether s ⊇ o.
-func (s GTIDSet) Contains(o GTIDSet) (bool, error) {
+func (s Set) Contains(o Set) (bool, error) {
 	if _, err := combineFlavors("check GTID set containment", s, o); err != nil {
 		return false, err
 	}
 	return s.contains(o), nil
 }
 
-func (s GTIDSet) contains(o GTIDSet) bool {
+func (s Set) contains(o Set) bool {
 	for src, theirs := range o.ranges {
 		mine, ok := s.ranges[src]
 		if !ok || !containsIntervals(mine, theirs) {
@@ -485,7 +485,7 @@ func (s GTIDSet) contains(o GTIDSet) bool {
 
 // Equal reports whether s and o hold the same transactions. The empty sets of one flavor and of
 // no flavor are equal.
-func (s GTIDSet) Equal(o GTIDSet) (bool, error) {
+func (s Set) Equal(o Set) (bool, error) {
 	if _, err := combineFlavors("compare GTID sets", s, o); err != nil {
 		return false, err
 	}
@@ -506,7 +506,7 @@ func (s GTIDSet) Equal(o GTIDSet) (bool, error) {
 // For MariaDB it sums the seqno ranges of all (domain, server) sources. As seqnos of a domain are
 // shared by its servers, a server's range also covers seqnos other servers used, so the count is
 // an upper bound; differences of counts measure "how far behind" only within one source.
-func (s GTIDSet) Count() uint64 {
+func (s Set) Count() uint64 {
 	n := s.count()
 	if n.hi > 0 {
 		return math.MaxUint64
@@ -514,7 +514,7 @@ func (s GTIDSet) Count() uint64 {
 	return n.lo
 }
 
-func (s GTIDSet) count() uint128 {
+func (s Set) count() uint128 {
 	var n uint128
 	for _, ivs := range s.ranges {
 		for _, iv := range ivs {
@@ -526,8 +526,8 @@ func (s GTIDSet) count() uint128 {
 
 // Domains returns, for a MariaDB set, the highest seqno of each domain over all its servers; nil
 // for other flavors. It ranks replicas' progress when neither set contains the other.
-func (s GTIDSet) Domains() map[uint32]uint64 {
-	if s.flavor != FlavorMariaDB {
+func (s Set) Domains() map[uint32]uint64 {
+	if s.flavor != MariaDB {
 		return nil
 	}
 	domains := make(map[uint32]uint64)
@@ -542,8 +542,8 @@ func (s GTIDSet) Domains() map[uint32]uint64 {
 // "domain-server-seqno,..." sorted by domain. Only meaningful when each source is a prefix [1, n],
 // as in a parsed position or binlog state; otherwise the highest seqno stands for its source.
 // It returns "" for an empty set or a set of another flavor.
-func (s GTIDSet) MariaDBPosition() string {
-	if s.flavor != FlavorMariaDB {
+func (s Set) MariaDBPosition() string {
+	if s.flavor != MariaDB {
 		return ""
 	}
 	type head struct {
@@ -576,7 +576,7 @@ func (s GTIDSet) MariaDBPosition() string {
 // returns 0 if those tie although the sets differ: for MySQL Count(), for MariaDB the sum over
 // domains of the highest seqno (see Domains). The fallback ignores which transactions differ, so
 // callers must check for errant transactions separately.
-func MoreAdvanced(a, b GTIDSet) (int, error) {
+func MoreAdvanced(a, b Set) (int, error) {
 	f, err := combineFlavors("compare GTID sets", a, b)
 	if err != nil {
 		return 0, err
@@ -589,14 +589,14 @@ func MoreAdvanced(a, b GTIDSet) (int, error) {
 		return 1, nil
 	case bHasA:
 		return -1, nil
-	case f == FlavorMariaDB:
+	case f == MariaDB:
 		return a.domainProgress().compare(b.domainProgress()), nil
 	default:
 		return a.count().compare(b.count()), nil
 	}
 }
 
-func (s GTIDSet) domainProgress() uint128 {
+func (s Set) domainProgress() uint128 {
 	var n uint128
 	for _, seqno := range s.Domains() {
 		n = n.add(seqno)

@@ -1,4 +1,4 @@
-package mysqlctl
+package gtid
 
 import (
 	"testing"
@@ -23,9 +23,9 @@ var gtidSeeds = []string{
 
 func fuzzFlavor(mariadb bool) Flavor {
 	if mariadb {
-		return FlavorMariaDB
+		return MariaDB
 	}
-	return FlavorMySQL
+	return MySQL
 }
 
 func FuzzParseGTIDSet(f *testing.F) {
@@ -34,7 +34,7 @@ func FuzzParseGTIDSet(f *testing.F) {
 		f.Add(s, true)
 	}
 	f.Fuzz(func(t *testing.T, in string, mariadb bool) {
-		s, err := ParseGTIDSet(fuzzFlavor(mariadb), in)
+		s, err := Parse(fuzzFlavor(mariadb), in)
 		if err != nil {
 			return
 		}
@@ -45,7 +45,7 @@ func FuzzParseGTIDSet(f *testing.F) {
 		}
 		if mariadb {
 			// A parsed MariaDB set is a binlog state; its position must parse and be contained in it.
-			pos, err := ParseGTIDSet(FlavorMariaDB, s.MariaDBPosition())
+			pos, err := Parse(MariaDB, s.MariaDBPosition())
 			if err != nil {
 				t.Fatalf("%q: position %q does not parse: %v", in, s.MariaDBPosition(), err)
 			}
@@ -69,15 +69,15 @@ func FuzzGTIDSetAlgebra(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, inA, inB string, mariadb bool) {
 		flavor := fuzzFlavor(mariadb)
-		a, errA := ParseGTIDSet(flavor, inA)
-		b, errB := ParseGTIDSet(flavor, inB)
+		a, errA := Parse(flavor, inA)
+		b, errB := Parse(flavor, inB)
 		if errA != nil || errB != nil {
 			return
 		}
 		union := mustGTID(t)(a.Union(b))
 		diff := mustGTID(t)(a.Subtract(b))
 		inter := mustGTID(t)(a.Subtract(diff)) // a ∩ b
-		for _, s := range []GTIDSet{union, diff, inter} {
+		for _, s := range []Set{union, diff, inter} {
 			checkGTIDInvariants(t, s)
 			checkRoundTrip(t, s)
 		}
@@ -155,8 +155,8 @@ func FuzzGTIDSetModel(f *testing.F) {
 	f.Add("0-1-5,0-2-8", "0-2-3", true)
 	f.Fuzz(func(t *testing.T, inA, inB string, mariadb bool) {
 		flavor := fuzzFlavor(mariadb)
-		a, errA := ParseGTIDSet(flavor, inA)
-		b, errB := ParseGTIDSet(flavor, inB)
+		a, errA := Parse(flavor, inA)
+		b, errB := Parse(flavor, inB)
 		if errA != nil || errB != nil || !small(a) || !small(b) {
 			return
 		}
@@ -199,9 +199,9 @@ type gtidModelEntry struct {
 
 type gtidModel map[gtidModelEntry]bool
 
-func small(s GTIDSet) bool { return s.Count() <= modelLimit }
+func small(s Set) bool { return s.Count() <= modelLimit }
 
-func toModel(s GTIDSet) gtidModel {
+func toModel(s Set) gtidModel {
 	m := gtidModel{}
 	for src, ivs := range s.ranges {
 		for _, iv := range ivs {
@@ -232,8 +232,8 @@ func addUint128(a, b uint128) uint128 {
 }
 
 // mustGTID unwraps the result of a set operation that must not fail.
-func mustGTID(t *testing.T) func(GTIDSet, error) GTIDSet {
-	return func(s GTIDSet, err error) GTIDSet {
+func mustGTID(t *testing.T) func(Set, error) Set {
+	return func(s Set, err error) Set {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
