@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl"
@@ -13,10 +14,12 @@ import (
 	"github.com/shoal-db/shoal/mysqlctl/hostport"
 )
 
-// act carries out a decision: the node action first (fencing is the most urgent thing an agent
-// can do), then the lease, then the leader's cluster steps. It reports whether state changed, so
-// the loop runs again at once instead of waiting for the next tick.
+// act carries out a decision: Raft membership first (it never waits on MySQL), then the node
+// action (fencing is the most urgent thing an agent can do), then the lease, then the leader's
+// cluster steps. It reports whether state changed, so the loop runs again at once instead of
+// waiting for the next tick.
 func (a *Agent) act(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {
+	a.actRaft(ctx, d)
 	changed, err := a.actNode(ctx, obs, d)
 	if err != nil {
 		return changed, err
@@ -41,12 +44,31 @@ func (a *Agent) act(ctx context.Context, obs ha.Observation, d ha.Decision) (boo
 	return changed || clusterChanged, errors.Join(leaseErr, err)
 }
 
+// actRaft bootstraps Raft or changes its configuration. A failure is logged and left to the
+// next pass, which plans again: it must not hold up fencing or a failover.
+func (a *Agent) actRaft(ctx context.Context, d ha.Decision) {
+	if d.Bootstrap != nil {
+		if err := a.raft.Bootstrap(d.Bootstrap); err != nil {
+			a.log.Warn("raft bootstrap failed", "err", err)
+		} else {
+			a.log.Info("raft bootstrapped", "members", len(d.Bootstrap))
+		}
+	}
+	for _, change := range d.Membership {
+		if err := a.raft.ApplyChange(ctx, change); err != nil {
+			a.log.Warn("raft membership change failed", "reason", change.Reason, "err", err)
+			return
+		}
+		a.log.Info("raft membership changed", "reason", change.Reason)
+	}
+}
+
 func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {
 	switch d.Node {
 	case ha.NodeNone:
 		return false, nil
 	case ha.NodeKill:
-		a.metrics.fences.WithLabelValues("frozen_past_lease").Inc()
+		a.metrics.fences.WithLabelValues(string(d.NodeReason.Code)).Inc()
 		return true, killMySQL(a.opts.MySQLPIDFile)
 	}
 	local, err := a.pool.get(ctx, a.opts.LocalMySQLAddr)
@@ -55,7 +77,7 @@ func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) 
 	}
 	switch d.Node {
 	case ha.NodeFence:
-		a.metrics.fences.WithLabelValues(fenceReason(obs)).Inc()
+		a.metrics.fences.WithLabelValues(string(d.NodeReason.Code)).Inc()
 		return true, local.Fence(ctx, mysqlctl.FenceOptions{})
 	case ha.NodeOpenWrites:
 		// Time passed since the decision: never open writes on a lease that ran out meanwhile.
@@ -88,21 +110,6 @@ func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) 
 	return false, fmt.Errorf("unknown node action %q", d.Node)
 }
 
-func fenceReason(obs ha.Observation) string {
-	switch r := obs.Record; {
-	case r.Primary == "":
-		return "no_primary"
-	case r.Primary != obs.Self:
-		return "not_primary"
-	case obs.Draining:
-		return "draining"
-	case r.Switchover != nil:
-		return "switchover"
-	default:
-		return "lease_expired"
-	}
-}
-
 // source is the replication source for the recorded primary.
 func (a *Agent) source(rec record.Record) (mysqlctl.Source, error) {
 	addr := rec.Members[rec.Primary].MySQLAddr
@@ -120,12 +127,12 @@ func (a *Agent) actLease(ctx context.Context, obs ha.Observation, d ha.Decision)
 	case d.ReleaseLease:
 		held := obs.Now.Before(a.leaseUntil)
 		a.leaseUntil = time.Time{} // gone here first, whatever the leader hears
-		return held, a.askLeader(ctx, LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch, Release: true, Draining: obs.Draining})
+		return held, a.askLeader(ctx, adminapi.LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch, Release: true, Draining: obs.Draining})
 	case d.RenewLease:
 		start := a.now()
 		held := start.Before(a.leaseUntil)
-		if err := a.askLeader(ctx, LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch}); err != nil {
-			if errors.Is(err, ErrLeaseRevoked) && held {
+		if err := a.askLeader(ctx, adminapi.LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch}); err != nil {
+			if errors.Is(err, adminapi.ErrLeaseRevoked) && held {
 				// The next pass fences (or kills a stalled server) now, not when the rest runs out.
 				a.leaseUntil = time.Time{}
 				return true, fmt.Errorf("renew primary lease: %w; lease dropped", err)
@@ -141,13 +148,13 @@ func (a *Agent) actLease(ctx context.Context, obs ha.Observation, d ha.Decision)
 // confirmFollow asks the leader whether this replica may start receiving from the recorded
 // primary (docs/protocol.md, failover step 5).
 func (a *Agent) confirmFollow(ctx context.Context, obs ha.Observation) error {
-	if err := a.askLeader(ctx, LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch, Follow: true}); err != nil {
+	if err := a.askLeader(ctx, adminapi.LeaseRequest{Member: a.opts.NodeID, Epoch: obs.Record.Epoch, Follow: true}); err != nil {
 		return fmt.Errorf("confirm primary %s of epoch %d before replicating: %w", obs.Record.Primary, obs.Record.Epoch, err)
 	}
 	return nil
 }
 
-func (a *Agent) askLeader(ctx context.Context, req LeaseRequest) error {
+func (a *Agent) askLeader(ctx context.Context, req adminapi.LeaseRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.Policy.Lease/2)
 	defer cancel()
 	if a.raft.IsLeader() {
@@ -155,7 +162,7 @@ func (a *Agent) askLeader(ctx context.Context, req LeaseRequest) error {
 	}
 	leaderID, _ := a.raft.Leader()
 	if leaderID == "" {
-		return fmt.Errorf("%w: no raft leader known", ErrNotLeader)
+		return fmt.Errorf("%w: no raft leader known", adminapi.ErrNotLeader)
 	}
 	addr := a.raft.Record().Members[leaderID].AdminAddr
 	if addr == "" {
@@ -175,7 +182,7 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 		if err := srv.Fence(ctx, mysqlctl.FenceOptions{}); err != nil {
 			return false, fmt.Errorf("fence %s: %w", id, err)
 		}
-		a.metrics.fences.WithLabelValues("leader_fenced_member").Inc()
+		a.metrics.fences.WithLabelValues(string(d.ClusterReason.Code)).Inc()
 		return true, nil
 	}
 	if id := d.Prepare; id != "" {

@@ -13,18 +13,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/ha"
-	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
 )
 
-// Options are the agent's settings, already validated by the caller.
+// Options are the agent's settings, already validated by the caller, and what it works with.
 type Options struct {
 	NodeID  string
 	Cluster string
 	Policy  ha.Policy
-	// BootstrapExpect is how many members must be seen before the Raft cluster is bootstrapped.
-	BootstrapExpect int
 	// LocalMySQLAddr is how the agent reaches its own MySQL; MySQLAddr is how other members
 	// reach it; RaftAddr and AdminAddr are this agent's advertised Raft and admin API addresses.
 	LocalMySQLAddr                 string
@@ -43,11 +41,20 @@ type Options struct {
 	PrepareTimeout time.Duration
 	// DrainTimeout bounds how long shutdown waits for a switchover away from this primary.
 	DrainTimeout time.Duration
-	// RemoveAfter is how long a member may be gone before the leader removes it from Raft.
-	RemoveAfter time.Duration
-	// DNS, when set, gets the cluster's records after every pass; DNSZone says how to build them.
-	DNS     zoneServer
-	DNSZone dns.ZoneConfig
+
+	// Log, Registry, Dial, Raft, Gossip and LeaseClient are required.
+	Log      *slog.Logger
+	Registry prometheus.Registerer
+	// Dial opens MySQL servers, its own (LocalMySQLAddr) and the other members'; connections
+	// are opened on first use and kept.
+	Dial        dialer
+	Raft        raftNode
+	Gossip      gossipView
+	LeaseClient leaseClient
+	// Publishers get the cluster view after every pass, each on its own goroutine.
+	Publishers []Publisher
+	// LeaderTasks run while this agent leads the cluster (leadership.go).
+	LeaderTasks []LeaderTask
 }
 
 func (o Options) withDefaults() Options {
@@ -63,19 +70,32 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+func (o Options) missing() error {
+	var errs []error
+	for name, set := range map[string]bool{"Log": o.Log != nil, "Registry": o.Registry != nil, "Dial": o.Dial != nil,
+		"Raft": o.Raft != nil, "Gossip": o.Gossip != nil, "LeaseClient": o.LeaseClient != nil} {
+		if !set {
+			errs = append(errs, fmt.Errorf("agent options: %s is required", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Agent runs the loop. Create it with New, start it with Run.
 type Agent struct {
 	opts    Options
 	log     *slog.Logger
 	raft    raftNode
-	gossip  membership
+	gossip  gossipView
 	lease   leaseClient
 	metrics *metrics
 	now     func() time.Time
 
-	trigger chan struct{}
-	leases  leases
-	pool    serverPool
+	trigger    chan struct{}
+	leases     leases
+	pool       serverPool
+	leadership leadership
+	publishers []*publisher
 
 	// Loop state, touched only by the loop goroutine.
 	memory     ha.Memory
@@ -85,27 +105,29 @@ type Agent struct {
 
 	// view is what the admin API shows; guarded by mu.
 	mu   sync.Mutex
-	view View
+	view adminapi.View
 }
 
-// New wires an agent. dial opens MySQL servers, its own (Options.LocalMySQLAddr) and the other
-// members'; connections are opened on first use and kept.
-func New(opts Options, log *slog.Logger, reg prometheus.Registerer, dial dialer,
-	node raftNode, gossip membership, lease leaseClient) (*Agent, error) {
-	m, err := newMetrics(reg)
+// New wires an agent.
+func New(opts Options) (*Agent, error) {
+	if err := opts.missing(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
 	}
+	opts = opts.withDefaults()
 	return &Agent{
-		opts:    opts.withDefaults(),
-		log:     log,
-		raft:    node,
-		gossip:  gossip,
-		lease:   lease,
+		opts:    opts,
+		log:     opts.Log,
+		raft:    opts.Raft,
+		gossip:  opts.Gossip,
+		lease:   opts.LeaseClient,
 		metrics: m,
 		now:     time.Now,
 		trigger: make(chan struct{}, 1),
-		pool:    serverPool{dial: dial, open: map[string]mysqlServer{}},
+		pool:    serverPool{dial: opts.Dial, open: map[string]mysqlServer{}},
 	}, nil
 }
 
@@ -117,15 +139,21 @@ func (a *Agent) Trigger() {
 	}
 }
 
-// Run loops until ctx ends, then drains: a primary hands its role over before Run returns.
+// Run loops until ctx ends, then shuts down in order: a primary hands its role over (the
+// publishers still publishing, so DNS answers until the hand-over is done), the leader's work
+// stops, the publishers flush their last view, and the MySQL connections close.
 func (a *Agent) Run(ctx context.Context) error {
+	a.startPublishers()
 	ticker := time.NewTicker(a.opts.Policy.Tick)
 	defer ticker.Stop()
-	defer a.pool.closeAll()
 	for {
 		select {
 		case <-ctx.Done():
-			return a.drain()
+			err := a.drain()
+			a.revokeLeadership()
+			a.stopPublishers()
+			a.pool.closeAll()
+			return err
 		case <-ticker.C:
 		case <-a.trigger:
 		case <-a.raft.Changes():
@@ -167,12 +195,12 @@ func (a *Agent) drain() error {
 // pass is one gather -> decide -> act round. A failed action ends the pass; the next re-gathers.
 func (a *Agent) pass(ctx context.Context) {
 	start := a.now()
-	a.maintainRaft(ctx)
 	obs := a.gather(ctx)
 	d := ha.Decide(obs, a.opts.Policy)
 	a.memory = d.Memory
 	if reason := d.Reason(); reason != a.lastReason {
-		a.log.Info("decision", "reason", reason, "epoch", obs.Record.Epoch, "primary", obs.Record.Primary, "leader", obs.Leader)
+		a.log.Info("decision", "reason", reason, "node_code", d.NodeReason.Code, "cluster_code", d.ClusterReason.Code,
+			"epoch", obs.Record.Epoch, "primary", obs.Record.Primary, "leader", obs.Leader)
 		a.lastReason = reason
 	}
 	changed, err := a.act(ctx, obs, d)

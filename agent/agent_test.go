@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/agent/health"
@@ -26,7 +27,8 @@ import (
 // fastPolicy keeps in-process tests quick; the inequalities of Validate still hold.
 func fastPolicy() ha.Policy {
 	return ha.Policy{Tick: 50 * time.Millisecond, DetectionTimeout: 300 * time.Millisecond, Lease: 600 * time.Millisecond,
-		MaxClockDrift: 50 * time.Millisecond, PromotionMargin: 100 * time.Millisecond, FailoverCooldown: time.Second, SemiSyncAcks: 1}
+		MaxClockDrift: 50 * time.Millisecond, PromotionMargin: 100 * time.Millisecond, FailoverCooldown: time.Second, SemiSyncAcks: 1,
+		BootstrapExpect: 3}
 }
 
 // member is one in-process agent with its fake MySQL, Raft node and gossip.
@@ -48,6 +50,7 @@ type testCluster struct {
 	net     *mysqlctltest.Network
 	raftNet *consensus.InmemNetwork
 	members []*member
+	tasks   taskLog
 }
 
 func logger(t *testing.T) *slog.Logger {
@@ -106,11 +109,12 @@ func (c *testCluster) startMember(i int, seed string) *member {
 		cancel()
 	}
 	dial := func(ctx context.Context, addr string) (mysqlServer, error) { return c.net.Dial(ctx, addr) }
-	opts := Options{NodeID: id, Cluster: "orders", Policy: fastPolicy(), BootstrapExpect: 3,
-		LocalMySQLAddr: mysqlAddr, MySQLAddr: mysqlAddr, RaftAddr: id, AdminAddr: ln.Addr().String(),
-		ReplUser: "repl", ReplPassword: "pw", DrainTimeout: 5 * time.Second}
 	reg := prometheus.NewRegistry()
-	a, err := New(opts, log, reg, dial, node, g, AdminClient{Token: "secret"})
+	a, err := New(Options{NodeID: id, Cluster: "orders", Policy: fastPolicy(),
+		LocalMySQLAddr: mysqlAddr, MySQLAddr: mysqlAddr, RaftAddr: id, AdminAddr: ln.Addr().String(),
+		ReplUser: "repl", ReplPassword: "pw", DrainTimeout: 5 * time.Second,
+		Log: log, Registry: reg, Dial: dial, Raft: node, Gossip: g, LeaseClient: adminapi.Client{Token: "secret"},
+		LeaderTasks: c.leaderTasks(id)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +300,7 @@ func TestSwitchoverAndDrain(t *testing.T) {
 			break
 		}
 	}
-	client := AdminClient{Token: "secret"}
+	client := adminapi.Client{Token: "secret"}
 	if _, err := client.Switchover(t.Context(), first.agent.opts.AdminAddr, target.id); err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +344,7 @@ func TestCancelledSwitchoverReelectsLeadingPrimary(t *testing.T) {
 	}
 	target.crash()
 	time.Sleep(time.Second) // gossip marks it dead
-	client := AdminClient{Token: "secret"}
+	client := adminapi.Client{Token: "secret"}
 	fences := first.mysql.Fences()
 	if _, err := client.Switchover(t.Context(), first.agent.opts.AdminAddr, target.id); err != nil {
 		t.Fatal(err)

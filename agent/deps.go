@@ -4,11 +4,11 @@ import (
 	"context"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/health"
-	"github.com/shoal-db/shoal/consensus"
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
-	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/mysqlctl/state"
@@ -43,27 +43,22 @@ type raftNode interface {
 	Apply(ctx context.Context, cmd record.Command) (record.Record, error)
 	Barrier(ctx context.Context) error
 	VerifyLeader(ctx context.Context) error
-	Bootstrap(servers []consensus.Server) error
-	Configuration() ([]consensus.Server, error)
-	ApplyChange(ctx context.Context, c consensus.Change) error
+	Bootstrap(servers []membership.Server) error
+	Configuration() ([]membership.Server, error)
+	ApplyChange(ctx context.Context, c membership.Change) error
 	TransferLeadership(ctx context.Context) error
 }
 
-// membership is the agent's view of gossip; *gossip.Gossip implements it.
-type membership interface {
+// gossipView is the agent's view of gossip; *gossip.Gossip implements it.
+type gossipView interface {
 	Members() []gossip.Peer
 	SetHealth(r health.Report) error
 	Events() <-chan struct{}
 }
 
-// zoneServer serves the DNS records built after each pass; *dns.Server implements it.
-type zoneServer interface {
-	Update(z *dns.Zone)
-}
-
 // leaseClient asks the Raft leader to renew or release this agent's primary lease.
 type leaseClient interface {
-	Lease(ctx context.Context, leaderAdminAddr string, req LeaseRequest) error
+	Lease(ctx context.Context, leaderAdminAddr string, req adminapi.LeaseRequest) error
 }
 
 // MySQLDialer adapts a function opening *mysqlctl.Server to what the agent needs.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/ha"
-	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/consensus/membership"
 )
 
 // serverPool keeps one open mysqlctl handle per address, opened on first use. A server that is
@@ -79,12 +79,14 @@ func (a *Agent) gather(ctx context.Context) ha.Observation {
 	rec := a.raft.Record()
 	obs := ha.Observation{
 		Self:       a.opts.NodeID,
+		Cluster:    a.opts.Cluster,
 		Record:     rec,
 		Leader:     leader,
 		LeaseUntil: a.leaseUntil,
 		Draining:   a.draining,
 		Memory:     a.memory,
 		Peers:      a.peers(),
+		Raft:       a.raftView(leader),
 	}
 
 	// The local server is read first and the others after it: a replica's errant check compares
@@ -146,28 +148,32 @@ func (a *Agent) probeAll(ctx context.Context, addrs map[string]string) map[strin
 	return out
 }
 
-// leaderReady reports whether this agent may take cluster decisions: it leads, a Barrier since
-// winning has applied everything earlier leaders committed, and the record is initialized.
-func (a *Agent) leaderReady(ctx context.Context) bool {
-	if !a.raft.IsLeader() {
-		return false
-	}
-	since := a.raft.LeaderSince()
-	if !a.leases.ready(since) {
-		if err := a.raft.Barrier(ctx); err != nil {
-			a.log.Warn("barrier after winning leadership failed", "err", err)
-			return false
+// raftView is what the membership decisions need: gossip's members as Raft candidates, and on
+// the leader the current configuration.
+func (a *Agent) raftView(leader bool) ha.Raft {
+	members := a.gossip.Members()
+	v := ha.Raft{HasState: a.raft.HasState(), Seen: make([]membership.Candidate, 0, len(members))}
+	for _, m := range members {
+		addr := m.Health.RaftAddr
+		if m.Name == a.opts.NodeID {
+			addr = a.opts.RaftAddr // our own report may not have gone out yet
 		}
-		a.leases.markReady(since)
-	}
-	if a.raft.Record().Cluster == "" {
-		cmd := record.Command{Op: record.OpInit, Cluster: a.opts.Cluster, At: a.now()}
-		if _, err := a.raft.Apply(ctx, cmd); err != nil {
-			a.log.Warn("initializing the cluster record failed", "err", err)
-			return false
+		c := membership.Candidate{ID: m.Name, Addr: addr, Alive: m.State == gossip.StateAlive,
+			Bootstrapped: m.Health.Bootstrapped}
+		if !c.Alive {
+			c.GoneSince = m.StateSince
 		}
+		v.Seen = append(v.Seen, c)
 	}
-	return true
+	if leader {
+		current, err := a.raft.Configuration()
+		if err != nil {
+			// Without it the plan is empty: membership waits a pass, nothing else does.
+			a.log.Warn("reading raft configuration failed", "err", err)
+		}
+		v.Configuration = current
+	}
+	return v
 }
 
 // peers maps gossip's member list into the decision's terms.

@@ -2,39 +2,14 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/consensus/record"
 )
-
-// LeaseRequest is a primary's agent asking the Raft leader to renew, or to release, its lease.
-type LeaseRequest struct {
-	Member  string `json:"member"`
-	Epoch   uint64 `json:"epoch"`
-	Release bool   `json:"release,omitempty"`
-	// Draining says why a lease is released: the agent shuts down and wants no role.
-	Draining bool `json:"draining,omitempty"`
-	// Follow asks, for a replica about to start receiving from the primary of Epoch, whether that
-	// epoch is still current and its primary's lease not revoked: a replica the leader stopped
-	// for a failover must not reconnect to the old primary while the new one is being committed.
-	Follow bool `json:"follow,omitempty"`
-}
-
-// ErrLeaseRefused: the leader will not renew the lease (not the primary of that epoch, a
-// switchover is pending, the lease was released or revoked).
-var ErrLeaseRefused = errors.New("lease refused")
-
-// ErrLeaseRevoked is the final kind of ErrLeaseRefused: this lease will never be renewed (the
-// member is not the primary of that epoch, or its lease was released or revoked), so the agent
-// drops what remains of it at once instead of letting it run out.
-var ErrLeaseRevoked = fmt.Errorf("%w for good", ErrLeaseRefused)
-
-// ErrNotLeader: the request needs the Raft leader and this agent is not it.
-var ErrNotLeader = errors.New("not the raft leader")
 
 // leases is the leader's side of the primary lease. A grant is given only after VerifyLeader
 // confirmed that a majority still follows this leader, so a leader cut off from the majority
@@ -95,12 +70,12 @@ func (l *leases) revoke(epoch uint64, since time.Time) {
 }
 
 // handle answers a lease request on the leader.
-func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, now func() time.Time) error {
+func (l *leases) handle(ctx context.Context, node raftNode, req adminapi.LeaseRequest, now func() time.Time) error {
 	if !node.IsLeader() {
-		return ErrNotLeader
+		return adminapi.ErrNotLeader
 	}
 	if !l.ready(node.LeaderSince()) {
-		return fmt.Errorf("%w: new leader, still applying what earlier leaders committed", ErrLeaseRefused)
+		return fmt.Errorf("%w: new leader, still applying what earlier leaders committed", adminapi.ErrLeaseRefused)
 	}
 	rec := node.Record()
 	if req.Follow {
@@ -108,7 +83,7 @@ func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, no
 	}
 	if req.Epoch != rec.Epoch || req.Member != rec.Primary {
 		return fmt.Errorf("%w: %s is not the primary of epoch %d (record: %q in epoch %d)",
-			ErrLeaseRevoked, req.Member, req.Epoch, rec.Primary, rec.Epoch)
+			adminapi.ErrLeaseRevoked, req.Member, req.Epoch, rec.Primary, rec.Epoch)
 	}
 	since := node.LeaderSince()
 	if req.Release {
@@ -120,20 +95,20 @@ func (l *leases) handle(ctx context.Context, node raftNode, req LeaseRequest, no
 		return nil
 	}
 	if rec.Switchover != nil {
-		return fmt.Errorf("%w: a switchover is pending", ErrLeaseRefused)
+		return fmt.Errorf("%w: a switchover is pending", adminapi.ErrLeaseRefused)
 	}
 	if err := l.renewable(rec.Epoch, since); err != nil {
 		return err
 	}
 	if err := node.VerifyLeader(ctx); err != nil {
-		return fmt.Errorf("%w: leadership not confirmed by a majority: %w", ErrLeaseRefused, err)
+		return fmt.Errorf("%w: leadership not confirmed by a majority: %w", adminapi.ErrLeaseRefused, err)
 	}
 	granted := now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reset(rec.Epoch, since)
 	if l.grant.Released || l.grant.Revoked {
-		return fmt.Errorf("%w: released or revoked while confirming leadership", ErrLeaseRevoked)
+		return fmt.Errorf("%w: released or revoked while confirming leadership", adminapi.ErrLeaseRevoked)
 	}
 	if granted.After(l.grant.LastGrant) {
 		l.grant.LastGrant = granted
@@ -147,24 +122,24 @@ func (l *leases) renewable(epoch uint64, since time.Time) error {
 	l.reset(epoch, since)
 	switch {
 	case l.grant.Released:
-		return fmt.Errorf("%w: the lease of epoch %d was released; a new epoch is needed", ErrLeaseRevoked, epoch)
+		return fmt.Errorf("%w: the lease of epoch %d was released; a new epoch is needed", adminapi.ErrLeaseRevoked, epoch)
 	case l.grant.Revoked:
-		return fmt.Errorf("%w: the leader judged the primary of epoch %d down", ErrLeaseRevoked, epoch)
+		return fmt.Errorf("%w: the leader judged the primary of epoch %d down", adminapi.ErrLeaseRevoked, epoch)
 	}
 	return nil
 }
 
 // confirmFollow answers a replica's Follow request.
-func (l *leases) confirmFollow(ctx context.Context, node raftNode, req LeaseRequest, rec record.Record) error {
+func (l *leases) confirmFollow(ctx context.Context, node raftNode, req adminapi.LeaseRequest, rec record.Record) error {
 	if req.Epoch != rec.Epoch || req.Member == rec.Primary {
 		return fmt.Errorf("%w: epoch %d is not current for replica %s (record: epoch %d, primary %q)",
-			ErrLeaseRefused, req.Epoch, req.Member, rec.Epoch, rec.Primary)
+			adminapi.ErrLeaseRefused, req.Epoch, req.Member, rec.Epoch, rec.Primary)
 	}
 	if l.view(rec.Epoch, node.LeaderSince()).Revoked {
-		return fmt.Errorf("%w: the primary of epoch %d is being replaced", ErrLeaseRefused, rec.Epoch)
+		return fmt.Errorf("%w: the primary of epoch %d is being replaced", adminapi.ErrLeaseRefused, rec.Epoch)
 	}
 	if err := node.VerifyLeader(ctx); err != nil {
-		return fmt.Errorf("%w: leadership not confirmed by a majority: %w", ErrLeaseRefused, err)
+		return fmt.Errorf("%w: leadership not confirmed by a majority: %w", adminapi.ErrLeaseRefused, err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
@@ -28,24 +29,24 @@ func TestLeaseTable(t *testing.T) {
 	now := func() time.Time { return t0.Add(time.Second) }
 	node := &leaderStub{rec: record.Record{Cluster: "c", Epoch: 7, Primary: "db-0"}, since: t0}
 	var l leases
-	ask := func(req LeaseRequest) error { return l.handle(ctx, node, req, now) }
+	ask := func(req adminapi.LeaseRequest) error { return l.handle(ctx, node, req, now) }
 
 	// Until its Barrier completed, a new leader may not know of a failover already committed.
-	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRefused) || errors.Is(err, ErrLeaseRevoked) {
+	if err := ask(adminapi.LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, adminapi.ErrLeaseRefused) || errors.Is(err, adminapi.ErrLeaseRevoked) {
 		t.Fatalf("renewal before the barrier: %v, want a passing refusal", err)
 	}
 	l.markReady(t0)
 
-	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); err != nil {
+	if err := ask(adminapi.LeaseRequest{Member: "db-0", Epoch: 7}); err != nil {
 		t.Fatalf("renewal of the primary: %v", err)
 	}
 	if g := l.view(7, t0); !g.LastGrant.Equal(now()) {
 		t.Fatalf("last grant %s, want %s", g.LastGrant, now())
 	}
-	if err := ask(LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); err != nil {
+	if err := ask(adminapi.LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); err != nil {
 		t.Fatalf("a replica of the current epoch may follow: %v", err)
 	}
-	for name, req := range map[string]LeaseRequest{
+	for name, req := range map[string]adminapi.LeaseRequest{
 		"renewal by a replica":      {Member: "db-1", Epoch: 7},
 		"renewal in an older epoch": {Member: "db-0", Epoch: 6},
 		"follow in an older epoch":  {Member: "db-1", Epoch: 6},
@@ -53,17 +54,17 @@ func TestLeaseTable(t *testing.T) {
 		"follow in a newer epoch":   {Member: "db-1", Epoch: 8, Follow: true},
 		"renewal in a future epoch": {Member: "db-0", Epoch: 8},
 	} {
-		if err := ask(req); !errors.Is(err, ErrLeaseRefused) {
+		if err := ask(req); !errors.Is(err, adminapi.ErrLeaseRefused) {
 			t.Errorf("%s: %v, want a refusal", name, err)
 		}
 	}
 
 	// A leader that cannot confirm its majority grants nothing.
 	node.verifyErr = errors.New("no quorum")
-	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRefused) || errors.Is(err, ErrLeaseRevoked) {
+	if err := ask(adminapi.LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, adminapi.ErrLeaseRefused) || errors.Is(err, adminapi.ErrLeaseRevoked) {
 		t.Errorf("renewal without a confirmed majority: %v", err)
 	}
-	if err := ask(LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); !errors.Is(err, ErrLeaseRefused) {
+	if err := ask(adminapi.LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); !errors.Is(err, adminapi.ErrLeaseRefused) {
 		t.Errorf("follow without a confirmed majority: %v", err)
 	}
 	node.verifyErr = nil
@@ -77,10 +78,10 @@ func TestLeaseTable(t *testing.T) {
 
 	// Once revoked, neither the primary's lease nor a replica's reconnection is confirmed.
 	l.revoke(7, t0)
-	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRevoked) {
+	if err := ask(adminapi.LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, adminapi.ErrLeaseRevoked) {
 		t.Errorf("renewal after revocation: %v", err)
 	}
-	if err := ask(LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); !errors.Is(err, ErrLeaseRefused) {
+	if err := ask(adminapi.LeaseRequest{Member: "db-1", Epoch: 7, Follow: true}); !errors.Is(err, adminapi.ErrLeaseRefused) {
 		t.Errorf("follow after revocation: %v", err)
 	}
 
@@ -92,13 +93,13 @@ func TestLeaseTable(t *testing.T) {
 	}
 
 	// A released lease is never renewed in its epoch.
-	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7, Release: true, Draining: true}); err != nil {
+	if err := ask(adminapi.LeaseRequest{Member: "db-0", Epoch: 7, Release: true, Draining: true}); err != nil {
 		t.Fatal(err)
 	}
 	if g := l.view(7, node.since); !g.Released || !g.Draining {
 		t.Fatalf("after release: %+v", g)
 	}
-	if err := ask(LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, ErrLeaseRevoked) {
+	if err := ask(adminapi.LeaseRequest{Member: "db-0", Epoch: 7}); !errors.Is(err, adminapi.ErrLeaseRevoked) {
 		t.Errorf("renewal after release: %v", err)
 	}
 }

@@ -21,6 +21,13 @@ type metrics struct {
 	lag          prometheus.Gauge
 	peers        *prometheus.GaugeVec
 	lease        prometheus.Gauge
+	// decisions counts each change of the node's and the cluster's reason code.
+	decisions          *prometheus.CounterVec
+	publishErrors      *prometheus.CounterVec
+	leaderTaskRestarts *prometheus.CounterVec
+
+	// The codes of the last pass, to count changes; touched only by the loop goroutine.
+	lastCodes [2]ha.Code
 }
 
 var roles = []string{"primary", "replica", "fenced", "unknown"}
@@ -36,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "primary_changes_total",
 			Help: "Primary changes this agent proposed as leader, by result."}, []string{"result"}),
 		fences: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "fences_total",
-			Help: "Fences this agent carried out, by reason."}, []string{"reason"}),
+			Help: "Fences (and kills of a frozen server) this agent carried out, by the decision's reason code."}, []string{"reason"}),
 		loopDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "shoal", Name: "loop_duration_seconds",
 			Help: "Duration of one gather-decide-act pass.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "shoal", Name: "replication_lag_seconds",
@@ -45,9 +52,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Members by gossip state."}, []string{"state"}),
 		lease: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "shoal", Name: "primary_lease_seconds",
 			Help: "Seconds left on this agent's primary lease; 0 when it holds none."}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "decisions_total",
+			Help: "Decisions whose reason code changed from the pass before, by scope (node, cluster) and code."}, []string{"scope", "code"}),
+		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "publish_errors_total",
+			Help: "Failed publications, by publisher."}, []string{"publisher"}),
+		leaderTaskRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "leader_task_restarts_total",
+			Help: "Leader tasks that stopped with an error and were started again, by task."}, []string{"task"}),
 	}
 	for _, c := range []prometheus.Collector{m.epoch, m.leader, m.role, m.desiredRole, m.failovers, m.fences,
-		m.loopDuration, m.lag, m.peers, m.lease} {
+		m.loopDuration, m.lag, m.peers, m.lease, m.decisions, m.publishErrors, m.leaderTaskRestarts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -97,6 +110,12 @@ func (m *metrics) observe(obs ha.Observation, d ha.Decision, took time.Duration)
 		m.peers.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
 	m.lease.Set(max(0, obs.LeaseUntil.Sub(obs.Now).Seconds()))
+	for i, code := range [2]ha.Code{d.NodeReason.Code, d.ClusterReason.Code} {
+		if code != "" && code != m.lastCodes[i] {
+			m.decisions.WithLabelValues([2]string{"node", "cluster"}[i], string(code)).Inc()
+		}
+		m.lastCodes[i] = code
+	}
 }
 
 func boolFloat(b bool) float64 {

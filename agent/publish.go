@@ -1,62 +1,103 @@
 package agent
 
 import (
+	"context"
 	"maps"
-	"net/netip"
 	"slices"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
-	"github.com/shoal-db/shoal/dns"
-	"github.com/shoal-db/shoal/mysqlctl/hostport"
 )
 
-// View is what this agent shows through its admin API: its decision, its server and its peers.
-type View struct {
-	Node       string        `json:"node"`
-	Leader     string        `json:"raft_leader"`
-	IsLeader   bool          `json:"is_leader"`
-	Record     record.Record `json:"record"`
-	Reason     string        `json:"reason"`
-	Local      LocalView     `json:"local"`
-	Peers      []PeerView    `json:"peers"`
-	LeaseUntil time.Time     `json:"lease_until,omitzero"`
-	UpdatedAt  time.Time     `json:"updated_at"`
-	Report     health.Report `json:"report"`
-	Errant     string        `json:"errant_gtids,omitempty"`
+// Publisher tells the world where the primary is and which replicas serve: DNS records,
+// Kubernetes endpoints and labels. Each runs on its own goroutine and gets views coalesced: a
+// slow publisher skips to the newest view instead of working through old ones. Publish is
+// called with every pass's view, so an error is retried by the next one.
+type Publisher interface {
+	Name() string
+	Publish(ctx context.Context, v ClusterView) error
 }
 
-// LocalView is the agent's own server, as of the last pass.
-type LocalView struct {
-	Up       bool   `json:"up"`
-	Error    string `json:"error,omitempty"`
-	Role     string `json:"role"`
-	Writable bool   `json:"writable"`
-	Executed string `json:"gtid_executed,omitempty"`
-	Source   string `json:"source,omitempty"`
-	LagMs    int64  `json:"lag_ms"`
+// ClusterView is what a publisher publishes, as of one pass.
+type ClusterView struct {
+	At time.Time
+	// Record is the committed cluster record as this agent applied it.
+	Record record.Record
+	// Peers is gossip's view of every member, this agent included, by member id: each member's
+	// own report says whether it serves (health.Report.Serving).
+	Peers map[string]ha.Peer
+	// Leader is set when this agent leads and passed its Barrier: publishers that write shared
+	// state (the Kubernetes API) write only then.
+	Leader bool
 }
 
-// PeerView is one member as this agent's gossip sees it.
-type PeerView struct {
-	ID     string        `json:"id"`
-	State  string        `json:"state"`
-	Report health.Report `json:"report"`
+// publishTimeout bounds one Publish call, so shutdown never waits on a hung publisher for long.
+const publishTimeout = 10 * time.Second
+
+// publisher runs one Publisher. Only the loop goroutine offers views, so emptying the slot
+// before filling it never blocks.
+type publisher struct {
+	Publisher
+	next chan ClusterView // capacity 1: the newest view not yet published
+	done chan struct{}
 }
 
-// publish gossips this agent's health report and refreshes the admin view.
+func (a *Agent) startPublishers() {
+	for _, p := range a.opts.Publishers {
+		pub := &publisher{Publisher: p, next: make(chan ClusterView, 1), done: make(chan struct{})}
+		go a.runPublisher(pub)
+		a.publishers = append(a.publishers, pub)
+	}
+}
+
+func (a *Agent) runPublisher(p *publisher) {
+	defer close(p.done)
+	for v := range p.next {
+		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		err := p.Publish(ctx, v)
+		cancel()
+		if err != nil {
+			a.log.Warn("publishing failed", "publisher", p.Name(), "err", err)
+			a.metrics.publishErrors.WithLabelValues(p.Name()).Inc()
+		}
+	}
+}
+
+func (p *publisher) offer(v ClusterView) {
+	select {
+	case <-p.next:
+	default:
+	}
+	p.next <- v
+}
+
+// stopPublishers lets each publisher finish its last view, then waits for it.
+func (a *Agent) stopPublishers() {
+	for _, p := range a.publishers {
+		close(p.next)
+	}
+	for _, p := range a.publishers {
+		<-p.done
+	}
+	a.publishers = nil
+}
+
+// publish gossips this agent's health report, refreshes the admin view and hands the cluster
+// view to the publishers.
 func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 	rep := a.report(obs, d)
 	if err := a.gossip.SetHealth(rep); err != nil {
 		a.log.Warn("publishing health report failed", "err", err)
 	}
 	leaderID, _ := a.raft.Leader()
-	v := View{
+	v := adminapi.View{
 		Node: a.opts.NodeID, Leader: leaderID, IsLeader: a.raft.IsLeader(), Record: obs.Record,
-		Reason: d.Reason(), LeaseUntil: a.leaseUntil, UpdatedAt: obs.Now, Report: rep, Errant: d.Errant,
-		Local: LocalView{Up: obs.Local.Up, Error: obs.Local.Err, Role: string(rep.Role), Writable: rep.Writable,
+		Reason: d.Reason(), NodeCode: string(d.NodeReason.Code), ClusterCode: string(d.ClusterReason.Code),
+		LeaseUntil: a.leaseUntil, UpdatedAt: obs.Now, Report: rep, Errant: d.Errant,
+		Local: adminapi.LocalView{Up: obs.Local.Up, Error: obs.Local.Err, Role: string(rep.Role), Writable: rep.Writable,
 			Source: rep.Source, LagMs: rep.LagMillis},
 	}
 	if obs.Local.Up {
@@ -64,48 +105,15 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 	}
 	for _, id := range slices.Sorted(maps.Keys(obs.Peers)) {
 		p := obs.Peers[id]
-		v.Peers = append(v.Peers, PeerView{ID: id, State: string(p.State), Report: p.Report})
+		v.Peers = append(v.Peers, adminapi.PeerView{ID: id, State: string(p.State), Report: p.Report})
 	}
 	a.mu.Lock()
 	a.view = v
 	a.mu.Unlock()
-	if a.opts.DNS != nil {
-		z, problems := dns.BuildZone(a.opts.DNSZone, dnsView(obs.Record, obs.Peers))
-		for _, p := range problems {
-			a.log.Warn("dns: member left out", "err", p)
-		}
-		a.opts.DNS.Update(z)
+	cv := ClusterView{At: obs.Now, Record: obs.Record, Peers: obs.Peers, Leader: obs.Leader}
+	for _, p := range a.publishers {
+		p.offer(cv)
 	}
-}
-
-// dnsView is what DNS publishes: the committed record's members, each healthy only when its
-// own gossiped report says it serves in the role the record gives it.
-func dnsView(rec record.Record, peers map[string]ha.Peer) dns.View {
-	v := dns.View{Cluster: rec.Cluster, Epoch: rec.Epoch, Primary: rec.Primary}
-	for _, id := range rec.MemberIDs() {
-		m := dns.Member{Name: id}
-		host, port, err := hostport.Split(rec.Members[id].MySQLAddr)
-		if err != nil {
-			continue
-		}
-		m.Port = port
-		if addr, err := netip.ParseAddr(host); err == nil {
-			m.Addrs = []netip.Addr{addr}
-		}
-		p, ok := peers[id]
-		r := p.Report
-		m.XPort = r.XPort
-		serving := r.Writable && r.Role == health.RolePrimary
-		if id != rec.Primary {
-			serving = r.Role == health.RoleReplica && r.Source == rec.Primary && r.IOConnected && r.SQLRunning
-		}
-		m.Healthy = ok && p.Alive() && r.MySQLUp && !r.Errant && !r.Draining && serving
-		if r.LagMillis > 0 {
-			m.Lag = time.Duration(r.LagMillis) * time.Millisecond
-		}
-		v.Members = append(v.Members, m)
-	}
-	return v
 }
 
 // report is this agent's gossip report for the pass.
@@ -150,7 +158,7 @@ func memberAt(rec record.Record, addr string) string {
 }
 
 // snapshot returns the current view for the admin API.
-func (a *Agent) snapshot() View {
+func (a *Agent) snapshot() adminapi.View {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.view

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
@@ -33,7 +34,7 @@ func inmemCluster(t *testing.T, n int, dataDirs bool) (*InmemNetwork, []Config, 
 func TestClusterAppliesAndRefusesAlike(t *testing.T) {
 	_, _, nodes := inmemCluster(t, 3, false)
 	for _, n := range nodes {
-		if err := n.Bootstrap([]Server{{ID: n.ID(), Addr: n.Addr(), Voter: true}}); !errors.Is(err, ErrAlreadyBootstrapped) {
+		if err := n.Bootstrap([]membership.Server{{ID: n.ID(), Addr: n.Addr(), Voter: true}}); !errors.Is(err, ErrAlreadyBootstrapped) {
 			t.Errorf("second bootstrap of %s = %v, want ErrAlreadyBootstrapped", n.ID(), err)
 		}
 	}
@@ -222,11 +223,11 @@ func TestMembershipPlanOnCluster(t *testing.T) {
 	if extra.HasState() {
 		t.Fatal("a fresh node claims Raft state")
 	}
-	var want []Candidate
+	var want []membership.Candidate
 	for _, n := range append(nodes, extra) {
-		want = append(want, Candidate{ID: n.ID(), Addr: n.Addr(), Alive: true})
+		want = append(want, membership.Candidate{ID: n.ID(), Addr: n.Addr(), Alive: true})
 	}
-	opts := MembershipOptions{Self: leader.ID(), MaxVoters: 5, ExpectedVoters: 3, RemoveAfter: time.Minute}
+	opts := membership.Options{Self: leader.ID(), MaxVoters: 5, ExpectedVoters: 3, RemoveAfter: time.Minute}
 	ctx, cancel := context.WithTimeout(context.Background(), eventually)
 	defer cancel()
 	// Two passes: the newcomer joins as a non-voter, then is promoted.
@@ -235,7 +236,7 @@ func TestMembershipPlanOnCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		plan := PlanMembership(current, want, time.Now(), opts)
+		plan := membership.Plan(current, want, time.Now(), opts)
 		if len(plan) != 1 {
 			t.Fatalf("pass %d: plan %+v, want one change", pass, plan)
 		}
@@ -250,7 +251,7 @@ func TestMembershipPlanOnCluster(t *testing.T) {
 	if !current[3].Voter || current[3].ID != "db-3" {
 		t.Fatalf("configuration = %+v, want db-3 a voter", current)
 	}
-	if plan := PlanMembership(current, want, time.Now(), opts); len(plan) != 0 {
+	if plan := membership.Plan(current, want, time.Now(), opts); len(plan) != 0 {
 		t.Fatalf("plan after reconciling = %+v, want none", plan)
 	}
 	waitFor(t, "the newcomer to get state", extra.HasState)

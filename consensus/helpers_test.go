@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
@@ -77,13 +78,13 @@ func openNode(t *testing.T, cfg Config) *Node {
 // bootstrapAll bootstraps every node with the same list, as bootstrap-expect does.
 func bootstrapAll(t *testing.T, nodes []*Node) {
 	t.Helper()
-	var seen []Candidate
+	var seen []membership.Candidate
 	for _, n := range nodes {
-		seen = append(seen, Candidate{ID: n.ID(), Addr: n.Addr(), Alive: true})
+		seen = append(seen, membership.Candidate{ID: n.ID(), Addr: n.Addr(), Alive: true})
 	}
-	servers, ok := ShouldBootstrap(seen, len(nodes))
+	servers, ok := membership.ShouldBootstrap(seen, len(nodes))
 	if !ok {
-		t.Fatalf("ShouldBootstrap(%v) refused", seen)
+		t.Fatalf("membership.ShouldBootstrap(%v) refused", seen)
 	}
 	for _, n := range nodes {
 		if err := n.Bootstrap(servers); err != nil {

@@ -16,6 +16,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
@@ -41,13 +42,6 @@ const (
 	// second agent on the same data dir fails instead of hanging.
 	boltOpenTimeout = 5 * time.Second
 )
-
-// Server is one member of the Raft configuration.
-type Server struct {
-	ID    string
-	Addr  string
-	Voter bool
-}
 
 // Node is the Raft node an agent runs.
 type Node struct {
@@ -296,8 +290,8 @@ func (n *Node) VerifyLeader(ctx context.Context) error {
 
 // Bootstrap creates the cluster with servers, which must include this node. It returns
 // ErrAlreadyBootstrapped if this node already has state.
-func (n *Node) Bootstrap(servers []Server) error {
-	if !slices.ContainsFunc(servers, func(s Server) bool { return s.ID == n.id }) {
+func (n *Node) Bootstrap(servers []membership.Server) error {
+	if !slices.ContainsFunc(servers, func(s membership.Server) bool { return s.ID == n.id }) {
 		return fmt.Errorf("bootstrap: this node %q is not among the servers", n.id)
 	}
 	cfg := raft.Configuration{}
@@ -319,59 +313,59 @@ func (n *Node) Bootstrap(servers []Server) error {
 }
 
 // Configuration is the latest Raft configuration (possibly not yet committed), sorted by id.
-func (n *Node) Configuration() ([]Server, error) {
+func (n *Node) Configuration() ([]membership.Server, error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, raftError("get configuration", err)
 	}
-	var out []Server
+	var out []membership.Server
 	for _, s := range f.Configuration().Servers {
-		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+		out = append(out, membership.Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
 	}
-	slices.SortFunc(out, func(a, b Server) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b membership.Server) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
 // AddVoter adds a voter, promotes a non-voter, or updates a member's address (leader only).
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	f := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx))
-	return n.membership(ctx, "add voter "+id, f)
+	return n.changeMembership(ctx, "add voter "+id, f)
 }
 
 // AddNonvoter adds a non-voter or updates its address; it does not demote a voter (leader only).
 func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
 	f := n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueTimeout(ctx))
-	return n.membership(ctx, "add non-voter "+id, f)
+	return n.changeMembership(ctx, "add non-voter "+id, f)
 }
 
 // DemoteVoter makes a voter a non-voter (leader only).
 func (n *Node) DemoteVoter(ctx context.Context, id string) error {
 	f := n.raft.DemoteVoter(raft.ServerID(id), 0, enqueueTimeout(ctx))
-	return n.membership(ctx, "demote voter "+id, f)
+	return n.changeMembership(ctx, "demote voter "+id, f)
 }
 
 // RemoveServer removes a member (leader only).
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	f := n.raft.RemoveServer(raft.ServerID(id), 0, enqueueTimeout(ctx))
-	return n.membership(ctx, "remove server "+id, f)
+	return n.changeMembership(ctx, "remove server "+id, f)
 }
 
-// ApplyChange carries out one step of a PlanMembership plan (leader only).
-func (n *Node) ApplyChange(ctx context.Context, c Change) error {
+// ApplyChange carries out one step of a membership.Plan (leader only).
+func (n *Node) ApplyChange(ctx context.Context, c membership.Change) error {
 	switch c.Action {
-	case ActionAddVoter:
+	case membership.ActionAddVoter:
 		return n.AddVoter(ctx, c.ID, c.Addr)
-	case ActionAddNonvoter:
+	case membership.ActionAddNonvoter:
 		return n.AddNonvoter(ctx, c.ID, c.Addr)
-	case ActionDemoteVoter:
+	case membership.ActionDemoteVoter:
 		return n.DemoteVoter(ctx, c.ID)
-	case ActionRemoveServer:
+	case membership.ActionRemoveServer:
 		return n.RemoveServer(ctx, c.ID)
 	}
 	return fmt.Errorf("membership change %q: unknown action", c.Action)
 }
 
-func (n *Node) membership(ctx context.Context, what string, f raft.IndexFuture) error {
+func (n *Node) changeMembership(ctx context.Context, what string, f raft.IndexFuture) error {
 	if err := wait(ctx, f); err != nil {
 		return raftError(what, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
@@ -73,7 +74,7 @@ func TestSnapshotAndRestart(t *testing.T) {
 		if !n.HasState() {
 			t.Errorf("%s lost its Raft state", n.ID())
 		}
-		if err := n.Bootstrap([]Server{{ID: n.ID(), Addr: n.Addr(), Voter: true}}); !errors.Is(err, ErrAlreadyBootstrapped) {
+		if err := n.Bootstrap([]membership.Server{{ID: n.ID(), Addr: n.Addr(), Voter: true}}); !errors.Is(err, ErrAlreadyBootstrapped) {
 			t.Errorf("bootstrap after restart of %s = %v, want ErrAlreadyBootstrapped", n.ID(), err)
 		}
 	}

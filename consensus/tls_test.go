@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"testing"
 
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/consensus/tlstest"
 )
@@ -26,9 +27,9 @@ func TestTLSRefusesForeignPeers(t *testing.T) {
 	unnamed := open("db-3", named(ca.Config("db-3")))
 
 	bootstrapAll(t, []*Node{a, b})
-	members := []Server{{ID: a.ID(), Addr: a.Addr(), Voter: true}, {ID: b.ID(), Addr: b.Addr(), Voter: true}}
+	members := []membership.Server{{ID: a.ID(), Addr: a.Addr(), Voter: true}, {ID: b.ID(), Addr: b.Addr(), Voter: true}}
 	for _, n := range []*Node{foreign, unnamed} {
-		if err := n.Bootstrap(append(members, Server{ID: n.ID(), Addr: n.Addr(), Voter: true})); err != nil {
+		if err := n.Bootstrap(append(members, membership.Server{ID: n.ID(), Addr: n.Addr(), Voter: true})); err != nil {
 			t.Fatalf("bootstrap %s: %v", n.ID(), err)
 		}
 	}

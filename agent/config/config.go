@@ -92,7 +92,8 @@ func (c Config) Policy() ha.Policy {
 	}
 	return ha.Policy{Tick: c.HA.Tick, DetectionTimeout: c.HA.DetectionTimeout, Lease: c.HA.Lease,
 		MaxClockDrift: c.HA.MaxClockDrift, PromotionMargin: c.HA.PromotionMargin,
-		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != ""}
+		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "",
+		BootstrapExpect: c.Raft.BootstrapExpect}
 }
 
 // Usage lists every key with its environment variable, flag, default and meaning.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/mysqlctl/state"
@@ -35,9 +36,9 @@ const (
 
 // Decision is what Decide asks the agent to do in this pass, and why.
 type Decision struct {
-	// Node is the action on the agent's own server; NodeReason says why in one sentence.
+	// Node is the action on the agent's own server; NodeReason says why.
 	Node       NodeAction
-	NodeReason string
+	NodeReason Reason
 	// RenewLease asks the leader to renew this agent's primary lease; ReleaseLease gives it up.
 	RenewLease   bool
 	ReleaseLease bool
@@ -51,8 +52,14 @@ type Decision struct {
 	// Errant lists the transactions the local server has that the primary lacks.
 	Errant string
 
-	// ClusterReason says what the leader decided (leader only; empty elsewhere).
-	ClusterReason string
+	// Bootstrap asks this agent to bootstrap Raft with these servers: it has no Raft state and
+	// bootstrap_expect members are in sight (Consul's rule).
+	Bootstrap []membership.Server
+	// Membership lists the Raft configuration changes the leader carries out, each with why.
+	Membership []membership.Change
+
+	// ClusterReason says what the leader decided (leader only; zero elsewhere).
+	ClusterReason Reason
 	// FenceMember asks the leader to fence that member's MySQL directly before anything else.
 	FenceMember string
 	// Prepare asks the leader to ready the candidate for promotion before proposing: stop its IO
@@ -72,15 +79,16 @@ type Decision struct {
 
 // Reason is the decision in one line for logs and status.
 func (d Decision) Reason() string {
-	if d.ClusterReason == "" {
-		return d.NodeReason
+	if d.ClusterReason.Text == "" {
+		return d.NodeReason.Text
 	}
-	return d.ClusterReason + "; " + d.NodeReason
+	return d.ClusterReason.Text + "; " + d.NodeReason.Text
 }
 
 // Decide is the whole HA decision: a pure function of what the agent observed. Every agent runs
-// the node part (be what the record says); the Raft leader also runs the cluster part (failover,
-// switchover, first election, membership of the record).
+// the node part (be what the record says, bootstrap Raft when the time comes); the Raft leader
+// also runs the cluster part (Raft membership, failover, switchover, first election, members of
+// the record).
 func Decide(obs Observation, p Policy) Decision {
 	d := decideNode(obs, p)
 	if obs.Local.Up {
@@ -88,12 +96,18 @@ func Decide(obs Observation, p Policy) Decision {
 	} else if d.Memory.LocalDownSince.IsZero() {
 		d.Memory.LocalDownSince = obs.Now
 	}
+	if !obs.Raft.HasState {
+		d.Bootstrap, _ = membership.ShouldBootstrap(obs.Raft.Seen, p.BootstrapExpect)
+		return d
+	}
 	if !obs.Leader {
 		return d
 	}
+	d.Membership = membership.Plan(obs.Raft.Configuration, obs.Raft.Seen, obs.Now, membership.Options{
+		Self: obs.Self, ExpectedVoters: p.BootstrapExpect, RemoveAfter: p.RemoveAfter})
 	if !d.Memory.LocalDownSince.IsZero() && obs.Now.Sub(d.Memory.LocalDownSince) >= p.DetectionTimeout {
 		d.TransferLeadership = true
-		d.ClusterReason = "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout"
+		d.ClusterReason = because(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")
 		return d
 	}
 	decideCluster(obs, p, &d)
@@ -109,21 +123,22 @@ func decideNode(obs Observation, p Policy) Decision {
 		if obs.Local.Stalled {
 			d.Memory.LocalStalls = obs.Memory.LocalStalls + 1
 		}
-		d.NodeReason = "local MySQL is unreachable (" + obs.Local.Err + ")"
+		unreachable := "local MySQL is unreachable (" + obs.Local.Err + ")"
+		d.NodeReason = because(CodeLocalUnreachable, "%s", unreachable)
 		switch {
 		// Only a server that is certainly not running may give its lease up early; a frozen one
 		// could wake up writable before its agent fences it.
 		case r.Primary == obs.Self && leaseHeld && obs.Local.Gone:
 			d.ReleaseLease = true
-			d.NodeReason += ": it is not running, so the primary lease is released for the leader to fail over at once"
+			d.NodeReason = because(CodeLeaseReleased, "%s: it is not running, so the primary lease is released for the leader to fail over at once", unreachable)
 		// A stalled server keeps its lease until the leader judges it down and revokes it: a
 		// pause shorter than detection costs no failover. Only a held lease is extended.
 		case r.Primary == obs.Self && leaseHeld && obs.Memory.LocalWritable:
 			d.RenewLease = true
-			d.NodeReason += ": still the primary, keeping the lease until the leader revokes it"
+			d.NodeReason = because(CodeLeaseKeptStalled, "%s: still the primary, keeping the lease until the leader revokes it", unreachable)
 		case p.KillFrozenPrimary && obs.Memory.LocalWritable && d.Memory.LocalStalls >= 2 && !leaseHeld:
 			d.Node = NodeKill
-			d.NodeReason += " while writable, past its primary lease: killing it, the only fence left for a frozen server"
+			d.NodeReason = because(CodeKillFrozen, "%s while writable, past its primary lease: killing it, the only fence left for a frozen server", unreachable)
 		}
 		return d
 	}
@@ -132,9 +147,9 @@ func decideNode(obs Observation, p Policy) Decision {
 	switch {
 	case r.Cluster == "" || r.Primary == "":
 		if writable {
-			d.Node, d.NodeReason = NodeFence, "no primary is recorded, so this server must not take writes: fencing"
+			d.Node, d.NodeReason = NodeFence, because(CodeNoPrimaryFence, "no primary is recorded, so this server must not take writes: fencing")
 		} else {
-			d.NodeReason = "read-only, waiting for the leader to record a primary"
+			d.NodeReason = because(CodeAwaitPrimary, "read-only, waiting for the leader to record a primary")
 		}
 	case r.Primary == obs.Self:
 		decidePrimary(obs, leaseHeld, writable, &d)
@@ -156,23 +171,23 @@ func decidePrimary(obs Observation, leaseHeld, writable bool, d *Decision) {
 		// that names this server, or it would re-elect a server that is going away.
 		d.ReleaseLease = true
 		if writable {
-			d.Node, d.NodeReason = NodeFence, fmt.Sprintf("primary of epoch %d but %s: fencing and releasing the lease", r.Epoch, why)
+			d.Node, d.NodeReason = NodeFence, because(CodePrimaryStepDown, "primary of epoch %d but %s: fencing and releasing the lease", r.Epoch, why)
 		} else {
-			d.NodeReason = fmt.Sprintf("primary of epoch %d, read-only because %s", r.Epoch, why)
+			d.NodeReason = because(CodePrimaryStepDown, "primary of epoch %d, read-only because %s", r.Epoch, why)
 		}
 	case !leaseHeld:
 		d.RenewLease = true
 		if writable {
-			d.Node, d.NodeReason = NodeFence, fmt.Sprintf("primary of epoch %d without a lease (no Raft majority confirmed within ha.lease): fencing", r.Epoch)
+			d.Node, d.NodeReason = NodeFence, because(CodePrimaryNoLease, "primary of epoch %d without a lease (no Raft majority confirmed within ha.lease): fencing", r.Epoch)
 		} else {
-			d.NodeReason = fmt.Sprintf("primary of epoch %d, waiting for a lease before opening writes", r.Epoch)
+			d.NodeReason = because(CodePrimaryNoLease, "primary of epoch %d, waiting for a lease before opening writes", r.Epoch)
 		}
 	case !writable || obs.Local.Status.Replica != nil:
 		d.RenewLease = true
-		d.Node, d.NodeReason = NodeOpenWrites, fmt.Sprintf("primary of epoch %d with a lease: applying the relay log and opening writes", r.Epoch)
+		d.Node, d.NodeReason = NodeOpenWrites, because(CodePrimaryOpen, "primary of epoch %d with a lease: applying the relay log and opening writes", r.Epoch)
 	default:
 		d.RenewLease = true
-		d.NodeReason = fmt.Sprintf("primary of epoch %d, writable, lease held", r.Epoch)
+		d.NodeReason = because(CodePrimaryServing, "primary of epoch %d, writable, lease held", r.Epoch)
 	}
 }
 
@@ -180,19 +195,19 @@ func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 	r := obs.Record
 	primary := r.Primary
 	if writable {
-		d.Node, d.NodeReason = NodeFence, fmt.Sprintf("epoch %d names %s primary but this server is writable: fencing", r.Epoch, primary)
+		d.Node, d.NodeReason = NodeFence, because(CodeReplicaWritable, "epoch %d names %s primary but this server is writable: fencing", r.Epoch, primary)
 		return
 	}
 	if obs.Primary == nil || !obs.Primary.Up {
-		d.NodeReason = fmt.Sprintf("read-only; primary %s is unreachable from here", primary)
+		d.NodeReason = because(CodePrimaryUnreachable, "read-only; primary %s is unreachable from here", primary)
 		if d.Errant = obs.Memory.Errant; d.Errant != "" {
-			d.NodeReason += "; still holding errant transactions " + d.Errant
+			d.NodeReason = because(CodeErrant, "read-only; primary %s is unreachable from here; still holding errant transactions %s", primary, d.Errant)
 		}
 		return
 	}
 	errant, err := state.Errant(obs.Local.Status, obs.Primary.Status)
 	if err != nil {
-		d.NodeReason = "cannot compare GTIDs with primary " + primary + ": " + err.Error()
+		d.NodeReason = because(CodeCompareFailed, "cannot compare GTIDs with primary %s: %v", primary, err)
 		return
 	}
 	rep := obs.Local.Status.Replica
@@ -200,7 +215,7 @@ func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 	if !errant.IsEmpty() {
 		d.Errant = errant.String()
 		d.Memory.Errant = d.Errant
-		d.NodeReason = fmt.Sprintf("has transactions primary %s lacks (%s): fenced until rebuilt", primary, d.Errant)
+		d.NodeReason = because(CodeErrant, "has transactions primary %s lacks (%s): fenced until rebuilt", primary, d.Errant)
 		if rep != nil && (rep.IOState != "No" || rep.SQLRunning) {
 			d.Node = NodeStopReplica
 		}
@@ -209,38 +224,39 @@ func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 	want := r.Members[primary].MySQLAddr
 	switch {
 	case rep == nil || rep.SourceAddr() != want:
-		d.Node, d.NodeReason = NodeReplicate, fmt.Sprintf("following primary %s of epoch %d at %s", primary, r.Epoch, want)
+		d.Node, d.NodeReason = NodeReplicate, because(CodeFollow, "following primary %s of epoch %d at %s", primary, r.Epoch, want)
 	case rep.IOState == "No" || !rep.SQLRunning:
 		// An applier error may mean diverged data: an operator looks. A receiver error is about
 		// the link (a source that restarted mid-event, say) and fetching again by GTID is safe.
 		if rep.LastSQLErrno != 0 {
-			d.NodeReason = fmt.Sprintf("replication from %s stopped with an applier error: %s", primary, rep.LastSQLError)
+			d.NodeReason = because(CodeApplierError, "replication from %s stopped with an applier error: %s", primary, rep.LastSQLError)
 			return
 		}
 		// A candidate's IO thread is stopped on purpose during a failover; restart only towards
 		// a primary that is serving.
 		if obs.Primary.Status.Writable() {
-			d.Node, d.NodeReason = NodeStartReplica, fmt.Sprintf("replication threads from primary %s are stopped: starting them", primary)
+			d.Node, d.NodeReason = NodeStartReplica, because(CodeRestartReplica, "replication threads from primary %s are stopped: starting them", primary)
 			if rep.LastIOErrno != 0 {
-				d.NodeReason += " (the receiver stopped with: " + rep.LastIOError + ")"
+				d.NodeReason.Text += " (the receiver stopped with: " + rep.LastIOError + ")"
 			}
 		} else {
-			d.NodeReason = fmt.Sprintf("replication from %s paused while it is read-only", primary)
+			d.NodeReason = because(CodeReplicationPaused, "replication from %s paused while it is read-only", primary)
 		}
 	case p.SemiSyncAcks > 0 && !obs.Local.Status.SemiSync.ReplicaEnabled:
 		// A restarted mysqld resumes replication by itself but with semi-sync off: it would
 		// never acknowledge, and with too few acknowledging replicas the primary's commits wait.
-		d.Node, d.NodeReason = NodeReplicate, fmt.Sprintf("replicating from primary %s without acknowledging its commits "+
+		d.Node, d.NodeReason = NodeReplicate, because(CodeSemiSyncOff, "replicating from primary %s without acknowledging its commits "+
 			"(semi-sync replica side off, as after a restart): configuring replication again", primary)
 	default:
-		d.NodeReason = fmt.Sprintf("replicating from primary %s of epoch %d", primary, r.Epoch)
+		d.NodeReason = because(CodeReplicaServing, "replicating from primary %s of epoch %d", primary, r.Epoch)
 	}
 }
 
 func decideCluster(obs Observation, p Policy, d *Decision) {
 	r := obs.Record
 	if r.Cluster == "" {
-		d.ClusterReason = "cluster record not initialized yet"
+		d.ClusterReason = because(CodeInitRecord, "initializing the record of cluster %q", obs.Cluster)
+		d.Propose = &record.Command{Op: record.OpInit, Cluster: obs.Cluster, At: obs.Now}
 		return
 	}
 	if cmd, why := memberUpdate(obs); cmd != nil {
@@ -258,7 +274,7 @@ func decideCluster(obs Observation, p Policy, d *Decision) {
 }
 
 // memberUpdate records members whose gossiped addresses are new or changed, one per pass.
-func memberUpdate(obs Observation) (*record.Command, string) {
+func memberUpdate(obs Observation) (*record.Command, Reason) {
 	for _, id := range slices.Sorted(maps.Keys(obs.Peers)) {
 		peer := obs.Peers[id]
 		if !peer.Alive() || peer.Report.MySQLAddr == "" {
@@ -271,9 +287,9 @@ func memberUpdate(obs Observation) (*record.Command, string) {
 			continue
 		}
 		return &record.Command{Op: record.OpUpsertMember, Member: &want, At: obs.Now},
-			fmt.Sprintf("recording member %s at %s", id, want.MySQLAddr)
+			because(CodeRecordMember, "recording member %s at %s", id, want.MySQLAddr)
 	}
-	return nil, ""
+	return nil, Reason{}
 }
 
 // candidate is a member that could become primary, with what it has received.
@@ -336,18 +352,17 @@ func decideFirstPrimary(obs Observation, d *Decision) {
 	r := obs.Record
 	cs, unfit := candidates(obs, "")
 	if len(cs)*2 <= len(r.Members) {
-		d.ClusterReason = fmt.Sprintf("no primary yet; waiting for a majority of members to be healthy (%s)", strings.Join(unfit, ", "))
+		d.ClusterReason = because(CodeFirstPrimaryWait, "no primary yet; waiting for a majority of members to be healthy (%s)", strings.Join(unfit, ", "))
 		return
 	}
 	top, err := best(cs)
 	if err != nil {
-		d.ClusterReason = "no primary yet and cannot choose one: " + err.Error()
+		d.ClusterReason = because(CodeFirstPrimaryBlocked, "no primary yet and cannot choose one: %v", err)
 		return
 	}
-	reason := fmt.Sprintf("electing %s as the first primary: it has the most transactions of %d healthy members", top.id, len(cs))
-	d.ClusterReason = reason
+	d.ClusterReason = because(CodeFirstPrimary, "electing %s as the first primary: it has the most transactions of %d healthy members", top.id, len(cs))
 	d.Prepare = top.id
-	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: reason}
+	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: d.ClusterReason.Text}
 }
 
 // primaryDown tells whether the recorded primary is down, holistically: the leader's own probe
@@ -393,9 +408,8 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		// Its agent gave the lease up (its MySQL went away), or the leader revoked it (judged it
 		// down), and the server is back: such a lease is never renewed, so the way back to
 		// serving is a new epoch naming it again.
-		reason := fmt.Sprintf("re-electing %s in a new epoch: its lease of epoch %d ended early and it is healthy again", primary, r.Epoch)
-		d.ClusterReason = reason
-		d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: primary, At: obs.Now, Reason: reason}
+		d.ClusterReason = because(CodeReelect, "re-electing %s in a new epoch: its lease of epoch %d ended early and it is healthy again", primary, r.Epoch)
+		d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: primary, At: obs.Now, Reason: d.ClusterReason.Text}
 		return
 	}
 	down, why := primaryDown(obs)
@@ -406,7 +420,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	}
 	if !down {
 		d.Memory.PrimaryDownSince, d.Memory.DownEpoch = time.Time{}, 0
-		d.ClusterReason = fmt.Sprintf("primary %s of epoch %d is healthy", primary, r.Epoch)
+		d.ClusterReason = because(CodePrimaryHealthy, "primary %s of epoch %d is healthy", primary, r.Epoch)
 		return
 	}
 	if d.Memory.DownEpoch != r.Epoch || d.Memory.PrimaryDownSince.IsZero() {
@@ -416,29 +430,29 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	draining := (released && obs.Grant.Draining) || (pp.Alive() && pp.Report.Draining)
 	switch {
 	case downFor < p.DetectionTimeout:
-		d.ClusterReason = fmt.Sprintf("primary %s looks down for %s (%s); confirming for ha.detection_timeout", primary, downFor.Round(time.Millisecond), why)
+		d.ClusterReason = because(CodePrimarySuspect, "primary %s looks down for %s (%s); confirming for ha.detection_timeout", primary, downFor.Round(time.Millisecond), why)
 		return
 	case r.Paused:
-		d.ClusterReason = fmt.Sprintf("primary %s is down (%s) but automatic failover is paused", primary, why)
+		d.ClusterReason = because(CodeFailoverPaused, "primary %s is down (%s) but automatic failover is paused", primary, why)
 		return
 	case !draining && !r.LastFailover.IsZero() && obs.Now.Sub(r.LastFailover) < p.FailoverCooldown:
-		d.ClusterReason = fmt.Sprintf("primary %s is down but the last failover was %s ago, within ha.failover_cooldown", primary,
+		d.ClusterReason = because(CodeFailoverCooldown, "primary %s is down but the last failover was %s ago, within ha.failover_cooldown", primary,
 			obs.Now.Sub(r.LastFailover).Round(time.Second))
 		return
 	}
 	d.RevokeLease = true
 	if wait := leaseWait(obs, p); wait > 0 {
-		d.ClusterReason = fmt.Sprintf("primary %s is down (%s); its lease may still run for %s", primary, why, wait.Round(time.Millisecond))
+		d.ClusterReason = because(CodeFailoverLeaseWait, "primary %s is down (%s); its lease may still run for %s", primary, why, wait.Round(time.Millisecond))
 		return
 	}
 	cs, unfit := candidates(obs, primary)
 	if len(cs) == 0 {
-		d.ClusterReason = fmt.Sprintf("primary %s is down (%s) but no replica can take over: %s", primary, why, strings.Join(unfit, ", "))
+		d.ClusterReason = because(CodeFailoverNoCandidate, "primary %s is down (%s) but no replica can take over: %s", primary, why, strings.Join(unfit, ", "))
 		return
 	}
 	top, err := best(cs)
 	if err != nil {
-		d.ClusterReason = fmt.Sprintf("primary %s is down but no safe candidate: %s", primary, err)
+		d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but no safe candidate: %s", primary, err)
 		return
 	}
 	if !obs.Servers[primary].Up {
@@ -447,13 +461,13 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		// must contain what every one in view received.
 		inView, missing := replicasInView(obs, primary)
 		if p.SemiSyncAcks > 0 && missing > p.SemiSyncAcks-1 {
-			d.ClusterReason = fmt.Sprintf("primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
+			d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
 			return
 		}
 		for _, id := range inView {
 			ok, err := top.received.Contains(obs.Servers[id].Status.Received())
 			if err != nil || !ok {
-				d.ClusterReason = fmt.Sprintf("primary %s is down but %s received transactions candidate %s lacks", primary, id, top.id)
+				d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but %s received transactions candidate %s lacks", primary, id, top.id)
 				return
 			}
 		}
@@ -464,16 +478,15 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		// candidate apply everything it executed, so nothing it acknowledged is left behind.
 		if srv.Status.Writable() {
 			d.FenceMember = primary
-			d.ClusterReason = fmt.Sprintf("fencing %s before promoting %s (%s)", primary, top.id, why)
+			d.ClusterReason = because(CodeFailoverFence, "fencing %s before promoting %s (%s)", primary, top.id, why)
 			return
 		}
 		executed := srv.Status.Executed
 		d.PrepareWaitFor = &executed
 	}
-	reason := fmt.Sprintf("promoting %s: primary %s is down (%s) and %s received the most transactions", top.id, primary, why, top.id)
-	d.ClusterReason = reason
+	d.ClusterReason = because(CodeFailover, "promoting %s: primary %s is down (%s) and %s received the most transactions", top.id, primary, why, top.id)
 	d.Prepare = top.id
-	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: reason,
+	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: d.ClusterReason.Text,
 		Failover: !draining}
 }
 
@@ -513,45 +526,44 @@ func decideSwitchover(obs Observation, p Policy, d *Decision) {
 			break
 		}
 	}
-	clear := func(why string) {
+	cancel := func(why Reason) {
 		d.ClusterReason = why
-		d.Propose = &record.Command{Op: record.OpClearSwitchover, At: obs.Now, Reason: why}
+		d.Propose = &record.Command{Op: record.OpClearSwitchover, At: obs.Now, Reason: why.Text}
 	}
 	switch {
 	case target == nil:
-		clear(fmt.Sprintf("switchover impossible, no fit target (%s): cancelling it", strings.Join(unfit, ", ")))
+		cancel(because(CodeSwitchoverCancel, "switchover impossible, no fit target (%s): cancelling it", strings.Join(unfit, ", ")))
 		return
 	case r.Switchover.To == "":
 		top, err := best(cs)
 		if err != nil {
-			clear("switchover impossible: " + err.Error())
+			cancel(because(CodeSwitchoverCancel, "switchover impossible: %v", err))
 			return
 		}
 		target = &top
 	}
 	if old == "" {
 		d.Prepare = target.id
-		d.ClusterReason = fmt.Sprintf("switchover to %s: no current primary, promoting it", target.id)
-		d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: target.id, At: obs.Now, Reason: d.ClusterReason}
+		d.ClusterReason = because(CodeSwitchover, "switchover to %s: no current primary, promoting it", target.id)
+		d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: target.id, At: obs.Now, Reason: d.ClusterReason.Text}
 		return
 	}
 	oldSrv := obs.Servers[old]
 	if oldSrv.Up && oldSrv.Status.Writable() {
 		d.FenceMember = old
-		d.ClusterReason = fmt.Sprintf("switchover to %s: fencing %s", target.id, old)
+		d.ClusterReason = because(CodeSwitchoverFence, "switchover to %s: fencing %s", target.id, old)
 		return
 	}
 	if wait := leaseWait(obs, p); wait > 0 {
-		d.ClusterReason = fmt.Sprintf("switchover to %s: %s is read-only, waiting for its agent to release the lease (at most %s)",
+		d.ClusterReason = because(CodeSwitchoverLeaseWait, "switchover to %s: %s is read-only, waiting for its agent to release the lease (at most %s)",
 			target.id, old, wait.Round(time.Millisecond))
 		return
 	}
-	reason := fmt.Sprintf("switchover from %s to %s", old, target.id)
-	d.ClusterReason = reason
+	d.ClusterReason = because(CodeSwitchover, "switchover from %s to %s", old, target.id)
 	d.Prepare = target.id
 	if oldSrv.Up {
 		executed := oldSrv.Status.Executed
 		d.PrepareWaitFor = &executed
 	}
-	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: target.id, At: obs.Now, Reason: reason}
+	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: target.id, At: obs.Now, Reason: d.ClusterReason.Text}
 }

@@ -62,6 +62,7 @@ func cluster() Observation {
 		},
 		Servers: map[string]Server{"db-0": primary, "db-1": r1, "db-2": r2},
 		Grant:   LeaseGrant{Epoch: 3, LastGrant: t0.Add(-100 * time.Millisecond)},
+		Raft:    Raft{HasState: true},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/agent/health"
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl/state"
 )
@@ -13,6 +14,8 @@ import (
 type Observation struct {
 	Now  time.Time
 	Self string
+	// Cluster is the configured cluster name, for the record's first command.
+	Cluster string
 	// Record is the committed cluster record as this agent has applied it.
 	Record record.Record
 	// Leader is true when this agent is the Raft leader and has passed a Barrier since winning,
@@ -35,6 +38,17 @@ type Observation struct {
 	Draining bool
 	// Memory is what the previous Decision asked to remember.
 	Memory Memory
+	// Raft is this node's view of the Raft configuration.
+	Raft Raft
+}
+
+// Raft is what the membership decisions read: whether this node has Raft state, the members
+// gossip shows as Raft candidates (this agent included), and the leader's configuration.
+type Raft struct {
+	HasState bool
+	Seen     []membership.Candidate
+	// Configuration is the Raft configuration as the leader has it (leader only).
+	Configuration []membership.Server
 }
 
 // Server is what a probe of one MySQL server found.

@@ -24,6 +24,12 @@ type Policy struct {
 	FailoverCooldown time.Duration
 	// SemiSyncAcks is how many replicas must receive a transaction before its commit returns (ha.semi_sync_acks).
 	SemiSyncAcks int
+	// BootstrapExpect is how many members must be in sight before Raft is bootstrapped, and the
+	// configured cluster size below whose majority no voter is removed (raft.bootstrap_expect).
+	BootstrapExpect int
+	// RemoveAfter is how long a member may be gone before the leader removes it from Raft; zero
+	// never removes.
+	RemoveAfter time.Duration
 	// KillFrozenPrimary lets the agent SIGKILL its own mysqld when it stopped answering while
 	// writable and the primary lease ran out (set when mysql.pid_file names its process).
 	KillFrozenPrimary bool

@@ -92,3 +92,17 @@ func Decode(b []byte) (Report, error) {
 	}
 	return r, nil
 }
+
+// Serving reports whether the member with this report serves in the role a record naming
+// primary gives member id: the primary writable, a replica receiving from the primary and
+// applying. An errant, draining or unreachable server serves in no role.
+func (r Report) Serving(id, primary string) bool {
+	switch {
+	case !r.MySQLUp || r.Errant || r.Draining || primary == "":
+		return false
+	case id == primary:
+		return r.Role == RolePrimary && r.Writable
+	default:
+		return r.Role == RoleReplica && r.Source == primary && r.IOConnected && r.SQLRunning
+	}
+}

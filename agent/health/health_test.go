@@ -59,3 +59,33 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestServing(t *testing.T) {
+	primary := Report{MySQLUp: true, Role: RolePrimary, Writable: true}
+	replica := Report{MySQLUp: true, Role: RoleReplica, Source: "db-0", IOConnected: true, SQLRunning: true}
+	with := func(r Report, f func(*Report)) Report { f(&r); return r }
+	tests := []struct {
+		name        string
+		r           Report
+		id, primary string
+		want        bool
+	}{
+		{"writable primary", primary, "db-0", "db-0", true},
+		{"read-only primary", with(primary, func(r *Report) { r.Writable = false }), "db-0", "db-0", false},
+		{"primary that is a replica", replica, "db-0", "db-0", false},
+		{"replica of the primary", replica, "db-1", "db-0", true},
+		{"replica of another source", replica, "db-1", "db-2", false},
+		{"replica not receiving", with(replica, func(r *Report) { r.IOConnected = false }), "db-1", "db-0", false},
+		{"replica not applying", with(replica, func(r *Report) { r.SQLRunning = false }), "db-1", "db-0", false},
+		{"writable replica", primary, "db-1", "db-0", false},
+		{"errant", with(replica, func(r *Report) { r.Errant = true }), "db-1", "db-0", false},
+		{"draining", with(primary, func(r *Report) { r.Draining = true }), "db-0", "db-0", false},
+		{"mysql down", with(primary, func(r *Report) { r.MySQLUp = false }), "db-0", "db-0", false},
+		{"no primary recorded", with(primary, func(r *Report) {}), "db-0", "", false},
+	}
+	for _, tt := range tests {
+		if got := tt.r.Serving(tt.id, tt.primary); got != tt.want {
+			t.Errorf("%s: Serving(%q, %q) = %t, want %t", tt.name, tt.id, tt.primary, got, tt.want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/shoal-db/shoal/agent"
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/config"
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/health"
@@ -96,28 +97,31 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		return mysqlctl.Open(ctx, mysqlctl.Config{Addr: addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
 			ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout})
 	}
-	var dnsServer *dns.Server
+	var publishers []agent.Publisher
 	if cfg.DNS.Listen != "" {
-		dnsServer = dns.NewServer(log.With("component", "dns"))
-		if err := dnsServer.ListenAndServe(ctx, cfg.DNS.Listen); err != nil {
+		// The DNS server outlives the loop: it answers through the drain of a primary and stops
+		// only when Run has returned.
+		dnsServer := dns.NewServer(log.With("component", "dns"))
+		dnsCtx, stopDNS := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopDNS()
+		if err := dnsServer.ListenAndServe(dnsCtx, cfg.DNS.Listen); err != nil {
 			return err
 		}
+		publishers = append(publishers, agent.DNSPublisher(dnsServer,
+			dns.ZoneConfig{Zone: cfg.DNS.Zone, TTL: cfg.DNS.TTL, MaxLag: cfg.DNS.MaxLag}))
 	}
-	adminClient := agent.AdminClient{HTTP: &http.Client{Timeout: 5 * time.Second}, Token: secrets.AdminToken}
-	opts := agent.Options{
-		NodeID: cfg.Node.ID, Cluster: cfg.Cluster, Policy: cfg.Policy(), BootstrapExpect: cfg.Raft.BootstrapExpect,
+	a, err := agent.New(agent.Options{
+		NodeID: cfg.Node.ID, Cluster: cfg.Cluster, Policy: cfg.Policy(),
 		LocalMySQLAddr: cfg.MySQL.Addr, MySQLAddr: cfg.MySQLAdvertise(), RaftAddr: node.Addr(),
 		AdminAddr: advertised(cfg.Admin.Listen, cfg.MySQLAdvertise()), ReplUser: cfg.MySQL.ReplUser,
 		ReplPassword: secrets.ReplPassword,
 		SemiSync:     mysqlctl.SemiSyncConfig{Async: cfg.MySQL.SemiSync == "async", Acks: cfg.MySQL.SemiSyncAcks},
 		MySQLPIDFile: cfg.MySQL.PIDFile,
 		XPort:        uint16(cfg.MySQL.XPort),
-		DNSZone:      dns.ZoneConfig{Zone: cfg.DNS.Zone, TTL: cfg.DNS.TTL, MaxLag: cfg.DNS.MaxLag},
-	}
-	if dnsServer != nil { // a nil *dns.Server in the interface would look set
-		opts.DNS = dnsServer
-	}
-	a, err := agent.New(opts, log, reg, agent.MySQLDialer(dial), node, g, adminClient)
+		Log:          log, Registry: reg, Dial: agent.MySQLDialer(dial), Raft: node, Gossip: g,
+		LeaseClient: adminapi.Client{HTTP: &http.Client{Timeout: 5 * time.Second}, Token: secrets.AdminToken},
+		Publishers:  publishers,
+	})
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/shoal-db/shoal/agent"
+	"github.com/shoal-db/shoal/agent/adminapi"
 )
 
 // clusterFlags are what the cluster commands need to reach an agent's admin API.
@@ -35,16 +35,16 @@ func envOr(name, def string) string {
 	return def
 }
 
-func (f *clusterFlags) client() (agent.AdminClient, error) {
+func (f *clusterFlags) client() (adminapi.Client, error) {
 	token, err := readSecret(f.tokenFile)
 	if err != nil {
-		return agent.AdminClient{}, err
+		return adminapi.Client{}, err
 	}
-	return agent.AdminClient{HTTP: &http.Client{Timeout: f.timeout}, Token: token}, nil
+	return adminapi.Client{HTTP: &http.Client{Timeout: f.timeout}, Token: token}, nil
 }
 
 // parseCluster parses a cluster command's flags; extra positional arguments are refused.
-func parseCluster(name string, args []string, extra func(fs *flag.FlagSet)) (*clusterFlags, agent.AdminClient, error) {
+func parseCluster(name string, args []string, extra func(fs *flag.FlagSet)) (*clusterFlags, adminapi.Client, error) {
 	var cf clusterFlags
 	fs := newFlagSet(name)
 	cf.register(fs)
@@ -53,10 +53,10 @@ func parseCluster(name string, args []string, extra func(fs *flag.FlagSet)) (*cl
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return nil, agent.AdminClient{}, err
+		return nil, adminapi.Client{}, err
 	}
 	if len(pos) != 0 {
-		return nil, agent.AdminClient{}, fmt.Errorf("%w: %s takes no arguments, got %q", errUsage, name, pos)
+		return nil, adminapi.Client{}, fmt.Errorf("%w: %s takes no arguments, got %q", errUsage, name, pos)
 	}
 	c, err := cf.client()
 	return &cf, c, err
@@ -82,7 +82,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	rec := first.Record
-	views := map[string]agent.View{first.Node: first}
+	views := map[string]adminapi.View{first.Node: first}
 	errs := map[string]error{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -114,9 +114,9 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
-			Record  any                   `json:"record"`
-			Members map[string]agent.View `json:"members"`
-			Errors  map[string]string     `json:"errors,omitempty"`
+			Record  any                      `json:"record"`
+			Members map[string]adminapi.View `json:"members"`
+			Errors  map[string]string        `json:"errors,omitempty"`
 		}{rec, views, errStrings(errs)})
 	}
 	fmt.Fprintf(stdout, "cluster %s  epoch %d  primary %s  raft leader %s%s\n\n", rec.Cluster, rec.Epoch,

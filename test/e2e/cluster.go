@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoal-db/shoal/agent"
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
@@ -43,7 +43,7 @@ type Cluster struct {
 	dir     string
 	binary  string
 	extra   []string
-	Admin   agent.AdminClient
+	Admin   adminapi.Client
 	mu      sync.Mutex
 }
 
@@ -87,7 +87,7 @@ func Start(t testing.TB, binary string, flavor gtid.Flavor, n int, extra ...stri
 	write("repl.pw", "repl-secret")
 	write("admin.token", "admin-secret")
 	write("gossip.key", base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))
-	c.Admin = agent.AdminClient{HTTP: &http.Client{Timeout: 2 * time.Second}, Token: "admin-secret"}
+	c.Admin = adminapi.Client{HTTP: &http.Client{Timeout: 2 * time.Second}, Token: "admin-secret"}
 	c.agents = make([]*exec.Cmd, n)
 	for i := range n {
 		c.StartAgent(i)

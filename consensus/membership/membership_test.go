@@ -1,4 +1,4 @@
-package consensus
+package membership
 
 import (
 	"fmt"
@@ -31,12 +31,12 @@ func actions(plan []Change) []string {
 }
 
 func TestPlanMembership(t *testing.T) {
-	opts := MembershipOptions{Self: "db-0", ExpectedVoters: 3, RemoveAfter: 10 * time.Minute}
+	opts := Options{Self: "db-0", ExpectedVoters: 3, RemoveAfter: 10 * time.Minute}
 	tests := []struct {
 		name    string
 		current []Server
 		want    []Candidate
-		opts    MembershipOptions
+		opts    Options
 		plan    []string
 	}{
 		{
@@ -80,7 +80,7 @@ func TestPlanMembership(t *testing.T) {
 			name:    "MaxVoters caps promotion",
 			current: []Server{voter("db-0"), voter("db-1"), voter("db-2"), nonvoter("db-3")},
 			want:    []Candidate{alive("db-0"), alive("db-1"), alive("db-2"), alive("db-3")},
-			opts:    MembershipOptions{Self: "db-0", MaxVoters: 3},
+			opts:    Options{Self: "db-0", MaxVoters: 3},
 		},
 		{
 			name:    "a member gone too long is removed",
@@ -107,7 +107,7 @@ func TestPlanMembership(t *testing.T) {
 			name:    "zero RemoveAfter never removes",
 			current: []Server{voter("db-0"), voter("db-1"), voter("db-2"), voter("db-3")},
 			want:    []Candidate{alive("db-0"), alive("db-1"), alive("db-2"), goneFor("db-3", 1000*time.Hour)},
-			opts:    MembershipOptions{Self: "db-0", ExpectedVoters: 3},
+			opts:    Options{Self: "db-0", ExpectedVoters: 3},
 		},
 		{
 			name:    "self is never removed",
@@ -124,7 +124,7 @@ func TestPlanMembership(t *testing.T) {
 			name:    "without ExpectedVoters, removals stop at a majority of the current voters",
 			current: []Server{voter("db-0"), voter("db-1"), voter("db-2"), voter("db-3"), voter("db-4")},
 			want:    []Candidate{alive("db-0"), goneFor("db-1", time.Hour), goneFor("db-2", time.Hour), goneFor("db-3", time.Hour), alive("db-4")},
-			opts:    MembershipOptions{Self: "db-0", RemoveAfter: time.Minute},
+			opts:    Options{Self: "db-0", RemoveAfter: time.Minute},
 			plan:    []string{"remove_server db-1", "remove_server db-2"},
 		},
 		{
@@ -144,7 +144,7 @@ func TestPlanMembership(t *testing.T) {
 			current: []Server{voter("db-0"), voter("db-1"), voter("db-2"), nonvoter("db-3")},
 			want: []Candidate{alive("db-0"), {ID: "db-1", Addr: "10.0.0.9:7000", Alive: true}, alive("db-2"),
 				{ID: "db-3", Addr: "10.0.0.8:7000", Alive: true}},
-			opts: MembershipOptions{Self: "db-0", MaxVoters: 3},
+			opts: Options{Self: "db-0", MaxVoters: 3},
 			plan: []string{"add_voter db-1@10.0.0.9:7000", "add_nonvoter db-3@10.0.0.8:7000"},
 		},
 		{
@@ -159,21 +159,21 @@ func TestPlanMembership(t *testing.T) {
 				voter("db-5"), voter("db-6")},
 			want: []Candidate{alive("db-0"), goneFor("db-1", time.Second), alive("db-2"), alive("db-3"), alive("db-4"),
 				alive("db-5"), alive("db-6")},
-			opts: MembershipOptions{Self: "db-0", ExpectedVoters: 7},
+			opts: Options{Self: "db-0", ExpectedVoters: 7},
 			plan: []string{"demote_voter db-1", "demote_voter db-6"},
 		},
 		{
 			name:    "self is never demoted",
 			current: []Server{voter("db-0"), voter("db-1"), voter("db-2")},
 			want:    []Candidate{goneFor("db-0", time.Second), alive("db-1"), alive("db-2")},
-			opts:    MembershipOptions{Self: "db-0", MaxVoters: 1, ExpectedVoters: 1},
+			opts:    Options{Self: "db-0", MaxVoters: 1, ExpectedVoters: 1},
 			plan:    []string{"demote_voter db-2", "demote_voter db-1"},
 		},
 		{
 			name:    "demotions stop at a majority of the expected voters",
 			current: []Server{voter("db-0"), voter("db-1"), voter("db-2")},
 			want:    []Candidate{alive("db-0"), alive("db-1"), alive("db-2")},
-			opts:    MembershipOptions{Self: "db-0", MaxVoters: 1, ExpectedVoters: 3},
+			opts:    Options{Self: "db-0", MaxVoters: 1, ExpectedVoters: 3},
 			plan:    []string{"demote_voter db-2"},
 		},
 		{
@@ -190,7 +190,7 @@ func TestPlanMembership(t *testing.T) {
 			if reflect.ValueOf(o).IsZero() {
 				o = opts
 			}
-			got := PlanMembership(tt.current, tt.want, now, o)
+			got := Plan(tt.current, tt.want, now, o)
 			if g := actions(got); !reflect.DeepEqual(g, tt.plan) {
 				t.Fatalf("plan = %q, want %q", g, tt.plan)
 			}
@@ -202,7 +202,7 @@ func TestPlanMembership(t *testing.T) {
 			// Deterministic whatever the order of the inputs.
 			for range 5 {
 				cur, want := shuffled(tt.current), shuffled(tt.want)
-				if again := PlanMembership(cur, want, now, o); !reflect.DeepEqual(again, got) {
+				if again := Plan(cur, want, now, o); !reflect.DeepEqual(again, got) {
 					t.Fatalf("shuffled inputs gave %+v, want %+v", again, got)
 				}
 			}
@@ -211,9 +211,9 @@ func TestPlanMembership(t *testing.T) {
 }
 
 func TestPlanMembershipReason(t *testing.T) {
-	plan := PlanMembership([]Server{voter("db-0"), voter("db-1"), voter("db-2"), voter("db-3")},
+	plan := Plan([]Server{voter("db-0"), voter("db-1"), voter("db-2"), voter("db-3")},
 		[]Candidate{alive("db-0"), alive("db-1"), alive("db-2"), goneFor("db-3", 90*time.Minute)},
-		now, MembershipOptions{Self: "db-0", RemoveAfter: time.Hour})
+		now, Options{Self: "db-0", RemoveAfter: time.Hour})
 	if len(plan) != 1 || plan[0].Reason != "removing db-3: gone for 1h30m0s, longer than 1h0m0s" {
 		t.Fatalf("plan = %+v", plan)
 	}
@@ -260,7 +260,7 @@ func shuffled[T any](s []T) []T {
 	return out
 }
 
-func ExamplePlanMembership() {
+func ExamplePlan() {
 	current := []Server{
 		{ID: "db-0", Addr: "10.0.0.1:7000", Voter: true},
 		{ID: "db-1", Addr: "10.0.0.2:7000", Voter: true},
@@ -272,7 +272,7 @@ func ExamplePlanMembership() {
 		{ID: "db-2", Addr: "10.0.0.3:7000", GoneSince: now.Add(-time.Hour)},
 		{ID: "db-3", Addr: "10.0.0.4:7000", Alive: true},
 	}
-	for _, c := range PlanMembership(current, gossip, now, MembershipOptions{Self: "db-0", ExpectedVoters: 3, RemoveAfter: 30 * time.Minute}) {
+	for _, c := range Plan(current, gossip, now, Options{Self: "db-0", ExpectedVoters: 3, RemoveAfter: 30 * time.Minute}) {
 		fmt.Println(c.Action, c.ID, "-", c.Reason)
 	}
 	// Output:

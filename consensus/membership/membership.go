@@ -1,4 +1,7 @@
-package consensus
+// Package membership plans the Raft configuration from what gossip sees: when to bootstrap and
+// which servers to add, promote, demote or remove. It is pure, so the HA decision can make these
+// choices with the rest and the agent only carries them out.
+package membership
 
 import (
 	"cmp"
@@ -25,8 +28,15 @@ type Candidate struct {
 	Bootstrapped bool
 }
 
-// MembershipOptions steers PlanMembership.
-type MembershipOptions struct {
+// Server is one member of the Raft configuration.
+type Server struct {
+	ID    string
+	Addr  string
+	Voter bool
+}
+
+// Options steers Plan.
+type Options struct {
 	// Self is the leader's own id: it is never removed or demoted by its own plan.
 	Self string
 	// MaxVoters caps the voters; zero means DefaultMaxVoters.
@@ -57,7 +67,7 @@ type Change struct {
 	Reason string
 }
 
-// PlanMembership returns the changes that bring the Raft configuration current in line with
+// Plan returns the changes that bring the Raft configuration current in line with
 // the gossip view want, in the order to apply them: removals, then promotions and address
 // updates, then additions, then demotions, each by id. It is pure and deterministic; the leader
 // applies the plan (Node.ApplyChange) and plans again on its next pass, so one step that fails
@@ -70,7 +80,7 @@ type Change struct {
 // and are promoted, by id, on a later plan while there are fewer than MaxVoters voters, so a
 // member votes only once it follows the log. Voters beyond MaxVoters are demoted, those not
 // alive first, then the highest ids.
-func PlanMembership(current []Server, want []Candidate, now time.Time, opts MembershipOptions) []Change {
+func Plan(current []Server, want []Candidate, now time.Time, opts Options) []Change {
 	if len(current) == 0 {
 		return nil // not bootstrapped: nothing to reconcile
 	}

@@ -1,4 +1,4 @@
-package agent
+package adminapi
 
 import (
 	"errors"
@@ -23,7 +23,7 @@ func TestLeaseRefusalsOverHTTP(t *testing.T) {
 			w.WriteHeader(tt.status)
 			w.Write([]byte(`{"error":"because"}`))
 		}))
-		err := AdminClient{HTTP: srv.Client()}.Lease(t.Context(), strings.TrimPrefix(srv.URL, "http://"), LeaseRequest{Member: "db-0", Epoch: 1})
+		err := Client{HTTP: srv.Client()}.Lease(t.Context(), strings.TrimPrefix(srv.URL, "http://"), LeaseRequest{Member: "db-0", Epoch: 1})
 		srv.Close()
 		if !errors.Is(err, ErrAPI) || errors.Is(err, ErrLeaseRefused) != tt.refused || errors.Is(err, ErrLeaseRevoked) != tt.final {
 			t.Errorf("status %d: %v; want refused %t, for good %t", tt.status, err, tt.refused, tt.final)

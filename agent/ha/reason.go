@@ -1,0 +1,75 @@
+package ha
+
+import "fmt"
+
+// Code names a decision's reason for machines: metrics labels, Kubernetes Events, alerts and
+// tests. It stays stable when the sentence beside it is reworded.
+type Code string
+
+// Node codes: what an agent decided about its own server.
+const (
+	// The local MySQL does not answer.
+	CodeLocalUnreachable Code = "local_unreachable"
+	CodeLeaseReleased    Code = "lease_released"    // it is certainly not running: the lease goes
+	CodeLeaseKeptStalled Code = "lease_kept_stalled" // it may be frozen: the lease is kept until revoked
+	CodeKillFrozen       Code = "kill_frozen"        // frozen while writable past the lease
+
+	CodeNoPrimaryFence Code = "no_primary_fence" // no primary recorded but writable
+	CodeAwaitPrimary   Code = "await_primary"    // read-only, no primary recorded yet
+
+	CodePrimaryStepDown Code = "primary_step_down" // draining or a switchover is pending
+	CodePrimaryNoLease  Code = "primary_no_lease"  // fenced, or waiting, until a lease is granted
+	CodePrimaryOpen     Code = "primary_open"      // opening writes under a lease
+	CodePrimaryServing  Code = "primary_serving"
+
+	CodeReplicaWritable    Code = "replica_writable" // writable but not the primary: fenced
+	CodePrimaryUnreachable Code = "primary_unreachable"
+	CodeCompareFailed      Code = "compare_failed" // GTID sets could not be compared
+	CodeErrant             Code = "errant"
+	CodeFollow             Code = "follow"          // (re)pointing replication at the primary
+	CodeApplierError       Code = "applier_error"   // the applier stopped on an error: an operator looks
+	CodeRestartReplica     Code = "restart_replica" // stopped threads towards a serving primary
+	CodeReplicationPaused  Code = "replication_paused"
+	CodeSemiSyncOff        Code = "semi_sync_off" // replicating without acknowledging
+	CodeReplicaServing     Code = "replica_serving"
+)
+
+// Cluster codes: what the Raft leader decided for the cluster.
+const (
+	CodeHandLeadership Code = "hand_leadership" // the leader's own MySQL is gone
+	CodeInitRecord     Code = "init_record"
+	CodeRecordMember   Code = "record_member"
+
+	CodeFirstPrimaryWait    Code = "first_primary_wait" // too few healthy members
+	CodeFirstPrimaryBlocked Code = "first_primary_blocked"
+	CodeFirstPrimary        Code = "first_primary"
+
+	CodePrimaryHealthy      Code = "primary_healthy"
+	CodeReelect             Code = "reelect" // a healthy primary whose lease ended early, in a new epoch
+	CodePrimarySuspect      Code = "primary_suspect"
+	CodeFailoverPaused      Code = "failover_paused"
+	CodeFailoverCooldown    Code = "failover_cooldown"
+	CodeFailoverLeaseWait   Code = "failover_lease_wait"
+	CodeFailoverNoCandidate Code = "failover_no_candidate"
+	CodeFailoverBlocked     Code = "failover_blocked" // candidates exist but promoting one could lose writes
+	CodeFailoverFence       Code = "failover_fence"   // fencing the reachable old primary first
+	CodeFailover            Code = "failover"
+
+	CodeSwitchoverCancel    Code = "switchover_cancel"
+	CodeSwitchoverFence     Code = "switchover_fence"
+	CodeSwitchoverLeaseWait Code = "switchover_lease_wait"
+	CodeSwitchover          Code = "switchover"
+)
+
+// Reason is why a decision was taken: a stable code and one sentence for people.
+type Reason struct {
+	Code Code
+	Text string
+}
+
+func because(code Code, format string, args ...any) Reason {
+	return Reason{Code: code, Text: fmt.Sprintf(format, args...)}
+}
+
+// String is the sentence.
+func (r Reason) String() string { return r.Text }
