@@ -10,7 +10,7 @@ type Code string
 const (
 	// The local MySQL does not answer.
 	CodeLocalUnreachable Code = "local_unreachable"
-	CodeLeaseReleased    Code = "lease_released"    // it is certainly not running: the lease goes
+	CodeLeaseReleased    Code = "lease_released"     // it is certainly not running: the lease goes
 	CodeLeaseKeptStalled Code = "lease_kept_stalled" // it may be frozen: the lease is kept until revoked
 	CodeKillFrozen       Code = "kill_frozen"        // frozen while writable past the lease
 
