@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -364,4 +365,28 @@ func TestCancelledSwitchoverReelectsLeadingPrimary(t *testing.T) {
 		t.Fatalf("serving again in epoch %d, want a new epoch after %d", e, epoch)
 	}
 	writeSome(t, first, 5)
+}
+
+// Pause stops automatic actions and new switchover requests, never a hand-over under way: a
+// primary whose agent is stopped while paused still hands its role to a replica.
+func TestPausedClusterRefusesSwitchoverYetDrains(t *testing.T) {
+	c := startCluster(t, 3)
+	stop := c.watchSplitBrain()
+	defer stop()
+
+	first := c.waitPrimary("")
+	acked := writeSome(t, first, 5)
+	client := adminapi.Client{Token: "secret"}
+	if _, err := client.SetPaused(t.Context(), first.agent.opts.AdminAddr, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Switchover(t.Context(), first.agent.opts.AdminAddr, ""); !errors.Is(err, adminapi.ErrAPI) || !strings.Contains(err.Error(), "paused") {
+		t.Fatalf("switchover while paused: %v, want a refusal that says the cluster is paused", err)
+	}
+	first.stop()
+	second := c.waitPrimary(first.id)
+	requireContains(t, second, acked)
+	if !second.raft.Record().Paused {
+		t.Fatal("the hand-over resumed the cluster")
+	}
 }

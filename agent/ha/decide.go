@@ -432,7 +432,8 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	case downFor < p.DetectionTimeout:
 		d.ClusterReason = because(CodePrimarySuspect, "primary %s looks down for %s (%s); confirming for ha.detection_timeout", primary, downFor.Round(time.Millisecond), why)
 		return
-	case r.Paused:
+	// A draining primary hands over even while paused: it has fenced itself already.
+	case r.Paused && !draining:
 		d.ClusterReason = because(CodeFailoverPaused, "primary %s is down (%s) but automatic failover is paused", primary, why)
 		return
 	case !draining && !r.LastFailover.IsZero() && obs.Now.Sub(r.LastFailover) < p.FailoverCooldown:

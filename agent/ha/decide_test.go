@@ -488,6 +488,32 @@ func TestDecide(t *testing.T) {
 			propose: record.OpSetPrimary, primary: "db-1", prepare: "db-1",
 		},
 		{
+			name: "paused: a pending switchover still completes",
+			setup: func(o *Observation) {
+				o.Record.Switchover = &record.Switchover{To: "db-1"}
+				o.Record.Paused = true
+				s := o.Servers["db-0"]
+				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
+				o.Servers["db-0"] = s
+				o.Grant.Released = true
+			},
+			propose: record.OpSetPrimary, primary: "db-1", prepare: "db-1",
+		},
+		{
+			name: "paused: a primary whose agent shuts down still hands over",
+			setup: func(o *Observation) {
+				o.Record.Paused = true
+				s := o.Servers["db-0"]
+				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
+				o.Servers["db-0"] = s
+				pp := o.Peers["db-0"]
+				pp.Report.Draining, pp.Report.Writable = true, false
+				o.Peers["db-0"] = pp
+				o.Grant.Released, o.Grant.Draining = true, true
+			},
+			propose: record.OpSetPrimary, primary: "db-2", prepare: "db-2",
+		},
+		{
 			name: "switchover: read-only old primary whose agent has not released yet",
 			setup: func(o *Observation) {
 				o.Record.Switchover = &record.Switchover{To: "db-1"}
@@ -644,7 +670,8 @@ func TestDecideProperties(t *testing.T) {
 		if o.Record.Primary != "" && leaseWait(o, p) > 0 {
 			t.Fatalf("case %d: proposed %s while the old lease may run %s more", i, c.Primary, leaseWait(o, p))
 		}
-		if o.Record.Primary != "" && o.Record.Switchover == nil && o.Record.Paused && c.Primary != o.Record.Primary {
+		draining := o.Peers[o.Record.Primary].Report.Draining || o.Grant.Draining
+		if o.Record.Primary != "" && o.Record.Switchover == nil && o.Record.Paused && !draining && c.Primary != o.Record.Primary {
 			t.Fatalf("case %d: failover while paused: %s (%+v)", i, d.Reason(), c)
 		}
 	}

@@ -47,7 +47,10 @@ type Record struct {
 	Epoch   uint64            `json:"epoch"`
 	Primary string            `json:"primary,omitempty"`
 	Members map[string]Member `json:"members,omitempty"`
-	// Paused stops every automatic action (failover, switchover, pod deletion, backups).
+	// Paused stops the automatic actions: no failover, pod deletion or scheduled backup starts,
+	// and no switchover may be requested. A hand-over already under way (a pending switchover, a
+	// primary whose agent shuts down) still completes: its primary has fenced itself, and
+	// stopping halfway would leave the cluster without one.
 	Paused     bool        `json:"paused,omitempty"`
 	Switchover *Switchover `json:"switchover,omitempty"`
 	// LastPrimaryChange is when the current epoch began, by the deciding leader's clock.
@@ -179,6 +182,9 @@ func Apply(r Record, c Command) (Record, error) {
 	case OpRequestSwitchover:
 		if c.Switchover == nil {
 			return r, fmt.Errorf("%w: switchover request without details", ErrInvalidCommand)
+		}
+		if r.Paused {
+			return r, fmt.Errorf("%w: the cluster is paused; resume it to switch over", ErrInvalidCommand)
 		}
 		if to := c.Switchover.To; to != "" {
 			if _, ok := r.Members[to]; !ok {

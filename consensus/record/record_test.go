@@ -125,6 +125,13 @@ func TestApply(t *testing.T) {
 			nil,
 		},
 		{"switchover without details", base(), Command{Op: OpRequestSwitchover}, base(), ErrInvalidCommand},
+		{
+			"switchover while paused is refused",
+			func() Record { r := base(); r.Paused = true; return r }(),
+			Command{Op: OpRequestSwitchover, Switchover: &Switchover{To: "db-1", RequestedAt: t0}},
+			func() Record { r := base(); r.Paused = true; return r }(),
+			ErrInvalidCommand,
+		},
 		{"switchover to a non-member", base(), Command{Op: OpRequestSwitchover, Switchover: &Switchover{To: "db-9"}}, base(), ErrInvalidCommand},
 		{"switchover to the primary", base(), Command{Op: OpRequestSwitchover, Switchover: &Switchover{To: "db-0"}}, base(), ErrInvalidCommand},
 		{
