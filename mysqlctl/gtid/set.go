@@ -73,9 +73,9 @@ func Parse(f Flavor, s string) (Set, error) {
 	)
 	switch f {
 	case MySQL:
-		set, err = parseMySQLGTIDSet(s)
+		set, err = parseMySQL(s)
 	case MariaDB:
-		set, err = parseMariaDBGTIDSet(s)
+		set, err = parseMariaDB(s)
 	default:
 		err = fmt.Errorf("unknown flavor %q", f)
 	}
@@ -94,7 +94,7 @@ func MustParse(f Flavor, s string) Set {
 	return set
 }
 
-func parseMySQLGTIDSet(s string) (Set, error) {
+func parseMySQL(s string) (Set, error) {
 	ranges := make(map[gtidSource][]gtidInterval)
 	if strings.Trim(s, asciiSpace) != "" {
 		for elem := range strings.SplitSeq(s, ",") {
@@ -220,7 +220,7 @@ func isASCIILetter(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 func isHexDigit(c byte) bool { return c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'f' }
 
-func parseMariaDBGTIDSet(s string) (Set, error) {
+func parseMariaDB(s string) (Set, error) {
 	ranges := make(map[gtidSource][]gtidInterval)
 	if strings.Trim(s, asciiSpace) != "" {
 		for elem := range strings.SplitSeq(s, ",") {

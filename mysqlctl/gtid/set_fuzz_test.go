@@ -28,7 +28,7 @@ func fuzzFlavor(mariadb bool) Flavor {
 	return MySQL
 }
 
-func FuzzParseGTIDSet(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range gtidSeeds {
 		f.Add(s, false)
 		f.Add(s, true)
@@ -59,8 +59,8 @@ func FuzzParseGTIDSet(f *testing.F) {
 	})
 }
 
-// FuzzGTIDSetAlgebra checks set identities on pairs of parsed sets.
-func FuzzGTIDSetAlgebra(f *testing.F) {
+// FuzzSetAlgebra checks set identities on pairs of parsed sets.
+func FuzzSetAlgebra(f *testing.F) {
 	for i, a := range gtidSeeds {
 		b := gtidSeeds[(i+1)%len(gtidSeeds)]
 		f.Add(a, b, false)
@@ -146,9 +146,9 @@ func FuzzGTIDSetAlgebra(f *testing.F) {
 	})
 }
 
-// FuzzGTIDSetModel compares the operations against a naive model of sets of (source, seqno)
+// FuzzSetModel compares the operations against a naive model of sets of (source, seqno)
 // pairs, on inputs whose sequence numbers are small enough to enumerate.
-func FuzzGTIDSetModel(f *testing.F) {
+func FuzzSetModel(f *testing.F) {
 	f.Add(uuidA+":1-5:7:t:2", uuidA+":3-9:t:1-2", false)
 	f.Add(uuidA+":1:3:5:7,"+uuidB+":2-4", uuidA+":2-6,"+uuidB+":4", false)
 	f.Add("0-1-105,1-1-3", "0-1-100,0-2-110", true)
@@ -189,7 +189,7 @@ func FuzzGTIDSetModel(f *testing.F) {
 	})
 }
 
-// modelLimit bounds the number of transactions FuzzGTIDSetModel enumerates per set.
+// modelLimit bounds the number of transactions FuzzSetModel enumerates per set.
 const modelLimit = 1 << 12
 
 type gtidModelEntry struct {

@@ -14,7 +14,7 @@ const (
 	max64 = "18446744073709551615"
 )
 
-func TestParseGTIDSet(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		flavor Flavor
 		in     string
@@ -79,7 +79,7 @@ func TestParseGTIDSet(t *testing.T) {
 	}
 }
 
-func TestParseGTIDSetErrors(t *testing.T) {
+func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		flavor Flavor
 		in     string
@@ -156,7 +156,7 @@ func TestParseGTIDSetErrors(t *testing.T) {
 	}
 }
 
-func TestMustParseGTIDSetPanics(t *testing.T) {
+func TestMustParsePanics(t *testing.T) {
 	defer func() {
 		if r := recover(); r == nil {
 			t.Error("MustParse did not panic on a bad set")
@@ -165,7 +165,7 @@ func TestMustParseGTIDSetPanics(t *testing.T) {
 	MustParse(MySQL, "nonsense")
 }
 
-func TestGTIDSetOperations(t *testing.T) {
+func TestSetOperations(t *testing.T) {
 	tests := []struct {
 		name           string
 		flavor         Flavor
@@ -260,7 +260,7 @@ func TestGTIDSetOperations(t *testing.T) {
 	}
 }
 
-func TestGTIDSetMariaDBErrant(t *testing.T) {
+func TestSetMariaDBErrant(t *testing.T) {
 	// The old primary wrote 101-105 after the new primary (server 2) had taken over domain 0.
 	oldPrimary := MustParse(MariaDB, "0-1-105")
 	newPrimary := MustParse(MariaDB, "0-1-100,0-2-110")
@@ -281,7 +281,7 @@ func TestGTIDSetMariaDBErrant(t *testing.T) {
 	}
 }
 
-func TestGTIDSetMariaDBFormat(t *testing.T) {
+func TestSetMariaDBFormat(t *testing.T) {
 	mid := MustParse(MariaDB, "0-1-10,1-2-3")
 	mid, _ = mid.Subtract(MustParse(MariaDB, "0-1-4"))
 	holes, _ := mid.Union(MustParse(MariaDB, "0-1-2,0-3-1"))
@@ -296,7 +296,7 @@ func TestGTIDSetMariaDBFormat(t *testing.T) {
 	}
 }
 
-func TestGTIDSetMariaDBPosition(t *testing.T) {
+func TestSetMariaDBPosition(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", ""},
 		{"0-1-100", "0-1-100"},
@@ -314,7 +314,7 @@ func TestGTIDSetMariaDBPosition(t *testing.T) {
 	}
 }
 
-func TestGTIDSetDomains(t *testing.T) {
+func TestSetDomains(t *testing.T) {
 	got := MustParse(MariaDB, "0-1-100,0-2-110,3-1-7,0-3-4").Domains()
 	if len(got) != 2 || got[0] != 110 || got[3] != 7 {
 		t.Errorf("Domains = %v, want map[0:110 3:7]", got)
@@ -360,7 +360,7 @@ func TestMoreAdvanced(t *testing.T) {
 	}
 }
 
-func TestGTIDSetZeroValue(t *testing.T) {
+func TestSetZeroValue(t *testing.T) {
 	var zero Set
 	if !zero.IsEmpty() || zero.String() != "" || zero.Flavor() != "" || zero.Count() != 0 {
 		t.Errorf("zero value: empty %v, string %q, flavor %q, count %d", zero.IsEmpty(), zero, zero.Flavor(), zero.Count())
@@ -404,7 +404,7 @@ func TestGTIDSetZeroValue(t *testing.T) {
 	}
 }
 
-func TestGTIDSetFlavorMismatch(t *testing.T) {
+func TestSetFlavorMismatch(t *testing.T) {
 	pairs := [][2]Set{
 		{MustParse(MySQL, uuidA+":1"), MustParse(MariaDB, "0-1-1")},
 		// Empty sets still carry their flavor, so mixing them is caught early.

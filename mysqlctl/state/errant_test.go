@@ -11,7 +11,7 @@ const (
 	uuidB = "4a1b2c3d-0000-1111-2222-333344445555"
 )
 
-func TestErrantGTIDs(t *testing.T) {
+func TestErrant(t *testing.T) {
 	status := func(flavor gtid.Flavor, uuid, executed string) Status {
 		return Status{Flavor: flavor, ServerUUID: uuid, Executed: gtid.MustParse(flavor, executed)}
 	}
