@@ -38,6 +38,7 @@ type Config struct {
 		CertFile, KeyFile, CAFile                             string
 		AllowPlaintext                                        bool
 		HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+		RemoveAfter                                           time.Duration
 	}
 	HA struct {
 		Tick, DetectionTimeout, Lease, MaxClockDrift, PromotionMargin, FailoverCooldown time.Duration
@@ -93,7 +94,7 @@ func (c Config) Policy() ha.Policy {
 	return ha.Policy{Tick: c.HA.Tick, DetectionTimeout: c.HA.DetectionTimeout, Lease: c.HA.Lease,
 		MaxClockDrift: c.HA.MaxClockDrift, PromotionMargin: c.HA.PromotionMargin,
 		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "",
-		BootstrapExpect: c.Raft.BootstrapExpect}
+		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Raft.RemoveAfter}
 }
 
 // Usage lists every key with its environment variable, flag, default and meaning.

@@ -101,8 +101,9 @@ func TestValidate(t *testing.T) {
 	c.MySQL.SemiSync = "fast"
 	c.Raft.CertFile = "/x.pem"
 	c.HA.Lease = 100 * time.Millisecond
+	c.Raft.RemoveAfter = time.Second
 	err = c.Validate()
-	for _, want := range []string{"cluster:", "mysql.semi_sync:", "raft.tls:", "ha.lease"} {
+	for _, want := range []string{"cluster:", "mysql.semi_sync:", "raft.tls:", "ha.lease", "raft.remove_after"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want a problem with %s", err, want)
 		}

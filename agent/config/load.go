@@ -55,6 +55,7 @@ var keys = []key{
 	{"raft.allow_plaintext", "allow Raft without TLS", func(c *Config) any { return &c.Raft.AllowPlaintext }},
 	{"raft.heartbeat_timeout", "Raft heartbeat timeout (0: tuned default)", func(c *Config) any { return &c.Raft.HeartbeatTimeout }},
 	{"raft.election_timeout", "Raft election timeout (0: tuned default)", func(c *Config) any { return &c.Raft.ElectionTimeout }},
+	{"raft.remove_after", "how long a member may be gone before the leader removes it from Raft, never below a majority of raft.bootstrap_expect (0: never)", func(c *Config) any { return &c.Raft.RemoveAfter }},
 	{"raft.leader_lease_timeout", "Raft leader lease timeout (0: tuned default)", func(c *Config) any { return &c.Raft.LeaderLeaseTimeout }},
 	{"ha.tick", "control-loop interval", func(c *Config) any { return &c.HA.Tick }},
 	{"ha.detection_timeout", "how long the primary must look down before failover", func(c *Config) any { return &c.HA.DetectionTimeout }},

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 )
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -91,6 +92,11 @@ func (c Config) Validate() error {
 	}
 	if c.Raft.BootstrapExpect < 1 || c.Raft.BootstrapExpect > 9 {
 		bad("raft.bootstrap_expect: want 1..9, got %d", c.Raft.BootstrapExpect)
+	}
+	// A member gone briefly (a restart, a partition) must come back as it was: only a long
+	// absence means it is gone for good.
+	if c.Raft.RemoveAfter != 0 && c.Raft.RemoveAfter < 30*time.Second {
+		bad("raft.remove_after: 0 (never) or at least 30s, got %s", c.Raft.RemoveAfter)
 	}
 	tlsFiles := 0
 	for _, f := range []string{c.Raft.CertFile, c.Raft.KeyFile, c.Raft.CAFile} {
