@@ -176,6 +176,11 @@ func (a *Agent) drain() error {
 		a.pass(ctx)
 		rec := a.raft.Record()
 		if rec.Primary != a.opts.NodeID {
+			if rec.Epoch != a.snapshot().Record.Epoch {
+				// The pass read an older record: one more, so the publishers (DNS) end on the
+				// successor rather than on this node.
+				a.pass(ctx)
+			}
 			if a.raft.IsLeader() {
 				if err := a.raft.TransferLeadership(ctx); err != nil {
 					a.log.Warn("leadership transfer before shutdown failed", "err", err)

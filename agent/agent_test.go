@@ -42,6 +42,7 @@ type member struct {
 	http   *http.Server
 	cancel context.CancelFunc
 	done   chan error
+	views  viewLog
 }
 
 // testCluster runs n agents in one process: Raft over the in-memory transport, memberlist on
@@ -52,6 +53,40 @@ type testCluster struct {
 	raftNet *consensus.InmemNetwork
 	members []*member
 	tasks   taskLog
+}
+
+// viewLog is a Publisher that keeps every view it was given, and notes one given after its
+// agent's Run returned.
+type viewLog struct {
+	mu    sync.Mutex
+	views []ClusterView
+	late  bool
+	ended bool
+}
+
+func (l *viewLog) Name() string { return "log" }
+
+func (l *viewLog) Publish(_ context.Context, v ClusterView) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.late = l.late || l.ended
+	l.views = append(l.views, v)
+	return nil
+}
+
+func (l *viewLog) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ended = true
+}
+
+func (l *viewLog) last() (ClusterView, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.views) == 0 {
+		return ClusterView{}, l.late
+	}
+	return l.views[len(l.views)-1], l.late
 }
 
 func logger(t *testing.T) *slog.Logger {
@@ -115,7 +150,7 @@ func (c *testCluster) startMember(i int, seed string) *member {
 		LocalMySQLAddr: mysqlAddr, MySQLAddr: mysqlAddr, RaftAddr: id, AdminAddr: ln.Addr().String(),
 		ReplUser: "repl", ReplPassword: "pw", DrainTimeout: 5 * time.Second,
 		Log: log, Registry: reg, Dial: dial, Raft: node, Gossip: g, LeaseClient: adminapi.Client{Token: "secret"},
-		LeaderTasks: c.leaderTasks(id)})
+		LeaderTasks: c.leaderTasks(id), Publishers: []Publisher{&m.views}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +178,7 @@ func (m *member) stop() {
 	}
 	m.cancel()
 	<-m.done
+	m.views.end()
 	m.cancel = nil
 	m.http.Close()
 	m.gossip.Shutdown()
@@ -310,10 +346,16 @@ func TestSwitchoverAndDrain(t *testing.T) {
 	}
 	requireContains(t, target, acked)
 
-	// SIGTERM of the primary's agent: it hands the role over before it exits.
+	// SIGTERM of the primary's agent: it hands the role over before it exits, publishing until
+	// the successor is recorded, and nothing after.
 	target.stop()
 	third := c.waitPrimary(target.id)
 	requireContains(t, third, acked)
+	last, late := target.views.last()
+	if last.Record.Primary == target.id || late {
+		t.Fatalf("the stopped agent last published primary %q (epoch %d), published after Run returned: %t",
+			last.Record.Primary, last.Record.Epoch, late)
+	}
 }
 
 // A switchover the leader must cancel (its target died) leaves the primary without a lease; when
