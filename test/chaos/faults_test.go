@@ -60,29 +60,33 @@ var faults = []fault{
 		if r.smoke {
 			d = 10 * time.Second // a failover even when the primary also led Raft
 		}
-		heal := r.c.Isolate(r.primary)
+		heal := r.isolate(r.primary)
 		time.Sleep(d)
-		heal()
-		return fmt.Sprintf("primary %s cut off for %s", r.c.Name(r.primary), d)
+		reads := heal()
+		r.observed(r.c.Name(r.primary), reads)
+		return fmt.Sprintf("primary %s cut off for %s; the monitor read it %d times meanwhile", r.c.Name(r.primary), d, reads)
 	}},
 	{"isolate-replica", func(r *run) string {
 		i, d := r.replica(), r.outage()
-		heal := r.c.Isolate(i)
+		heal := r.isolate(i)
 		time.Sleep(d)
-		heal()
-		return fmt.Sprintf("replica %s cut off for %s", r.c.Name(i), d)
+		reads := heal()
+		r.observed(r.c.Name(i), reads)
+		return fmt.Sprintf("replica %s cut off for %s; the monitor read it %d times meanwhile", r.c.Name(i), d, reads)
 	}},
 	{"flapping-partition", func(r *run) string {
 		end := time.Now().Add(r.outage())
-		flaps := 0
+		flaps, reads := 0, 0
 		for time.Now().Before(end) {
-			heal := r.c.Isolate(r.rng.IntN(len(r.c.Servers)))
+			heal := r.isolate(r.rng.IntN(len(r.c.Servers)))
 			time.Sleep(r.between(500*time.Millisecond, 2*time.Second))
-			heal()
+			reads += heal()
 			time.Sleep(r.between(500*time.Millisecond, 2*time.Second))
 			flaps++
 		}
-		return fmt.Sprintf("%d partitions of a random member, 0.5-2s each", flaps)
+		// Summed: a single cut of 0.5 s on a busy machine may fall between two reads.
+		r.observed("the members cut off", reads)
+		return fmt.Sprintf("%d partitions of a random member, 0.5-2s each; the monitor read them %d times meanwhile", flaps, reads)
 	}},
 	{"packet-loss", func(r *run) string {
 		share, d := 0.1+0.2*r.rng.Float64(), r.outage()
@@ -136,6 +140,27 @@ var faults = []fault{
 		r.t.Fatalf("switchover to %s neither happened nor was cancelled within 30s", r.c.Name(to))
 		return ""
 	}},
+}
+
+// isolate cuts member i off like Cluster.Isolate; heal restores it and returns how many times
+// the split-brain monitor read member i's state while it was cut off.
+func (r *run) isolate(i int) (heal func() (reads int)) {
+	cut := r.c.Isolate(i)
+	before := r.m.Observed()[i].OK // after the cut: no read from before it counts
+	return func() int {
+		reads := r.m.Observed()[i].OK - before
+		cut()
+		return reads
+	}
+}
+
+// observed fails the run when the monitor did not read an isolated member: the split-brain
+// check would have been blind to it, above all to an isolated primary still taking writes.
+func (r *run) observed(what string, reads int) {
+	r.t.Helper()
+	if reads == 0 {
+		r.t.Errorf("the split-brain monitor never read %s while cut off (reads so far: %+v)", what, r.m.Observed())
+	}
 }
 
 // target picks the member a process fault hits.

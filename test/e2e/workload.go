@@ -197,20 +197,36 @@ func (w *Writer) Acked() int {
 }
 
 // Monitor polls every server's read-only state every 50ms and records each moment when two
-// servers accepted writes at once.
+// servers accepted writes at once. It reads over each server's Unix socket, not TCP: the
+// isolation faults are iptables rules on a host's address, and over TCP the one server that
+// matters most then, the isolated primary, could not be observed at all.
 type Monitor struct {
 	c          *Cluster
 	stop, done chan struct{}
 	mu         sync.Mutex
 	Violations []string
+	samples    []Samples // per member, guarded by mu like Violations
+}
+
+// Samples counts one member's reads by the monitor: those that returned its state, and those
+// that failed (its state unknown).
+type Samples struct {
+	OK, Failed int
+	LastErr    error // of the last failed read
 }
 
 // StartMonitor starts polling.
 func (c *Cluster) StartMonitor() *Monitor {
-	m := &Monitor{c: c, stop: make(chan struct{}), done: make(chan struct{})}
+	c.t.Helper()
+	m := &Monitor{c: c, stop: make(chan struct{}), done: make(chan struct{}), samples: make([]Samples, len(c.Servers))}
 	dbs := make([]*sql.DB, len(c.Servers))
-	for i := range c.Servers {
-		dbs[i] = c.open(i, harness.RootUser, harness.RootPassword)
+	for i, s := range c.Servers {
+		db, err := sql.Open("mysql", s.SocketDSN(harness.RootUser, harness.RootPassword))
+		if err != nil {
+			c.t.Fatalf("monitor of %s: %v", c.Name(i), err)
+		}
+		db.SetMaxOpenConns(1)
+		dbs[i] = db
 	}
 	go func() {
 		defer close(m.done)
@@ -227,41 +243,69 @@ func (c *Cluster) StartMonitor() *Monitor {
 				return
 			case <-tick.C:
 			}
-			writable := m.sample(dbs)
-			if len(writable) > 1 {
-				m.mu.Lock()
-				m.Violations = append(m.Violations, fmt.Sprintf("%s: %v writable at once", time.Now().Format("15:04:05.000"), writable))
-				m.mu.Unlock()
-			}
+			m.record(m.sample(dbs))
 		}
 	}()
 	return m
 }
 
-func (m *Monitor) sample(dbs []*sql.DB) []string {
-	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		writable []string
-	)
+// sample reads every server's state at once: whether it is writable, or why that is unknown.
+func (m *Monitor) sample(dbs []*sql.DB) (writable []bool, errs []error) {
 	q := "SELECT @@read_only = 0"
 	if m.c.Flavor == gtid.MySQL {
 		q = "SELECT @@read_only = 0 AND @@super_read_only = 0"
 	}
+	writable, errs = make([]bool, len(dbs)), make([]error, len(dbs))
+	var wg sync.WaitGroup
 	for i, db := range dbs {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			var w bool
-			if db.QueryRowContext(ctx, q).Scan(&w) == nil && w {
-				mu.Lock()
-				writable = append(writable, m.c.Name(i))
-				mu.Unlock()
+			if err := db.QueryRowContext(ctx, q).Scan(&writable[i]); err != nil {
+				errs[i] = fmt.Errorf("read-only state of %s: %w", m.c.Name(i), err)
 			}
 		})
 	}
 	wg.Wait()
-	return writable
+	return writable, errs
+}
+
+// record counts a sample and records a violation if it found two writable servers. A server
+// whose read failed is unknown, and counts neither way: not as writable, since a killed or
+// frozen (SIGSTOP) server accepts no writes and would report split brains that never were; and
+// not as read-only either, but as a failed sample, so that a run where the monitor could not see
+// a server (as over TCP during an isolation) shows in Observed instead of passing unnoticed.
+func (m *Monitor) record(writable []bool, errs []error) {
+	var yes, unknown []string
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, err := range errs {
+		switch {
+		case err != nil:
+			m.samples[i].Failed++
+			m.samples[i].LastErr = err
+			unknown = append(unknown, m.c.Name(i))
+		case writable[i]:
+			m.samples[i].OK++
+			yes = append(yes, m.c.Name(i))
+		default:
+			m.samples[i].OK++
+		}
+	}
+	if len(yes) > 1 {
+		v := fmt.Sprintf("%s: %v writable at once", time.Now().Format("15:04:05.000"), yes)
+		if len(unknown) > 0 {
+			v += fmt.Sprintf(" (%v unknown)", unknown)
+		}
+		m.Violations = append(m.Violations, v)
+	}
+}
+
+// Observed returns how many reads of each member's state succeeded and failed so far.
+func (m *Monitor) Observed() []Samples {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.samples)
 }
 
 // Seen returns the violations recorded so far.

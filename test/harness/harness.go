@@ -305,20 +305,27 @@ func (s *Server) DSN(user, password string) string {
 	return c.FormatDSN()
 }
 
-// probeDSN is how readiness is checked: as root over TCP, or over the socket while building a
-// template, when root@'%' does not exist yet and networking is off.
-func (s *Server) probeDSN() string {
-	if !s.bootstrap && !s.loading {
-		return s.DSN(RootUser, RootPassword)
-	}
+// SocketDSN is a DSN for user over the server's Unix socket, from the host. iptables rules on the
+// server's address do not cut it, so a test can still observe a server it has isolated.
+func (s *Server) SocketDSN(user, password string) string {
 	c := mysql.NewConfig()
-	c.User = RootUser
-	if s.loading {
-		c.Passwd = RootPassword
-	}
-	c.Net, c.Addr = "unix", filepath.Join(s.dir, "mysqld.sock")
-	c.Timeout = 2 * time.Second
+	c.User, c.Passwd = user, password
+	c.Net, c.Addr = "unix", s.Socket()
+	c.Timeout, c.ReadTimeout, c.WriteTimeout = 2*time.Second, 30*time.Second, 30*time.Second
 	return c.FormatDSN()
+}
+
+// probeDSN is how readiness is checked: as root over TCP, or over the socket while networking is
+// off: while building a template (root@'%' does not exist yet, root@localhost has no password
+// yet) and while Rebuild loads a copy.
+func (s *Server) probeDSN() string {
+	switch {
+	case s.bootstrap:
+		return s.SocketDSN(RootUser, "")
+	case s.loading:
+		return s.SocketDSN(RootUser, RootPassword)
+	}
+	return s.DSN(RootUser, RootPassword)
 }
 
 // RootDB opens a pool as root, closed when the test ends.
