@@ -388,7 +388,7 @@ func primaryDown(obs Observation) (bool, string) {
 			continue
 		}
 		voters++
-		if !peer.Report.IOConnected || peer.Report.Source != primary {
+		if !peer.Report.ReceivingFrom(primary) {
 			agree++
 		}
 	}

@@ -103,6 +103,10 @@ func (r Report) Serving(id, primary string) bool {
 	case id == primary:
 		return r.Role == RolePrimary && r.Writable
 	default:
-		return r.Role == RoleReplica && r.Source == primary && r.IOConnected && r.SQLRunning
+		return r.Role == RoleReplica && r.ReceivingFrom(primary) && r.SQLRunning
 	}
 }
+
+// ReceivingFrom reports whether the server's receiver is connected to member id: a vote that
+// id is alive, whatever the applier does.
+func (r Report) ReceivingFrom(id string) bool { return r.IOConnected && r.Source == id }
