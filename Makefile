@@ -8,7 +8,7 @@ STATICCHECK := $(SHOAL_CACHE)/bin/staticcheck-v0.8.2
 GO_TEST_TIMEOUT ?= 20m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps test test-go lint demo bench clean model-check model-mutations model-mutation-lease model-mutation-cas model-mutation-relay chaos soak
+.PHONY: all build deps test test-go lint demo bench clean model-check model-mutations model-mutation-lease model-mutation-cas model-mutation-relay mutation chaos soak
 
 all: build
 
@@ -70,6 +70,10 @@ model-mutation-cas:
 	$(MODEL) fail bitstate -DMAXF=2 -DNO_EPOCH_CAS
 model-mutation-relay:
 	$(MODEL) fail full -DMAXF=1 -DNO_RELAY_WAIT
+
+## mutation: deleting any decision branch or assignment of agent/ha must fail a test (minutes; not part of test)
+mutation:
+	go run ./test/cmd/mutate -pkg agent/ha
 
 clean:
 	rm -rf bin
