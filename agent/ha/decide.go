@@ -97,8 +97,8 @@ func Decide(obs Observation, p Policy) Decision {
 		d.Memory.LocalDownSince = obs.Now
 	}
 	if !obs.Raft.HasState {
+		// Not a member of any Raft cluster yet, so never its leader either.
 		d.Bootstrap, _ = membership.ShouldBootstrap(obs.Raft.Seen, p.BootstrapExpect)
-		return d
 	}
 	if !obs.Leader {
 		return d

@@ -3,11 +3,11 @@ package ha
 import (
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/shoal-db/shoal/agent/health"
+	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/mysqlctl/state"
@@ -95,33 +95,90 @@ func hostDied(o *Observation) {
 	o.Peers["db-0"] = p
 }
 
-func TestDecide(t *testing.T) {
-	p := DefaultPolicy()
-	tests := []struct {
-		name  string
-		setup func(o *Observation)
-		// want
-		node        NodeAction
-		renew       bool
-		release     bool
-		propose     record.Op
-		primary     string // for OpSetPrimary
-		prepare     string
-		fence       string
-		reasonParts []string
-	}{
-		{name: "healthy cluster, replica in place", node: NodeNone, reasonParts: []string{"healthy", "replicating from primary db-0"}},
+// why is a reason as a case expects it: the code and the whole sentence, so rewording a line
+// people read in logs is a deliberate change to this table.
+func why(code Code, text string) Reason { return Reason{Code: code, Text: text} }
+
+// The node and cluster reasons most cases share: the leader db-1 of cluster() is a replica.
+var (
+	replicaServing = why(CodeReplicaServing, "replicating from primary db-0 of epoch 3")
+	primaryLost    = why(CodePrimaryUnreachable, "read-only; primary db-0 is unreachable from here")
+	awaitPrimary   = why(CodeAwaitPrimary, "read-only, waiting for the leader to record a primary")
+	db0Healthy     = why(CodePrimaryHealthy, "primary db-0 of epoch 3 is healthy")
+)
+
+const errantB = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1"
+
+// proposing completes want with the leader's proposal c, decided because of r: the command
+// carries the decision's sentence.
+func proposing(want Decision, r Reason, c record.Command) Decision {
+	want.ClusterReason = r
+	c.Reason = r.Text
+	want.Propose = &c
+	return want
+}
+
+func mem(m Memory) *Memory { return &m }
+
+// mariadbServer is a MariaDB server in a MySQL cluster: nonsense, but it makes GTID comparisons fail.
+func mariadbServer(pos string) Server {
+	return Server{Up: true, Status: state.Status{Flavor: gtid.MariaDB, ReadOnly: true, SuperReadOnly: true,
+		Executed: gtid.MustParse(gtid.MariaDB, pos)}}
+}
+
+type decideCase struct {
+	name   string
+	policy func(p *Policy) // changes to DefaultPolicy
+	setup  func(o *Observation)
+	// want is the whole decision except Memory.
+	want Decision
+	// memory is the Memory expected; nil expects the observation's Memory back unchanged.
+	memory *Memory
+}
+
+// decideCases are the cases of TestDecide; TestEveryReasonCodeIsTested reads their codes.
+func decideCases(p Policy) []decideCase {
+	// A down clock that has run for the detection timeout.
+	detected := t0.Add(-p.DetectionTimeout)
+	downMemory := mem(Memory{PrimaryDownSince: detected, DownEpoch: 3})
+	// When cluster()'s lease, last granted 100 ms before t0, can no longer run.
+	promotable := t0.Add(-100 * time.Millisecond).Add(p.PromotionWait())
+	readOnly := func(o *Observation, id string) {
+		s := o.Servers[id]
+		s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
+		o.Servers[id] = s
+	}
+	setPeer := func(o *Observation, id string, change func(p *Peer)) {
+		peer := o.Peers[id]
+		change(&peer)
+		o.Peers[id] = peer
+	}
+	return []decideCase{
+		{
+			name: "healthy cluster, replica in place",
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
 		{
 			name: "replica restarted with semi-sync off is configured again",
 			setup: func(o *Observation) {
 				o.Local.Status.SemiSync = state.SemiSync{Available: true}
 			},
-			node: NodeReplicate, reasonParts: []string{"without acknowledging"},
+			want: Decision{Node: NodeReplicate, ClusterReason: db0Healthy, NodeReason: why(CodeSemiSyncOff,
+				"replicating from primary db-0 without acknowledging its commits (semi-sync replica side off, as after a restart): configuring replication again")},
 		},
 		{
-			name:  "local MySQL unreachable",
-			setup: func(o *Observation) { o.Local = Server{Err: "dial tcp: refused"} },
-			node:  NodeNone, reasonParts: []string{"unreachable"},
+			name:   "local MySQL unreachable",
+			setup:  func(o *Observation) { o.Local = Server{Err: "dial tcp: refused"} },
+			want:   Decision{NodeReason: why(CodeLocalUnreachable, "local MySQL is unreachable (dial tcp: refused)"), ClusterReason: db0Healthy},
+			memory: mem(Memory{LocalDownSince: t0}),
+		},
+		{
+			name: "a local server that answers again clears its down clock and its stalls",
+			setup: func(o *Observation) {
+				o.Memory = Memory{LocalDownSince: t0.Add(-time.Second), LocalStalls: 1}
+			},
+			want:   Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+			memory: mem(Memory{}),
 		},
 		{
 			name: "a leader whose own MySQL stays unreachable hands leadership over",
@@ -129,7 +186,8 @@ func TestDecide(t *testing.T) {
 				o.Local = Server{Err: "i/o timeout"}
 				o.Memory.LocalDownSince = t0.Add(-p.DetectionTimeout)
 			},
-			reasonParts: []string{"handing Raft leadership over"},
+			want: Decision{NodeReason: why(CodeLocalUnreachable, "local MySQL is unreachable (i/o timeout)"), TransferLeadership: true,
+				ClusterReason: why(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")},
 		},
 		{
 			name: "primary whose mysqld died releases its lease",
@@ -138,7 +196,9 @@ func TestDecide(t *testing.T) {
 				o.Local = Server{Err: "refused", Gone: true}
 				o.LeaseUntil = t0.Add(time.Second)
 			},
-			release: true, reasonParts: []string{"primary lease is released"},
+			want: Decision{ReleaseLease: true, NodeReason: why(CodeLeaseReleased,
+				"local MySQL is unreachable (refused): it is not running, so the primary lease is released for the leader to fail over at once")},
+			memory: mem(Memory{LocalDownSince: t0}),
 		},
 		{
 			name: "primary whose writable mysqld does not answer (stalled) keeps renewing its lease",
@@ -148,7 +208,22 @@ func TestDecide(t *testing.T) {
 				o.LeaseUntil = t0.Add(time.Second)
 				o.Memory.LocalWritable = true
 			},
-			renew: true, reasonParts: []string{"unreachable", "until the leader revokes it"},
+			want: Decision{RenewLease: true, NodeReason: why(CodeLeaseKeptStalled,
+				"local MySQL is unreachable (i/o timeout): still the primary, keeping the lease until the leader revokes it")},
+			memory: mem(Memory{LocalWritable: true, LocalDownSince: t0}),
+		},
+		{
+			name:   "a frozen primary past its lease is killed when a process to kill is configured",
+			policy: func(p *Policy) { p.KillFrozenPrimary = true },
+			setup: func(o *Observation) {
+				o.Self, o.Leader = "db-0", false
+				o.Local = Server{Err: "i/o timeout", Stalled: true}
+				o.LeaseUntil = t0.Add(-time.Millisecond)
+				o.Memory = Memory{LocalWritable: true, LocalStalls: 1}
+			},
+			want: Decision{Node: NodeKill, NodeReason: why(CodeKillFrozen,
+				"local MySQL is unreachable (i/o timeout) while writable, past its primary lease: killing it, the only fence left for a frozen server")},
+			memory: mem(Memory{LocalWritable: true, LocalStalls: 2, LocalDownSince: t0}),
 		},
 		{
 			name: "no primary recorded and writable: fence",
@@ -157,7 +232,8 @@ func TestDecide(t *testing.T) {
 				o.Record.Primary = ""
 				o.Local = primaryServer(uuidA + ":1-5")
 			},
-			node: NodeFence,
+			want:   Decision{Node: NodeFence, NodeReason: why(CodeNoPrimaryFence, "no primary is recorded, so this server must not take writes: fencing")},
+			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
 			name: "recorded primary with a lease opens writes",
@@ -167,7 +243,21 @@ func TestDecide(t *testing.T) {
 				o.Primary = nil
 				o.LeaseUntil = t0.Add(time.Second)
 			},
-			node: NodeOpenWrites, renew: true,
+			want: Decision{Node: NodeOpenWrites, RenewLease: true,
+				NodeReason: why(CodePrimaryOpen, "primary of epoch 3 with a lease: applying the relay log and opening writes")},
+		},
+		{
+			name: "a writable primary still configured as a replica finishes its promotion",
+			setup: func(o *Observation) {
+				o.Self, o.Leader = "db-0", false
+				o.Local = replicaServer("10.0.0.9", uuidA+":1-100", uuidA+":1-100")
+				o.Local.Status.ReadOnly, o.Local.Status.SuperReadOnly = false, false
+				o.Primary = nil
+				o.LeaseUntil = t0.Add(time.Second)
+			},
+			want: Decision{Node: NodeOpenWrites, RenewLease: true,
+				NodeReason: why(CodePrimaryOpen, "primary of epoch 3 with a lease: applying the relay log and opening writes")},
+			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
 			name: "whole cluster restarted: recorded primary waits for a lease before opening",
@@ -177,7 +267,7 @@ func TestDecide(t *testing.T) {
 				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
 				o.Local, o.Primary = s, nil
 			},
-			node: NodeNone, renew: true, reasonParts: []string{"waiting for a lease"},
+			want: Decision{RenewLease: true, NodeReason: why(CodePrimaryNoLease, "primary of epoch 3, waiting for a lease before opening writes")},
 		},
 		{
 			name: "primary without a lease fences itself",
@@ -186,7 +276,9 @@ func TestDecide(t *testing.T) {
 				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
 				o.LeaseUntil = t0.Add(-time.Millisecond)
 			},
-			node: NodeFence, renew: true, reasonParts: []string{"without a lease"},
+			want: Decision{Node: NodeFence, RenewLease: true,
+				NodeReason: why(CodePrimaryNoLease, "primary of epoch 3 without a lease (no Raft majority confirmed within ha.lease): fencing")},
+			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
 			name: "consensus briefly unreachable while the lease runs: the primary keeps serving",
@@ -196,7 +288,8 @@ func TestDecide(t *testing.T) {
 				o.LeaseUntil = t0.Add(2 * time.Second)
 				o.Record.Cluster = "orders"
 			},
-			node: NodeNone, renew: true, reasonParts: []string{"writable, lease held"},
+			want:   Decision{RenewLease: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held")},
+			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
 			name: "primary with a pending switchover fences and releases",
@@ -206,7 +299,20 @@ func TestDecide(t *testing.T) {
 				o.LeaseUntil = t0.Add(time.Second)
 				o.Record.Switchover = &record.Switchover{To: "db-2"}
 			},
-			node: NodeFence, release: true,
+			want: Decision{Node: NodeFence, ReleaseLease: true,
+				NodeReason: why(CodePrimaryStepDown, "primary of epoch 3 but a switchover is pending: fencing and releasing the lease")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "read-only primary with a pending switchover releases its lease again",
+			setup: func(o *Observation) {
+				o.Self, o.Leader = "db-0", false
+				s := primaryServer(uuidA + ":1-100")
+				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
+				o.Local, o.Primary = s, nil
+				o.Record.Switchover = &record.Switchover{To: "db-2"}
+			},
+			want: Decision{ReleaseLease: true, NodeReason: why(CodePrimaryStepDown, "primary of epoch 3, read-only because a switchover is pending")},
 		},
 		{
 			name: "draining primary fences and releases",
@@ -215,27 +321,51 @@ func TestDecide(t *testing.T) {
 				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
 				o.LeaseUntil = t0.Add(time.Second)
 			},
-			node: NodeFence, release: true,
+			want: Decision{Node: NodeFence, ReleaseLease: true,
+				NodeReason: why(CodePrimaryStepDown, "primary of epoch 3 but this agent is shutting down: fencing and releasing the lease")},
+			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
 			name:  "writable replica is fenced at once",
 			setup: func(o *Observation) { o.Local = primaryServer(uuidA + ":1-100") },
-			node:  NodeFence,
+			want: Decision{Node: NodeFence, ClusterReason: db0Healthy,
+				NodeReason: why(CodeReplicaWritable, "epoch 3 names db-0 primary but this server is writable: fencing")},
+			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
 			name: "errant replica stops replicating and stays fenced",
 			setup: func(o *Observation) {
-				o.Local = replicaServer("10.0.0.1", uuidA+":1-98,bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1", uuidA+":1-98")
+				o.Local = replicaServer("10.0.0.1", uuidA+":1-98,"+errantB, uuidA+":1-98")
 			},
-			node: NodeStopReplica, reasonParts: []string{"fenced until rebuilt", "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1"},
+			want: Decision{Node: NodeStopReplica, Errant: errantB, ClusterReason: db0Healthy,
+				NodeReason: why(CodeErrant, "has transactions primary db-0 lacks ("+errantB+"): fenced until rebuilt")},
+			memory: mem(Memory{Errant: errantB}),
 		},
 		{
 			name: "an errant server stays reported errant while the primary is unreachable",
 			setup: func(o *Observation) {
 				o.Primary = &Server{Err: "refused"}
-				o.Memory.Errant = "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb:1"
+				o.Memory.Errant = errantB
 			},
-			reasonParts: []string{"still holding errant transactions bbbbbbbb"},
+			want: Decision{Errant: errantB, ClusterReason: db0Healthy,
+				NodeReason: why(CodeErrant, "read-only; primary db-0 is unreachable from here; still holding errant transactions "+errantB)},
+		},
+		{
+			name:   "a rebuilt server is no longer remembered errant once compared again",
+			setup:  func(o *Observation) { o.Memory.Errant = errantB },
+			want:   Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+			memory: mem(Memory{}),
+		},
+		{
+			name: "GTID sets that cannot be compared: the replica is left as it is",
+			setup: func(o *Observation) {
+				o.Local.Status.Addr = "10.0.0.2:3306"
+				pr := mariadbServer("0-1-100")
+				pr.Status.Addr = "10.0.0.1:3306"
+				o.Primary = &pr
+			},
+			want: Decision{ClusterReason: db0Healthy, NodeReason: why(CodeCompareFailed, "cannot compare GTIDs with primary db-0: "+
+				"compare GTIDs of 10.0.0.2:3306 with primary 10.0.0.1:3306: subtract GTID sets: "+gtid.ErrFlavorMismatch.Error()+": mysql and mariadb")},
 		},
 		{
 			name: "rejoining old primary without errant GTIDs becomes a replica",
@@ -244,21 +374,32 @@ func TestDecide(t *testing.T) {
 				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
 				o.Local = s
 			},
-			node: NodeReplicate,
+			want: Decision{Node: NodeReplicate, NodeReason: why(CodeFollow, "following primary db-0 of epoch 3 at 10.0.0.1:3306"), ClusterReason: db0Healthy},
 		},
 		{
 			name: "replica following the wrong source repoints",
 			setup: func(o *Observation) {
 				o.Local = replicaServer("10.0.0.3", uuidA+":1-90", uuidA+":1-90")
 			},
-			node: NodeReplicate,
+			want: Decision{Node: NodeReplicate, NodeReason: why(CodeFollow, "following primary db-0 of epoch 3 at 10.0.0.1:3306"), ClusterReason: db0Healthy},
 		},
 		{
 			name: "stopped replication threads restart towards a serving primary",
 			setup: func(o *Observation) {
 				o.Local.Status.Replica.IOState = "No"
 			},
-			node: NodeStartReplica,
+			want: Decision{Node: NodeStartReplica, ClusterReason: db0Healthy,
+				NodeReason: why(CodeRestartReplica, "replication threads from primary db-0 are stopped: starting them")},
+		},
+		{
+			name: "stopped replication towards a read-only primary waits (a candidate being prepared)",
+			setup: func(o *Observation) {
+				o.Local.Status.Replica.IOState = "No"
+				pr := *o.Primary
+				pr.Status.ReadOnly, pr.Status.SuperReadOnly = true, true
+				o.Primary = &pr
+			},
+			want: Decision{ClusterReason: db0Healthy, NodeReason: why(CodeReplicationPaused, "replication from db-0 paused while it is read-only")},
 		},
 		{
 			name: "stopped replication with an error is reported, not retried",
@@ -267,7 +408,8 @@ func TestDecide(t *testing.T) {
 				o.Local.Status.Replica.LastSQLErrno = 1062
 				o.Local.Status.Replica.LastSQLError = "Duplicate entry"
 			},
-			node: NodeNone, reasonParts: []string{"Duplicate entry"},
+			want: Decision{ClusterReason: db0Healthy,
+				NodeReason: why(CodeApplierError, "replication from db-0 stopped with an applier error: Duplicate entry")},
 		},
 		{
 			name: "a receiver stopped by a link error fetches again",
@@ -276,19 +418,62 @@ func TestDecide(t *testing.T) {
 				o.Local.Status.Replica.LastIOErrno = 1595
 				o.Local.Status.Replica.LastIOError = "Relay log write failure: could not queue event from master"
 			},
-			node: NodeStartReplica, reasonParts: []string{"could not queue event"},
+			want: Decision{Node: NodeStartReplica, ClusterReason: db0Healthy, NodeReason: why(CodeRestartReplica,
+				"replication threads from primary db-0 are stopped: starting them (the receiver stopped with: Relay log write failure: could not queue event from master)")},
 		},
 		{
 			name: "network blip to the primary from the leader only: no failover",
 			setup: func(o *Observation) {
 				o.Servers["db-0"] = Server{Err: "i/o timeout"}
 			},
-			reasonParts: []string{"healthy"},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
 		},
 		{
-			name:        "primary mysqld crash: confirm for the detection timeout first",
-			setup:       func(o *Observation) { primaryCrashed(o, time.Time{}) },
-			reasonParts: []string{"looks down", "ha.detection_timeout"},
+			name: "the primary's agent reports its MySQL down but the leader reaches it: no failover",
+			setup: func(o *Observation) {
+				setPeer(o, "db-0", func(p *Peer) { p.Report.MySQLUp = false })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
+		{
+			name: "the leader and every replica lose the primary while its agent still reports it up: it looks down",
+			setup: func(o *Observation) {
+				o.Servers["db-0"] = Server{Err: "i/o timeout"}
+				o.Primary = &Server{Err: "i/o timeout"}
+				for _, id := range []string{"db-1", "db-2"} {
+					setPeer(o, id, func(p *Peer) { p.Report.IOConnected = false })
+				}
+			},
+			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodePrimarySuspect, "primary db-0 looks down for 0s "+
+				"(the leader's probe fails (i/o timeout) and 2 of 2 members lost replication from it); confirming for ha.detection_timeout")},
+			memory: mem(Memory{PrimaryDownSince: t0, DownEpoch: 3}),
+		},
+		{
+			name: "a replica whose agent is gone has no say: its stale report does not hold off detection",
+			setup: func(o *Observation) {
+				o.Servers["db-0"] = Server{Err: "i/o timeout"}
+				o.Primary = &Server{Err: "i/o timeout"}
+				setPeer(o, "db-0", func(p *Peer) { p.State = PeerSuspect })
+				setPeer(o, "db-1", func(p *Peer) { p.Report.IOConnected = false })
+				setPeer(o, "db-2", func(p *Peer) { p.State = PeerDead }) // its last report says connected
+			},
+			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodePrimarySuspect, "primary db-0 looks down for 0s "+
+				"(the leader's probe fails (i/o timeout) and 1 of 1 members lost replication from it); confirming for ha.detection_timeout")},
+			memory: mem(Memory{PrimaryDownSince: t0, DownEpoch: 3}),
+		},
+		{
+			name:  "primary mysqld crash: confirm for the detection timeout first",
+			setup: func(o *Observation) { primaryCrashed(o, time.Time{}) },
+			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodePrimarySuspect, "primary db-0 looks down for 0s "+
+				"(its agent reports MySQL down and the leader's probe fails (connection refused)); confirming for ha.detection_timeout")},
+			memory: mem(Memory{PrimaryDownSince: t0, DownEpoch: 3}),
+		},
+		{
+			name:  "a down clock of an older epoch starts again",
+			setup: func(o *Observation) { primaryCrashed(o, t0.Add(-time.Hour)); o.Memory.DownEpoch = 2 },
+			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodePrimarySuspect, "primary db-0 looks down for 0s "+
+				"(its agent reports MySQL down and the leader's probe fails (connection refused)); confirming for ha.detection_timeout")},
+			memory: mem(Memory{PrimaryDownSince: t0, DownEpoch: 3}),
 		},
 		{
 			name: "primary down past detection but its lease may still run",
@@ -296,7 +481,8 @@ func TestDecide(t *testing.T) {
 				hostDied(o)
 				o.Memory = Memory{PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
 			},
-			reasonParts: []string{"lease may still run"},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverLeaseWait, "primary db-0 is down "+
+				"(the leader's probe fails (connection refused) and 2 of 2 members lost replication from it); its lease may still run for 2.15s")},
 		},
 		{
 			name: "host crash: after detection and the lease, promote the replica that received most",
@@ -305,8 +491,10 @@ func TestDecide(t *testing.T) {
 				o.Memory = Memory{PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
 				o.Now = o.Grant.LastGrant.Add(p.PromotionWait())
 			},
-			propose: record.OpSetPrimary, primary: "db-2", prepare: "db-2",
-			reasonParts: []string{"promoting db-2", "received the most"},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: primary db-0 is down (the leader's probe fails (connection refused) and 2 of 2 members "+
+					"lost replication from it) and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
 		},
 		{
 			name: "mysqld crash with a released lease: promote without waiting for the lease",
@@ -314,21 +502,38 @@ func TestDecide(t *testing.T) {
 				primaryCrashed(o, t0.Add(-p.DetectionTimeout))
 				o.Grant.Released = true
 			},
-			propose: record.OpSetPrimary, primary: "db-2", prepare: "db-2",
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: primary db-0 is down (its agent released the primary lease) and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0, Failover: true}),
+		},
+		{
+			name: "a released lease needs no detection wait: the down clock is set back by it",
+			setup: func(o *Observation) {
+				primaryCrashed(o, time.Time{})
+				o.Grant.Released = true
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: primary db-0 is down (its agent released the primary lease) and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0, Failover: true}),
+			memory: downMemory,
 		},
 		{
 			name: "released lease and a healthy primary again: re-elect it in a new epoch",
 			setup: func(o *Observation) {
 				o.Grant.Released = true
 			},
-			propose: record.OpSetPrimary, primary: "db-0", reasonParts: []string{"re-electing db-0"},
+			want: proposing(Decision{NodeReason: replicaServing},
+				why(CodeReelect, "re-electing db-0 in a new epoch: its lease of epoch 3 ended early and it is healthy again"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-0", At: t0}),
 		},
 		{
 			name: "revoked lease and a healthy primary again: re-elect it in a new epoch",
 			setup: func(o *Observation) {
 				o.Grant.Revoked = true
 			},
-			propose: record.OpSetPrimary, primary: "db-0", reasonParts: []string{"re-electing db-0", "ended early"},
+			want: proposing(Decision{NodeReason: replicaServing},
+				why(CodeReelect, "re-electing db-0 in a new epoch: its lease of epoch 3 ended early and it is healthy again"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-0", At: t0}),
 		},
 		{
 			name: "host crash with a replica out of view: an acknowledged write may be only there, so wait",
@@ -338,7 +543,8 @@ func TestDecide(t *testing.T) {
 				o.Now = o.Grant.LastGrant.Add(p.PromotionWait())
 				o.Servers["db-1"] = Server{Err: "i/o timeout"}
 			},
-			reasonParts: []string{"out of view", "acknowledged write may be only there"},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
+				"primary db-0 is down but 1 replicas are out of view: an acknowledged write may be only there")},
 		},
 		{
 			name: "host crash, the replica that received most has no agent: it must not be left behind",
@@ -350,7 +556,8 @@ func TestDecide(t *testing.T) {
 				peer.State = PeerDead
 				o.Peers["db-2"] = peer
 			},
-			reasonParts: []string{"db-2 received transactions candidate db-1 lacks"},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
+				"primary db-0 is down but db-2 received transactions candidate db-1 lacks")},
 		},
 		{
 			name: "draining primary released its lease: switch over at once, cooldown or not",
@@ -364,7 +571,20 @@ func TestDecide(t *testing.T) {
 				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
 				o.Servers["db-0"] = s
 			},
-			propose: record.OpSetPrimary, primary: "db-2", prepare: "db-2",
+			want: proposing(Decision{NodeReason: replicaServing, RevokeLease: true, Prepare: "db-2", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
+				why(CodeFailover, "promoting db-2: primary db-0 is down (its agent released the primary lease) and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0}),
+			memory: downMemory,
+		},
+		{
+			name: "a draining primary still writable is fenced by the leader before the promotion",
+			setup: func(o *Observation) {
+				o.Grant.Released, o.Grant.Draining = true, true
+				setPeer(o, "db-0", func(p *Peer) { p.Report.Draining = true })
+			},
+			want: Decision{NodeReason: replicaServing, RevokeLease: true, FenceMember: "db-0",
+				ClusterReason: why(CodeFailoverFence, "fencing db-0 before promoting db-2 (its agent released the primary lease)")},
+			memory: downMemory,
 		},
 		{
 			name: "a release for an older epoch does not shortcut the lease",
@@ -372,7 +592,8 @@ func TestDecide(t *testing.T) {
 				primaryCrashed(o, t0.Add(-p.DetectionTimeout))
 				o.Grant = LeaseGrant{Epoch: 2, Released: true, LastGrant: t0}
 			},
-			reasonParts: []string{"lease may still run"},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverLeaseWait, "primary db-0 is down "+
+				"(its agent reports MySQL down and the leader's probe fails (connection refused)); its lease may still run for 2.25s")},
 		},
 		{
 			name: "dead primary whose position never advanced: candidates are judged on what they received",
@@ -381,7 +602,9 @@ func TestDecide(t *testing.T) {
 				o.Grant.Released = true
 				o.Servers["db-1"] = replicaServer("10.0.0.1", uuidA+":1-100", uuidA+":1-100")
 			},
-			propose: record.OpSetPrimary, primary: "db-1", prepare: "db-1",
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-1: primary db-0 is down (its agent released the primary lease) and db-1 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: t0, Failover: true}),
 		},
 		{
 			name: "replicas unhealthy before the primary: no candidate, no action",
@@ -393,7 +616,19 @@ func TestDecide(t *testing.T) {
 				peer.Report.Errant = true
 				o.Peers["db-1"] = peer
 			},
-			reasonParts: []string{"no replica can take over", "db-1: errant", "db-2: MySQL unreachable"},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverNoCandidate,
+				"primary db-0 is down (its agent released the primary lease) but no replica can take over: db-1: errant GTIDs, db-2: MySQL unreachable")},
+		},
+		{
+			name: "replicas whose agents are gone or shutting down are no candidates",
+			setup: func(o *Observation) {
+				primaryCrashed(o, t0.Add(-p.DetectionTimeout))
+				o.Grant.Released = true
+				setPeer(o, "db-1", func(p *Peer) { p.State = PeerDead })
+				setPeer(o, "db-2", func(p *Peer) { p.Report.Draining = true })
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverNoCandidate,
+				"primary db-0 is down (its agent released the primary lease) but no replica can take over: db-1: agent not alive, db-2: shutting down")},
 		},
 		{
 			name: "replicas disagree: one still replicates from the primary, so it is not down",
@@ -406,14 +641,15 @@ func TestDecide(t *testing.T) {
 				peer.Report.IOConnected = false
 				o.Peers["db-1"] = peer
 			},
-			reasonParts: []string{"healthy"},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
 		},
 		{
 			name: "a blip shorter than detection resets the clock",
 			setup: func(o *Observation) {
 				o.Memory = Memory{PrimaryDownSince: t0.Add(-time.Hour), DownEpoch: 3}
 			},
-			reasonParts: []string{"healthy"},
+			want:   Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+			memory: mem(Memory{}),
 		},
 		{
 			name: "no Raft majority (two members down): not leader, no cluster decision",
@@ -423,6 +659,7 @@ func TestDecide(t *testing.T) {
 				o.Memory = Memory{PrimaryDownSince: t0.Add(-time.Hour), DownEpoch: 3}
 				o.Grant.Released = true
 			},
+			want: Decision{NodeReason: primaryLost},
 		},
 		{
 			name: "paused: no failover",
@@ -431,7 +668,8 @@ func TestDecide(t *testing.T) {
 				o.Grant.Released = true
 				o.Record.Paused = true
 			},
-			reasonParts: []string{"paused"},
+			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodeFailoverPaused,
+				"primary db-0 is down (its agent released the primary lease) but automatic failover is paused")},
 		},
 		{
 			name: "anti-flap cooldown holds a second failover",
@@ -440,7 +678,8 @@ func TestDecide(t *testing.T) {
 				o.Grant.Released = true
 				o.Record.LastFailover = t0.Add(-p.FailoverCooldown / 2)
 			},
-			reasonParts: []string{"ha.failover_cooldown"},
+			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodeFailoverCooldown,
+				"primary db-0 is down but the last failover was 15s ago, within ha.failover_cooldown")},
 		},
 		{
 			name: "diverged candidates: refuse to choose",
@@ -449,7 +688,18 @@ func TestDecide(t *testing.T) {
 				o.Grant.Released = true
 				o.Servers["db-1"] = replicaServer("10.0.0.1", uuidA+":1-90", uuidA+":1-90,cccccccc-cccc-cccc-cccc-cccccccccccc:1")
 			},
-			reasonParts: []string{"diverged"},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
+				"primary db-0 is down but no safe candidate: db-1 received transactions db-2 lacks: the replicas diverged")},
+		},
+		{
+			name: "candidates whose GTID sets cannot be ranked: refuse to choose, saying why",
+			setup: func(o *Observation) {
+				primaryCrashed(o, t0.Add(-p.DetectionTimeout))
+				o.Grant.Released = true
+				o.Servers["db-2"] = mariadbServer("0-1-100")
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
+				"primary db-0 is down but no safe candidate: compare GTID sets: "+gtid.ErrFlavorMismatch.Error()+": mariadb and mysql")},
 		},
 		{
 			name: "first election picks the most advanced of a healthy majority",
@@ -458,7 +708,9 @@ func TestDecide(t *testing.T) {
 				o.Servers["db-0"] = replicaServer("", uuidA+":1-10", uuidA+":1-10")
 				o.Local = o.Servers["db-1"]
 			},
-			propose: record.OpSetPrimary, primary: "db-2", prepare: "db-2", reasonParts: []string{"first primary"},
+			want: proposing(Decision{NodeReason: awaitPrimary, Prepare: "db-2"},
+				why(CodeFirstPrimary, "electing db-2 as the first primary: it has the most transactions of 3 healthy members"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0}),
 		},
 		{
 			name: "first election waits for a majority",
@@ -467,14 +719,37 @@ func TestDecide(t *testing.T) {
 				o.Servers["db-0"] = Server{Err: "refused"}
 				o.Servers["db-2"] = Server{Err: "refused"}
 			},
-			reasonParts: []string{"waiting for a majority"},
+			want: Decision{NodeReason: awaitPrimary, ClusterReason: why(CodeFirstPrimaryWait,
+				"no primary yet; waiting for a majority of members to be healthy (db-0: MySQL unreachable, db-2: MySQL unreachable)")},
+		},
+		{
+			name: "first election between diverged members: refuse to choose",
+			setup: func(o *Observation) {
+				o.Record.Primary = ""
+				o.Servers["db-0"] = replicaServer("", uuidA+":1-90", uuidA+":1-90,cccccccc-cccc-cccc-cccc-cccccccccccc:1")
+			},
+			want: Decision{NodeReason: awaitPrimary, ClusterReason: why(CodeFirstPrimaryBlocked,
+				"no primary yet and cannot choose one: db-0 received transactions db-2 lacks: the replicas diverged")},
+		},
+		{
+			// The ranking passes (an unknown, empty set ranks below anything) and only the
+			// containment check meets the mismatch.
+			name: "first election among GTID sets of different flavors: refuse, saying why",
+			setup: func(o *Observation) {
+				o.Record.Primary = ""
+				o.Servers["db-0"] = Server{Up: true}
+				o.Servers["db-1"] = replicaServer("", "", "")
+				o.Servers["db-2"] = mariadbServer("0-1-100")
+			},
+			want: Decision{NodeReason: awaitPrimary, ClusterReason: why(CodeFirstPrimaryBlocked,
+				"no primary yet and cannot choose one: check GTID set containment: "+gtid.ErrFlavorMismatch.Error()+": mariadb and mysql")},
 		},
 		{
 			name: "switchover: fence the old primary first",
 			setup: func(o *Observation) {
 				o.Record.Switchover = &record.Switchover{To: "db-1"}
 			},
-			fence: "db-0", reasonParts: []string{"fencing db-0"},
+			want: Decision{NodeReason: replicaServing, FenceMember: "db-0", ClusterReason: why(CodeSwitchoverFence, "switchover to db-1: fencing db-0")},
 		},
 		{
 			name: "switchover: old primary read-only and released, promote the target after it catches up",
@@ -485,7 +760,41 @@ func TestDecide(t *testing.T) {
 				o.Servers["db-0"] = s
 				o.Grant.Released = true
 			},
-			propose: record.OpSetPrimary, primary: "db-1", prepare: "db-1",
+			want: proposing(Decision{NodeReason: replicaServing, Prepare: "db-1", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
+				why(CodeSwitchover, "switchover from db-0 to db-1"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: t0}),
+		},
+		{
+			name: "switchover to whoever is best: the replica that received most",
+			setup: func(o *Observation) {
+				o.Record.Switchover = &record.Switchover{}
+				readOnly(o, "db-0")
+				o.Grant.Released = true
+			},
+			want: proposing(Decision{NodeReason: replicaServing, Prepare: "db-2", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
+				why(CodeSwitchover, "switchover from db-0 to db-2"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0}),
+		},
+		{
+			name: "switchover whose old primary's MySQL is gone: nothing to wait for",
+			setup: func(o *Observation) {
+				o.Record.Switchover = &record.Switchover{To: "db-1"}
+				o.Servers["db-0"] = Server{Err: "refused"}
+				o.Grant.Released = true
+			},
+			want: proposing(Decision{NodeReason: replicaServing, Prepare: "db-1"},
+				why(CodeSwitchover, "switchover from db-0 to db-1"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: t0}),
+		},
+		{
+			name: "switchover with no primary recorded promotes the target",
+			setup: func(o *Observation) {
+				o.Record.Primary = ""
+				o.Record.Switchover = &record.Switchover{To: "db-1"}
+			},
+			want: proposing(Decision{NodeReason: awaitPrimary, Prepare: "db-1"},
+				why(CodeSwitchover, "switchover to db-1: no current primary, promoting it"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: t0}),
 		},
 		{
 			name: "paused: a pending switchover still completes",
@@ -497,7 +806,9 @@ func TestDecide(t *testing.T) {
 				o.Servers["db-0"] = s
 				o.Grant.Released = true
 			},
-			propose: record.OpSetPrimary, primary: "db-1", prepare: "db-1",
+			want: proposing(Decision{NodeReason: replicaServing, Prepare: "db-1", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
+				why(CodeSwitchover, "switchover from db-0 to db-1"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: t0}),
 		},
 		{
 			name: "paused: a primary whose agent shuts down still hands over",
@@ -511,7 +822,10 @@ func TestDecide(t *testing.T) {
 				o.Peers["db-0"] = pp
 				o.Grant.Released, o.Grant.Draining = true, true
 			},
-			propose: record.OpSetPrimary, primary: "db-2", prepare: "db-2",
+			want: proposing(Decision{NodeReason: replicaServing, RevokeLease: true, Prepare: "db-2", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
+				why(CodeFailover, "promoting db-2: primary db-0 is down (its agent released the primary lease) and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0}),
+			memory: downMemory,
 		},
 		{
 			name: "switchover: read-only old primary whose agent has not released yet",
@@ -521,7 +835,8 @@ func TestDecide(t *testing.T) {
 				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
 				o.Servers["db-0"] = s
 			},
-			reasonParts: []string{"release the lease"},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeSwitchoverLeaseWait,
+				"switchover to db-1: db-0 is read-only, waiting for its agent to release the lease (at most 2.15s)")},
 		},
 		{
 			name: "switchover to an errant member is cancelled",
@@ -531,7 +846,19 @@ func TestDecide(t *testing.T) {
 				peer.Report.Errant = true
 				o.Peers["db-1"] = peer
 			},
-			propose: record.OpClearSwitchover, reasonParts: []string{"impossible"},
+			want: proposing(Decision{NodeReason: replicaServing},
+				why(CodeSwitchoverCancel, "switchover impossible, no fit target (db-1: errant GTIDs): cancelling it"),
+				record.Command{Op: record.OpClearSwitchover, At: t0}),
+		},
+		{
+			name: "switchover to whoever is best between diverged replicas is cancelled",
+			setup: func(o *Observation) {
+				o.Record.Switchover = &record.Switchover{}
+				o.Servers["db-1"] = replicaServer("10.0.0.1", uuidA+":1-90", uuidA+":1-90,cccccccc-cccc-cccc-cccc-cccccccccccc:1")
+			},
+			want: proposing(Decision{NodeReason: replicaServing},
+				why(CodeSwitchoverCancel, "switchover impossible: db-1 received transactions db-2 lacks: the replicas diverged"),
+				record.Command{Op: record.OpClearSwitchover, At: t0}),
 		},
 		{
 			name: "a member with a new address is recorded",
@@ -540,39 +867,88 @@ func TestDecide(t *testing.T) {
 				peer.Report.MySQLAddr = "10.0.0.33:3306"
 				o.Peers["db-2"] = peer
 			},
-			propose: record.OpUpsertMember,
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeRecordMember, "recording member db-2 at 10.0.0.33:3306"),
+				Propose: &record.Command{Op: record.OpUpsertMember, Member: &record.Member{ID: "db-2", MySQLAddr: "10.0.0.33:3306", Voter: true}, At: t0}},
+		},
+		{
+			name: "members whose agents are not alive or report no address are not recorded",
+			setup: func(o *Observation) {
+				setPeer(o, "db-0", func(p *Peer) { p.Report.MySQLAddr = "" })
+				setPeer(o, "db-2", func(p *Peer) { p.Report.MySQLAddr, p.State = "10.0.0.33:3306", PeerSuspect })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
+		{
+			name: "a leader with an empty record names the cluster first",
+			setup: func(o *Observation) {
+				o.Cluster = "orders"
+				o.Record = record.Record{}
+			},
+			want: Decision{NodeReason: awaitPrimary, ClusterReason: why(CodeInitRecord, `initializing the record of cluster "orders"`),
+				Propose: &record.Command{Op: record.OpInit, Cluster: "orders", At: t0}},
+		},
+		{
+			name:   "no Raft state and bootstrap_expect members in sight: bootstrap them all",
+			policy: func(p *Policy) { p.BootstrapExpect = 3 },
+			setup: func(o *Observation) {
+				o.Leader = false
+				o.Raft = Raft{Seen: []membership.Candidate{
+					{ID: "db-1", Addr: "10.0.0.2:7000", Alive: true},
+					{ID: "db-0", Addr: "10.0.0.1:7000", Alive: true},
+					{ID: "db-2", Addr: "10.0.0.3:7000", Alive: true},
+				}}
+			},
+			want: Decision{NodeReason: replicaServing, Bootstrap: []membership.Server{
+				{ID: "db-0", Addr: "10.0.0.1:7000", Voter: true},
+				{ID: "db-1", Addr: "10.0.0.2:7000", Voter: true},
+				{ID: "db-2", Addr: "10.0.0.3:7000", Voter: true},
+			}},
+		},
+		{
+			name:   "the leader brings the Raft configuration in line with gossip",
+			policy: func(p *Policy) { p.BootstrapExpect, p.RemoveAfter = 3, 10*time.Minute },
+			setup: func(o *Observation) {
+				o.Raft.Configuration = []membership.Server{
+					{ID: "db-0", Addr: "10.0.0.1:7000", Voter: true},
+					{ID: "db-1", Addr: "10.0.0.2:7000", Voter: true},
+					{ID: "db-3", Addr: "10.0.0.4:7000", Voter: true},
+				}
+				o.Raft.Seen = []membership.Candidate{
+					{ID: "db-0", Addr: "10.0.0.1:7000", Alive: true},
+					{ID: "db-1", Addr: "10.0.0.2:7000", Alive: true},
+					{ID: "db-2", Addr: "10.0.0.3:7000", Alive: true},
+					{ID: "db-3", Addr: "10.0.0.4:7000", GoneSince: t0.Add(-11 * time.Minute)},
+				}
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy, Membership: []membership.Change{
+				{Action: membership.ActionRemoveServer, ID: "db-3", Addr: "10.0.0.4:7000", Reason: "removing db-3: gone for 11m0s, longer than 10m0s"},
+				{Action: membership.ActionAddNonvoter, ID: "db-2", Addr: "10.0.0.3:7000", Reason: "adding db-2 as a non-voter: alive in gossip, not yet in Raft"},
+			}},
 		},
 	}
-	for _, tt := range tests {
+}
+
+// TestDecide compares whole decisions: every field, reasons by code and sentence.
+func TestDecide(t *testing.T) {
+	for _, tt := range decideCases(DefaultPolicy()) {
 		t.Run(tt.name, func(t *testing.T) {
+			p := DefaultPolicy()
+			if tt.policy != nil {
+				tt.policy(&p)
+			}
 			o := cluster()
 			if tt.setup != nil {
 				tt.setup(&o)
 			}
-			d := Decide(o, p)
-			if d.Node != tt.node || d.RenewLease != tt.renew || d.ReleaseLease != tt.release || d.FenceMember != tt.fence || d.Prepare != tt.prepare {
-				t.Errorf("node=%q renew=%v release=%v fence=%q prepare=%q, want %q %v %v %q %q",
-					d.Node, d.RenewLease, d.ReleaseLease, d.FenceMember, d.Prepare, tt.node, tt.renew, tt.release, tt.fence, tt.prepare)
+			if tt.want.Memory != (Memory{}) {
+				t.Fatal("the case sets want.Memory; expected memory goes in memory")
 			}
-			var op record.Op
-			var primary string
-			if d.Propose != nil {
-				op, primary = d.Propose.Op, d.Propose.Primary
-				if op == record.OpSetPrimary && d.Propose.Epoch != o.Record.Epoch {
-					t.Errorf("proposal decided in epoch %d, record at %d", d.Propose.Epoch, o.Record.Epoch)
-				}
+			want := tt.want
+			want.Memory = o.Memory
+			if tt.memory != nil {
+				want.Memory = *tt.memory
 			}
-			if op != tt.propose || primary != tt.primary {
-				t.Errorf("proposal %q primary %q, want %q %q", op, primary, tt.propose, tt.primary)
-			}
-			for _, part := range tt.reasonParts {
-				if !strings.Contains(d.Reason(), part) {
-					t.Errorf("reason %q lacks %q", d.Reason(), part)
-				}
-			}
-			if d.Reason() == "" {
-				t.Error("empty reason")
-			}
+			checkDecision(t, decideGuarded(t, o, p), want)
 		})
 	}
 }
@@ -601,11 +977,15 @@ func TestFailoverQuarantinesReplicasInView(t *testing.T) {
 // TestDecideProperties checks the safety rules over many random observations: writes open only on
 // the recorded primary holding a lease with no switchover pending; only a leader proposes; a new
 // primary is proposed only in the record's epoch, never while the old lease may run, and never
-// an errant or unreachable member.
+// an errant or unreachable member. Decide must leave every observation as it found it. The
+// outcomes are counted, so a generator that stops reaching failovers, switchovers or fences
+// (and would check the rules on nothing) fails.
 func TestDecideProperties(t *testing.T) {
 	p := DefaultPolicy()
 	rng := rand.New(rand.NewPCG(1, 2))
 	ids := []string{"db-0", "db-1", "db-2"}
+	reached := map[string]int{}
+	codes := map[Code]int{}
 	for i := range 20000 {
 		o := cluster()
 		o.Self = ids[rng.IntN(3)]
@@ -619,6 +999,7 @@ func TestDecideProperties(t *testing.T) {
 		o.Now = t0.Add(time.Duration(rng.IntN(20000)) * time.Millisecond)
 		o.LeaseUntil = t0.Add(time.Duration(rng.IntN(20000)) * time.Millisecond)
 		o.Grant = LeaseGrant{Epoch: uint64(2 + rng.IntN(2)), LastGrant: t0.Add(time.Duration(rng.IntN(10000)) * time.Millisecond), Released: rng.IntN(2) == 0}
+		o.Grant.Draining = o.Grant.Released && rng.IntN(4) == 0 // a primary's agent that shuts down
 		o.Draining = rng.IntN(10) == 0
 		o.Memory = Memory{PrimaryDownSince: t0.Add(-time.Duration(rng.IntN(5000)) * time.Millisecond), DownEpoch: uint64(2 + rng.IntN(2))}
 		for _, id := range ids {
@@ -632,6 +1013,7 @@ func TestDecideProperties(t *testing.T) {
 			peer.Report.MySQLUp = rng.IntN(4) != 0
 			peer.Report.IOConnected = rng.IntN(2) == 0
 			peer.Report.Errant = rng.IntN(6) == 0
+			peer.Report.Draining = rng.IntN(10) == 0
 			o.Peers[id] = peer
 		}
 		o.Local = o.Servers[o.Self]
@@ -641,7 +1023,12 @@ func TestDecideProperties(t *testing.T) {
 			o.Primary = nil
 		}
 
+		before := deepCopy(o)
 		d := Decide(o, p)
+		if lines := changed(before, o); len(lines) > 0 {
+			t.Fatalf("case %d: Decide changed its input: %v", i, lines)
+		}
+		count(reached, codes, o, d)
 		if d.Node == NodeOpenWrites {
 			if o.Record.Primary != o.Self || !o.Now.Before(o.LeaseUntil) || o.Record.Switchover != nil || o.Draining {
 				t.Fatalf("case %d: opened writes on %s (record primary %q, lease until %s, now %s, switchover %v, draining %v)",
@@ -675,6 +1062,40 @@ func TestDecideProperties(t *testing.T) {
 			t.Fatalf("case %d: failover while paused: %s (%+v)", i, d.Reason(), c)
 		}
 	}
+	t.Logf("outcomes: %v", reached)
+	t.Logf("reason codes: %v", codes)
+	for _, must := range []string{"failover", "switchover", "fence"} {
+		if reached[must] == 0 {
+			t.Errorf("no random observation led to a %s: the generator no longer exercises it", must)
+		}
+	}
+}
+
+// count tallies what a random observation led to.
+func count(reached map[string]int, codes map[Code]int, o Observation, d Decision) {
+	codes[d.NodeReason.Code]++
+	if d.ClusterReason.Code != "" {
+		codes[d.ClusterReason.Code]++
+	}
+	add := func(name string, ok bool) {
+		if ok {
+			reached[name]++
+		}
+	}
+	setPrimary := d.Propose != nil && d.Propose.Op == record.OpSetPrimary
+	add("failover", setPrimary && d.Propose.Failover)
+	add("switchover", setPrimary && o.Record.Switchover != nil)
+	add("handover", setPrimary && !d.Propose.Failover && o.Record.Switchover == nil && o.Record.Primary != "" && d.Propose.Primary != o.Record.Primary)
+	add("reelect", setPrimary && d.Propose.Primary == o.Record.Primary)
+	add("first_primary", setPrimary && o.Record.Primary == "")
+	add("cancel", d.Propose != nil && d.Propose.Op == record.OpClearSwitchover)
+	add("fence", d.Node == NodeFence || d.FenceMember != "")
+	add("fence_member", d.FenceMember != "")
+	add("open_writes", d.Node == NodeOpenWrites)
+	add("revoke", d.RevokeLease)
+	add("prepare_wait", d.PrepareWaitFor != nil)
+	add("quarantine", len(d.Quarantine) > 0)
+	add("release", d.ReleaseLease)
 }
 
 // A frozen mysqld that was writable is killed once the primary lease ran out, and only then.
@@ -690,24 +1111,6 @@ func TestFrozenPrimaryIsKilledPastItsLease(t *testing.T) {
 	}
 	kill := DefaultPolicy()
 	kill.KillFrozenPrimary = true
-	tests := []struct {
-		name string
-		obs  Observation
-		p    Policy
-		want NodeAction
-	}{
-		{"past the lease", frozen(-time.Millisecond, true), kill, NodeKill},
-		{"lease still held", frozen(time.Second, true), kill, NodeNone},
-		{"was read-only", frozen(-time.Millisecond, false), kill, NodeNone},
-		{"no process to kill configured", frozen(-time.Millisecond, true), DefaultPolicy(), NodeNone},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if d := Decide(tt.obs, tt.p); d.Node != tt.want {
-				t.Fatalf("node action %q (%s), want %q", d.Node, d.NodeReason, tt.want)
-			}
-		})
-	}
 	// A server that is not running at all is already fenced; one whose connection broke at once
 	// (a fence kills the agent's connections too) is probed again, not killed.
 	gone := frozen(-time.Millisecond, true)
@@ -717,13 +1120,34 @@ func TestFrozenPrimaryIsKilledPastItsLease(t *testing.T) {
 	// A single probe that ran out of time proves nothing: the agent may have been the one frozen.
 	once := frozen(-time.Millisecond, true)
 	once.Memory.LocalStalls = 0
-	for _, o := range []Observation{gone, broken, once} {
-		if d := Decide(o, kill); d.Node != NodeNone {
-			t.Fatalf("%s: node action %q", o.Local.Err, d.Node)
-		}
+	unreachable := why(CodeLocalUnreachable, "local MySQL is unreachable (i/o timeout)")
+	tests := []struct {
+		name string
+		obs  Observation
+		p    Policy
+		want Decision
+	}{
+		{"past the lease", frozen(-time.Millisecond, true), kill, Decision{Node: NodeKill,
+			NodeReason: why(CodeKillFrozen, "local MySQL is unreachable (i/o timeout) while writable, past its primary lease: killing it, the only fence left for a frozen server"),
+			Memory:     Memory{LocalWritable: true, LocalStalls: 2, LocalDownSince: t0}}},
+		{"lease still held", frozen(time.Second, true), kill, Decision{RenewLease: true,
+			NodeReason: why(CodeLeaseKeptStalled, "local MySQL is unreachable (i/o timeout): still the primary, keeping the lease until the leader revokes it"),
+			Memory:     Memory{LocalWritable: true, LocalStalls: 2, LocalDownSince: t0}}},
+		{"was read-only", frozen(-time.Millisecond, false), kill, Decision{NodeReason: unreachable,
+			Memory: Memory{LocalStalls: 2, LocalDownSince: t0}}},
+		{"no process to kill configured", frozen(-time.Millisecond, true), DefaultPolicy(), Decision{NodeReason: unreachable,
+			Memory: Memory{LocalWritable: true, LocalStalls: 2, LocalDownSince: t0}}},
+		{"not running", gone, kill, Decision{NodeReason: why(CodeLocalUnreachable, "local MySQL is unreachable (connection refused)"),
+			Memory: Memory{LocalWritable: true, LocalDownSince: t0}}},
+		{"connection broke at once", broken, kill, Decision{NodeReason: why(CodeLocalUnreachable, "local MySQL is unreachable (invalid connection)"),
+			Memory: Memory{LocalWritable: true, LocalDownSince: t0}}},
+		{"a single stalled probe", once, kill, Decision{NodeReason: unreachable,
+			Memory: Memory{LocalWritable: true, LocalStalls: 1, LocalDownSince: t0}}},
 	}
-	if d := Decide(frozen(time.Second, true), kill); d.Memory.LocalStalls != 2 {
-		t.Fatalf("stalled passes in a row: %d, want 2", d.Memory.LocalStalls)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkDecision(t, decideGuarded(t, tt.obs, tt.p), tt.want)
+		})
 	}
 	// The memory of being writable comes from the last answer.
 	o := cluster()
