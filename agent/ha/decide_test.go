@@ -567,9 +567,7 @@ func decideCases(p Policy) []decideCase {
 				peer := o.Peers["db-0"]
 				peer.Report.Draining = true
 				o.Peers["db-0"] = peer
-				s := o.Servers["db-0"]
-				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
-				o.Servers["db-0"] = s
+				readOnly(o, "db-0")
 			},
 			want: proposing(Decision{NodeReason: replicaServing, RevokeLease: true, Prepare: "db-2", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
 				why(CodeFailover, "promoting db-2: primary db-0 is down (its agent released the primary lease) and db-2 received the most transactions"),
@@ -755,9 +753,7 @@ func decideCases(p Policy) []decideCase {
 			name: "switchover: old primary read-only and released, promote the target after it catches up",
 			setup: func(o *Observation) {
 				o.Record.Switchover = &record.Switchover{To: "db-1"}
-				s := o.Servers["db-0"]
-				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
-				o.Servers["db-0"] = s
+				readOnly(o, "db-0")
 				o.Grant.Released = true
 			},
 			want: proposing(Decision{NodeReason: replicaServing, Prepare: "db-1", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
@@ -801,9 +797,7 @@ func decideCases(p Policy) []decideCase {
 			setup: func(o *Observation) {
 				o.Record.Switchover = &record.Switchover{To: "db-1"}
 				o.Record.Paused = true
-				s := o.Servers["db-0"]
-				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
-				o.Servers["db-0"] = s
+				readOnly(o, "db-0")
 				o.Grant.Released = true
 			},
 			want: proposing(Decision{NodeReason: replicaServing, Prepare: "db-1", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
@@ -814,9 +808,7 @@ func decideCases(p Policy) []decideCase {
 			name: "paused: a primary whose agent shuts down still hands over",
 			setup: func(o *Observation) {
 				o.Record.Paused = true
-				s := o.Servers["db-0"]
-				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
-				o.Servers["db-0"] = s
+				readOnly(o, "db-0")
 				pp := o.Peers["db-0"]
 				pp.Report.Draining, pp.Report.Writable = true, false
 				o.Peers["db-0"] = pp
@@ -831,9 +823,7 @@ func decideCases(p Policy) []decideCase {
 			name: "switchover: read-only old primary whose agent has not released yet",
 			setup: func(o *Observation) {
 				o.Record.Switchover = &record.Switchover{To: "db-1"}
-				s := o.Servers["db-0"]
-				s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
-				o.Servers["db-0"] = s
+				readOnly(o, "db-0")
 			},
 			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeSwitchoverLeaseWait,
 				"switchover to db-1: db-0 is read-only, waiting for its agent to release the lease (at most 2.15s)")},
