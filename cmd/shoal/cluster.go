@@ -134,13 +134,6 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(tw, "%s\t?\t%s\tagent unreachable (%s)\t\t\t\t\n", id, rec.Members[id].MySQLAddr, cause)
 			continue
 		}
-		health := "ok"
-		switch {
-		case !v.Local.Up:
-			health = "mysql down"
-		case v.Errant != "":
-			health = "errant: " + v.Errant
-		}
 		lag := "-"
 		if v.Local.LagMs >= 0 && v.Local.Role == "replica" {
 			lag = (time.Duration(v.Local.LagMs) * time.Millisecond).String()
@@ -149,10 +142,24 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		if id == rec.Primary && v.Local.Writable {
 			role = "primary"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, role, rec.Members[id].MySQLAddr, health, lag,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id, role, rec.Members[id].MySQLAddr, memberHealth(id, v), lag,
 			v.Record.Epoch, orDash(v.Local.Executed), v.Reason)
 	}
 	return tw.Flush()
+}
+
+// memberHealth is "ok" only for a member that serves in the role its record gives it; otherwise
+// why not, from its own decision's code when nothing plainer says it (applier_error, ...).
+func memberHealth(id string, v adminapi.View) string {
+	switch {
+	case !v.Local.Up:
+		return "mysql down"
+	case v.Errant != "":
+		return "errant: " + v.Errant
+	case !v.Report.Serving(id, v.Record.Primary):
+		return "not serving (" + orDash(v.NodeCode) + ")"
+	}
+	return "ok"
 }
 
 func errStrings(m map[string]error) map[string]string {

@@ -5,6 +5,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/shoal-db/shoal/agent/adminapi"
+	"github.com/shoal-db/shoal/agent/health"
+	"github.com/shoal-db/shoal/consensus/record"
 )
 
 func TestCommandLineErrors(t *testing.T) {
@@ -46,5 +50,29 @@ func TestVersion(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(t.Context(), []string{"version"}, &out, &out); err != nil || !strings.HasPrefix(out.String(), "shoal ") {
 		t.Fatalf("version: %q, %v", out.String(), err)
+	}
+}
+
+func TestMemberHealth(t *testing.T) {
+	replica := health.Report{MySQLUp: true, Role: health.RoleReplica, Source: "db-0", IOConnected: true, SQLRunning: true}
+	stopped := replica
+	stopped.SQLRunning = false
+	view := func(r health.Report, code string) adminapi.View {
+		return adminapi.View{Local: adminapi.LocalView{Up: r.MySQLUp}, Report: r, NodeCode: code,
+			Record: record.Record{Primary: "db-0"}}
+	}
+	for _, tt := range []struct {
+		name string
+		v    adminapi.View
+		want string
+	}{
+		{"replicating", view(replica, "replica_serving"), "ok"},
+		{"applier stopped on an error", view(stopped, "applier_error"), "not serving (applier_error)"},
+		{"mysql down", view(health.Report{}, "local_unreachable"), "mysql down"},
+		{"errant", func() adminapi.View { v := view(stopped, "errant"); v.Errant = "0-2-5"; return v }(), "errant: 0-2-5"},
+	} {
+		if got := memberHealth("db-1", tt.v); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
 	}
 }
