@@ -14,9 +14,9 @@
 //     server and client auth usages; TLS 1.3 only.
 //   - Refusals are results: a command the record refuses (record.ErrStaleEpoch...) is refused
 //     by every node alike and returned to the proposer; it never stops the node.
-//   - Membership: PlanMembership and ShouldBootstrap are pure; the leader runs the plan with
-//     Node.ApplyChange. A removed node keeps running outside the configuration so the leader
-//     can add it back without a restart.
+//   - Membership: package membership plans it (Plan, ShouldBootstrap), purely, for the HA
+//     decision; the leader carries a plan out with Node.ApplyChange. A removed node keeps
+//     running outside the configuration so the leader can add it back without a restart.
 //   - Tests: Config.Network puts nodes on an InmemNetwork (no sockets, optional in-memory
 //     stores, partitions with Disconnect); package tlstest makes certificates.
 package consensus

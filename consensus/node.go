@@ -64,7 +64,7 @@ type Node struct {
 }
 
 // Open starts the node. It does not bootstrap: call Bootstrap once the cluster's first members
-// are known (ShouldBootstrap), or let an existing leader add this node.
+// are known (membership.ShouldBootstrap), or let an existing leader add this node.
 func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
