@@ -10,6 +10,7 @@ import (
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
 // Publisher tells the world where the primary is and which replicas serve: DNS records,
@@ -26,9 +27,14 @@ type ClusterView struct {
 	At time.Time
 	// Record is the committed cluster record as this agent applied it.
 	Record record.Record
-	// Peers is gossip's view of every member, this agent included, by member id: each member's
-	// own report says whether it serves (health.Report.Serving).
+	// Peers is gossip's view of every member by member id: its agent's state and last report.
+	// This agent's own entry is the report of this pass, which gossip sends out from now on.
 	Peers map[string]ha.Peer
+	// Servers are this agent's own reads of members' MySQL, by member id: its own server, the
+	// recorded primary's, and on the leader every member's. They were taken in this pass, while
+	// a report waits for its agent's next pass and a gossip round. A server this pass fenced is
+	// shown read-only: the read was taken before the fence.
+	Servers map[string]ha.Server
 	// Leader is set when this agent leads and passed its Barrier: publishers that write shared
 	// state (the Kubernetes API) write only then.
 	Leader bool
@@ -110,7 +116,12 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 	a.mu.Lock()
 	a.view = v
 	a.mu.Unlock()
-	cv := ClusterView{At: obs.Now, Record: obs.Record, Peers: obs.Peers, Leader: obs.Leader}
+	peers := maps.Clone(obs.Peers)
+	if peers == nil {
+		peers = map[string]ha.Peer{}
+	}
+	peers[a.opts.NodeID] = ha.Peer{State: ha.PeerAlive, Report: rep}
+	cv := ClusterView{At: obs.Now, Record: obs.Record, Peers: peers, Servers: firstHand(obs, d), Leader: obs.Leader}
 	for _, p := range a.publishers {
 		p.offer(cv)
 	}
@@ -126,13 +137,19 @@ func (a *Agent) report(obs ha.Observation, d ha.Decision) health.Report {
 	if !obs.Local.Up {
 		return r
 	}
-	st := obs.Local.Status
+	return withRole(r, obs.Record, obs.Local.Status)
+}
+
+// withRole returns r with its role fields (Role, Writable, Source, IOConnected, SQLRunning,
+// LagMillis) as status st shows them; a replica's source is named by its member id in rec.
+func withRole(r health.Report, rec record.Record, st state.Status) health.Report {
 	r.Writable = st.Writable()
+	r.Source, r.IOConnected, r.SQLRunning, r.LagMillis = "", false, false, -1
 	switch {
 	case st.Replica != nil:
 		r.Role = health.RoleReplica
 		rep := st.Replica
-		r.Source = memberAt(obs.Record, rep.SourceAddr())
+		r.Source = memberAt(rec, rep.SourceAddr())
 		r.IOConnected = rep.IORunning()
 		r.SQLRunning = rep.SQLRunning
 		if rep.Lag != nil {
@@ -145,6 +162,29 @@ func (a *Agent) report(obs ha.Observation, d ha.Decision) health.Report {
 		r.Role = health.RoleFenced
 	}
 	return r
+}
+
+// firstHand is what this pass read of members' MySQL, by member id (ClusterView.Servers).
+func firstHand(obs ha.Observation, d ha.Decision) map[string]ha.Server {
+	out := make(map[string]ha.Server, len(obs.Servers)+2)
+	maps.Copy(out, obs.Servers)
+	out[obs.Self] = obs.Local
+	if obs.Primary != nil && obs.Record.Primary != "" {
+		out[obs.Record.Primary] = *obs.Primary
+	}
+	// The reads came before act: a server this pass fenced (or killed) must not be published
+	// as writable until a read shows what the fence left.
+	fenced := []string{d.FenceMember}
+	if d.Node == ha.NodeFence || d.Node == ha.NodeKill {
+		fenced = append(fenced, obs.Self)
+	}
+	for _, id := range fenced {
+		if s, ok := out[id]; ok && s.Up {
+			s.Status.ReadOnly, s.Status.SuperReadOnly = true, true
+			out[id] = s
+		}
+	}
+	return out
 }
 
 // memberAt returns the id of the member whose MySQL is at addr, or addr itself.

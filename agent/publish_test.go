@@ -1,50 +1,251 @@
 package agent
 
 import (
+	"maps"
 	"testing"
+	"time"
 
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
-func TestDNSView(t *testing.T) {
-	rec := record.Record{Cluster: "orders", Epoch: 4, Primary: "db1", Members: map[string]record.Member{
+func dnsRecord() record.Record {
+	return record.Record{Cluster: "orders", Epoch: 4, Primary: "db1", Members: map[string]record.Member{
 		"db1": {ID: "db1", MySQLAddr: "10.0.0.1:3306"},
 		"db2": {ID: "db2", MySQLAddr: "10.0.0.2:3306"},
 		"db3": {ID: "db3", MySQLAddr: "10.0.0.3:3306"},
 		"db4": {ID: "db4", MySQLAddr: "10.0.0.4:3306"},
 	}}
-	replica := health.Report{MySQLUp: true, Role: health.RoleReplica, Source: "db1", IOConnected: true, SQLRunning: true, LagMillis: 1500}
-	errant := replica
-	errant.Errant = true
-	peers := map[string]ha.Peer{
-		"db1": {State: ha.PeerAlive, Report: health.Report{MySQLUp: true, Role: health.RolePrimary, Writable: true, XPort: 33060}},
-		"db2": {State: ha.PeerAlive, Report: replica},
-		"db3": {State: ha.PeerAlive, Report: errant},
-		// db4: no gossip at all
+}
+
+// Reports as each member's agent would gossip them in epoch 4, db1 primary.
+var (
+	primaryReport = health.Report{Epoch: 4, MySQLUp: true, Role: health.RolePrimary, Writable: true, LagMillis: 0, XPort: 33060}
+	replicaReport = health.Report{Epoch: 4, MySQLUp: true, Role: health.RoleReplica, Source: "db1", IOConnected: true,
+		SQLRunning: true, LagMillis: 1500}
+)
+
+func alive(r health.Report) ha.Peer { return ha.Peer{State: ha.PeerAlive, Report: r} }
+
+func with(r health.Report, f func(*health.Report)) health.Report {
+	f(&r)
+	return r
+}
+
+// Reads as this agent's probes would return them.
+var (
+	writableRead = ha.Server{Up: true, Status: state.Status{}}
+	readOnlyRead = ha.Server{Up: true, Status: state.Status{ReadOnly: true, SuperReadOnly: true}}
+	goneRead     = ha.Server{Err: "connection refused", Gone: true}
+	stalledRead  = ha.Server{Err: "i/o timeout", Stalled: true}
+)
+
+func replicaRead(source string, io string, sql bool, lag time.Duration) ha.Server {
+	return ha.Server{Up: true, Status: state.Status{ReadOnly: true, SuperReadOnly: true, Replica: &state.Replica{
+		SourceHost: "10.0.0." + source[len(source)-1:], SourcePort: 3306, IOState: io, SQLRunning: sql, Lag: &lag}}}
+}
+
+func TestDNSView(t *testing.T) {
+	base := map[string]ha.Peer{"db1": alive(primaryReport), "db2": alive(replicaReport), "db3": alive(replicaReport)}
+	tests := []struct {
+		name    string
+		primary string // the record's primary; db1 if empty
+		peers   map[string]ha.Peer
+		servers map[string]ha.Server
+		healthy map[string]bool          // members absent here are unhealthy
+		lag     map[string]time.Duration // checked where given
+	}{
+		{name: "reports only: the primary and its replicas serve; db4 has no agent in gossip",
+			healthy: map[string]bool{"db1": true, "db2": true, "db3": true}, lag: map[string]time.Duration{"db1": 0, "db2": 1500 * time.Millisecond}},
+		{name: "an errant replica serves nowhere",
+			peers:   map[string]ha.Peer{"db3": alive(with(replicaReport, func(r *health.Report) { r.Errant = true }))},
+			healthy: map[string]bool{"db1": true, "db2": true}},
+		{name: "a replica of another member, or with its applier stopped, serves nowhere",
+			peers: map[string]ha.Peer{
+				"db2": alive(with(replicaReport, func(r *health.Report) { r.Source = "db3" })),
+				"db3": alive(with(replicaReport, func(r *health.Report) { r.SQLRunning = false })),
+			},
+			healthy: map[string]bool{"db1": true}},
+
+		// After a failover to db2 (epoch 5): the reports still say what the agents saw in epoch 4.
+		{name: "new primary read writable is named at once, its report saying replica",
+			primary: "db2", servers: map[string]ha.Server{"db2": writableRead},
+			healthy: map[string]bool{"db2": true}},
+		{name: "new primary read read-only (writes not open yet) is not named",
+			primary: "db2", servers: map[string]ha.Server{"db2": readOnlyRead}},
+		{name: "new primary's report of the old epoch saying writable is not trusted without a read",
+			primary: "db2", peers: map[string]ha.Peer{"db2": alive(with(primaryReport, func(r *health.Report) { r.Epoch = 3 }))}},
+		{name: "new primary's report of its epoch saying writable is trusted without a read",
+			primary: "db2", peers: map[string]ha.Peer{"db2": alive(with(primaryReport, func(r *health.Report) { r.Epoch = 5 }))},
+			healthy: map[string]bool{"db2": true}},
+		{name: "a report newer than this agent's record is trusted",
+			peers:   map[string]ha.Peer{"db1": alive(with(primaryReport, func(r *health.Report) { r.Epoch = 9 }))},
+			healthy: map[string]bool{"db1": true, "db2": true, "db3": true}},
+		{name: "replicas re-pointed in the new epoch serve, the one still on the old primary does not",
+			primary: "db2",
+			peers: map[string]ha.Peer{
+				"db1": alive(replicaReport), // the old primary, rejoined
+				"db2": alive(with(primaryReport, func(r *health.Report) { r.Epoch = 5 })),
+				"db3": alive(with(replicaReport, func(r *health.Report) { r.Epoch = 5; r.Source = "db2" })),
+			},
+			healthy: map[string]bool{"db2": true, "db3": true}},
+		{name: "a replica's report of an older epoch naming the recorded primary is trusted",
+			peers:   map[string]ha.Peer{"db2": alive(with(replicaReport, func(r *health.Report) { r.Epoch = 2 }))},
+			healthy: map[string]bool{"db1": true, "db2": true, "db3": true}},
+
+		// The read of this pass against the report.
+		{name: "primary read read-only is dropped though its report says writable",
+			servers: map[string]ha.Server{"db1": readOnlyRead},
+			healthy: map[string]bool{"db2": true, "db3": true}},
+		{name: "primary whose connection is refused is dropped though its report says writable",
+			servers: map[string]ha.Server{"db1": goneRead},
+			healthy: map[string]bool{"db2": true, "db3": true}},
+		{name: "primary whose read timed out keeps what its report says",
+			servers: map[string]ha.Server{"db1": stalledRead},
+			healthy: map[string]bool{"db1": true, "db2": true, "db3": true}},
+		{name: "a member the record does not name primary is not named, however writable",
+			peers:   map[string]ha.Peer{"db2": alive(primaryReport)},
+			servers: map[string]ha.Server{"db2": writableRead},
+			healthy: map[string]bool{"db1": true, "db3": true}},
+		{name: "leader's reads: replica serving though its report says connecting, lag from the read",
+			peers:   map[string]ha.Peer{"db2": alive(with(replicaReport, func(r *health.Report) { r.IOConnected = false }))},
+			servers: map[string]ha.Server{"db2": replicaRead("db1", "Yes", true, 2*time.Second), "db3": replicaRead("db1", "Connecting", true, 0)},
+			healthy: map[string]bool{"db1": true, "db2": true}, lag: map[string]time.Duration{"db2": 2 * time.Second}},
+
+		// What makes a member unfit wins over a read that says it serves.
+		{name: "primary read writable but its agent is draining",
+			peers:   map[string]ha.Peer{"db1": alive(with(primaryReport, func(r *health.Report) { r.Draining = true }))},
+			servers: map[string]ha.Server{"db1": writableRead},
+			healthy: map[string]bool{"db2": true, "db3": true}},
+		{name: "primary read writable but its agent reports it errant",
+			peers:   map[string]ha.Peer{"db1": alive(with(primaryReport, func(r *health.Report) { r.Errant = true }))},
+			servers: map[string]ha.Server{"db1": writableRead},
+			healthy: map[string]bool{"db2": true, "db3": true}},
+		{name: "primary read writable but its agent cannot reach it",
+			peers:   map[string]ha.Peer{"db1": alive(with(primaryReport, func(r *health.Report) { r.MySQLUp = false }))},
+			servers: map[string]ha.Server{"db1": writableRead},
+			healthy: map[string]bool{"db2": true, "db3": true}},
+		{name: "primary read writable but its agent is suspect",
+			peers:   map[string]ha.Peer{"db1": {State: ha.PeerSuspect, Report: primaryReport}},
+			servers: map[string]ha.Server{"db1": writableRead},
+			healthy: map[string]bool{"db2": true, "db3": true}},
+		{name: "primary read writable but its agent's report is unreadable",
+			peers:   map[string]ha.Peer{"db1": {State: ha.PeerAlive, ReportErr: "bad health report"}},
+			servers: map[string]ha.Server{"db1": writableRead},
+			healthy: map[string]bool{"db2": true, "db3": true}},
+		{name: "replica read serving but its agent is dead",
+			peers:   map[string]ha.Peer{"db2": {State: ha.PeerDead, Report: replicaReport}},
+			servers: map[string]ha.Server{"db2": replicaRead("db1", "Yes", true, 0)},
+			healthy: map[string]bool{"db1": true, "db3": true}},
+		{name: "db4 read serving but unknown to gossip",
+			servers: map[string]ha.Server{"db4": replicaRead("db1", "Yes", true, 0)},
+			healthy: map[string]bool{"db1": true, "db2": true, "db3": true}},
+		{name: "no primary recorded: nobody serves",
+			primary: "-", servers: map[string]ha.Server{"db1": writableRead}},
 	}
-	v := dnsView(rec, peers)
-	if v.Cluster != "orders" || v.Primary != "db1" || len(v.Members) != 4 {
-		t.Fatalf("view %+v", v)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := dnsRecord()
+			switch tt.primary {
+			case "":
+			case "-":
+				rec.Primary = ""
+			default:
+				rec.Primary, rec.Epoch = tt.primary, 5
+			}
+			peers := maps.Clone(base)
+			maps.Copy(peers, tt.peers)
+			v := dnsView(ClusterView{Record: rec, Peers: peers, Servers: tt.servers})
+			if v.Cluster != "orders" || v.Primary != rec.Primary || v.Epoch != rec.Epoch || len(v.Members) != 4 {
+				t.Fatalf("view %+v", v)
+			}
+			for _, m := range v.Members {
+				if m.Healthy != tt.healthy[m.Name] {
+					t.Errorf("%s healthy=%v, want %v", m.Name, m.Healthy, tt.healthy[m.Name])
+				}
+				if want, ok := tt.lag[m.Name]; ok && m.Lag != want {
+					t.Errorf("%s lag %s, want %s", m.Name, m.Lag, want)
+				}
+				if m.Port != 3306 || len(m.Addrs) != 1 {
+					t.Errorf("%s: port %d addrs %v", m.Name, m.Port, m.Addrs)
+				}
+			}
+			if tt.primary == "" && tt.peers == nil && (v.Members[0].XPort != 33060 || v.Members[1].XPort != 0) {
+				t.Errorf("X ports %d %d, want 33060 and none", v.Members[0].XPort, v.Members[1].XPort)
+			}
+		})
 	}
-	healthy := map[string]bool{}
-	for _, m := range v.Members {
-		healthy[m.Name] = m.Healthy
-		if m.Port != 3306 || len(m.Addrs) != 1 {
-			t.Errorf("%s: port %d addrs %v", m.Name, m.Port, m.Addrs)
+}
+
+// firstHand gives DNS this pass's reads by member id, and shows a server this pass fenced as
+// read-only, since the read came before the fence.
+func TestFirstHand(t *testing.T) {
+	primary := writableRead
+	obs := ha.Observation{Self: "db2", Record: dnsRecord(), Local: replicaRead("db1", "Yes", true, 0), Primary: &primary}
+	got := firstHand(obs, ha.Decision{})
+	if len(got) != 2 || !got["db1"].Status.Writable() || got["db2"].Status.Replica == nil {
+		t.Fatalf("non-leader: %+v", got)
+	}
+
+	obs.Servers = map[string]ha.Server{"db1": primary, "db2": obs.Local, "db3": goneRead}
+	got = firstHand(obs, ha.Decision{FenceMember: "db1"})
+	if len(got) != 3 || got["db1"].Status.Writable() || !got["db3"].Gone {
+		t.Fatalf("leader fencing the primary: %+v", got)
+	}
+	if !primary.Status.Writable() || !obs.Servers["db1"].Status.Writable() {
+		t.Fatal("firstHand changed the observation")
+	}
+
+	self := ha.Observation{Self: "db1", Record: dnsRecord(), Local: writableRead}
+	for _, node := range []ha.NodeAction{ha.NodeFence, ha.NodeKill} {
+		if got := firstHand(self, ha.Decision{Node: node}); got["db1"].Status.Writable() {
+			t.Errorf("%s of the local server: still writable in %+v", node, got)
 		}
 	}
-	want := map[string]bool{"db1": true, "db2": true, "db3": false, "db4": false}
-	for name, h := range want {
-		if healthy[name] != h {
-			t.Errorf("%s healthy=%v, want %v", name, healthy[name], h)
+	if got := firstHand(self, ha.Decision{Node: ha.NodeOpenWrites}); !got["db1"].Status.Writable() {
+		t.Errorf("open_writes: %+v", got)
+	}
+}
+
+// In process: after the primary's host crashes, every surviving agent's DNS view names the new
+// primary and lists the other survivor as its replica.
+func TestDNSViewFollowsFailover(t *testing.T) {
+	c := startCluster(t, 3)
+	first := c.waitPrimary("")
+	first.crash()
+	second := c.waitPrimary(first.id)
+	deadline := time.Now().Add(20 * time.Second)
+	for _, m := range c.members {
+		if m == first {
+			continue
+		}
+		for {
+			v, _ := m.views.last()
+			dv := dnsView(v)
+			healthy := map[string]bool{}
+			for _, mem := range dv.Members {
+				healthy[mem.Name] = mem.Healthy
+			}
+			if dv.Primary == second.id && len(healthy) == 3 && healthy[second.id] && !healthy[first.id] &&
+				healthy[c.other(first, second).id] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: DNS view %+v, want %s primary and the other survivor its replica", m.id, dv, second.id)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	if v.Members[0].XPort != 33060 || v.Members[1].XPort != 0 {
-		t.Errorf("X ports %d %d, want 33060 and none", v.Members[0].XPort, v.Members[1].XPort)
+}
+
+// other is the member that is neither a nor b.
+func (c *testCluster) other(a, b *member) *member {
+	for _, m := range c.members {
+		if m != a && m != b {
+			return m
+		}
 	}
-	if v.Members[1].Lag.Milliseconds() != 1500 {
-		t.Errorf("db2 lag %s", v.Members[1].Lag)
-	}
+	return nil
 }

@@ -1,10 +1,12 @@
 // Package dns answers, authoritatively, where a cluster's primary and replicas are: SRV records
 // whose priority and weight follow role and replication lag, and A/AAAA records per member. The
-// records are a pure function of a View (the committed cluster record plus gossip health), so
-// every agent answers the same, and the answers change within a loop tick of a failover.
+// records are a pure function of a View (the committed cluster record plus each member's health
+// as the agent knows it), so agents with the same view answer the same, and the answers change
+// within a loop tick of a failover.
 package dns
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/netip"
@@ -104,8 +106,18 @@ func BuildZone(cfg ZoneConfig, v View) (*Zone, []error) {
 		Serial: z.serial, Refresh: 60, Retry: 10, Expire: 600, Minttl: z.ttl})
 	add(&mdns.NS{Hdr: hdr(origin, mdns.TypeNS), Ns: "ns." + origin})
 
+	// The primary first, then by name: clients order by priority anyway, but people read
+	// answers (dig) in the order given.
 	members := slices.Clone(v.Members)
-	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	rank := func(m Member) int {
+		if m.Name == v.Primary {
+			return 0
+		}
+		return 1
+	}
+	slices.SortFunc(members, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(rank(a), rank(b)), strings.Compare(a.Name, b.Name))
+	})
 	for _, m := range members {
 		if !label.MatchString(m.Name) {
 			problems = append(problems, fmt.Errorf("member %q is not a DNS label: left out", m.Name))

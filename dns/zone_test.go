@@ -95,6 +95,13 @@ func TestBuildZoneEdges(t *testing.T) {
 		t.Error("primary name exists without a primary")
 	}
 
+	v = view()
+	v.Primary = "db3" // the primary's record comes first in answers, whatever its name
+	z, _ = BuildZone(ZoneConfig{Zone: "shoal."}, v)
+	if got := srvs(z, "_mysql._tcp.orders.shoal."); len(got) != 3 || got[0].target != "db3.orders.shoal." || got[1].target != "db1.orders.shoal." {
+		t.Errorf("db3 primary: answer %v, want db3 first, then db1 and db2", got)
+	}
+
 	empty, _ := BuildZone(ZoneConfig{Zone: "shoal."}, View{Cluster: "orders"})
 	if _, exists := empty.lookup("_mysql._tcp.orders.shoal.", mdns.TypeSRV); exists {
 		t.Error("empty cluster publishes SRV")

@@ -60,12 +60,52 @@ wait_primary() { # [not-this-address] -> prints the primary's MySQL address
   echo "no primary within 60s; the agents said:" >&2; tail -n 15 "$DIR"/*.log >&2; return 1
 }
 
+name_of() { # MySQL address -> member name
+  local i
+  for i in 0 1 2; do
+    if [ "${HOSTS[$i]}" = "${1%:*}" ]; then echo "${NAMES[$i]}"; fi
+  done
+}
+
+srv() { dig @"$1" -p 8053 SRV "$2" +short +time=1 +tries=1 2>/dev/null || true; }
+
+# wait_dns PRIMARY [REPLICA...]: waits until the DNS of every agent in DNS_HOSTS names PRIMARY,
+# alone, as the primary and lists it first and each REPLICA after it, so the answers shown next
+# are the settled ones rather than whatever a race with gossip gives.
+wait_dns() {
+  local p=$1 deadline=$((SECONDS + 60)) h r all ok
+  shift
+  while ((SECONDS < deadline)); do
+    ok=1
+    for h in "${DNS_HOSTS[@]}"; do
+      all=$(srv "$h" _mysql._tcp.demo.shoal)
+      if [ "$(srv "$h" _mysql._tcp.primary.demo.shoal)" != "0 100 3306 $p.demo.shoal." ] ||
+        ! grep -Fqx "0 100 3306 $p.demo.shoal." <<<"$all"; then
+        ok=0; break
+      fi
+      for r in "$@"; do
+        grep -qE "^10 [0-9]+ 3306 $r\.demo\.shoal\.\$" <<<"$all" || { ok=0; break 2; }
+      done
+    done
+    ((ok)) && return 0
+    sleep 0.05
+  done
+  echo "DNS did not name primary $p and replicas ${*:-none} at every agent within 60s; it said:" >&2
+  for h in "${DNS_HOSTS[@]}"; do echo "@$h:" >&2; srv "$h" _mysql._tcp.demo.shoal >&2; done
+  tail -n 15 "$DIR"/*.log >&2
+  return 1
+}
+
 step "Start an agent beside each server: gossip (encrypted), Raft, the control loop"
 for i in 0 1 2; do start_agent "$i"; done
 t0=$(now_ms)
 primary=$(wait_primary)
 echo "primary elected and writable after $(( $(now_ms) - t0 )) ms: $primary"
-sleep 1
+pname=$(name_of "$primary")
+replicas=(); for n in "${NAMES[@]}"; do [ "$n" = "$pname" ] || replicas+=("$n"); done
+DNS_HOSTS=("${HOSTS[@]}")
+wait_dns "$pname" "${replicas[@]}"
+echo "every agent's DNS names $pname primary and lists replicas ${replicas[*]} after $(( $(now_ms) - t0 )) ms"
 show bin/shoal status
 
 step "Every agent answers DNS: SRV records with the primary first, replicas weighted by lag"
@@ -85,11 +125,24 @@ bin/rig kill --state "$STATE" "$vname"
 kill -9 "${AGENT_PID[$vname]}"; unset "AGENT_PID[$vname]"
 new=$(wait_primary "$primary")
 t1=$(now_ms)
-until mysql_cli "$new" -e "INSERT INTO orders (item) VALUES ('after failover')" 2>/dev/null; do sleep 0.05; done
+nname=$(name_of "$new")
+DNS_HOSTS=(); rest=()
+for i in 0 1 2; do
+  [ "$i" = "$victim" ] && continue
+  DNS_HOSTS+=("${HOSTS[$i]}")
+  [ "${NAMES[$i]}" = "$nname" ] || rest+=("${NAMES[$i]}")
+done
+wait_dns "$nname"
 t2=$(now_ms)
-echo "new primary $new: published after $((t1 - t0)) ms, first write acknowledged after $((t2 - t0)) ms"
-show bin/shoal status
-show dig @"${HOSTS[2]}" -p 8053 SRV _mysql._tcp.primary.demo.shoal +short
+until mysql_cli "$new" -e "INSERT INTO orders (item) VALUES ('after failover')" 2>/dev/null; do sleep 0.05; done
+t3=$(now_ms)
+echo "new primary $new: published after $((t1 - t0)) ms, in every surviving agent's DNS after $((t2 - t0)) ms," \
+  "first write acknowledged after $((t3 - t0)) ms"
+wait_dns "$nname" "${rest[@]}"
+echo "replica ${rest[*]} listed by every surviving agent's DNS after $(( $(now_ms) - t0 )) ms"
+show bin/shoal status --addr "${DNS_HOSTS[0]}:7948"
+for h in "${DNS_HOSTS[@]}"; do show dig @"$h" -p 8053 SRV _mysql._tcp.primary.demo.shoal +short; done
+show dig @"${DNS_HOSTS[-1]}" -p 8053 SRV _mysql._tcp.demo.shoal +short
 show mysql_cli "$new" -e "SELECT * FROM orders"
 
 step "Bring the old host back: it rejoins as a replica of the new primary"
@@ -100,7 +153,9 @@ until bin/shoal status --addr "$victim_host:7948" -o json 2>/dev/null | grep -q 
   ((SECONDS < deadline)) || { echo "old primary did not rejoin" >&2; exit 1; }
   sleep 0.2
 done
-sleep 1
+DNS_HOSTS=("${HOSTS[@]}")
+wait_dns "$nname" "${rest[@]}" "$vname"
 show bin/shoal status
+show dig @"$victim_host" -p 8053 SRV _mysql._tcp.demo.shoal +short
 
 step "Cleaning up"
