@@ -42,6 +42,11 @@ const (
 type Config struct {
 	// NodeName identifies the agent in the cluster; it must be unique and stable across restarts.
 	NodeName string
+	// Cluster labels every gossip packet and stream (memberlist's Label), and a node drops what
+	// carries another label: two clusters that share a network and a key, or whose seeds point
+	// at each other by mistake, never merge. Empty sends no label, which only a node without
+	// one accepts.
+	Cluster string
 	// BindAddr is the IP address to listen on (UDP and TCP); 0.0.0.0 or :: for all.
 	BindAddr string
 	// BindPort is the port to listen on; 0 lets the kernel pick one (tests).
@@ -112,6 +117,9 @@ func (c Config) Validate() error {
 
 	if strings.TrimSpace(c.NodeName) == "" {
 		add("NodeName is required")
+	}
+	if len(labelPrefix)+len(c.Cluster) > 255 {
+		add("Cluster %q is too long for a gossip label", c.Cluster)
 	}
 	if c.BindAddr == "" {
 		add("BindAddr is required (an IP address; 0.0.0.0 or :: for all)")

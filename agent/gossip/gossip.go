@@ -84,6 +84,9 @@ type Gossip struct {
 
 // Start creates the local member and starts listening; Join connects it to the cluster. ctx
 // bounds start-up only: the returned Gossip runs until Shutdown.
+// labelPrefix keeps shoal's labels apart from other memberlist users' on the same network.
+const labelPrefix = "shoal/"
+
 func Start(ctx context.Context, cfg Config, self health.Report) (*Gossip, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("gossip: start: %w", err)
@@ -110,6 +113,9 @@ func Start(ctx context.Context, cfg Config, self health.Report) (*Gossip, error)
 
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.NodeName
+	if cfg.Cluster != "" {
+		mc.Label = labelPrefix + cfg.Cluster
+	}
 	mc.BindAddr = cfg.BindAddr
 	mc.BindPort = cfg.BindPort
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
@@ -240,7 +246,7 @@ func (g *Gossip) Join(ctx context.Context) (int, error) {
 		case <-ctx.Done():
 			t.Stop()
 			return 0, fmt.Errorf("gossip: join %v: no seed accepted this node after %d attempts "+
-				"(wrong gossip key, or no seed up?); last attempt: %v: %w",
+				"(wrong gossip key or cluster name, or no seed up?); last attempt: %v: %w",
 				g.cfg.Seeds, attempt, err, ctx.Err())
 		case <-t.C:
 		}

@@ -205,7 +205,7 @@ func TestJoinGivesUpWithContext(t *testing.T) {
 	t.Logf("error: %v", err)
 }
 
-func TestWrongKeyCannotJoin(t *testing.T) {
+func TestWrongKeyOrClusterCannotJoin(t *testing.T) {
 	t.Parallel()
 	nodes := cluster(t, 2, nil)
 	seed := nodes[0].AdvertiseAddr().String()
@@ -216,6 +216,9 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	}{
 		{"wrong-key", func(c *Config) { c.Keys = [][]byte{keyB} }},
 		{"plaintext", func(c *Config) { c.Keys, c.AllowPlaintext = nil, true }},
+		// The right key, but another cluster's label: two clusters sharing a network stay apart.
+		{"other-cluster", func(c *Config) { c.Cluster = "billing" }},
+		{"unlabelled", func(c *Config) { c.Cluster = "" }},
 	} {
 		cfg := testConfig(t, tc.name, seed)
 		tc.cfg(&cfg)

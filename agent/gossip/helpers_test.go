@@ -70,6 +70,7 @@ func testLogger(t *testing.T) *slog.Logger {
 func testConfig(t *testing.T, name string, seeds ...string) Config {
 	return Config{
 		NodeName: name,
+		Cluster:  "orders",
 		BindAddr: nextAddr(t),
 		Seeds:    seeds,
 		Keys:     [][]byte{keyA},

@@ -73,7 +73,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("gossip.bind: %w", err)
 	}
-	gcfg := gossip.Config{NodeName: cfg.Node.ID, BindAddr: gossipHost, BindPort: gossipPort, Seeds: cfg.Gossip.Seeds,
+	gcfg := gossip.Config{NodeName: cfg.Node.ID, Cluster: cfg.Cluster, BindAddr: gossipHost, BindPort: gossipPort, Seeds: cfg.Gossip.Seeds,
 		Keys: secrets.GossipKeys, AllowPlaintext: cfg.Gossip.AllowPlaintext, ProbeInterval: cfg.Gossip.ProbeInterval,
 		ProbeTimeout: cfg.Gossip.ProbeTimeout, SuspicionMult: cfg.Gossip.SuspicionMult,
 		GossipInterval: cfg.Gossip.GossipInterval, Logger: log.With("component", "gossip")}
