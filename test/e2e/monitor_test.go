@@ -59,6 +59,25 @@ func TestMonitorSeesIsolatedServer(t *testing.T) {
 	})
 }
 
+// TestMonitorIgnoresServerBeingRebuilt: Rebuild loads a copy into a server running writable
+// with networking off, which only the monitor's socket reaches. No client can write there and
+// the server is no member yet, so it is no split brain (the chaos suite's errant repairs).
+func TestMonitorIgnoresServerBeingRebuilt(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		c := &Cluster{t: t, Flavor: flavor, dir: t.TempDir()}
+		c.Servers = harness.StartN(t, flavor, 2, func(i int, sc *harness.ServerConfig) { sc.SuperReadOnly = i == 1 })
+		m := c.StartMonitor()
+		defer m.Stop()
+		waitSamples(t, m, "a read of each server", func(s []Samples) bool { return s[0].OK > 0 && s[1].OK > 0 })
+		c.RebuildServer(1, 0)
+		base := m.Observed()[1].OK
+		waitSamples(t, m, "a read of the rebuilt server", func(s []Samples) bool { return s[1].OK > base })
+		if got := m.Seen(); len(got) > 0 {
+			t.Fatalf("split brain recorded while %s was rebuilt: %v", c.Name(1), got)
+		}
+	})
+}
+
 // waitSamples waits until the monitor's counts satisfy ok, failing the test after 30s.
 func waitSamples(t *testing.T, m *Monitor, what string, ok func([]Samples) bool) {
 	t.Helper()

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -249,6 +250,9 @@ func (c *Cluster) StartMonitor() *Monitor {
 	return m
 }
 
+// errRebuilding marks a monitor read of a server that Rebuild was loading.
+var errRebuilding = errors.New("being rebuilt")
+
 // sample reads every server's state at once: whether it is writable, or why that is unknown.
 func (m *Monitor) sample(dbs []*sql.DB) (writable []bool, errs []error) {
 	q := "SELECT @@read_only = 0"
@@ -261,7 +265,15 @@ func (m *Monitor) sample(dbs []*sql.DB) (writable []bool, errs []error) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			if err := db.QueryRowContext(ctx, q).Scan(&writable[i]); err != nil {
+			// A server being rebuilt runs writable with networking off, which only the socket
+			// reaches: it is no member then, so a read during the load is discarded. Asked before
+			// and after the read, since a load takes far longer than one read.
+			loading := m.c.Servers[i].Loading()
+			err := db.QueryRowContext(ctx, q).Scan(&writable[i])
+			if loading = loading || m.c.Servers[i].Loading(); loading {
+				err = errRebuilding
+			}
+			if err != nil {
 				errs[i] = fmt.Errorf("read-only state of %s: %w", m.c.Name(i), err)
 			}
 		})

@@ -33,3 +33,7 @@ func Attach(cfg ServerConfig, dir string, pid int) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Loading reports whether Rebuild is loading a copy into the server: it then runs writable with
+// networking off, reachable over its socket only, and is no member of any cluster yet.
+func (s *Server) Loading() bool { return s.loading.Load() }

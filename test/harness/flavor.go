@@ -188,7 +188,7 @@ func (s *Server) args() []string {
 		"--max-connections=200",
 	)
 	a = append(a, s.fl.serverArgs...)
-	if s.loading {
+	if s.loading.Load() {
 		// Only Rebuild's root session over the socket can reach it, and it must be able to write.
 		return append(append(a, "--skip-networking"), c.ExtraArgs...)
 	}

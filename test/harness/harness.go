@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -107,7 +108,8 @@ type Server struct {
 	// bootstrap is set while building a template: no networking, no binlog, no GTIDs.
 	bootstrap bool
 	// loading is set while Rebuild loads a copy: no networking, so no client sees it half loaded.
-	loading bool
+	// Atomic: a monitor reading over the socket asks Loading from its own goroutine.
+	loading atomic.Bool
 	log     *slog.Logger
 
 	mu   sync.Mutex
@@ -322,7 +324,7 @@ func (s *Server) probeDSN() string {
 	switch {
 	case s.bootstrap:
 		return s.SocketDSN(RootUser, "")
-	case s.loading:
+	case s.loading.Load():
 		return s.SocketDSN(RootUser, RootPassword)
 	}
 	return s.DSN(RootUser, RootPassword)

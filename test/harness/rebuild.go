@@ -49,9 +49,9 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 	}
 	// Loaded with networking off and read-only off: no client, agent or replica sees the
 	// half-loaded server, and root can write it.
-	s.loading = true
+	s.loading.Store(true)
 	err = s.load(ctx, dump, position, state)
-	s.loading = false
+	s.loading.Store(false)
 	if err != nil {
 		return fail("load", err)
 	}
