@@ -192,7 +192,7 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 				quarantine = append(quarantine, rec.Members[q].MySQLAddr)
 			}
 		}
-		if err := a.prepare(ctx, rec.Members[id].MySQLAddr, d.PrepareWaitFor, quarantine); err != nil {
+		if err := a.prepare(ctx, rec.Members[id].MySQLAddr, d.PrepareWaitFor, quarantine, d.PrepareStartApplier); err != nil {
 			a.metrics.failovers.WithLabelValues("prepare_failed").Inc()
 			return false, fmt.Errorf("prepare candidate %s: %w", id, err)
 		}
@@ -217,10 +217,21 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 // prepare readies a candidate: it stops receiving, then applies everything it received and
 // everything in waitFor (the old primary's executed set, when it is still reachable). The
 // replicas in quarantine stop receiving first, so an old primary out of reach cannot have a
-// write acknowledged any more, and the candidate must hold all they received.
-func (a *Agent) prepare(ctx context.Context, addr string, waitFor *gtid.Set, quarantine []string) error {
+// write acknowledged any more, and the candidate must hold all they received. A candidate whose
+// applier is stopped (startApplier) has it started before its receiver stops: MariaDB would
+// purge the relay log of a replica whose threads are both stopped (mysqlctl.StartApplier).
+func (a *Agent) prepare(ctx context.Context, addr string, waitFor *gtid.Set, quarantine []string, startApplier bool) error {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.PrepareTimeout)
 	defer cancel()
+	if startApplier {
+		srv, err := a.pool.get(ctx, addr)
+		if err != nil {
+			return err
+		}
+		if err := srv.StartApplier(ctx); err != nil {
+			return fmt.Errorf("start the candidate's applier: %w", err)
+		}
+	}
 	var others []gtid.Set
 	for _, q := range quarantine {
 		received, err := a.stopReceiving(ctx, q)

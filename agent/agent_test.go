@@ -323,6 +323,35 @@ func TestAgentsSurviveHostCrash(t *testing.T) {
 	requireContains(t, second, acked)
 }
 
+// A replica whose applier failed holds no say over the failover when the other replica received
+// everything too: the other is promoted with every acknowledged write, and the broken one is left
+// for an operator.
+func TestHostCrashWithABrokenApplier(t *testing.T) {
+	c := startCluster(t, 3)
+	stop := c.watchSplitBrain()
+	defer stop()
+
+	first := c.waitPrimary("")
+	var replicas []*member
+	for _, m := range c.members {
+		if m != first {
+			replicas = append(replicas, m)
+		}
+	}
+	// The lowest id, which a tie between equal received sets would pick.
+	broken := replicas[0]
+	if err := broken.mysql.FailApplier(1062, "Duplicate entry '7' for key 'PRIMARY'"); err != nil {
+		t.Fatal(err)
+	}
+	acked := writeSome(t, first, 20)
+	first.crash()
+	second := c.waitPrimary(first.id)
+	if second != replicas[1] {
+		t.Fatalf("promoted %s, whose applier is broken", second.id)
+	}
+	requireContains(t, second, acked)
+}
+
 func TestSwitchoverAndDrain(t *testing.T) {
 	c := startCluster(t, 3)
 	stop := c.watchSplitBrain()

@@ -23,6 +23,7 @@ type mysqlServer interface {
 	StartReplica(ctx context.Context) error
 	StopReplica(ctx context.Context) error
 	StopIOThread(ctx context.Context) error
+	StartApplier(ctx context.Context) error
 	WaitApplied(ctx context.Context, set gtid.Set) error
 	EnsureReplicationUser(ctx context.Context, user, password string) error
 	Close() error

@@ -9,7 +9,9 @@ type dialect struct {
 	startReplica      string
 	stopReplica       string
 	stopIOThread      string
-	resetReplicaAll   string
+	// startApplier starts only the SQL (applier) thread; the receiver is left as it is.
+	startApplier    string
+	resetReplicaAll string
 	// changeSource points replication at a source with GTID auto-positioning. Arguments in order:
 	// host, port, user, password, connect retry (s), heartbeat period (s).
 	changeSource string
@@ -60,6 +62,7 @@ var mysqlDialect = dialect{
 	startReplica:      "START REPLICA",
 	stopReplica:       "STOP REPLICA",
 	stopIOThread:      "STOP REPLICA IO_THREAD",
+	startApplier:      "START REPLICA SQL_THREAD",
 	resetReplicaAll:   "RESET REPLICA ALL",
 	changeSource: "CHANGE REPLICATION SOURCE TO SOURCE_HOST = ?, SOURCE_PORT = ?, SOURCE_USER = ?, " +
 		"SOURCE_PASSWORD = ?, SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = ?, SOURCE_RETRY_COUNT = 86400, " +
@@ -98,6 +101,7 @@ var mariadbDialect = dialect{
 	startReplica:      "START SLAVE",
 	stopReplica:       "STOP SLAVE",
 	stopIOThread:      "STOP SLAVE IO_THREAD",
+	startApplier:      "START SLAVE SQL_THREAD",
 	resetReplicaAll:   "RESET SLAVE ALL",
 	changeSource: "CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?, " +
 		"MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = ?, MASTER_HEARTBEAT_PERIOD = ?",

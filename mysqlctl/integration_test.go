@@ -406,3 +406,73 @@ func TestFenceWhileCommitsWaitForAck(t *testing.T) {
 		must(t, primary.app.QueryRowContext(ctx(t), "SELECT COUNT(*) FROM app.t").Scan(&n))
 	})
 }
+
+// A replica whose applier was stopped without an error is started alone to drain its relay log.
+// On MariaDB with GTID a thread that starts while both are stopped purges the relay log first
+// (start_slave_threads in sql/slave.cc), so StartApplier refuses there once the receiver is
+// stopped; the raw statement shows the loss it prevents. MySQL keeps its relay log.
+func TestStartApplierDrainsRelayLog(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		nodes := startNodes(t, flavor, 2)
+		wireCluster(t, nodes)
+		primary, replica := nodes[0], nodes[1]
+		root := replica.proc.RootDB(t)
+		stopSQL, startSQL := "STOP REPLICA SQL_THREAD", "START REPLICA SQL_THREAD"
+		if flavor == gtid.MariaDB {
+			stopSQL, startSQL = "STOP SLAVE SQL_THREAD", "START SLAVE SQL_THREAD"
+		}
+		// received reports whether the replica received, and applied, the primary's executed set.
+		received := func() (got, applied bool) {
+			st := status(t, replica)
+			want := status(t, primary).Executed
+			got, err := st.Received().Contains(want)
+			must(t, err)
+			applied, err = st.Executed.Contains(want)
+			must(t, err)
+			return got, applied
+		}
+		stopApplierAndWrite := func(from, to int) {
+			t.Helper()
+			_, err := root.ExecContext(ctx(t), stopSQL)
+			must(t, err)
+			insertRows(t, primary, from, to) // semi-sync: acknowledged once the replica received them
+			if got, applied := received(); !got || applied {
+				t.Fatalf("after writes with the applier stopped: received %t, applied %t; want true, false", got, applied)
+			}
+		}
+
+		// Receiver running: the applier starts and drains the relay log.
+		stopApplierAndWrite(0, 20)
+		must(t, replica.ctl.StartApplier(ctx(t)))
+		waitCaughtUp(t, primary, replica)
+		must(t, replica.ctl.StartApplier(ctx(t))) // running already: nothing to do
+
+		// Receiver stopped too, as after a candidate's quarantine.
+		stopApplierAndWrite(20, 40)
+		must(t, replica.ctl.StopIOThread(ctx(t)))
+		err := replica.ctl.StartApplier(ctx(t))
+		if flavor == gtid.MySQL {
+			must(t, err)
+			waitCaughtUp(t, primary, replica)
+			return
+		}
+		if !errors.Is(err, mysqlctl.ErrRelayLogAtRisk) {
+			t.Fatalf("StartApplier with both threads stopped on MariaDB: %v, want ErrRelayLogAtRisk", err)
+		}
+		if got, _ := received(); !got {
+			t.Fatal("the refused StartApplier lost the relay log")
+		}
+		// What the refusal prevents: the relay log is purged and the received position falls
+		// back to what was applied; with the source gone those writes would be lost.
+		before := status(t, replica).Received()
+		_, err = root.ExecContext(ctx(t), startSQL)
+		must(t, err)
+		time.Sleep(time.Second)
+		after := status(t, replica)
+		t.Logf("MariaDB START SLAVE SQL_THREAD with the receiver stopped: received %s -> %s, executed %s",
+			before, after.Received(), after.Executed)
+		if got, applied := received(); got || applied {
+			t.Fatalf("MariaDB kept its relay log (received %t, applied %t): StartApplier's refusal may be lifted", got, applied)
+		}
+	})
+}

@@ -104,6 +104,34 @@ func (s *Server) StopIOThread(ctx context.Context) error {
 	return s.exec(ctx, "stop IO thread", s.dialect.stopIOThread)
 }
 
+// ErrRelayLogAtRisk: starting the applier would discard the relay log it is meant to apply.
+var ErrRelayLogAtRisk = errors.New("both replication threads are stopped: on MariaDB with GTID, starting either purges the relay log")
+
+// StartApplier starts the applier (SQL thread) alone, so a replica whose applier was stopped
+// without an error drains its relay log while the receiver stays as it is; it does nothing when
+// the applier runs or the server is no replica.
+//
+// MariaDB in GTID mode purges every relay log when a replication thread starts while both are
+// stopped (start_slave_threads in sql/slave.cc: relay logs are "not very useful when using
+// GTID"), and Gtid_IO_Pos falls back to gtid_slave_pos: whatever was received but not applied is
+// gone, and with the source down it cannot be fetched again. There StartApplier refuses with
+// ErrRelayLogAtRisk unless the receiver thread runs (connected or still trying to connect).
+// MySQL keeps its relay log on START REPLICA SQL_THREAD.
+func (s *Server) StartApplier(ctx context.Context) error {
+	st, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	rep := st.Replica
+	if rep == nil || rep.SQLRunning {
+		return nil
+	}
+	if s.flavor == gtid.MariaDB && rep.IOState == "No" {
+		return fmt.Errorf("mysql %s: start applier: %w", s.addr, ErrRelayLogAtRisk)
+	}
+	return s.exec(ctx, "start applier", s.dialect.startApplier)
+}
+
 // WaitApplied blocks until the server has applied every transaction in set, or returns
 // ErrWaitTimeout when ctx's deadline (or the read timeout) comes first.
 func (s *Server) WaitApplied(ctx context.Context, set gtid.Set) error {

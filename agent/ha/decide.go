@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -66,6 +67,9 @@ type Decision struct {
 	// thread and wait until it has applied everything it received (and PrepareWaitFor, if set).
 	Prepare        string
 	PrepareWaitFor *gtid.Set
+	// PrepareStartApplier asks the leader to start the candidate's applier (SQL thread) first: it
+	// was stopped without an error, and the wait for the relay log to be applied would never end.
+	PrepareStartApplier bool
 	// Quarantine lists the replicas whose IO threads the leader stops before the candidate's,
 	// when the old primary is out of reach: from then on it cannot get a semi-sync ack, and the
 	// candidate must hold everything they received.
@@ -296,6 +300,45 @@ func memberUpdate(obs Observation) (*record.Command, Reason) {
 type candidate struct {
 	id       string
 	received gtid.Set
+	// stalled says why it cannot apply what it received; empty when it can.
+	stalled string
+	// startApplier: its applier is stopped without an error and is started before the promotion.
+	startApplier bool
+}
+
+// applier tells whether a server can apply what it received: at once, after its stopped
+// applier is started (start), or not at all (stalled says why). A server that cannot apply its
+// relay log must not be promoted: it would open writes without transactions it acknowledged.
+func applier(st state.Status) (start bool, stalled string) {
+	rep := st.Replica
+	switch {
+	case rep == nil || rep.SQLRunning:
+		return false, ""
+	case rep.LastSQLErrno != 0:
+		// The same error stops it again: an operator must repair or rebuild it.
+		return false, fmt.Sprintf("its applier stopped with error %d (%s)", rep.LastSQLErrno, rep.LastSQLError)
+	}
+	if applied, err := st.Executed.Contains(rep.Received); err == nil && applied {
+		return false, "" // nothing left to apply
+	}
+	if st.Flavor == gtid.MariaDB && rep.IOState == "No" {
+		// MariaDB with GTID purges the relay log when a thread starts while both are stopped
+		// (mysqlctl.ErrRelayLogAtRisk): starting the applier would lose what it is meant to apply.
+		return false, "its applier and receiver are both stopped, and on MariaDB starting the applier would discard its relay log"
+	}
+	return true, ""
+}
+
+// unappliedError: some transactions were received only by candidates that cannot apply them.
+type unappliedError struct {
+	lacking string
+	members []string
+	why     []string
+}
+
+func (e *unappliedError) Error() string {
+	return fmt.Sprintf("transactions %s were received only by members that cannot apply them (%s): promoting a candidate that lacks "+
+		"them would lose acknowledged writes; an operator must repair or rebuild %s", e.lacking, strings.Join(e.why, "; "), strings.Join(e.members, ", "))
 }
 
 // candidates lists the members fit to be promoted (never exclude), and why the others are not.
@@ -317,14 +360,17 @@ func candidates(obs Observation, exclude string) ([]candidate, []string) {
 		case peer.Report.Draining:
 			unfit = append(unfit, id+": shutting down")
 		default:
-			fit = append(fit, candidate{id: id, received: srv.Status.Received()})
+			start, stalled := applier(srv.Status)
+			fit = append(fit, candidate{id: id, received: srv.Status.Received(), stalled: stalled, startApplier: start})
 		}
 	}
 	return fit, unfit
 }
 
-// best picks the candidate that received the most; the rest must be contained in its set, or
-// promoting it would strand transactions elsewhere. Ties go to the lowest id (stable order).
+// best picks a candidate that received everything any candidate received, or promoting it would
+// strand transactions elsewhere; it must be able to apply them. Of several (their received sets
+// are then equal) it prefers one whose applier runs, then the lowest id (stable order). When only
+// candidates that cannot apply hold some transactions, it refuses with an *unappliedError.
 func best(cs []candidate) (candidate, error) {
 	top := cs[0]
 	for _, c := range cs[1:] {
@@ -345,7 +391,36 @@ func best(cs []candidate) (candidate, error) {
 			return candidate{}, fmt.Errorf("%s received transactions %s lacks: the replicas diverged", c.id, top.id)
 		}
 	}
-	return top, nil
+	// The sets compared above, so these comparisons cannot fail.
+	var pick *candidate
+	unapplied := &unappliedError{}
+	lacking := top.received
+	for i, c := range cs {
+		if c.stalled == "" {
+			lacking, _ = lacking.Subtract(c.received)
+		}
+		if holds, _ := c.received.Contains(top.received); !holds {
+			continue
+		}
+		switch {
+		case c.stalled != "":
+			unapplied.members = append(unapplied.members, c.id)
+			unapplied.why = append(unapplied.why, c.id+": "+c.stalled)
+		case pick == nil || pick.startApplier && !c.startApplier:
+			pick = &cs[i]
+		}
+	}
+	if pick == nil {
+		unapplied.lacking = lacking.String()
+		return candidate{}, unapplied
+	}
+	return *pick, nil
+}
+
+// prepare readies c for promotion.
+func (d *Decision) prepare(c candidate) {
+	d.Prepare = c.id
+	d.PrepareStartApplier = c.startApplier
 }
 
 func decideFirstPrimary(obs Observation, d *Decision) {
@@ -361,7 +436,7 @@ func decideFirstPrimary(obs Observation, d *Decision) {
 		return
 	}
 	d.ClusterReason = because(CodeFirstPrimary, "electing %s as the first primary: it has the most transactions of %d healthy members", top.id, len(cs))
-	d.Prepare = top.id
+	d.prepare(top)
 	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: d.ClusterReason.Text}
 }
 
@@ -452,6 +527,10 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		return
 	}
 	top, err := best(cs)
+	if unapplied := (*unappliedError)(nil); errors.As(err, &unapplied) {
+		d.ClusterReason = because(CodeFailoverBlockedUnapplied, "primary %s is down but %s", primary, err)
+		return
+	}
 	if err != nil {
 		d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but no safe candidate: %s", primary, err)
 		return
@@ -486,7 +565,10 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		d.PrepareWaitFor = &executed
 	}
 	d.ClusterReason = because(CodeFailover, "promoting %s: primary %s is down (%s) and %s received the most transactions", top.id, primary, why, top.id)
-	d.Prepare = top.id
+	if top.startApplier {
+		d.ClusterReason.Text += "; its stopped applier is started first"
+	}
+	d.prepare(top)
 	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: d.ClusterReason.Text,
 		Failover: !draining}
 }
@@ -535,6 +617,9 @@ func decideSwitchover(obs Observation, p Policy, d *Decision) {
 	case target == nil:
 		cancel(because(CodeSwitchoverCancel, "switchover impossible, no fit target (%s): cancelling it", strings.Join(unfit, ", ")))
 		return
+	case target.stalled != "":
+		cancel(because(CodeSwitchoverCancel, "switchover to %s impossible, %s: cancelling it", target.id, target.stalled))
+		return
 	case r.Switchover.To == "":
 		top, err := best(cs)
 		if err != nil {
@@ -544,7 +629,7 @@ func decideSwitchover(obs Observation, p Policy, d *Decision) {
 		target = &top
 	}
 	if old == "" {
-		d.Prepare = target.id
+		d.prepare(*target)
 		d.ClusterReason = because(CodeSwitchover, "switchover to %s: no current primary, promoting it", target.id)
 		d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: target.id, At: obs.Now, Reason: d.ClusterReason.Text}
 		return
@@ -561,7 +646,7 @@ func decideSwitchover(obs Observation, p Policy, d *Decision) {
 		return
 	}
 	d.ClusterReason = because(CodeSwitchover, "switchover from %s to %s", old, target.id)
-	d.Prepare = target.id
+	d.prepare(*target)
 	if oldSrv.Up {
 		executed := oldSrv.Status.Executed
 		d.PrepareWaitFor = &executed

@@ -153,6 +153,27 @@ func decideCases(p Policy) []decideCase {
 		change(&peer)
 		o.Peers[id] = peer
 	}
+	// hostCrash: db-0's host died, past detection and the lease.
+	hostCrash := func(o *Observation) {
+		hostDied(o)
+		o.Memory = Memory{PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
+		o.Now = o.Grant.LastGrant.Add(p.PromotionWait())
+	}
+	crashed := "primary db-0 is down (the leader's probe fails (connection refused) and 2 of 2 members lost replication from it)"
+	// stopApplier stops a replica's applier as the leader probes it, with an error when errno is set.
+	stopApplier := func(o *Observation, id string, errno int, msg string) {
+		srv := o.Servers[id]
+		rep := *srv.Status.Replica // a copy: db-1's is shared with Local
+		rep.SQLRunning, rep.LastSQLErrno, rep.LastSQLError = false, errno, msg
+		srv.Status.Replica = &rep
+		o.Servers[id] = srv
+	}
+	duplicate := "Could not execute Write_rows event on table app.t; Duplicate entry '7' for key 'PRIMARY'"
+	mariadbReplica := func(executed, received, io string, applying bool) Server {
+		return Server{Up: true, Status: state.Status{Flavor: gtid.MariaDB, ReadOnly: true, Executed: gtid.MustParse(gtid.MariaDB, executed),
+			Replica: &state.Replica{SourceHost: "10.0.0.1", SourcePort: 3306, IOState: io, SQLRunning: applying, AutoPosition: true,
+				Received: gtid.MustParse(gtid.MariaDB, received)}}}
+	}
 	return []decideCase{
 		{
 			name: "healthy cluster, replica in place",
@@ -560,6 +581,72 @@ func decideCases(p Policy) []decideCase {
 				"primary db-0 is down but db-2 received transactions candidate db-1 lacks")},
 		},
 		{
+			name: "host crash, an applier stopped without an error where the other replica holds everything too: promote the one that applies",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				o.Servers["db-1"] = replicaServer("10.0.0.1", uuidA+":1-90", uuidA+":1-100")
+				stopApplier(o, "db-1", 0, "")
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: "+crashed+" and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
+		},
+		{
+			name: "host crash, an applier stopped without an error on the only holder of some transactions: start it and promote it",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 0, "")
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", PrepareStartApplier: true, Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: "+crashed+" and db-2 received the most transactions; its stopped applier is started first"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
+		},
+		{
+			name: "host crash, the applier failed on the only holder of some transactions: no promotion, an operator must repair it",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlockedUnapplied,
+				"primary db-0 is down but transactions "+uuidA+":100 were received only by members that cannot apply them "+
+					"(db-2: its applier stopped with error 1062 ("+duplicate+")): "+
+					"promoting a candidate that lacks them would lose acknowledged writes; an operator must repair or rebuild db-2")},
+		},
+		{
+			name: "host crash, the applier failed on a replica whose transactions the other holds: promote the other",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				o.Servers["db-1"] = replicaServer("10.0.0.1", uuidA+":1-90", uuidA+":1-100")
+				stopApplier(o, "db-1", 1062, duplicate)
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: "+crashed+" and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
+		},
+		{
+			name: "host crash on MariaDB, both threads stopped on the only holder: starting its applier would purge its relay log, so no promotion",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				o.Servers["db-1"] = mariadbReplica("0-1-97", "0-1-99", "Connecting", true)
+				o.Servers["db-2"] = mariadbReplica("0-1-97", "0-1-100", "No", false)
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlockedUnapplied,
+				"primary db-0 is down but transactions 0-1-[100] were received only by members that cannot apply them (db-2: its applier and receiver are both stopped, "+
+					"and on MariaDB starting the applier would discard its relay log): "+
+					"promoting a candidate that lacks them would lose acknowledged writes; an operator must repair or rebuild db-2")},
+		},
+		{
+			name: "host crash on MariaDB, both threads stopped on a holder with nothing left to apply: promote it, nothing to start",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				o.Servers["db-1"] = mariadbReplica("0-1-97", "0-1-99", "Connecting", true)
+				o.Servers["db-2"] = mariadbReplica("0-1-100", "0-1-100", "No", false)
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: "+crashed+" and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
+		},
+		{
 			name: "draining primary released its lease: switch over at once, cooldown or not",
 			setup: func(o *Observation) {
 				o.Grant.Released = true
@@ -838,6 +925,16 @@ func decideCases(p Policy) []decideCase {
 			},
 			want: proposing(Decision{NodeReason: replicaServing},
 				why(CodeSwitchoverCancel, "switchover impossible, no fit target (db-1: errant GTIDs): cancelling it"),
+				record.Command{Op: record.OpClearSwitchover, At: t0}),
+		},
+		{
+			name: "switchover to a member whose applier failed is cancelled",
+			setup: func(o *Observation) {
+				o.Record.Switchover = &record.Switchover{To: "db-1"}
+				stopApplier(o, "db-1", 1062, duplicate)
+			},
+			want: proposing(Decision{NodeReason: replicaServing},
+				why(CodeSwitchoverCancel, "switchover to db-1 impossible, its applier stopped with error 1062 ("+duplicate+"): cancelling it"),
 				record.Command{Op: record.OpClearSwitchover, At: t0}),
 		},
 		{

@@ -52,8 +52,11 @@ const (
 	CodeFailoverLeaseWait   Code = "failover_lease_wait"
 	CodeFailoverNoCandidate Code = "failover_no_candidate"
 	CodeFailoverBlocked     Code = "failover_blocked" // candidates exist but promoting one could lose writes
-	CodeFailoverFence       Code = "failover_fence"   // fencing the reachable old primary first
-	CodeFailover            Code = "failover"
+	// Some transactions are held only by members that cannot apply them (an applier error): an
+	// operator must repair or rebuild those members.
+	CodeFailoverBlockedUnapplied Code = "failover_blocked_unapplied"
+	CodeFailoverFence            Code = "failover_fence" // fencing the reachable old primary first
+	CodeFailover                 Code = "failover"
 
 	CodeSwitchoverCancel    Code = "switchover_cancel"
 	CodeSwitchoverFence     Code = "switchover_fence"

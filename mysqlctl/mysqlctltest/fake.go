@@ -72,6 +72,10 @@ type Server struct {
 	received gtid.Set
 	source   string // replication source address; "" when not a replica
 	io, sql  bool
+	// sqlErrno: the applier stopped on an error; it fails again at every start, as a real one
+	// does on the same transaction, until the replication config is dropped.
+	sqlErrno int
+	sqlError string
 	semiSync bool // primary side: commits need an ack
 	// semiReplica: the replica side acknowledges; off after a restart, as on a real server
 	semiReplica bool
@@ -182,7 +186,7 @@ func (s *Server) Status(context.Context) (state.Status, error) {
 		received, _ := s.executed.Union(s.received)
 		lag := time.Duration(0)
 		st.Replica = &state.Replica{SourceHost: host, SourcePort: p, IOState: io, SQLRunning: s.sql,
-			AutoPosition: true, Received: received, Lag: &lag}
+			AutoPosition: true, Received: received, Lag: &lag, LastSQLErrno: s.sqlErrno, LastSQLError: s.sqlError}
 	}
 	return st, nil
 }
@@ -205,6 +209,7 @@ func (s *Server) Promote(_ context.Context, opts mysqlctl.PromoteOptions) error 
 		s.io = false
 		s.executed, _ = s.executed.Union(s.received)
 		s.source, s.sql, s.received = "", false, gtid.Set{}
+		s.sqlErrno, s.sqlError = 0, ""
 		s.semiSync = !opts.SemiSync.Async
 		s.readOnly = false
 	})
@@ -221,12 +226,27 @@ func (s *Server) ConfigureReplica(_ context.Context, src mysqlctl.Source, opts m
 
 // StartReplica mirrors mysqlctl.Server.StartReplica.
 func (s *Server) StartReplica(context.Context) error {
-	return s.do(func() { s.io, s.sql = true, true })
+	return s.do(func() { s.io, s.sql = true, s.sqlErrno == 0 })
 }
 
 // StopReplica mirrors mysqlctl.Server.StopReplica.
 func (s *Server) StopReplica(context.Context) error {
 	return s.do(func() { s.io, s.sql = false, false })
+}
+
+// StopApplier stops the applier alone, as STOP REPLICA SQL_THREAD does: what the replica
+// receives piles up unapplied.
+func (s *Server) StopApplier() error { return s.do(func() { s.sql = false }) }
+
+// FailApplier stops the applier on an error (a duplicate key, say): what the replica receives
+// piles up unapplied, and starting the applier fails again.
+func (s *Server) FailApplier(errno int, msg string) error {
+	return s.do(func() { s.sql, s.sqlErrno, s.sqlError = false, errno, msg })
+}
+
+// StartApplier mirrors mysqlctl.Server.StartApplier (MySQL: the relay log is kept).
+func (s *Server) StartApplier(context.Context) error {
+	return s.do(func() { s.sql = s.source != "" && s.sqlErrno == 0 })
 }
 
 // StopIOThread mirrors mysqlctl.Server.StopIOThread.
