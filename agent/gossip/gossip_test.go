@@ -339,6 +339,7 @@ func TestGarbageMetaIsReported(t *testing.T) {
 
 	mc := memberlist.DefaultLocalConfig()
 	mc.Name = "garbage"
+	mc.Label = labelPrefix + "orders" // the cluster testConfig names
 	mc.BindAddr = nextAddr(t)
 	mc.BindPort = 0
 	mc.Logger = newStdLogger(testLogger(t), nil)
