@@ -76,6 +76,7 @@ func down(err error) ha.Server {
 // gather builds the Observation for one pass.
 func (a *Agent) gather(ctx context.Context) ha.Observation {
 	leader := a.leaderReady(ctx)
+	members := a.gossip.Members() // one snapshot for the peers and the Raft view alike
 	rec := a.raft.Record()
 	obs := ha.Observation{
 		Self:       a.opts.NodeID,
@@ -85,8 +86,8 @@ func (a *Agent) gather(ctx context.Context) ha.Observation {
 		LeaseUntil: a.leaseUntil,
 		Draining:   a.draining,
 		Memory:     a.memory,
-		Peers:      a.peers(),
-		Raft:       a.raftView(leader),
+		Peers:      peers(members),
+		Raft:       a.raftView(members, leader),
 	}
 
 	// The local server is read first and the others after it: a replica's errant check compares
@@ -150,8 +151,7 @@ func (a *Agent) probeAll(ctx context.Context, addrs map[string]string) map[strin
 
 // raftView is what the membership decisions need: gossip's members as Raft candidates, and on
 // the leader the current configuration.
-func (a *Agent) raftView(leader bool) ha.Raft {
-	members := a.gossip.Members()
+func (a *Agent) raftView(members []gossip.Peer, leader bool) ha.Raft {
 	v := ha.Raft{HasState: a.raft.HasState(), Seen: make([]membership.Candidate, 0, len(members))}
 	for _, m := range members {
 		addr := m.Health.RaftAddr
@@ -177,8 +177,7 @@ func (a *Agent) raftView(leader bool) ha.Raft {
 }
 
 // peers maps gossip's member list into the decision's terms.
-func (a *Agent) peers() map[string]ha.Peer {
-	members := a.gossip.Members()
+func peers(members []gossip.Peer) map[string]ha.Peer {
 	out := make(map[string]ha.Peer, len(members))
 	for _, m := range members {
 		p := ha.Peer{Report: m.Health}
