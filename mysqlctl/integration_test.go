@@ -6,7 +6,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -473,6 +475,52 @@ func TestStartApplierDrainsRelayLog(t *testing.T) {
 			before, after.Received(), after.Executed)
 		if got, applied := received(); got || applied {
 			t.Fatalf("MariaDB kept its relay log (received %t, applied %t): StartApplier's refusal may be lifted", got, applied)
+		}
+	})
+}
+
+// A receiver blocked on a silent source makes STOP ... IO_THREAD wait for its network timeout
+// (on MariaDB about 2 s in every case). StopIOThread returns before that, once the stop is under
+// way: then nothing more may be received, even when the source comes back and writes at once.
+func TestStopIOThreadOnSilentSource(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		nodes := startNodes(t, flavor, 2)
+		wireCluster(t, nodes)
+		primary, replica := nodes[0], nodes[1]
+		insertRows(t, primary, 1, 2)
+		waitCaughtUp(t, primary, replica)
+
+		cut := []string{"INPUT", "-d", primary.proc.Host(), "-p", "tcp", "-j", "DROP"}
+		if out, err := exec.Command("iptables", append([]string{"-I"}, cut...)...).CombinedOutput(); err != nil {
+			t.Fatalf("iptables: %v: %s (install with `make deps`)", err, out)
+		}
+		var healOnce sync.Once
+		heal := func() { healOnce.Do(func() { exec.Command("iptables", append([]string{"-D"}, cut...)...).Run() }) }
+		t.Cleanup(heal)
+		time.Sleep(300 * time.Millisecond) // the receiver waits in a read from the silent source
+		begin := time.Now()
+		must(t, replica.ctl.StopIOThread(ctx(t)))
+		stopped := status(t, replica)
+		t.Logf("%s: StopIOThread returned after %s with the receiver %q", flavor, time.Since(begin).Round(time.Millisecond), stopped.Replica.IOState)
+
+		// The source is back and commits at once (the commit waits for an ack no replica gives).
+		heal()
+		go func() {
+			c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			primary.app.ExecContext(c, "INSERT INTO app.t VALUES (2, 'after the stop')")
+		}()
+		deadline := time.Now().Add(30 * time.Second)
+		for status(t, replica).Replica.IOState != "No" {
+			if time.Now().After(deadline) {
+				t.Fatal("the receiver never stopped")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond)
+		final := status(t, replica).Replica.Received
+		if same, err := final.Equal(stopped.Replica.Received); err != nil || !same {
+			t.Fatalf("received %s after StopIOThread returned, %s when the stop completed", stopped.Replica.Received, final)
 		}
 	})
 }
