@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/shoal-db/shoal/agent/adminapi"
@@ -106,6 +108,8 @@ func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) 
 		return true, local.StartReplica(ctx)
 	case ha.NodeStopReplica:
 		return true, local.StopReplica(ctx)
+	case ha.NodeStopReceiver:
+		return true, local.StopIOThread(ctx)
 	}
 	return false, fmt.Errorf("unknown node action %q", d.Node)
 }
@@ -216,7 +220,7 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 
 // prepare readies a candidate: it stops receiving, then applies everything it received and
 // everything in waitFor (the old primary's executed set, when it is still reachable). The
-// replicas in quarantine stop receiving first, so an old primary out of reach cannot have a
+// replicas in quarantine stop receiving too, so an old primary out of reach cannot have a
 // write acknowledged any more, and the candidate must hold all they received. A candidate whose
 // applier is stopped (startApplier) has it started before its receiver stops: MariaDB would
 // purge the relay log of a replica whose threads are both stopped (mysqlctl.StartApplier).
@@ -232,22 +236,28 @@ func (a *Agent) prepare(ctx context.Context, addr string, waitFor *gtid.Set, qua
 			return fmt.Errorf("start the candidate's applier: %w", err)
 		}
 	}
-	var others []gtid.Set
-	for _, q := range quarantine {
-		received, err := a.stopReceiving(ctx, q)
-		if err != nil {
-			return fmt.Errorf("quarantine replica %s: %w", q, err)
-		}
-		others = append(others, received)
+	// The receivers stop together: each may take a moment, and none depends on another.
+	stops := quarantine
+	if waitFor == nil {
+		// The old primary is gone: freeze what the candidate received so the wait has an end.
+		stops = append(slices.Clone(quarantine), addr)
 	}
+	frozen := make([]gtid.Set, len(stops))
+	errs := make([]error, len(stops))
+	var wg sync.WaitGroup
+	for i, q := range stops {
+		wg.Go(func() { frozen[i], errs[i] = a.stopReceiving(ctx, q) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("stop the receiver of %s: %w", stops[i], err)
+		}
+	}
+	others := frozen[:len(quarantine)]
 	var want gtid.Set
 	if waitFor == nil {
-		// The old primary is gone: freeze what was received so the wait has an end.
-		received, err := a.stopReceiving(ctx, addr)
-		if err != nil {
-			return err
-		}
-		want = received
+		want = frozen[len(quarantine)]
 	} else {
 		srv, err := a.pool.get(ctx, addr)
 		if err != nil {
