@@ -29,6 +29,10 @@ const (
 	NodeStartReplica NodeAction = "start_replica"
 	// NodeStopReplica: stop replicating (the server has errant GTIDs and must not apply more).
 	NodeStopReplica NodeAction = "stop_replica"
+	// NodeStopReceiver: stop receiving (the IO thread) and let the applier drain what came: the
+	// primary stopped answering this agent, so this replica must acknowledge nothing more of it
+	// while the leader may be replacing it.
+	NodeStopReceiver NodeAction = "stop_receiver"
 	// NodeKill: SIGKILL the local mysqld. It was writable, stopped answering and the primary
 	// lease ran out: it cannot be fenced over SQL, and a frozen process that wakes up would
 	// take writes while another primary may already be open.
@@ -122,7 +126,7 @@ func decideNode(obs Observation, p Policy) Decision {
 	r := obs.Record
 	d := Decision{Memory: obs.Memory}
 	leaseHeld := obs.Now.Before(obs.LeaseUntil)
-	d.Memory.LocalStalls = 0
+	d.Memory.LocalStalls, d.Memory.PrimaryMisses = 0, 0
 	if !obs.Local.Up {
 		if obs.Local.Stalled {
 			d.Memory.LocalStalls = obs.Memory.LocalStalls + 1
@@ -203,9 +207,20 @@ func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 		return
 	}
 	if obs.Primary == nil || !obs.Primary.Up {
+		d.Memory.PrimaryMisses = obs.Memory.PrimaryMisses + 1
 		d.NodeReason = because(CodePrimaryUnreachable, "read-only; primary %s is unreachable from here", primary)
 		if d.Errant = obs.Memory.Errant; d.Errant != "" {
 			d.NodeReason = because(CodeErrant, "read-only; primary %s is unreachable from here; still holding errant transactions %s", primary, d.Errant)
+			return
+		}
+		// A receiver on a silent source notices only after the replica net timeout, and a
+		// source that wakes up could have it acknowledge a commit meanwhile. One missed probe
+		// proves little (this agent may have been the one paused); two in a row end it here,
+		// before the leader's prepare has to, and cost nothing: nothing was coming in.
+		if rep := obs.Local.Status.Replica; d.Memory.PrimaryMisses >= 2 && rep != nil && rep.IOState != "No" &&
+			rep.SourceAddr() == r.Members[primary].MySQLAddr {
+			d.Node, d.NodeReason = NodeStopReceiver, because(CodeStopReceiver, "read-only; primary %s missed %d probes from here in a row: "+
+				"stopping the receiver, so nothing more of it is acknowledged while the leader may replace it", primary, d.Memory.PrimaryMisses)
 		}
 		return
 	}
@@ -441,8 +456,9 @@ func decideFirstPrimary(obs Observation, d *Decision) {
 }
 
 // primaryDown tells whether the recorded primary is down, holistically: the leader's own probe
-// fails and either the primary's agent says its MySQL is down or most members agree (their IO
-// threads lost it too). One observer's trouble alone never fails over a serving primary.
+// fails and either the primary's agent says its MySQL is down or most members agree (their
+// receivers or their agents' own probes lost it too). One observer's trouble alone never fails
+// over a serving primary.
 func primaryDown(obs Observation) (bool, string) {
 	r := obs.Record
 	primary := r.Primary
@@ -459,18 +475,25 @@ func primaryDown(obs Observation) (bool, string) {
 			continue
 		}
 		peer := obs.Peers[id]
+		if id == obs.Self {
+			// The leader's vote is its probe of this pass, which failed, not its last
+			// gossiped report, which may not even have left yet.
+			voters++
+			agree++
+			continue
+		}
 		if !peer.Alive() {
 			continue
 		}
 		voters++
-		if !peer.Report.ReceivingFrom(primary) {
+		if peer.Report.VotesDown(primary, r.Epoch) {
 			agree++
 		}
 	}
 	if voters == 0 || agree*2 <= voters {
 		return false, ""
 	}
-	return true, fmt.Sprintf("the leader's probe fails (%s) and %d of %d members lost replication from it", probe.Err, agree, voters)
+	return true, fmt.Sprintf("the leader's probe fails (%s) and %d of %d members lost it too (replication or their own probe)", probe.Err, agree, voters)
 }
 
 func decideFailover(obs Observation, p Policy, d *Decision) {

@@ -159,7 +159,7 @@ func decideCases(p Policy) []decideCase {
 		o.Memory = Memory{PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
 		o.Now = o.Grant.LastGrant.Add(p.PromotionWait())
 	}
-	crashed := "primary db-0 is down (the leader's probe fails (connection refused) and 2 of 2 members lost replication from it)"
+	crashed := "primary db-0 is down (the leader's probe fails (connection refused) and 2 of 2 members lost it too (replication or their own probe))"
 	// stopApplier stops a replica's applier as the leader probes it, with an error when errno is set.
 	stopApplier := func(o *Observation, id string, errno int, msg string) {
 		srv := o.Servers[id]
@@ -372,6 +372,49 @@ func decideCases(p Policy) []decideCase {
 				NodeReason: why(CodeErrant, "read-only; primary db-0 is unreachable from here; still holding errant transactions "+errantB)},
 		},
 		{
+			name: "a primary silent for two probes in a row: the replica stops receiving from it",
+			setup: func(o *Observation) {
+				o.Primary = &Server{Err: "i/o timeout", Stalled: true}
+				o.Memory.PrimaryMisses = 1
+			},
+			want: Decision{Node: NodeStopReceiver, ClusterReason: db0Healthy,
+				NodeReason: why(CodeStopReceiver, "read-only; primary db-0 missed 2 probes from here in a row: stopping the receiver, "+
+					"so nothing more of it is acknowledged while the leader may replace it")},
+			memory: mem(Memory{PrimaryMisses: 2}),
+		},
+		{
+			name:   "one missed probe of the primary stops nothing: this agent may have been the one paused",
+			setup:  func(o *Observation) { o.Primary = &Server{Err: "i/o timeout", Stalled: true} },
+			want:   Decision{NodeReason: primaryLost, ClusterReason: db0Healthy},
+			memory: mem(Memory{PrimaryMisses: 1}),
+		},
+		{
+			name: "a stopped receiver is not stopped again while the primary stays silent",
+			setup: func(o *Observation) {
+				o.Primary = &Server{Err: "i/o timeout", Stalled: true}
+				o.Memory.PrimaryMisses = 4
+				o.Local.Status.Replica.IOState = "No"
+			},
+			want:   Decision{NodeReason: primaryLost, ClusterReason: db0Healthy},
+			memory: mem(Memory{PrimaryMisses: 5}),
+		},
+		{
+			name: "a replica of another source is not this primary's receiver to stop",
+			setup: func(o *Observation) {
+				o.Primary = &Server{Err: "i/o timeout", Stalled: true}
+				o.Memory.PrimaryMisses = 1
+				o.Local.Status.Replica.SourceHost = "10.0.0.9"
+			},
+			want:   Decision{NodeReason: primaryLost, ClusterReason: db0Healthy},
+			memory: mem(Memory{PrimaryMisses: 2}),
+		},
+		{
+			name:   "the count of missed probes starts again when the primary answers",
+			setup:  func(o *Observation) { o.Memory.PrimaryMisses = 3 },
+			want:   Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+			memory: mem(Memory{}),
+		},
+		{
 			name:   "a rebuilt server is no longer remembered errant once compared again",
 			setup:  func(o *Observation) { o.Memory.Errant = errantB },
 			want:   Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
@@ -466,8 +509,43 @@ func decideCases(p Policy) []decideCase {
 				}
 			},
 			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodePrimarySuspect, "primary db-0 looks down for 0s "+
-				"(the leader's probe fails (i/o timeout) and 2 of 2 members lost replication from it); confirming for ha.detection_timeout")},
+				"(the leader's probe fails (i/o timeout) and 2 of 2 members lost it too (replication or their own probe)); confirming for ha.detection_timeout")},
 			memory: mem(Memory{PrimaryDownSince: t0, DownEpoch: 3}),
+		},
+		{
+			name: "replicas whose receivers have not noticed yet but whose own probes fail: it looks down",
+			setup: func(o *Observation) {
+				o.Servers["db-0"] = Server{Err: "i/o timeout"}
+				o.Primary = &Server{Err: "i/o timeout"}
+				for _, id := range []string{"db-1", "db-2"} {
+					setPeer(o, id, func(p *Peer) { p.Report.Epoch, p.Report.PrimaryUnreachable = 3, true })
+				}
+			},
+			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodePrimarySuspect, "primary db-0 looks down for 0s "+
+				"(the leader's probe fails (i/o timeout) and 2 of 2 members lost it too (replication or their own probe)); confirming for ha.detection_timeout")},
+			memory: mem(Memory{PrimaryDownSince: t0, DownEpoch: 3}),
+		},
+		{
+			name: "the leader votes with this pass's failed probe, not its own stale report that still says connected",
+			setup: func(o *Observation) {
+				o.Servers["db-0"] = Server{Err: "i/o timeout"}
+				o.Primary = &Server{Err: "i/o timeout"}
+				setPeer(o, "db-2", func(p *Peer) { p.Report.IOConnected = false })
+			},
+			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodePrimarySuspect, "primary db-0 looks down for 0s "+
+				"(the leader's probe fails (i/o timeout) and 2 of 2 members lost it too (replication or their own probe)); confirming for ha.detection_timeout")},
+			memory: mem(Memory{PrimaryDownSince: t0, DownEpoch: 3}),
+		},
+		{
+			name: "a failed probe of an older epoch's primary is no vote against this one",
+			setup: func(o *Observation) {
+				o.Servers["db-0"] = Server{Err: "i/o timeout"}
+				o.Primary = &Server{Err: "i/o timeout"}
+				for _, id := range []string{"db-1", "db-2"} {
+					setPeer(o, id, func(p *Peer) { p.Report.Epoch, p.Report.PrimaryUnreachable = 2, true })
+				}
+			},
+			want: Decision{NodeReason: primaryLost, ClusterReason: db0Healthy},
 		},
 		{
 			name: "a replica whose agent is gone has no say: its stale report does not hold off detection",
@@ -479,7 +557,7 @@ func decideCases(p Policy) []decideCase {
 				setPeer(o, "db-2", func(p *Peer) { p.State = PeerDead }) // its last report says connected
 			},
 			want: Decision{NodeReason: primaryLost, ClusterReason: why(CodePrimarySuspect, "primary db-0 looks down for 0s "+
-				"(the leader's probe fails (i/o timeout) and 1 of 1 members lost replication from it); confirming for ha.detection_timeout")},
+				"(the leader's probe fails (i/o timeout) and 1 of 1 members lost it too (replication or their own probe)); confirming for ha.detection_timeout")},
 			memory: mem(Memory{PrimaryDownSince: t0, DownEpoch: 3}),
 		},
 		{
@@ -503,7 +581,7 @@ func decideCases(p Policy) []decideCase {
 				o.Memory = Memory{PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
 			},
 			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverLeaseWait, "primary db-0 is down "+
-				"(the leader's probe fails (connection refused) and 2 of 2 members lost replication from it); its lease may still run for 2.15s")},
+				"(the leader's probe fails (connection refused) and 2 of 2 members lost it too (replication or their own probe)); its lease may still run for 2.15s")},
 		},
 		{
 			name: "host crash: after detection and the lease, promote the replica that received most",
@@ -514,7 +592,7 @@ func decideCases(p Policy) []decideCase {
 			},
 			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2"}},
 				why(CodeFailover, "promoting db-2: primary db-0 is down (the leader's probe fails (connection refused) and 2 of 2 members "+
-					"lost replication from it) and db-2 received the most transactions"),
+					"lost it too (replication or their own probe)) and db-2 received the most transactions"),
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
 		},
 		{
@@ -1034,6 +1112,11 @@ func TestDecide(t *testing.T) {
 			want.Memory = o.Memory
 			if tt.memory != nil {
 				want.Memory = *tt.memory
+			}
+			if o.Local.Up && o.Primary != nil && !o.Primary.Up && (tt.memory == nil || tt.memory.PrimaryMisses == 0) {
+				// A replica counts the passes its probe of the primary failed (decideReplica);
+				// the cases that test the count set it themselves.
+				want.Memory.PrimaryMisses = o.Memory.PrimaryMisses + 1
 			}
 			checkDecision(t, decideGuarded(t, o, p), want)
 		})

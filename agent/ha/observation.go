@@ -121,4 +121,7 @@ type Memory struct {
 	// One alone proves nothing: the agent itself may have been frozen while the probe's
 	// deadline passed.
 	LocalStalls int
+	// PrimaryMisses counts the passes in a row in which this replica's probe of the recorded
+	// primary failed.
+	PrimaryMisses int
 }

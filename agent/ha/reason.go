@@ -24,6 +24,7 @@ const (
 
 	CodeReplicaWritable    Code = "replica_writable" // writable but not the primary: fenced
 	CodePrimaryUnreachable Code = "primary_unreachable"
+	CodeStopReceiver       Code = "stop_receiver"  // the primary stopped answering: receive no more of it
 	CodeCompareFailed      Code = "compare_failed" // GTID sets could not be compared
 	CodeErrant             Code = "errant"
 	CodeFollow             Code = "follow"          // (re)pointing replication at the primary

@@ -44,7 +44,11 @@ type Report struct {
 	Source string `json:"src,omitempty"`
 	// IOConnected: the replica's IO thread is connected to Source: a vote that Source is alive.
 	IOConnected bool `json:"io,omitempty"`
-	SQLRunning  bool `json:"sql,omitempty"`
+	// PrimaryUnreachable: the agent's own probe of the primary of Epoch failed in its last pass.
+	// A receiver notices a silent source only after its network timeout; the probe, seconds
+	// earlier.
+	PrimaryUnreachable bool `json:"pu,omitempty"`
+	SQLRunning         bool `json:"sql,omitempty"`
 	// LagMillis is the replica's lag; -1 when unknown.
 	LagMillis int64 `json:"lag"`
 	// Errant: the server has transactions the primary lacks and is fenced until rebuilt.
@@ -110,3 +114,9 @@ func (r Report) Serving(id, primary string) bool {
 // ReceivingFrom reports whether the server's receiver is connected to member id: a vote that
 // id is alive, whatever the applier does.
 func (r Report) ReceivingFrom(id string) bool { return r.IOConnected && r.Source == id }
+
+// VotesDown reports whether this member counts primary, recorded in epoch, as down: its
+// receiver is not connected to it, or its agent's own probe of it failed in that epoch.
+func (r Report) VotesDown(primary string, epoch uint64) bool {
+	return !r.ReceivingFrom(primary) || r.Epoch == epoch && r.PrimaryUnreachable
+}

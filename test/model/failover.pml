@@ -201,6 +201,7 @@ inline primary_down() {
 				:: j != rpr && areach(leader, j) ->
 					cnt++;
 					if
+					/* its vote: receiver connected, and its agent's own probe reaches it */
 					:: !(has(io, j) && src[j] == rpr && reach(j, rpr)) -> lost++
 					:: else
 					fi
@@ -260,6 +261,13 @@ inline node_pass() {
 		:: else
 		fi
 	:: mrun(i) && vpr[i] != i && has(wr, i) -> fence(i)
+	:: mrun(i) && vpr[i] != i && !has(wr, i) && !reach(i, vpr[i]) && has(io, i) ->
+		/* the primary stopped answering this agent (two probes in a row: agent/ha
+		 * stop_receiver); it stops receiving now, or not yet */
+		if
+		:: io = io & ~bit(i)
+		:: skip
+		fi
 	:: mrun(i) && vpr[i] != i && !has(wr, i) && reach(i, vpr[i]) ->
 		if
 		:: !sub(exec[i], exec[vpr[i]]) ->             /* errant: stop, stay fenced, report */
