@@ -71,8 +71,6 @@ type Gossip struct {
 	meta    *delegate
 	peers   *table
 
-	keyMu sync.Mutex // memberlist v0.5 keyring changes check and install in separate steps
-
 	// announce wakes the announcer goroutine, which hands changed reports to memberlist.
 	announce     chan struct{}
 	stopAnnounce func() // stops the announcer and waits for it; idempotent

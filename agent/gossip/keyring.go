@@ -37,8 +37,6 @@ func (g *Gossip) withKeyring(what string, f func() error) error {
 	if g.keyring == nil {
 		return fmt.Errorf("gossip: %s: %w", what, ErrPlaintext)
 	}
-	g.keyMu.Lock()
-	defer g.keyMu.Unlock()
 	if err := f(); err != nil {
 		return fmt.Errorf("gossip: %s: %w", what, err)
 	}

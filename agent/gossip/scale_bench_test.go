@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	metrics "github.com/hashicorp/go-metrics/compat"
+	metrics "github.com/hashicorp/go-metrics"
 )
 
 // scaleMembers is the cluster size BenchmarkGossip50 runs.
