@@ -38,7 +38,9 @@ type Config struct {
 		CertFile, KeyFile, CAFile                             string
 		AllowPlaintext                                        bool
 		HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
-		RemoveAfter                                           time.Duration
+	}
+	Membership struct {
+		RemoveAfter time.Duration
 	}
 	HA struct {
 		Tick, DetectionTimeout, Lease, MaxClockDrift, PromotionMargin, FailoverCooldown time.Duration
@@ -94,7 +96,7 @@ func (c Config) Policy() ha.Policy {
 	return ha.Policy{Tick: c.HA.Tick, DetectionTimeout: c.HA.DetectionTimeout, Lease: c.HA.Lease,
 		MaxClockDrift: c.HA.MaxClockDrift, PromotionMargin: c.HA.PromotionMargin,
 		FailoverCooldown: c.HA.FailoverCooldown, SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "",
-		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Raft.RemoveAfter}
+		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Membership.RemoveAfter}
 }
 
 // Usage lists every key with its environment variable, flag, default and meaning.

@@ -19,7 +19,7 @@ func writeFile(t *testing.T, name, content string, mode os.FileMode) string {
 
 func TestPrecedence(t *testing.T) {
 	file := writeFile(t, "shoal.yaml", "cluster: orders\nha:\n  lease: 5s\n  tick: 200ms\nmysql:\n  addr: 10.0.0.1:3306\n", 0o600)
-	env := []string{"SHOAL_HA_LEASE=6s", "SHOAL_MYSQL_ADDR=10.0.0.2:3306", "PATH=/bin", "SHOAL_CACHE=/x"}
+	env := []string{"SHOAL_HA_LEASE=6s", "SHOAL_MYSQL_ADDR=10.0.0.2:3306", "PATH=/bin", "SHOAL_CACHE=/x", "SHOAL_MEMBERSHIP_REMOVE_AFTER=30m"}
 	c, err := Load(file, env, []string{"--ha.lease", "7s", "--gossip.seeds=a:1,b:2", "--gossip.allow_plaintext"})
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +35,9 @@ func TestPrecedence(t *testing.T) {
 	}
 	if strings.Join(c.Gossip.Seeds, " ") != "a:1 b:2" || !c.Gossip.AllowPlaintext {
 		t.Errorf("list or bool flag: %q %v", c.Gossip.Seeds, c.Gossip.AllowPlaintext)
+	}
+	if c.Policy().RemoveAfter != 30*time.Minute {
+		t.Errorf("membership.remove_after from env: %s", c.Policy().RemoveAfter)
 	}
 	if c.HA.DetectionTimeout != Default().HA.DetectionTimeout {
 		t.Errorf("default lost: %s", c.HA.DetectionTimeout)
@@ -55,6 +58,7 @@ func TestLoadRejects(t *testing.T) {
 		{name: "bad env int", env: []string{"SHOAL_RAFT_BOOTSTRAP_EXPECT=three"}, want: []string{"raft.bootstrap_expect", "three"}},
 		{name: "unknown flag", args: []string{"--nope", "1"}, want: []string{"--nope"}},
 		{name: "bad bool flag", args: []string{"--gossip.allow_plaintext=maybe"}, want: []string{"gossip.allow_plaintext"}},
+		{name: "renamed key", yaml: "raft:\n  remove_after: 30m\n", want: []string{"unknown key raft.remove_after"}},
 		{name: "several at once", yaml: "a: 1\nb: 2\n", want: []string{"unknown key a", "unknown key b"}},
 	}
 	for _, tt := range tests {
@@ -101,9 +105,9 @@ func TestValidate(t *testing.T) {
 	c.MySQL.SemiSync = "fast"
 	c.Raft.CertFile = "/x.pem"
 	c.HA.Lease = 100 * time.Millisecond
-	c.Raft.RemoveAfter = time.Second
+	c.Membership.RemoveAfter = time.Second
 	err = c.Validate()
-	for _, want := range []string{"cluster:", "mysql.semi_sync:", "raft.tls:", "ha.lease", "raft.remove_after"} {
+	for _, want := range []string{"cluster:", "mysql.semi_sync:", "raft.tls:", "ha.lease", "membership.remove_after"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want a problem with %s", err, want)
 		}

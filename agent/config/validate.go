@@ -95,8 +95,8 @@ func (c Config) Validate() error {
 	}
 	// A member gone briefly (a restart, a partition) must come back as it was: only a long
 	// absence means it is gone for good.
-	if c.Raft.RemoveAfter != 0 && c.Raft.RemoveAfter < 30*time.Second {
-		bad("raft.remove_after: 0 (never) or at least 30s, got %s", c.Raft.RemoveAfter)
+	if c.Membership.RemoveAfter != 0 && c.Membership.RemoveAfter < 30*time.Second {
+		bad("membership.remove_after: 0 (never) or at least 30s, got %s", c.Membership.RemoveAfter)
 	}
 	tlsFiles := 0
 	for _, f := range []string{c.Raft.CertFile, c.Raft.KeyFile, c.Raft.CAFile} {
