@@ -2,6 +2,8 @@ package agent
 
 import (
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,26 +14,52 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/shoal-db/shoal/agent/adminapi"
+	"github.com/shoal-db/shoal/consensus/peertls"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
 // maxRequestBody bounds what the admin API reads from a request.
 const maxRequestBody = 64 << 10
 
-// Handler is the admin HTTP API. Everything under /v1/ needs the bearer token; /healthz,
-// /readyz and /metrics are open so probes and scrapers need no secret.
-func (a *Agent) Handler(token string, gatherer prometheus.Gatherer) http.Handler {
+// AdminAuth says who may call which part of the admin API.
+type AdminAuth struct {
+	// Token is the bearer token of people and tools (status, switchover, pause, resume). Agents
+	// never send it: it is not the cluster's secret.
+	Token string
+	// Peers, when set, is the cluster's TLS config (the Raft certificate and CA): agent-to-agent
+	// calls (lease renewals and follow confirmations) then need a client certificate that
+	// peertls accepts against its CA, and the token does not open them. Unset, the cluster runs
+	// without TLS (raft.allow_plaintext) and those calls are as unauthenticated as Raft itself.
+	Peers *tls.Config
+}
+
+// Handler is the admin HTTP API. People's endpoints under /v1/ need the bearer token, the
+// agents' /v1/lease a member's certificate; /healthz, /readyz and /metrics are open so probes
+// and scrapers need no secret.
+func (a *Agent) Handler(auth AdminAuth, gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	auth := func(h http.HandlerFunc) http.Handler { return requireToken(token, h) }
-	mux.Handle("GET /v1/status", auth(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.snapshot()) }))
-	mux.Handle("POST /v1/switchover", auth(a.serveSwitchover))
-	mux.Handle("POST /v1/pause", auth(func(w http.ResponseWriter, r *http.Request) { a.servePaused(w, r, true) }))
-	mux.Handle("POST /v1/resume", auth(func(w http.ResponseWriter, r *http.Request) { a.servePaused(w, r, false) }))
-	mux.Handle("POST /v1/lease", auth(a.serveLease))
+	person := func(h http.HandlerFunc) http.Handler { return requireToken(auth.Token, h) }
+	mux.Handle("GET /v1/status", person(func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.snapshot()) }))
+	mux.Handle("POST /v1/switchover", person(a.serveSwitchover))
+	mux.Handle("POST /v1/pause", person(func(w http.ResponseWriter, r *http.Request) { a.servePaused(w, r, true) }))
+	mux.Handle("POST /v1/resume", person(func(w http.ResponseWriter, r *http.Request) { a.servePaused(w, r, false) }))
+	mux.Handle("POST /v1/lease", requirePeer(auth.Peers, http.HandlerFunc(a.serveLease)))
 	return mux
+}
+
+// AdminTLS is the admin listener's TLS config, from the cluster's (peers): the agent serves its
+// own certificate and asks callers for theirs without requiring or checking it in the
+// handshake. People come with the token and no certificate; requirePeer checks an agent's
+// certificate on the calls that need one, so a refused agent gets an answer saying why rather
+// than a bare TLS alert.
+func AdminTLS(peers *tls.Config) *tls.Config {
+	c := peers.Clone()
+	c.ClientAuth = tls.RequestClientCert
+	c.MinVersion = max(c.MinVersion, tls.VersionTLS13)
+	return c
 }
 
 func requireToken(token string, h http.Handler) http.Handler {
@@ -41,6 +69,26 @@ func requireToken(token string, h http.Handler) http.Handler {
 		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="shoal"`)
 			writeJSON(w, http.StatusUnauthorized, adminapi.Error{Error: "missing or wrong bearer token"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// requirePeer lets through only callers whose client certificate peertls accepts against the
+// cluster CA; without peers (no TLS in the cluster) everyone.
+func requirePeer(peers *tls.Config, h http.Handler) http.Handler {
+	if peers == nil {
+		return h
+	}
+	roots := peertls.ClientCAs(peers)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			writeJSON(w, http.StatusForbidden, adminapi.Error{Error: "agent calls need TLS with a member certificate"})
+			return
+		}
+		if err := peertls.Verify(r.TLS.PeerCertificates, roots, peers.ServerName, x509.ExtKeyUsageClientAuth); err != nil {
+			writeJSON(w, http.StatusForbidden, adminapi.Error{Error: "agent calls need a member certificate of this cluster: " + err.Error()})
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -149,13 +149,13 @@ func (c *testCluster) startMember(i int, seed string) *member {
 	a, err := New(Options{NodeID: id, Cluster: "orders", Policy: fastPolicy(),
 		LocalMySQLAddr: mysqlAddr, MySQLAddr: mysqlAddr, RaftAddr: id, AdminAddr: ln.Addr().String(),
 		ReplUser: "repl", ReplPassword: "pw", DrainTimeout: 5 * time.Second,
-		Log: log, Registry: reg, Dial: dial, Raft: node, Gossip: g, LeaseClient: adminapi.Client{Token: "secret"},
+		Log: log, Registry: reg, Dial: dial, Raft: node, Gossip: g, LeaseClient: adminapi.Client{},
 		LeaderTasks: c.leaderTasks(id), Publishers: []Publisher{&m.views}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.agent = a
-	m.http = &http.Server{Handler: a.Handler("secret", reg)}
+	m.http = &http.Server{Handler: a.Handler(AdminAuth{Token: "secret"}, reg)}
 	go m.http.Serve(ln)
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel

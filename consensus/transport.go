@@ -3,8 +3,6 @@ package consensus
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -12,6 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/shoal-db/shoal/consensus/peertls"
 )
 
 const (
@@ -53,7 +53,7 @@ func newTransport(cfg Config, logger hclog.Logger) (raft.Transport, error) {
 }
 
 // tlsLayer is a raft.StreamLayer speaking mutual TLS. Both sides verify the peer the same way
-// (verifyPeer), so a node with a certificate from another CA can neither dial nor be dialled.
+// (peertls), so a node with a certificate from another CA can neither dial nor be dialled.
 type tlsLayer struct {
 	net.Listener
 	advertise net.Addr
@@ -73,46 +73,7 @@ func newTLSLayer(bind string, advertise net.Addr, base *tls.Config) (*tlsLayer, 
 		l.Close()
 		return nil, fmt.Errorf("advertise addr %s cannot be dialled by other nodes", advertise)
 	}
-	clientCAs := base.ClientCAs
-	if clientCAs == nil {
-		clientCAs = base.RootCAs
-	}
-	server := base.Clone()
-	server.ClientAuth = tls.RequireAnyClientCert
-	server.VerifyConnection = verifyPeer(clientCAs, base.ServerName, x509.ExtKeyUsageClientAuth)
-	client := base.Clone()
-	// Go's own check would compare the server's certificate with the dialled address; peers are
-	// dialled by IP, which moves, so verifyPeer checks the chain and the cluster name instead.
-	client.InsecureSkipVerify = true
-	client.VerifyConnection = verifyPeer(base.RootCAs, base.ServerName, x509.ExtKeyUsageServerAuth)
-	for _, c := range []*tls.Config{server, client} {
-		c.MinVersion = max(c.MinVersion, tls.VersionTLS13)
-	}
-	return &tlsLayer{Listener: l, advertise: advertise, server: server, client: client}, nil
-}
-
-// verifyPeer checks that the peer's certificate chains to roots, is meant for usage and, when
-// name is set, carries name.
-func verifyPeer(roots *x509.CertPool, name string, usage x509.ExtKeyUsage) func(tls.ConnectionState) error {
-	return func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errors.New("raft TLS: peer sent no certificate")
-		}
-		intermediates := x509.NewCertPool()
-		for _, c := range cs.PeerCertificates[1:] {
-			intermediates.AddCert(c)
-		}
-		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
-			Roots:         roots,
-			Intermediates: intermediates,
-			DNSName:       name,
-			KeyUsages:     []x509.ExtKeyUsage{usage},
-		})
-		if err != nil {
-			return fmt.Errorf("raft TLS: peer certificate %q refused: %w", cs.PeerCertificates[0].Subject.CommonName, err)
-		}
-		return nil
-	}
+	return &tlsLayer{Listener: l, advertise: advertise, server: peertls.Server(base), client: peertls.Client(base)}, nil
 }
 
 func (t *tlsLayer) Addr() net.Addr { return t.advertise }

@@ -3,20 +3,35 @@ package adminapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
-// Client talks to agents' admin APIs: the CLI's way in, and agents' way to the leader.
+// Client talks to agents' admin APIs: the CLI's way in, and agents' way to the leader. Build
+// one with NewClient when the agents serve HTTPS.
 type Client struct {
-	HTTP  *http.Client
+	HTTP *http.Client
+	// Token is the bearer token people and tools send; agents leave it empty.
 	Token string
+	// HTTPS: the agents serve TLS (the cluster has TLS material); HTTP's transport then carries
+	// the TLS config that trusts the cluster CA.
+	HTTPS bool
+}
+
+// NewClient returns a client giving up after timeout. A non-nil tlsConf (peertls.Client of the
+// cluster CA, with this member's certificate when an agent calls) makes it speak HTTPS.
+func NewClient(token string, tlsConf *tls.Config, timeout time.Duration) Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConf
+	return Client{HTTP: &http.Client{Timeout: timeout, Transport: tr}, Token: token, HTTPS: tlsConf != nil}
 }
 
 // Status fetches an agent's view.
@@ -74,11 +89,17 @@ func (c Client) call(ctx context.Context, method, addr, path string, body, out a
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
+	scheme := "http://"
+	if c.HTTPS {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, scheme+addr+path, rd)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	client := c.HTTP
 	if client == nil {

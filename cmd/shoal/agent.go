@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus"
+	"github.com/shoal-db/shoal/consensus/peertls"
 	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
 	"github.com/shoal-db/shoal/mysqlctl/hostport"
@@ -119,7 +121,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		MySQLPIDFile: cfg.MySQL.PIDFile,
 		XPort:        uint16(cfg.MySQL.XPort),
 		Log:          log, Registry: reg, Dial: agent.MySQLDialer(dial), Raft: node, Gossip: g,
-		LeaseClient: adminapi.Client{HTTP: &http.Client{Timeout: 5 * time.Second}, Token: secrets.AdminToken},
+		LeaseClient: adminapi.NewClient("", leaseTLS(raftTLS), 5*time.Second),
 		Publishers:  publishers,
 	})
 	if err != nil {
@@ -130,7 +132,10 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
-	srv := &http.Server{Handler: a.Handler(secrets.AdminToken, reg), ReadHeaderTimeout: 5 * time.Second}
+	if raftTLS != nil {
+		ln = tls.NewListener(ln, agent.AdminTLS(raftTLS))
+	}
+	srv := &http.Server{Handler: a.Handler(agent.AdminAuth{Token: secrets.AdminToken, Peers: raftTLS}, reg), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 
@@ -143,6 +148,15 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		log.Warn("leaving gossip failed", "err", lerr)
 	}
 	return err
+}
+
+// leaseTLS is how this agent calls the leader's admin API: with its own certificate, trusting
+// the cluster CA; nil (plain HTTP) when the cluster runs without TLS.
+func leaseTLS(raftTLS *tls.Config) *tls.Config {
+	if raftTLS == nil {
+		return nil
+	}
+	return peertls.Client(raftTLS)
 }
 
 // advertised turns a listen address with a wildcard host into one peers can dial, using the host

@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -14,17 +15,19 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/agent/adminapi"
+	"github.com/shoal-db/shoal/consensus/peertls"
 )
 
 // clusterFlags are what the cluster commands need to reach an agent's admin API.
 type clusterFlags struct {
-	addr, tokenFile string
-	timeout         time.Duration
+	addr, tokenFile, caFile string
+	timeout                 time.Duration
 }
 
 func (f *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", envOr("SHOAL_ADMIN_LISTEN", "127.0.0.1:7948"), "any agent's admin API address (env SHOAL_ADMIN_LISTEN, as the agent reads it)")
 	fs.StringVar(&f.tokenFile, "token-file", os.Getenv("SHOAL_ADMIN_TOKEN_FILE"), "file holding the admin bearer token (env SHOAL_ADMIN_TOKEN_FILE)")
+	fs.StringVar(&f.caFile, "ca-file", os.Getenv("SHOAL_RAFT_TLS_CA_FILE"), "the cluster CA, when the agents serve HTTPS (env SHOAL_RAFT_TLS_CA_FILE, as the agent reads raft.tls.ca_file)")
 	fs.DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
 }
 
@@ -40,7 +43,21 @@ func (f *clusterFlags) client() (adminapi.Client, error) {
 	if err != nil {
 		return adminapi.Client{}, err
 	}
-	return adminapi.Client{HTTP: &http.Client{Timeout: f.timeout}, Token: token}, nil
+	var tlsConf *tls.Config
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return adminapi.Client{}, fmt.Errorf("read the cluster CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return adminapi.Client{}, fmt.Errorf("%w: --ca-file %s holds no PEM certificate", errUsage, f.caFile)
+		}
+		// Agents are addressed by IP:port from the record, so the certificate is checked the way
+		// members check each other: it must chain to the CA, whatever address was dialled.
+		tlsConf = peertls.Client(&tls.Config{RootCAs: pool})
+	}
+	return adminapi.NewClient(token, tlsConf, f.timeout), nil
 }
 
 // parseCluster parses a cluster command's flags; extra positional arguments are refused.
