@@ -17,6 +17,10 @@ import (
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// IsDNSLabel reports whether s can name a cluster or a member: lower-case letters, digits and
+// inner '-', at most 63 of them.
+func IsDNSLabel(s string) bool { return dnsLabel.MatchString(s) }
+
 // Validate reports every problem at once, each naming its key. It reads no files: Secrets and
 // RaftTLS do, and say which file failed.
 func (c Config) Validate() error {

@@ -24,6 +24,11 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"mysql", "status", "--nope"}, "flag provided but not defined"},
 		{[]string{"status", "extra"}, "takes no arguments"},
 		{[]string{"agent", "--nope", "1"}, "unknown flag --nope"},
+		{[]string{"certs"}, "at least one MEMBER"},
+		{[]string{"certs", "--dir", "/nonexistent", "DB1"}, "want a node.id"},
+		{[]string{"certs", "--dir", "/nonexistent", "db1", "db1=10.0.0.1"}, "given twice"},
+		{[]string{"certs", "--days", "0", "db1"}, "want at least 1"},
+		{[]string{"status", "--ca-file", "/dev/null"}, "holds no PEM certificate"},
 		{[]string{"agent", "--cluster", "Bad Name", "--gossip.allow_plaintext", "--raft.allow_plaintext"}, "cluster: want a DNS label"},
 	}
 	for _, tt := range tests {
