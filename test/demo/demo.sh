@@ -33,14 +33,18 @@ printf '%s\n' shoal-root-pw >"$DIR/root.pw"
 head -c 18 /dev/urandom | base64 >"$DIR/repl.pw"
 head -c 24 /dev/urandom | base64 >"$DIR/admin.token"
 head -c 32 /dev/urandom | base64 >"$DIR/gossip.key"
-export SHOAL_ADMIN_TOKEN_FILE="$DIR/admin.token" SHOAL_ADMIN_LISTEN="${HOSTS[1]}:7948"
+step "A cluster CA and a certificate per member: Raft and the agents' calls to each other use mutual TLS"
+show bin/shoal certs --dir "$DIR/tls" "${NAMES[0]}=${HOSTS[0]}" "${NAMES[1]}=${HOSTS[1]}" "${NAMES[2]}=${HOSTS[2]}"
+# The CLI reads the agent's variables: where an admin API is, the token, and the CA to trust.
+export SHOAL_ADMIN_TOKEN_FILE="$DIR/admin.token" SHOAL_ADMIN_LISTEN="${HOSTS[1]}:7948" SHOAL_RAFT_TLS_CA_FILE="$DIR/tls/ca.crt"
 
 start_agent() { # index
   local i=$1 h=${HOSTS[$1]} n=${NAMES[$1]}
   bin/shoal agent --cluster demo --node.id "$n" --node.data_dir "$DIR/$n" \
     --mysql.addr "$h:3306" --mysql.password_file "$DIR/root.pw" --mysql.repl_password_file "$DIR/repl.pw" \
     --gossip.bind "$h:7946" --gossip.seeds "${HOSTS[0]}:7946,${HOSTS[1]}:7946" --gossip.key_files "$DIR/gossip.key" \
-    --raft.bind "$h:7947" --raft.allow_plaintext --raft.bootstrap_expect 3 \
+    --raft.bind "$h:7947" --raft.bootstrap_expect 3 \
+    --raft.tls.cert_file "$DIR/tls/$n.crt" --raft.tls.key_file "$DIR/tls/$n.key" --raft.tls.ca_file "$DIR/tls/ca.crt" \
     --admin.listen "$h:7948" --admin.token_file "$DIR/admin.token" --dns.listen "$h:8053" --log.format text \
     >>"$DIR/$n.log" 2>&1 &
   AGENT_PID[$n]=$!
@@ -96,7 +100,7 @@ wait_dns() {
   return 1
 }
 
-step "Start an agent beside each server: gossip (encrypted), Raft, the control loop"
+step "Start an agent beside each server: gossip (encrypted), Raft (mutual TLS), the control loop"
 for i in 0 1 2; do start_agent "$i"; done
 t0=$(now_ms)
 primary=$(wait_primary)

@@ -6,10 +6,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/agent/adminapi"
+	"github.com/shoal-db/shoal/consensus/peertls"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
@@ -87,13 +89,35 @@ func Start(t testing.TB, binary string, flavor gtid.Flavor, n int, extra ...stri
 	write("repl.pw", "repl-secret")
 	write("admin.token", "admin-secret")
 	write("gossip.key", base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))
-	c.Admin = adminapi.Client{HTTP: &http.Client{Timeout: 2 * time.Second}, Token: "admin-secret"}
+	c.Admin = adminapi.NewClient("admin-secret", c.makeCerts(), 2*time.Second)
 	c.agents = make([]*exec.Cmd, n)
 	for i := range n {
 		c.StartAgent(i)
 	}
 	t.Cleanup(c.stopAll)
 	return c
+}
+
+// makeCerts issues the cluster CA and each member's certificate with `shoal certs`, as an
+// operator would, and returns the TLS config that trusts the CA, for the admin client.
+func (c *Cluster) makeCerts() *tls.Config {
+	c.t.Helper()
+	args := []string{"certs", "--dir", filepath.Join(c.dir, "tls")}
+	for _, s := range c.Servers {
+		args = append(args, s.Config.Name+"="+s.Host())
+	}
+	if out, err := exec.Command(c.binary, args...).CombinedOutput(); err != nil {
+		c.t.Fatalf("shoal certs: %v: %s", err, out)
+	}
+	pem, err := os.ReadFile(filepath.Join(c.dir, "tls", "ca.crt"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		c.t.Fatal("shoal certs wrote no CA certificate")
+	}
+	return peertls.Client(&tls.Config{RootCAs: pool})
 }
 
 // RestartServer restarts member i's mysqld on its data dir, inside its host's cgroup.
@@ -166,7 +190,10 @@ func (c *Cluster) StartAgent(i int) {
 		"--mysql.repl_password_file", filepath.Join(c.dir, "repl.pw"), "--mysql.pid_file", filepath.Join(s.Dir(), "mysqld.pid"),
 		"--gossip.bind", net.JoinHostPort(h, strconv.Itoa(gossipPort)), "--gossip.seeds", seeds,
 		"--gossip.key_files", filepath.Join(c.dir, "gossip.key"),
-		"--raft.bind", net.JoinHostPort(h, strconv.Itoa(raftPort)), "--raft.allow_plaintext",
+		"--raft.bind", net.JoinHostPort(h, strconv.Itoa(raftPort)),
+		"--raft.tls.cert_file", filepath.Join(c.dir, "tls", s.Config.Name+".crt"),
+		"--raft.tls.key_file", filepath.Join(c.dir, "tls", s.Config.Name+".key"),
+		"--raft.tls.ca_file", filepath.Join(c.dir, "tls", "ca.crt"),
 		"--raft.bootstrap_expect", strconv.Itoa(len(c.Servers)),
 		"--admin.listen", c.AdminAddr(i), "--admin.token_file", filepath.Join(c.dir, "admin.token"),
 		"--dns.listen", net.JoinHostPort(h, strconv.Itoa(dnsPort)),

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
@@ -110,6 +111,15 @@ func TestPlannedSwitchover(t *testing.T) {
 		bad.Token = "wrong"
 		if _, err := bad.Switchover(ctx, c.AdminAddr(p), c.Name(target)); err == nil || !strings.Contains(err.Error(), "401") {
 			t.Fatalf("switchover with a wrong token: %v, want 401", err)
+		}
+		// The admin token is for people: it does not renew a lease; only a member certificate does.
+		v, err := c.Admin.Status(ctx, c.AdminAddr(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lease := adminapi.LeaseRequest{Member: c.Name(p), Epoch: v.Record.Epoch}
+		if err := c.Admin.Lease(ctx, c.AdminAddr(p), lease); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Fatalf("lease renewal with the admin token and no member certificate: %v, want 403", err)
 		}
 		if _, err := c.Admin.Switchover(ctx, c.AdminAddr(p), c.Name(target)); err != nil {
 			t.Fatal(err)
