@@ -94,6 +94,7 @@ type Agent struct {
 	trigger    chan struct{}
 	leases     leases
 	pool       serverPool
+	remote     remoteProbes
 	leadership leadership
 	publishers []*publisher
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/ha"
@@ -126,27 +127,96 @@ func (a *Agent) gather(ctx context.Context) ha.Observation {
 	return obs
 }
 
-// probeAll probes the servers in parallel: one slow server must not delay the others.
+// probeAll probes the other members' servers in parallel (the probes are remoteProbes'). A pass
+// waits for a server that answered last time until its probe ends, but for one whose last
+// probe failed only briefly: a live server answers within milliseconds, and waiting out the
+// probe timeout on a silent one would slow every pass of the outage, the promotion's included.
+// The probe goes on meanwhile and the next pass takes its result.
 func (a *Agent) probeAll(ctx context.Context, addrs map[string]string) map[string]ha.Server {
 	out := make(map[string]ha.Server, len(addrs))
-	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
-	)
+	type started struct {
+		run          *probeRun
+		answeredLast bool
+	}
+	runs := make(map[string]started, len(addrs))
 	for id, addr := range addrs {
 		if addr == "" {
 			out[id] = ha.Server{Err: fmt.Sprintf("no MySQL address recorded for %q", id)}
 			continue
 		}
-		wg.Go(func() {
-			s := a.probe(ctx, addr)
-			mu.Lock()
-			out[id] = s
-			mu.Unlock()
+		run, answeredLast := a.remote.start(addr, func() ha.Server {
+			// Not the pass's ctx: the probe may outlive the pass, and its own timeout ends it.
+			return a.probe(context.WithoutCancel(ctx), addr)
 		})
+		runs[id] = started{run, answeredLast}
 	}
-	wg.Wait()
+	for id, r := range runs {
+		// A little past the probe's own timeout, so its timeout is what the pass reports.
+		patience := a.opts.ProbeTimeout + 50*time.Millisecond
+		if !r.answeredLast {
+			patience = min(a.opts.ProbeTimeout, a.opts.Policy.Tick/4)
+		}
+		if s, ok := a.remote.wait(addrs[id], r.run, r.run.started.Add(patience)); ok {
+			out[id] = s
+		} else {
+			out[id] = ha.Server{Stalled: true, Err: fmt.Sprintf("no answer for %s (its last probe failed too)",
+				time.Since(r.run.started).Round(time.Millisecond))}
+		}
+	}
 	return out
+}
+
+// remoteProbes keeps at most one probe in flight per address, across passes.
+type remoteProbes struct {
+	mu       sync.Mutex
+	inFlight map[string]*probeRun
+	// failed holds the addresses whose last finished probe failed.
+	failed map[string]bool
+}
+
+type probeRun struct {
+	started time.Time
+	done    chan struct{}
+	result  ha.Server
+}
+
+// start returns the probe in flight for addr, or starts one; and whether addr's last finished
+// probe succeeded (true when there was none).
+func (r *remoteProbes) start(addr string, probe func() ha.Server) (*probeRun, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inFlight == nil {
+		r.inFlight, r.failed = map[string]*probeRun{}, map[string]bool{}
+	}
+	run := r.inFlight[addr]
+	if run == nil {
+		run = &probeRun{started: time.Now(), done: make(chan struct{})}
+		r.inFlight[addr] = run
+		go func() {
+			run.result = probe()
+			close(run.done)
+		}()
+	}
+	return run, !r.failed[addr]
+}
+
+// wait returns run's result if it ends by deadline. A finished run is forgotten, so the next
+// pass probes again.
+func (r *remoteProbes) wait(addr string, run *probeRun, deadline time.Time) (ha.Server, bool) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-run.done:
+	case <-timer.C:
+		return ha.Server{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inFlight[addr] == run {
+		delete(r.inFlight, addr)
+		r.failed[addr] = !run.result.Up
+	}
+	return run.result, true
 }
 
 // raftView is what the membership decisions need: gossip's members as Raft candidates, and on

@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"testing"
+	"time"
+
+	"github.com/shoal-db/shoal/agent/ha"
+)
+
+// A silent server's probe is not started again while one is in flight, a pass that gives up on
+// it leaves it running, and the next pass takes its result; a failed result makes the next pass
+// impatient, a success patient again.
+func TestRemoteProbesKeepOneInFlight(t *testing.T) {
+	var r remoteProbes
+	release := make(chan ha.Server)
+	calls := 0
+	probe := func() ha.Server { calls++; return <-release }
+
+	run, answeredLast := r.start("db1:3306", probe)
+	if !answeredLast {
+		t.Fatal("a server never probed counts as answering")
+	}
+	if _, ok := r.wait("db1:3306", run, time.Now().Add(10*time.Millisecond)); ok {
+		t.Fatal("wait returned a result the probe has not given")
+	}
+	again, _ := r.start("db1:3306", probe)
+	if again != run {
+		t.Fatal("a second probe started while one is in flight")
+	}
+	release <- ha.Server{Err: "i/o timeout", Stalled: true}
+	s, ok := r.wait("db1:3306", again, time.Now().Add(time.Minute))
+	if !ok || s.Up || s.Err != "i/o timeout" {
+		t.Fatalf("wait = %+v, %t; want the probe's failure", s, ok)
+	}
+	if calls != 1 {
+		t.Fatalf("%d probes ran, want 1", calls)
+	}
+
+	next, answeredLast := r.start("db1:3306", probe)
+	if next == run || answeredLast {
+		t.Fatalf("after a failure: new run %t, answered last %t; want a new run, not answered", next != run, answeredLast)
+	}
+	release <- ha.Server{Up: true}
+	if s, ok := r.wait("db1:3306", next, time.Now().Add(time.Minute)); !ok || !s.Up {
+		t.Fatalf("wait = %+v, %t; want up", s, ok)
+	}
+	if _, answeredLast := r.start("db2:3306", func() ha.Server { return ha.Server{Up: true} }); !answeredLast {
+		t.Fatal("another address inherited db1's history")
+	}
+	last, answeredLast := r.start("db1:3306", func() ha.Server { return ha.Server{Up: true} })
+	if !answeredLast {
+		t.Fatal("a success did not make the next pass patient again")
+	}
+	r.wait("db1:3306", last, time.Now().Add(time.Minute))
+}
