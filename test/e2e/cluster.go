@@ -335,15 +335,27 @@ func (c *Cluster) RaftLeader(ctx context.Context) int {
 // Primary returns the index of the member that is recorded primary and says it is writable,
 // as its own agent reports, or -1.
 func (c *Cluster) Primary(ctx context.Context) int {
+	// All agents at once, each with its own short deadline: an isolated one must not hold up
+	// the answer of the others, as a client's would not be.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	claims := make(chan int, len(c.Servers))
 	for i := range c.Servers {
-		// Each agent gets its own short deadline: an isolated one must not use up the others' time.
-		one, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		v, err := c.Admin.Status(one, c.AdminAddr(i))
-		cancel()
-		if err != nil || v.Record.Primary != c.Name(i) || !v.Local.Writable {
-			continue
+		go func() {
+			one, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			v, err := c.Admin.Status(one, c.AdminAddr(i))
+			if err != nil || v.Record.Primary != c.Name(i) || !v.Local.Writable {
+				claims <- -1
+				return
+			}
+			claims <- i
+		}()
+	}
+	for range c.Servers {
+		if i := <-claims; i >= 0 {
+			return i
 		}
-		return i
 	}
 	return -1
 }
