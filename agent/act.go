@@ -80,7 +80,7 @@ func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) 
 	switch d.Node {
 	case ha.NodeFence:
 		a.metrics.fences.WithLabelValues(string(d.NodeReason.Code)).Inc()
-		return true, local.Fence(ctx, mysqlctl.FenceOptions{})
+		return true, a.fence(ctx, local)
 	case ha.NodeOpenWrites:
 		// Time passed since the decision: never open writes on a lease that ran out meanwhile.
 		if !a.now().Before(a.leaseUntil) {
@@ -112,6 +112,13 @@ func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) 
 		return true, local.StopIOThread(ctx)
 	}
 	return false, fmt.Errorf("unknown node action %q", d.Node)
+}
+
+// fence fences srv within Options.FenceTimeout.
+func (a *Agent) fence(ctx context.Context, srv mysqlServer) error {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.FenceTimeout)
+	defer cancel()
+	return srv.Fence(ctx, mysqlctl.FenceOptions{})
 }
 
 // source is the replication source for the recorded primary.
@@ -183,7 +190,7 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 		if err != nil {
 			return false, fmt.Errorf("fence %s: %w", id, err)
 		}
-		if err := srv.Fence(ctx, mysqlctl.FenceOptions{}); err != nil {
+		if err := a.fence(ctx, srv); err != nil {
 			return false, fmt.Errorf("fence %s: %w", id, err)
 		}
 		a.metrics.fences.WithLabelValues(string(d.ClusterReason.Code)).Inc()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -115,6 +116,9 @@ func notReady(v adminapi.View) string {
 		return "local server has errant GTIDs: " + v.Errant
 	case v.Record.Primary == "":
 		return "no primary recorded"
+	case v.Local.CommitStall != "":
+		return fmt.Sprintf("commit path stalled (%s): a heartbeat commit has waited %s", v.Local.CommitStall,
+			(time.Duration(v.Local.CommitWaitMs) * time.Millisecond).String())
 	case v.Report.Serving(v.Node, v.Record.Primary):
 		return ""
 	case v.Record.Primary == v.Node:

@@ -39,6 +39,10 @@ type Options struct {
 	ProbeTimeout time.Duration
 	// PrepareTimeout bounds how long a candidate may take to apply its relay log (default 30s).
 	PrepareTimeout time.Duration
+	// FenceTimeout bounds one fence, of the local server or (by the leader) another member's
+	// (default 5s): a server whose commit path is stalled may not let even a fence through,
+	// and the loop must go on (the old primary stays unpromoted-over while it is writable).
+	FenceTimeout time.Duration
 	// DrainTimeout bounds how long shutdown waits for a switchover away from this primary.
 	DrainTimeout time.Duration
 
@@ -63,6 +67,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PrepareTimeout <= 0 {
 		o.PrepareTimeout = 30 * time.Second
+	}
+	if o.FenceTimeout <= 0 {
+		o.FenceTimeout = 5 * time.Second
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 15 * time.Second
@@ -97,6 +104,7 @@ type Agent struct {
 	remote     remoteProbes
 	leadership leadership
 	publishers []*publisher
+	commits    *commitProbe
 
 	// Loop state, touched only by the loop goroutine.
 	memory     ha.Memory
@@ -119,7 +127,7 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	return &Agent{
+	a := &Agent{
 		opts:    opts,
 		log:     opts.Log,
 		raft:    opts.Raft,
@@ -129,7 +137,16 @@ func New(opts Options) (*Agent, error) {
 		now:     time.Now,
 		trigger: make(chan struct{}, 1),
 		pool:    serverPool{dial: opts.Dial, open: map[string]mysqlServer{}},
-	}, nil
+	}
+	a.commits = &commitProbe{interval: opts.Policy.CommitProbeInterval, now: func() time.Time { return a.now() }, log: opts.Log,
+		write: func(ctx context.Context, at time.Time) error {
+			srv, err := a.pool.get(ctx, opts.LocalMySQLAddr)
+			if err != nil {
+				return err
+			}
+			return srv.WriteHeartbeat(ctx, opts.NodeID, at)
+		}}
+	return a, nil
 }
 
 // Trigger asks for a pass as soon as the current one ends.
@@ -145,12 +162,22 @@ func (a *Agent) Trigger() {
 // stops, the publishers flush their last view, and the MySQL connections close.
 func (a *Agent) Run(ctx context.Context) error {
 	a.startPublishers()
+	// The heartbeat goes on while a draining primary hands over, and ends before the
+	// connections close.
+	probeCtx, stopProbe := context.WithCancel(context.WithoutCancel(ctx))
+	probeDone := make(chan struct{})
+	go func() {
+		defer close(probeDone)
+		a.commits.run(probeCtx)
+	}()
 	ticker := time.NewTicker(a.opts.Policy.Tick)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			err := a.drain()
+			stopProbe()
+			<-probeDone
 			a.revokeLeadership()
 			a.stopPublishers()
 			a.pool.closeAll()

@@ -29,7 +29,7 @@ import (
 func fastPolicy() ha.Policy {
 	return ha.Policy{Tick: 50 * time.Millisecond, DetectionTimeout: 300 * time.Millisecond, Lease: 600 * time.Millisecond,
 		MaxClockDrift: 50 * time.Millisecond, PromotionMargin: 100 * time.Millisecond, FailoverCooldown: time.Second, SemiSyncAcks: 1,
-		BootstrapExpect: 3}
+		BootstrapExpect: 3, CommitStallTimeout: time.Second, CommitProbeInterval: 100 * time.Millisecond}
 }
 
 // member is one in-process agent with its fake MySQL, Raft node and gossip.

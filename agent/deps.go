@@ -26,6 +26,7 @@ type mysqlServer interface {
 	StartApplier(ctx context.Context) error
 	WaitApplied(ctx context.Context, set gtid.Set) error
 	EnsureReplicationUser(ctx context.Context, user, password string) error
+	WriteHeartbeat(ctx context.Context, member string, at time.Time) error
 	Close() error
 }
 

@@ -95,6 +95,9 @@ func (a *Agent) gather(ctx context.Context) ha.Observation {
 	// its executed set with the primary's, and a primary read earlier could lack a transaction
 	// the replica applied in between, which would look errant.
 	obs.Local = a.probe(ctx, a.opts.LocalMySQLAddr)
+	// Only the writable primary writes heartbeats: on any other server the row would be errant.
+	writer := rec.Primary == a.opts.NodeID && obs.Local.Up && obs.Local.Status.Writable()
+	obs.CommitWaitingSince = a.commits.observe(writer, rec.Epoch)
 	probes := map[string]string{} // member id -> address
 	if p := rec.Primary; p != "" && p != a.opts.NodeID {
 		probes[p] = rec.Members[p].MySQLAddr

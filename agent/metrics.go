@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/agent/health"
 )
 
 // metrics are the agent's Prometheus series, registered on an injected registry.
@@ -21,13 +22,17 @@ type metrics struct {
 	lag          prometheus.Gauge
 	peers        *prometheus.GaugeVec
 	lease        prometheus.Gauge
+	commitWait   prometheus.Gauge
+	commitStalls *prometheus.CounterVec
 	// decisions counts each change of the node's and the cluster's reason code.
 	decisions          *prometheus.CounterVec
 	publishErrors      *prometheus.CounterVec
 	leaderTaskRestarts *prometheus.CounterVec
 
-	// The codes of the last pass, to count changes; touched only by the loop goroutine.
+	// The codes and the stall of the last pass, to count changes; touched only by the loop
+	// goroutine.
 	lastCodes [2]ha.Code
+	lastStall health.CommitStall
 }
 
 var roles = []string{"primary", "replica", "fenced", "unknown"}
@@ -52,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Members by gossip state."}, []string{"state"}),
 		lease: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "shoal", Name: "primary_lease_seconds",
 			Help: "Seconds left on this agent's primary lease; 0 when it holds none."}),
+		commitWait: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "shoal", Name: "commit_stall_seconds",
+			Help: "Seconds the primary's heartbeat commit in flight has waited (ha.commit_stall_timeout makes it a stall); 0 when none waits."}),
+		commitStalls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "commit_stalls_total",
+			Help: "Commit stalls this primary's agent detected, by kind (stalled: failover matter; no_ack: too few semi-sync replicas)."}, []string{"kind"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "decisions_total",
 			Help: "Decisions whose reason code changed from the pass before, by scope (node, cluster) and code."}, []string{"scope", "code"}),
 		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "publish_errors_total",
@@ -60,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Leader tasks that stopped with an error and were started again, by task."}, []string{"task"}),
 	}
 	for _, c := range []prometheus.Collector{m.epoch, m.leader, m.role, m.desiredRole, m.failovers, m.fences,
-		m.loopDuration, m.lag, m.peers, m.lease, m.decisions, m.publishErrors, m.leaderTaskRestarts} {
+		m.loopDuration, m.lag, m.peers, m.lease, m.commitWait, m.commitStalls, m.decisions, m.publishErrors, m.leaderTaskRestarts} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -110,6 +119,11 @@ func (m *metrics) observe(obs ha.Observation, d ha.Decision, took time.Duration)
 		m.peers.WithLabelValues(string(s)).Set(float64(counts[s]))
 	}
 	m.lease.Set(max(0, obs.LeaseUntil.Sub(obs.Now).Seconds()))
+	m.commitWait.Set(commitWait(obs).Seconds())
+	if d.CommitStall != "" && d.CommitStall != m.lastStall {
+		m.commitStalls.WithLabelValues(string(d.CommitStall)).Inc()
+	}
+	m.lastStall = d.CommitStall
 	for i, code := range [2]ha.Code{d.NodeReason.Code, d.ClusterReason.Code} {
 		if code != "" && code != m.lastCodes[i] {
 			m.decisions.WithLabelValues([2]string{"node", "cluster"}[i], string(code)).Inc()

@@ -109,6 +109,7 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 	if obs.Local.Up {
 		v.Local.Executed = obs.Local.Status.Executed.String()
 	}
+	v.Local.CommitWaitMs, v.Local.CommitStall = commitWait(obs).Milliseconds(), string(d.CommitStall)
 	for _, id := range slices.Sorted(maps.Keys(obs.Peers)) {
 		p := obs.Peers[id]
 		v.Peers = append(v.Peers, adminapi.PeerView{ID: id, State: string(p.State), Report: p.Report})
@@ -133,7 +134,7 @@ func (a *Agent) report(obs ha.Observation, d ha.Decision) health.Report {
 		Epoch: obs.Record.Epoch, MySQLUp: obs.Local.Up, Role: health.RoleUnknown, LagMillis: -1,
 		Errant: d.Errant != "", Draining: a.draining, Bootstrapped: a.raft.HasState(),
 		MySQLAddr: a.opts.MySQLAddr, RaftAddr: a.opts.RaftAddr, AdminAddr: a.opts.AdminAddr, XPort: a.opts.XPort,
-		PrimaryUnreachable: obs.Primary != nil && !obs.Primary.Up,
+		PrimaryUnreachable: obs.Primary != nil && !obs.Primary.Up, CommitStall: d.CommitStall,
 	}
 	if !obs.Local.Up {
 		return r
@@ -163,6 +164,14 @@ func withRole(r health.Report, rec record.Record, st state.Status) health.Report
 		r.Role = health.RoleFenced
 	}
 	return r
+}
+
+// commitWait is how long the local heartbeat commit in flight has waited; 0 when none is.
+func commitWait(obs ha.Observation) time.Duration {
+	if obs.CommitWaitingSince.IsZero() {
+		return 0
+	}
+	return obs.Now.Sub(obs.CommitWaitingSince)
 }
 
 // firstHand is what this pass read of members' MySQL, by member id (ClusterView.Servers).

@@ -248,10 +248,16 @@ func (s *Server) Promote(ctx context.Context, opts PromoteOptions) error {
 			return err
 		}
 	}
+	if err := s.adminWritesOnly(ctx); err != nil {
+		return err
+	}
 	if opts.ReplUser != "" {
-		if err := s.ensureReplicationUserFenced(ctx, opts.ReplUser, opts.ReplPassword); err != nil {
+		if err := s.EnsureReplicationUser(ctx, opts.ReplUser, opts.ReplPassword); err != nil {
 			return err
 		}
+	}
+	if err := s.ensureHeartbeatTable(ctx); err != nil {
+		return err
 	}
 	if err := s.ConfigureSemiSync(ctx, opts.SemiSync); err != nil {
 		return err
@@ -259,10 +265,11 @@ func (s *Server) Promote(ctx context.Context, opts PromoteOptions) error {
 	return s.SetWritable(ctx)
 }
 
-// ensureReplicationUserFenced creates the replication account while clients are still kept out:
-// semi-sync source off (ConfigureReplica and fresh servers leave it off) and read_only on, which
-// binds client accounts but not this administrative one.
-func (s *Server) ensureReplicationUserFenced(ctx context.Context, user, password string) error {
+// adminWritesOnly lets this administrative account write while clients are still kept out, for
+// what Promote creates before opening (the replication account, the heartbeat table): semi-sync
+// source off (ConfigureReplica and fresh servers leave it off), so those writes wait for no ack
+// that no replica can give yet, and read_only on, which binds client accounts but not this one.
+func (s *Server) adminWritesOnly(ctx context.Context) error {
 	semi, err := s.semiSyncStatus(ctx)
 	if err != nil {
 		return err
@@ -276,11 +283,9 @@ func (s *Server) ensureReplicationUserFenced(ctx context.Context, user, password
 		return err
 	}
 	if s.flavor == gtid.MySQL {
-		if err := s.setGlobal(ctx, "super_read_only", "OFF"); err != nil {
-			return err
-		}
+		return s.setGlobal(ctx, "super_read_only", "OFF")
 	}
-	return s.EnsureReplicationUser(ctx, user, password)
+	return nil
 }
 
 // SetWritable turns writes on. Only the agent of the committed primary, holding a fresh lease, calls it.

@@ -39,6 +39,10 @@ type LocalView struct {
 	Executed string `json:"gtid_executed,omitempty"`
 	Source   string `json:"source,omitempty"`
 	LagMs    int64  `json:"lag_ms"`
+	// CommitWaitMs is how long the primary's heartbeat commit in flight has waited (0: none
+	// waits); CommitStall is set once that counts as a stall (health.CommitStall).
+	CommitWaitMs int64  `json:"commit_wait_ms,omitempty"`
+	CommitStall  string `json:"commit_stall,omitempty"`
 }
 
 // PeerView is one member as this agent's gossip sees it.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
@@ -56,6 +57,8 @@ type Decision struct {
 	RevokeLease bool
 	// Errant lists the transactions the local server has that the primary lacks.
 	Errant string
+	// CommitStall is the local primary's commit path as this pass judged it (gossiped).
+	CommitStall health.CommitStall
 
 	// Bootstrap asks this agent to bootstrap Raft with these servers: it has no Raft state and
 	// bootstrap_expect members are in sight (Consul's rule).
@@ -160,14 +163,14 @@ func decideNode(obs Observation, p Policy) Decision {
 			d.NodeReason = because(CodeAwaitPrimary, "read-only, waiting for the leader to record a primary")
 		}
 	case r.Primary == obs.Self:
-		decidePrimary(obs, leaseHeld, writable, &d)
+		decidePrimary(obs, p, leaseHeld, writable, &d)
 	default:
 		decideReplica(obs, p, writable, &d)
 	}
 	return d
 }
 
-func decidePrimary(obs Observation, leaseHeld, writable bool, d *Decision) {
+func decidePrimary(obs Observation, p Policy, leaseHeld, writable bool, d *Decision) {
 	r := obs.Record
 	switch {
 	case obs.Draining || r.Switchover != nil:
@@ -196,7 +199,28 @@ func decidePrimary(obs Observation, leaseHeld, writable bool, d *Decision) {
 	default:
 		d.RenewLease = true
 		d.NodeReason = because(CodePrimaryServing, "primary of epoch %d, writable, lease held", r.Epoch)
+		judgeCommits(obs, p, d)
 	}
+}
+
+// judgeCommits tells a serving primary's stalled commit path from a healthy one: a heartbeat
+// commit that waited ha.commit_stall_timeout is a stall. With fewer semi-sync replicas connected
+// than a commit needs, it waits for acks, and another primary would wait the same way.
+func judgeCommits(obs Observation, p Policy, d *Decision) {
+	since := obs.CommitWaitingSince
+	if since.IsZero() || obs.Now.Sub(since) < p.CommitStallTimeout {
+		return
+	}
+	waited, epoch := obs.Now.Sub(since).Round(time.Millisecond), obs.Record.Epoch
+	if semi := obs.Local.Status.SemiSync; semi.SourceEnabled && semi.Clients < semi.AcksRequired {
+		d.CommitStall = health.StallNoAck
+		d.NodeReason = because(CodeCommitStallNoAck, "primary of epoch %d: a heartbeat commit has waited %s for semi-sync acks with %d of the %d "+
+			"acknowledging replicas it needs connected: a replica must connect, failing over cannot help", epoch, waited, semi.Clients, semi.AcksRequired)
+		return
+	}
+	d.CommitStall = health.StallCommit
+	d.NodeReason = because(CodeCommitStalled, "primary of epoch %d: a heartbeat commit has waited %s, past ha.commit_stall_timeout: "+
+		"the commit path is stalled, reported for the leader to fail over", epoch, waited)
 }
 
 func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
@@ -502,7 +526,11 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	released := obs.Grant.Epoch == r.Epoch && obs.Grant.Released
 	revoked := obs.Grant.Epoch == r.Epoch && obs.Grant.Revoked
 	pp := obs.Peers[primary]
-	if ((released && !obs.Grant.Draining) || revoked) && obs.Servers[primary].Up && pp.Alive() && pp.Report.MySQLUp && !pp.Report.Draining && !pp.Report.Errant {
+	reports := pp.Alive() && pp.Report.Epoch == r.Epoch
+	// Once the leader acted on a stall it goes on: the fence kills the stalled sessions, and the
+	// server then looks healthy without having shown that it can commit.
+	stalled := d.Memory.StallEpoch == r.Epoch || reports && pp.Report.CommitStall == health.StallCommit
+	if ((released && !obs.Grant.Draining) || revoked) && !stalled && obs.Servers[primary].Up && pp.Alive() && pp.Report.MySQLUp && !pp.Report.Draining && !pp.Report.Errant {
 		// Its agent gave the lease up (its MySQL went away), or the leader revoked it (judged it
 		// down), and the server is back: such a lease is never renewed, so the way back to
 		// serving is a new epoch naming it again.
@@ -516,8 +544,24 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		down, why = true, "its agent released the primary lease"
 		d.Memory.PrimaryDownSince, d.Memory.DownEpoch = obs.Now.Add(-p.DetectionTimeout), r.Epoch
 	}
+	if stalled && !down {
+		// Nothing is revoked while no one could serve instead: the stall may end by itself.
+		if cs, unfit := candidates(obs, primary); d.Memory.StallEpoch != r.Epoch && len(cs) == 0 {
+			d.Memory.PrimaryDownSince, d.Memory.DownEpoch = time.Time{}, 0
+			d.ClusterReason = because(CodeStallNoCandidate, "primary %s reports its commit path stalled but no replica can take over: %s", primary, strings.Join(unfit, ", "))
+			return
+		}
+		// Its own agent timed the stall for ha.commit_stall_timeout: no detection wait on top.
+		down, why = true, "its agent reports a heartbeat commit waiting past ha.commit_stall_timeout"
+		d.Memory.PrimaryDownSince, d.Memory.DownEpoch = obs.Now.Add(-p.DetectionTimeout), r.Epoch
+	}
 	if !down {
 		d.Memory.PrimaryDownSince, d.Memory.DownEpoch = time.Time{}, 0
+		if reports && pp.Report.CommitStall == health.StallNoAck {
+			d.ClusterReason = because(CodePrimaryNoAcks, "primary %s of epoch %d waits for semi-sync acks too few replicas are connected to give: "+
+				"no failover, a new primary would wait the same way", primary, r.Epoch)
+			return
+		}
 		d.ClusterReason = because(CodePrimaryHealthy, "primary %s of epoch %d is healthy", primary, r.Epoch)
 		return
 	}
@@ -540,6 +584,9 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		return
 	}
 	d.RevokeLease = true
+	if stalled {
+		d.Memory.StallEpoch = r.Epoch
+	}
 	if wait := leaseWait(obs, p); wait > 0 {
 		d.ClusterReason = because(CodeFailoverLeaseWait, "primary %s is down (%s); its lease may still run for %s", primary, why, wait.Round(time.Millisecond))
 		return

@@ -95,6 +95,18 @@ func hostDied(o *Observation) {
 	o.Peers["db-0"] = p
 }
 
+// stalledPrimary makes the observer db-0, the serving primary, with clients acknowledging
+// semi-sync replicas connected (one ack needed).
+func stalledPrimary(o *Observation, clients int) {
+	o.Self, o.Leader = "db-0", false
+	o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
+	o.Local.Status.SemiSync = state.SemiSync{Available: true, SourceEnabled: true, SourceActive: true, AcksRequired: 1, Clients: clients}
+	o.LeaseUntil = t0.Add(time.Second)
+}
+
+// stallWhy is why the leader judges a primary down whose agent reports a commit stall.
+const stallWhy = "its agent reports a heartbeat commit waiting past ha.commit_stall_timeout"
+
 // why is a reason as a case expects it: the code and the whole sentence, so rewording a line
 // people read in logs is a deliberate change to this table.
 func why(code Code, text string) Reason { return Reason{Code: code, Text: text} }
@@ -635,6 +647,96 @@ func decideCases(p Policy) []decideCase {
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-0", At: t0}),
 		},
 		{
+			name: "a primary's heartbeat commit waiting past ha.commit_stall_timeout with acks available is a stall",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout)
+			},
+			want: Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: why(CodeCommitStalled, "primary of epoch 3: a heartbeat commit has waited 5s, "+
+				"past ha.commit_stall_timeout: the commit path is stalled, reported for the leader to fail over")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "a heartbeat commit waiting less than ha.commit_stall_timeout is no stall",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout + time.Millisecond)
+			},
+			want:   Decision{RenewLease: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "a heartbeat commit waiting for acks with no acknowledging replica connected is no failover matter",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 0)
+				o.CommitWaitingSince = t0.Add(-time.Minute)
+			},
+			want: Decision{RenewLease: true, CommitStall: health.StallNoAck, NodeReason: why(CodeCommitStallNoAck, "primary of epoch 3: a heartbeat commit has waited 1m0s "+
+				"for semi-sync acks with 0 of the 1 acknowledging replicas it needs connected: a replica must connect, failing over cannot help")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "primary reporting a stalled commit path: down at once, revoke and wait out its lease",
+			setup: func(o *Observation) {
+				setPeer(o, "db-0", func(p *Peer) { p.Report.Epoch, p.Report.CommitStall = 3, health.StallCommit })
+			},
+			want: Decision{NodeReason: replicaServing, RevokeLease: true, ClusterReason: why(CodeFailoverLeaseWait,
+				"primary db-0 is down ("+stallWhy+"); its lease may still run for 2.15s")},
+			memory: mem(Memory{PrimaryDownSince: detected, DownEpoch: 3, StallEpoch: 3}),
+		},
+		{
+			name: "a stall reported in an older epoch does not count",
+			setup: func(o *Observation) {
+				setPeer(o, "db-0", func(p *Peer) { p.Report.Epoch, p.Report.CommitStall = 2, health.StallCommit })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
+		{
+			name: "past its lease, the stalled primary, still writable, is fenced before the promotion",
+			setup: func(o *Observation) {
+				setPeer(o, "db-0", func(p *Peer) { p.Report.Epoch, p.Report.CommitStall = 3, health.StallCommit })
+				o.Grant.Revoked = true
+				o.Now = promotable
+			},
+			want: Decision{NodeReason: replicaServing, RevokeLease: true, FenceMember: "db-0",
+				ClusterReason: why(CodeFailoverFence, "fencing db-0 before promoting db-2 ("+stallWhy+")")},
+			memory: mem(Memory{PrimaryDownSince: promotable.Add(-p.DetectionTimeout), DownEpoch: 3, StallEpoch: 3}),
+		},
+		{
+			name: "fenced, the stalled primary looks healthy, yet it is replaced, not re-elected",
+			setup: func(o *Observation) {
+				setPeer(o, "db-0", func(p *Peer) {
+					p.Report = health.Report{Epoch: 3, MySQLUp: true, Role: health.RoleFenced, MySQLAddr: "10.0.0.1:3306"}
+				})
+				readOnly(o, "db-0")
+				o.Grant.Revoked = true
+				o.Memory = Memory{StallEpoch: 3}
+				o.Now = promotable
+			},
+			want: proposing(Decision{NodeReason: replicaServing, RevokeLease: true, Prepare: "db-2", PrepareWaitFor: new(gtids(uuidA + ":1-100"))},
+				why(CodeFailover, "promoting db-2: primary db-0 is down ("+stallWhy+") and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
+			memory: mem(Memory{PrimaryDownSince: promotable.Add(-p.DetectionTimeout), DownEpoch: 3, StallEpoch: 3}),
+		},
+		{
+			name: "a stalled primary with no replica fit to take over keeps its lease",
+			setup: func(o *Observation) {
+				setPeer(o, "db-0", func(p *Peer) { p.Report.Epoch, p.Report.CommitStall = 3, health.StallCommit })
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+				o.Servers["db-2"] = Server{Err: "refused"}
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeStallNoCandidate,
+				"primary db-0 reports its commit path stalled but no replica can take over: db-1: errant GTIDs, db-2: MySQL unreachable")},
+		},
+		{
+			name: "a primary waiting for semi-sync acks is not failed over: a new one would wait the same way",
+			setup: func(o *Observation) {
+				setPeer(o, "db-0", func(p *Peer) { p.Report.Epoch, p.Report.CommitStall = 3, health.StallNoAck })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodePrimaryNoAcks,
+				"primary db-0 of epoch 3 waits for semi-sync acks too few replicas are connected to give: no failover, a new primary would wait the same way")},
+		},
+		{
 			name: "host crash with a replica out of view: an acknowledged write may be only there, so wait",
 			setup: func(o *Observation) {
 				hostDied(o)
@@ -1171,7 +1273,11 @@ func TestDecideProperties(t *testing.T) {
 		o.Grant = LeaseGrant{Epoch: uint64(2 + rng.IntN(2)), LastGrant: t0.Add(time.Duration(rng.IntN(10000)) * time.Millisecond), Released: rng.IntN(2) == 0}
 		o.Grant.Draining = o.Grant.Released && rng.IntN(4) == 0 // a primary's agent that shuts down
 		o.Draining = rng.IntN(10) == 0
-		o.Memory = Memory{PrimaryDownSince: t0.Add(-time.Duration(rng.IntN(5000)) * time.Millisecond), DownEpoch: uint64(2 + rng.IntN(2))}
+		o.Memory = Memory{PrimaryDownSince: t0.Add(-time.Duration(rng.IntN(5000)) * time.Millisecond), DownEpoch: uint64(2 + rng.IntN(2)),
+			StallEpoch: uint64(rng.IntN(4))}
+		if rng.IntN(3) == 0 {
+			o.CommitWaitingSince = o.Now.Add(-time.Duration(rng.IntN(10000)) * time.Millisecond)
+		}
 		for _, id := range ids {
 			srv := o.Servers[id]
 			srv.Up = rng.IntN(4) != 0
@@ -1184,6 +1290,8 @@ func TestDecideProperties(t *testing.T) {
 			peer.Report.IOConnected = rng.IntN(2) == 0
 			peer.Report.Errant = rng.IntN(6) == 0
 			peer.Report.Draining = rng.IntN(10) == 0
+			peer.Report.Epoch = uint64(2 + rng.IntN(2))
+			peer.Report.CommitStall = []health.CommitStall{"", "", health.StallCommit, health.StallNoAck}[rng.IntN(4)]
 			o.Peers[id] = peer
 		}
 		o.Local = o.Servers[o.Self]

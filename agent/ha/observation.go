@@ -30,6 +30,9 @@ type Observation struct {
 	Peers map[string]Peer
 	// Servers are the leader's own probes of the members' MySQL, by member id (leader only).
 	Servers map[string]Server
+	// CommitWaitingSince is when the oldest heartbeat write on the local server that has not
+	// returned began (the primary's agent writes one at a time); zero when none waits.
+	CommitWaitingSince time.Time
 	// LeaseUntil is when this agent's primary lease ends (its own clock); zero when it holds none.
 	LeaseUntil time.Time
 	// Grant is the leader's record of the lease it granted the current primary (leader only).
@@ -121,6 +124,10 @@ type Memory struct {
 	// One alone proves nothing: the agent itself may have been frozen while the probe's
 	// deadline passed.
 	LocalStalls int
+	// StallEpoch is the epoch whose primary the leader judged stalled (its commit path, with
+	// acks available): the failover it began goes on although the fence, which kills the stalled
+	// sessions, makes the primary look healthy again.
+	StallEpoch uint64
 	// PrimaryMisses counts the passes in a row in which this replica's probe of the recorded
 	// primary failed.
 	PrimaryMisses int

@@ -30,6 +30,13 @@ type Policy struct {
 	// RemoveAfter is how long a member may be gone before the leader removes it from Raft; zero
 	// never removes.
 	RemoveAfter time.Duration
+	// CommitStallTimeout is how long a heartbeat commit on the primary may wait before its commit
+	// path counts as stalled (ha.commit_stall_timeout): with semi-sync acks available, the
+	// leader then fails over.
+	CommitStallTimeout time.Duration
+	// CommitProbeInterval is how often the primary's agent writes a heartbeat
+	// (ha.commit_probe_interval), one write at a time.
+	CommitProbeInterval time.Duration
 	// KillFrozenPrimary lets the agent SIGKILL its own mysqld when it stopped answering while
 	// writable and the primary lease ran out (set when mysql.pid_file names its process).
 	KillFrozenPrimary bool
@@ -47,6 +54,11 @@ func DefaultPolicy() Policy {
 		PromotionMargin:  500 * time.Millisecond,
 		FailoverCooldown: 30 * time.Second,
 		SemiSyncAcks:     1,
+		// A stalled commit path fails over only after this long: several times the detection
+		// timeout, so a primary that is merely busy (a burst of fsyncs, a large transaction
+		// ahead in the group commit) keeps its role, yet writes stop for seconds, not minutes.
+		CommitStallTimeout:  5 * time.Second,
+		CommitProbeInterval: time.Second,
 	}
 }
 
@@ -68,6 +80,16 @@ func (p Policy) Validate() error {
 	positive("ha.detection_timeout", p.DetectionTimeout)
 	positive("ha.lease", p.Lease)
 	positive("ha.promotion_margin", p.PromotionMargin)
+	positive("ha.commit_stall_timeout", p.CommitStallTimeout)
+	positive("ha.commit_probe_interval", p.CommitProbeInterval)
+	// A stall must outlast what counts as a crash, or a slow commit would fail over sooner than
+	// a dead server does; and more than one heartbeat must fit in it.
+	if p.CommitStallTimeout > 0 && p.CommitStallTimeout < p.DetectionTimeout {
+		errs = append(errs, fmt.Errorf("ha.commit_stall_timeout (%s) must be at least ha.detection_timeout (%s)", p.CommitStallTimeout, p.DetectionTimeout))
+	}
+	if p.CommitProbeInterval > 0 && p.CommitStallTimeout > 0 && p.CommitStallTimeout < 2*p.CommitProbeInterval {
+		errs = append(errs, fmt.Errorf("ha.commit_stall_timeout (%s) must be at least 2 x ha.commit_probe_interval (%s)", p.CommitStallTimeout, p.CommitProbeInterval))
+	}
 	if p.MaxClockDrift < 0 {
 		errs = append(errs, fmt.Errorf("ha.max_clock_drift must not be negative, got %s", p.MaxClockDrift))
 	}

@@ -21,6 +21,11 @@ const (
 	CodePrimaryNoLease  Code = "primary_no_lease"  // fenced, or waiting, until a lease is granted
 	CodePrimaryOpen     Code = "primary_open"      // opening writes under a lease
 	CodePrimaryServing  Code = "primary_serving"
+	// A heartbeat commit waited ha.commit_stall_timeout: the commit path is stalled (a global
+	// read lock, a full binlog disk), or, with too few semi-sync replicas connected, waits for
+	// acks that failing over cannot bring.
+	CodeCommitStalled    Code = "commit_stalled"
+	CodeCommitStallNoAck Code = "commit_stall_no_ack"
 
 	CodeReplicaWritable    Code = "replica_writable" // writable but not the primary: fenced
 	CodePrimaryUnreachable Code = "primary_unreachable"
@@ -45,7 +50,12 @@ const (
 	CodeFirstPrimaryBlocked Code = "first_primary_blocked"
 	CodeFirstPrimary        Code = "first_primary"
 
-	CodePrimaryHealthy      Code = "primary_healthy"
+	CodePrimaryHealthy Code = "primary_healthy"
+	// The primary's agent reports its commits waiting for semi-sync acks no replica gives: no
+	// failover, since a new primary would wait the same way and lose the lossless promise.
+	CodePrimaryNoAcks Code = "primary_no_acks"
+	// The primary's commit path is stalled but no member could take over: nothing is revoked.
+	CodeStallNoCandidate    Code = "stall_no_candidate"
 	CodeReelect             Code = "reelect" // a healthy primary whose lease ended early, in a new epoch
 	CodePrimarySuspect      Code = "primary_suspect"
 	CodeFailoverPaused      Code = "failover_paused"

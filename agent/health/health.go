@@ -31,6 +31,18 @@ const (
 	RoleUnknown Role = "unknown"
 )
 
+// CommitStall says whether a primary's heartbeat commit has waited ha.commit_stall_timeout.
+type CommitStall string
+
+const (
+	// StallCommit: the commit path is stalled with enough semi-sync replicas connected (a global
+	// read lock, a full binlog disk): another primary would serve.
+	StallCommit CommitStall = "stalled"
+	// StallNoAck: commits wait for semi-sync acks and too few replicas are connected to give
+	// them: another primary would wait the same way.
+	StallNoAck CommitStall = "no_ack"
+)
+
 // Report is one agent's view of itself. Keys are short because they travel in every gossip message.
 type Report struct {
 	V int `json:"v"`
@@ -51,6 +63,8 @@ type Report struct {
 	SQLRunning         bool `json:"sql,omitempty"`
 	// LagMillis is the replica's lag; -1 when unknown.
 	LagMillis int64 `json:"lag"`
+	// CommitStall: the agent's heartbeat commit has waited ha.commit_stall_timeout (primary only).
+	CommitStall CommitStall `json:"cs,omitempty"`
 	// Errant: the server has transactions the primary lacks and is fenced until rebuilt.
 	Errant bool `json:"err,omitempty"`
 	// Draining: the agent is shutting down and wants no role.
