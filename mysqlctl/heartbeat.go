@@ -3,8 +3,12 @@ package mysqlctl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
+
+// errOptionPreventsStatement is ER_OPTION_PREVENTS_STATEMENT: refused by super_read_only.
+const errOptionPreventsStatement = 1290
 
 // HeartbeatTable is where WriteHeartbeat writes, one row per member. Promote creates it, so it
 // is binlogged by a primary and every replica holds it too.
@@ -26,6 +30,9 @@ func (s *Server) WriteHeartbeat(ctx context.Context, member string, at time.Time
 	at = at.UTC().Truncate(time.Microsecond)
 	res, err := s.db.ExecContext(ctx, "INSERT INTO "+HeartbeatTable+" (member, at) SELECT ?, ? FROM DUAL WHERE @@GLOBAL.read_only = 0 "+
 		"ON DUPLICATE KEY UPDATE at = ?", member, at, at)
+	if serverErrorNumber(err) == errOptionPreventsStatement { // super_read_only (MySQL)
+		return s.errorf("write heartbeat", fmt.Errorf("%w: %w", ErrNotWritten, err))
+	}
 	if err != nil {
 		return s.errorf("write heartbeat", err)
 	}

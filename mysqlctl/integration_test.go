@@ -524,3 +524,40 @@ func TestStopIOThreadOnSilentSource(t *testing.T) {
 		}
 	})
 }
+
+// A heartbeat commits through the binlog to the replicas, waits while no replica can ack it
+// (what the agent times as a stall), and writes nothing on a fenced server: MariaDB's read_only
+// does not bind the root account that writes it, the statement's own check does.
+func TestWriteHeartbeat(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		nodes := startNodes(t, flavor, 2)
+		wireCluster(t, nodes)
+		primary, replica := nodes[0], nodes[1]
+		must(t, primary.ctl.WriteHeartbeat(ctx(t), "db1", time.Now()))
+		waitCaughtUp(t, primary, replica)
+		var n int
+		must(t, replica.ctl.DB().QueryRowContext(ctx(t), "SELECT COUNT(*) FROM "+mysqlctl.HeartbeatTable).Scan(&n))
+		if n != 1 {
+			t.Fatalf("replica has %d heartbeat rows, want 1", n)
+		}
+
+		must(t, replica.ctl.StopReplica(ctx(t)))
+		waitCtx, cancel := context.WithTimeout(ctx(t), 3*time.Second)
+		err := primary.ctl.WriteHeartbeat(waitCtx, "db1", time.Now())
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("heartbeat without an acking replica: %v, want it still waiting at the deadline", err)
+		}
+		must(t, replica.ctl.StartReplica(ctx(t)))
+		waitCaughtUp(t, primary, replica)
+
+		must(t, primary.ctl.Fence(ctx(t), mysqlctl.FenceOptions{}))
+		before := status(t, primary).Executed
+		if err := primary.ctl.WriteHeartbeat(ctx(t), "db1", time.Now()); !errors.Is(err, mysqlctl.ErrNotWritten) {
+			t.Fatalf("heartbeat on a fenced server: %v, want ErrNotWritten", err)
+		}
+		if same, err := status(t, primary).Executed.Equal(before); err != nil || !same {
+			t.Fatalf("a heartbeat refused on a fenced server still committed (before: %s, err %v)", before, err)
+		}
+	})
+}

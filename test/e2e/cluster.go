@@ -76,8 +76,19 @@ func RunWithBinary(m *testing.M, binary *string) int {
 // Start runs n servers and n agents with the given extra agent flags and waits for a primary.
 func Start(t testing.TB, binary string, flavor gtid.Flavor, n int, extra ...string) *Cluster {
 	t.Helper()
+	return StartWith(t, binary, flavor, n, nil, extra...)
+}
+
+// StartWith is Start with tweak, if not nil, adjusting each server's configuration.
+func StartWith(t testing.TB, binary string, flavor gtid.Flavor, n int, tweak func(i int, cfg *harness.ServerConfig), extra ...string) *Cluster {
+	t.Helper()
 	c := &Cluster{t: t, Flavor: flavor, dir: t.TempDir(), binary: binary, extra: extra}
-	c.Servers = harness.StartN(t, flavor, n, func(_ int, cfg *harness.ServerConfig) { cfg.SuperReadOnly = true })
+	c.Servers = harness.StartN(t, flavor, n, func(i int, cfg *harness.ServerConfig) {
+		cfg.SuperReadOnly = true
+		if tweak != nil {
+			tweak(i, cfg)
+		}
+	})
 	write := func(name, content string) string {
 		p := filepath.Join(c.dir, name)
 		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
@@ -160,7 +171,13 @@ func (c *Cluster) RebuildServer(i, from int) {
 // and a split-brain monitor; it returns the primary's index too.
 func StartLoaded(t testing.TB, binary string, flavor gtid.Flavor, extra ...string) (*Cluster, int, *Writer, *Monitor) {
 	t.Helper()
-	c := Start(t, binary, flavor, 3, extra...)
+	return StartLoadedWith(t, binary, flavor, nil, extra...)
+}
+
+// StartLoadedWith is StartLoaded with tweak adjusting each server's configuration (StartWith).
+func StartLoadedWith(t testing.TB, binary string, flavor gtid.Flavor, tweak func(i int, cfg *harness.ServerConfig), extra ...string) (*Cluster, int, *Writer, *Monitor) {
+	t.Helper()
+	c := StartWith(t, binary, flavor, 3, tweak, extra...)
 	p := c.WaitPrimary(-1, 60*time.Second)
 	c.WaitReplicating(p)
 	return c, p, c.StartWriter(p), c.StartMonitor()

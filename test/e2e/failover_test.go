@@ -19,8 +19,13 @@ func TestMain(m *testing.M) { os.Exit(RunWithBinary(m, &shoalBinary)) }
 // fault runs one failure scenario per flavor: a 3-member cluster under a writer and a
 // split-brain monitor, the fault, then the checks of Verify.
 func fault(t *testing.T, inject func(t *testing.T, c *Cluster, primary int) (recover func())) {
+	faultWith(t, nil, inject)
+}
+
+// faultWith is fault on servers whose configuration tweak adjusts (StartWith).
+func faultWith(t *testing.T, tweak func(i int, cfg *harness.ServerConfig), inject func(t *testing.T, c *Cluster, primary int) (recover func())) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
-		c, primary, w, m := StartLoaded(t, shoalBinary, flavor)
+		c, primary, w, m := StartLoadedWith(t, shoalBinary, flavor, tweak)
 		w.WaitAcked(t, 20)
 		begin := time.Now()
 		recover := inject(t, c, primary)

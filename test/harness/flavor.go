@@ -188,6 +188,9 @@ func (s *Server) args() []string {
 		"--max-connections=200",
 	)
 	a = append(a, s.fl.serverArgs...)
+	if c.BinlogFSBytes > 0 {
+		a = append(a, "--log-bin="+s.inner(filepath.Join(binlogDirName, "binlog")))
+	}
 	if s.loading.Load() {
 		// Only Rebuild's root session over the socket can reach it, and it must be able to write.
 		return append(append(a, "--skip-networking"), c.ExtraArgs...)

@@ -71,6 +71,9 @@ type ServerConfig struct {
 	// SuperReadOnly starts the server with super_read_only=ON (MySQL) or read_only=ON (MariaDB,
 	// which has no super_read_only).
 	SuperReadOnly bool
+	// BinlogFSBytes, when set, puts the binlog on a file system of its own of this size (a tmpfs
+	// mounted at BinlogDir; it needs root), so a test can fill it.
+	BinlogFSBytes int64
 	// ExtraArgs are appended to the server's command line, so they override the defaults.
 	ExtraArgs []string
 	// Logger receives start and stop events; nil discards them.
@@ -190,6 +193,9 @@ func ClusterConfigs(flavor gtid.Flavor, n int, tweak func(i int, c *ServerConfig
 func (s *Server) launch(ctx context.Context) error {
 	begin := time.Now()
 	if err := s.fl.copyTemplate(s.dataDir(), s.log); err != nil {
+		return fmt.Errorf("server %s: %w", s.Config.Name, err)
+	}
+	if err := s.mountBinlogFS(); err != nil {
 		return fmt.Errorf("server %s: %w", s.Config.Name, err)
 	}
 	copied := time.Since(begin)
@@ -414,6 +420,9 @@ func (s *Server) Remove() error {
 	}
 	if s.Config.Host != "" {
 		releaseHost(s.Config.Host, s.Config.Port, s.dir)
+	}
+	if err := s.unmountBinlogFS(); err != nil {
+		return fmt.Errorf("remove server %s: %w", s.Config.Name, err)
 	}
 	if err := os.RemoveAll(s.dir); err != nil {
 		return fmt.Errorf("remove server %s: %w", s.Config.Name, err)

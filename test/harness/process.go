@@ -250,6 +250,8 @@ func reapLeftovers(log *slog.Logger) {
 					}
 				}
 			}
+			// A binlog file system of its own (ServerConfig.BinlogFSBytes) goes first.
+			_ = syscall.Unmount(filepath.Join(dir, binlogDirName), syscall.MNT_DETACH)
 			if err := os.RemoveAll(dir); err != nil {
 				log.Warn("cannot remove leftover server dir", "dir", dir, "err", err)
 				continue
