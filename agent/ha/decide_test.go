@@ -729,6 +729,29 @@ func decideCases(p Policy) []decideCase {
 				"primary db-0 reports its commit path stalled but no replica can take over: db-1: errant GTIDs, db-2: MySQL unreachable")},
 		},
 		{
+			name: "without semi-sync (async) a stall is never the lack of acks",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 0)
+				o.Local.Status.SemiSync.SourceEnabled = false
+				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout)
+			},
+			want: Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: why(CodeCommitStalled, "primary of epoch 3: a heartbeat commit has waited 5s, "+
+				"past ha.commit_stall_timeout: the commit path is stalled, reported for the leader to fail over")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "a failover begun on a stall goes on when the candidates go: no candidate, but the lease stays revoked",
+			setup: func(o *Observation) {
+				o.Memory = Memory{StallEpoch: 3}
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+				o.Servers["db-2"] = Server{Err: "refused"}
+				o.Now = promotable
+			},
+			want: Decision{NodeReason: replicaServing, RevokeLease: true, ClusterReason: why(CodeFailoverNoCandidate,
+				"primary db-0 is down ("+stallWhy+") but no replica can take over: db-1: errant GTIDs, db-2: MySQL unreachable")},
+			memory: mem(Memory{PrimaryDownSince: promotable.Add(-p.DetectionTimeout), DownEpoch: 3, StallEpoch: 3}),
+		},
+		{
 			name: "a primary waiting for semi-sync acks is not failed over: a new one would wait the same way",
 			setup: func(o *Observation) {
 				setPeer(o, "db-0", func(p *Peer) { p.Report.Epoch, p.Report.CommitStall = 3, health.StallNoAck })
