@@ -605,10 +605,19 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but no safe candidate: %s", primary, err)
 		return
 	}
-	if !obs.Servers[primary].Up {
-		// Out of reach, it may still be writable: an acknowledged write is on SemiSyncAcks of
-		// the replicas, so enough of them must be in view for one to hold it, and the candidate
-		// must contain what every one in view received.
+	srv := obs.Servers[primary]
+	if srv.Up && srv.Status.Writable() {
+		// Still reachable and writable (a released lease, a shutdown, a stall): fence it first.
+		d.FenceMember = primary
+		d.ClusterReason = because(CodeFailoverFence, "fencing %s before promoting %s (%s)", primary, top.id, why)
+		return
+	}
+	if !srv.Up || stalled {
+		// Out of reach, it may still be writable; stalled, what it executed may never have reached
+		// a replica (MariaDB counts a commit that failed to write to a full binlog disk in its
+		// GTID state), and waiting for it would never end. Either way an acknowledged write is on
+		// SemiSyncAcks of the replicas, so enough of them must be in view for one to hold it, and
+		// the candidate must contain what every one in view received.
 		inView, missing := replicasInView(obs, primary)
 		if p.SemiSyncAcks > 0 && missing > p.SemiSyncAcks-1 {
 			d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
@@ -622,15 +631,9 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 			}
 		}
 		d.Quarantine = inView
-	}
-	if srv := obs.Servers[primary]; srv.Up {
-		// Still reachable (a released lease, a shutdown): make sure it is fenced, and have the
-		// candidate apply everything it executed, so nothing it acknowledged is left behind.
-		if srv.Status.Writable() {
-			d.FenceMember = primary
-			d.ClusterReason = because(CodeFailoverFence, "fencing %s before promoting %s (%s)", primary, top.id, why)
-			return
-		}
+	} else {
+		// Reachable and fenced (a released lease, a shutdown): the candidate applies everything
+		// it executed, so nothing it acknowledged is left behind.
 		executed := srv.Status.Executed
 		d.PrepareWaitFor = &executed
 	}
