@@ -34,8 +34,10 @@ func faultWith(t *testing.T, tweak func(i int, cfg *harness.ServerConfig), injec
 		waitDNS(t, c, next, c.Name(next))
 		before := w.Acked()
 		w.WaitAcked(t, before+20)
-		t.Logf("%s: primary %s -> %s, writes resumed %s after the fault", flavor, c.Name(primary), c.Name(next),
-			time.Since(begin).Round(time.Millisecond))
+		resumed := time.Since(begin)
+		first, _ := w.FirstAckAfter(begin, next, time.Second)
+		t.Logf("%s: primary %s -> %s, first write on it %s after the fault, 20 more by %s", flavor, c.Name(primary), c.Name(next),
+			first.Sub(begin).Round(time.Millisecond), resumed.Round(time.Millisecond))
 		if recover != nil {
 			recover()
 		}
