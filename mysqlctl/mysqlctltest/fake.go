@@ -79,8 +79,7 @@ type Server struct {
 	semiSync bool // primary side: commits need an ack
 	// semiReplica: the replica side acknowledges; off after a restart, as on a real server
 	semiReplica bool
-	fences      int           // Fence calls that found the server up
-	stall       chan struct{} // set while StallCommits holds heartbeat commits
+	fences      int // Fence calls that found the server up
 }
 
 func (s *Server) check() error {
@@ -132,37 +131,10 @@ func (s *Server) Write() (string, error) {
 	return gtid.String(), nil
 }
 
-// WriteHeartbeat commits one transaction like Write; while StallCommits holds the server, it
-// waits instead, as behind a global read lock, until released or ctx ends.
-func (s *Server) WriteHeartbeat(ctx context.Context, _ string, _ time.Time) error {
-	s.net.mu.Lock()
-	stall := s.stall
-	s.net.mu.Unlock()
-	if stall != nil {
-		select {
-		case <-stall:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+// WriteHeartbeat commits one transaction like Write.
+func (s *Server) WriteHeartbeat(context.Context, string, time.Time) error {
 	_, err := s.Write()
 	return err
-}
-
-// StallCommits makes heartbeat commits wait until the returned function is called.
-func (s *Server) StallCommits() (release func()) {
-	s.net.mu.Lock()
-	defer s.net.mu.Unlock()
-	stall := make(chan struct{})
-	s.stall = stall
-	return func() {
-		s.net.mu.Lock()
-		defer s.net.mu.Unlock()
-		if s.stall == stall {
-			s.stall = nil
-		}
-		close(stall)
-	}
 }
 
 // Crash stops the server; its data survives.
