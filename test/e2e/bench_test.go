@@ -124,10 +124,11 @@ func BenchmarkFailoverMySQLCrash(b *testing.B) {
 }
 
 func BenchmarkFailoverMySQLFrozen(b *testing.B) {
-	measureFailover(b, "mysqld frozen (SIGSTOP, agent alive)", func(c *Cluster, p int) func() {
-		c.Servers[p].Pause()
-		return func() { c.ThawServer(p) }
-	})
+	measureFailover(b, "mysqld frozen (SIGSTOP, agent alive)", freezeMySQL)
+}
+
+func BenchmarkFailoverHostFrozen(b *testing.B) {
+	measureFailover(b, "host frozen (mysqld+agent SIGSTOP)", freezeHost)
 }
 
 func BenchmarkFailoverPrimaryIsolated(b *testing.B) {
