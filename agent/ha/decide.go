@@ -591,18 +591,27 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		d.ClusterReason = because(CodeFailoverLeaseWait, "primary %s is down (%s); its lease may still run for %s", primary, why, wait.Round(time.Millisecond))
 		return
 	}
+	// A failover that cannot go on forgets the stall: the old primary may then be re-elected
+	// rather than leave the cluster without one (spin found that cut-off; a stall that goes on
+	// is seen again once it serves).
+	blocked := func(code Code, format string, args ...any) {
+		if d.Memory.StallEpoch == r.Epoch {
+			d.Memory.StallEpoch = 0
+		}
+		d.ClusterReason = because(code, format, args...)
+	}
 	cs, unfit := candidates(obs, primary)
 	if len(cs) == 0 {
-		d.ClusterReason = because(CodeFailoverNoCandidate, "primary %s is down (%s) but no replica can take over: %s", primary, why, strings.Join(unfit, ", "))
+		blocked(CodeFailoverNoCandidate, "primary %s is down (%s) but no replica can take over: %s", primary, why, strings.Join(unfit, ", "))
 		return
 	}
 	top, err := best(cs)
 	if unapplied := (*unappliedError)(nil); errors.As(err, &unapplied) {
-		d.ClusterReason = because(CodeFailoverBlockedUnapplied, "primary %s is down but %s", primary, err)
+		blocked(CodeFailoverBlockedUnapplied, "primary %s is down but %s", primary, err)
 		return
 	}
 	if err != nil {
-		d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but no safe candidate: %s", primary, err)
+		blocked(CodeFailoverBlocked, "primary %s is down but no safe candidate: %s", primary, err)
 		return
 	}
 	srv := obs.Servers[primary]
@@ -620,13 +629,13 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		// the candidate must contain what every one in view received.
 		inView, missing := replicasInView(obs, primary)
 		if p.SemiSyncAcks > 0 && missing > p.SemiSyncAcks-1 {
-			d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
+			blocked(CodeFailoverBlocked, "primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
 			return
 		}
 		for _, id := range inView {
 			ok, err := top.received.Contains(obs.Servers[id].Status.Received())
 			if err != nil || !ok {
-				d.ClusterReason = because(CodeFailoverBlocked, "primary %s is down but %s received transactions candidate %s lacks", primary, id, top.id)
+				blocked(CodeFailoverBlocked, "primary %s is down but %s received transactions candidate %s lacks", primary, id, top.id)
 				return
 			}
 		}

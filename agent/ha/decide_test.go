@@ -741,7 +741,7 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
-			name: "a failover begun on a stall goes on when the candidates go: no candidate, but the lease stays revoked",
+			name: "a failover begun on a stall that loses its candidates forgets the stall, so the old primary can be re-elected; the lease stays revoked",
 			setup: func(o *Observation) {
 				o.Memory = Memory{StallEpoch: 3}
 				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
@@ -750,7 +750,7 @@ func decideCases(p Policy) []decideCase {
 			},
 			want: Decision{NodeReason: replicaServing, RevokeLease: true, ClusterReason: why(CodeFailoverNoCandidate,
 				"primary db-0 is down ("+stallWhy+") but no replica can take over: db-1: errant GTIDs, db-2: MySQL unreachable")},
-			memory: mem(Memory{PrimaryDownSince: promotable.Add(-p.DetectionTimeout), DownEpoch: 3, StallEpoch: 3}),
+			memory: mem(Memory{PrimaryDownSince: promotable.Add(-p.DetectionTimeout), DownEpoch: 3}),
 		},
 		{
 			name: "a primary waiting for semi-sync acks is not failed over: a new one would wait the same way",

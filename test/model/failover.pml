@@ -20,8 +20,9 @@
  *  - Time in units of ha.promotion_margin: a running agent acts within one unit. A lease lasts
  *    LEASE units on the leader's clock and up to DRIFT more on the holder's clock.
  *  - Faults, at most MAXF, chosen by the search: mysqld crash, agent crash, host crash, SIGSTOP of
- *    mysqld or agent, a partition into any two groups; and recoveries: restart (read-only),
- *    SIGCONT, heal. A message is lost by the search simply not taking the step that sends it
+ *    mysqld or agent, a partition into any two groups, a stalled commit path (a server that
+ *    answers but executes no write: a global read lock, a full binlog disk); and recoveries:
+ *    restart (read-only), SIGCONT, heal. A message is lost by the search simply not taking the step that sends it
  *    before time moves on.
  *  - Calm: at some point faults stop, everything heals except possibly one host that stays
  *    down; from then on every running agent makes a pass and replication catches up every unit.
@@ -106,6 +107,7 @@ byte io;        /* IO thread running */
 byte errant;    /* the agent reports errant transactions */
 byte grp;       /* partition: members with the bit set are cut off from the others */
 byte stepped;   /* agents that made a pass in this unit */
+byte stl;       /* commit path stalled: the server answers and serves its binlog, executes no write */
 byte late;      /* writable servers whose lease ran out while they (or their agent) were frozen:
                  * writable on thaw until the agent's next pass fences them */
 /* members: values */
@@ -125,6 +127,8 @@ byte lgrant;    /* units since the leader last granted a lease, in any epoch, or
 byte ldown;     /* units the leader has seen the primary down, up to DETECT */
 bool lrev;      /* the leader revoked the lease of this epoch */
 bool lrel;      /* the primary released the lease of this epoch */
+bool lstall;    /* the leader acted on a commit stall of this epoch: its primary is replaced, never
+                 * re-elected (the fence kills the stalled sessions, and it then looks healthy) */
 byte pep = NONE;/* oldest proposal in flight: decided in epoch pep, */
 byte ppr;       /*   naming primary ppr, */
 byte pldr;      /*   by leader pldr */
@@ -262,12 +266,11 @@ inline node_pass() {
 		fi
 	:: mrun(i) && vpr[i] != i && has(wr, i) -> fence(i)
 	:: mrun(i) && vpr[i] != i && !has(wr, i) && !reach(i, vpr[i]) && has(io, i) ->
-		/* the primary stopped answering this agent (two probes in a row: agent/ha
-		 * stop_receiver); it stops receiving now, or not yet */
-		if
-		:: io = io & ~bit(i)
-		:: skip
-		fi
+		/* the primary stopped answering this agent (agent/ha stop_receiver, after two probes
+		 * in a row): it stops receiving. A pass that does not stop it yet is the model
+		 * without this step, checked before; a receiver that cannot reach its source
+		 * receives nothing either way. */
+		io = io & ~bit(i)
 	:: mrun(i) && vpr[i] != i && !has(wr, i) && reach(i, vpr[i]) ->
 		if
 		:: !sub(exec[i], exec[vpr[i]]) ->             /* errant: stop, stay fenced, report */
@@ -294,14 +297,18 @@ inline node_pass() {
 /* the leader's pass (decideCluster: failover and re-election; actions before the proposal) */
 inline cluster_pass() {
 	primary_down();
+	/* the primary's own agent reports its commit path stalled (agent/ha judgeCommits) */
+	go = lstall || (areach(i, rpr) && has(stl, rpr));
 	if
 	/* its lease was released or revoked, and it is back: only a new epoch can renew it */
-	:: (lrel || lrev) && reach(i, rpr) && areach(i, rpr) && !has(errant, rpr) ->
+	:: !go && (lrel || lrev) && reach(i, rpr) && areach(i, rpr) && !has(errant, rpr) ->
 		propose(rpr); printf("EVENT leader %d re-elects %d\n", i, rpr)  /* released, back */
-	:: !((lrel || lrev) && reach(i, rpr) && areach(i, rpr) && !has(errant, rpr)) &&
-	   !lrel && !(down && ldown >= DETECT) -> skip           /* healthy, or confirming */
-	:: !((lrel || lrev) && reach(i, rpr) && areach(i, rpr) && !has(errant, rpr)) &&
-	   (lrel || (down && ldown >= DETECT)) ->
+	:: !(!go && (lrel || lrev) && reach(i, rpr) && areach(i, rpr) && !has(errant, rpr)) &&
+	   !go && !lrel && !(down && ldown >= DETECT) -> skip    /* healthy, or confirming */
+	:: !(!go && (lrel || lrev) && reach(i, rpr) && areach(i, rpr) && !has(errant, rpr)) &&
+	   (go || lrel || (down && ldown >= DETECT)) ->
+		/* a stall needs no detection wait: its agent timed it */
+		lstall = go;
 		lrev = true;
 #ifdef NO_LEASE_WAIT
 		go = true;
@@ -321,23 +328,31 @@ inline cluster_pass() {
 			:: else
 			fi
 		}
+		d = go;         /* the lease allows it */
 #ifndef NO_QUARANTINE
 		/* the old primary out of reach: an acknowledged write is on ACKS replicas, so enough
 		 * must be in view for one to hold it */
-		go = go && (reach(i, rpr) || cnt >= N - ACKS);
+		go = go && ((reach(i, rpr) && !lstall) || cnt >= N - ACKS);
 #endif
 		go = go && c != NONE;
 		for (k : 0 .. N - 1) {
 			if
-			:: go && k != rpr && reach(i, k) && !has(errant, k) && (!reach(i, rpr) || areach(i, k)) ->
+			:: go && k != rpr && reach(i, k) && !has(errant, k) && (!reach(i, rpr) || lstall || areach(i, k)) ->
 				go = sub(recv[k], recv[c])
 			:: else
 			fi
 		}
-		/* a reachable old primary is fenced first; the candidate must have what it executed */
+		/* blocked: the stall is forgotten, so a healthy old primary can be re-elected instead */
+		if
+		:: d && !go -> lstall = false
+		:: else
+		fi;
+		/* a reachable old primary is fenced first; the candidate must have what it executed,
+		 * unless it stalled: then what it executed may never reach anyone, and the replicas in
+		 * view are quarantined as for one out of reach */
 		if
 		:: go && reach(i, rpr) && has(wr, rpr) -> fence(rpr); go = false
-		:: go && reach(i, rpr) && !has(wr, rpr) -> go = sub(exec[rpr], recv[c])
+		:: go && reach(i, rpr) && !has(wr, rpr) && !lstall -> go = sub(exec[rpr], recv[c])
 		:: else
 		fi;
 		if
@@ -346,7 +361,7 @@ inline cluster_pass() {
 			for (k : 0 .. N - 1) {
 				if
 #ifndef NO_QUARANTINE
-				:: k != rpr && k != c && reach(i, k) && !reach(i, rpr) -> io = io & ~bit(k)
+				:: k != rpr && k != c && reach(i, k) && (!reach(i, rpr) || lstall) -> io = io & ~bit(k)
 #endif
 				:: k == c -> io = io & ~bit(k)
 				:: else
@@ -377,7 +392,7 @@ init {
 	/* clients write to a writable server */
 	:: atomic { nw < MAXW -> select(k : 0 .. N - 1);
 		if
-		:: mrun(k) && has(wr, k) ->
+		:: mrun(k) && has(wr, k) && !has(stl, k) ->
 			assert(sub(acked, exec[k]));
 			exec[k] = exec[k] | bit(nw); origin[nw] = k; printf("EVENT client writes w%d on %d\n", nw, k); nw++
 		:: else
@@ -432,12 +447,12 @@ init {
 		:: ok ->
 #ifndef NO_EPOCH_CAS
 			if
-			:: pep == rep -> rep++; rpr = ppr; lrev = false; lrel = false; ldown = 0;
+			:: pep == rep -> rep++; rpr = ppr; lrev = false; lrel = false; lstall = false; ldown = 0;
 				printf("EVENT commit: epoch %d primary %d\n", rep, rpr)
 			:: else
 			fi;
 #else
-			rep++; rpr = ppr; lrev = false; lrel = false; ldown = 0;
+			rep++; rpr = ppr; lrev = false; lrel = false; lstall = false; ldown = 0;
 			printf("EVENT commit without compare-and-set: epoch %d primary %d (decided in %d)\n", rep, rpr, pep);
 #endif
 			pep = qep; ppr = qpr; pldr = leader; qep = NONE
@@ -450,7 +465,7 @@ init {
 		:: k != leader && arun(k) && !ok_now ->
 			d = leader; leader = k; majority();
 			if
-			:: ok -> printf("EVENT %d elected leader\n", k); lgrant = 0; ldown = 0; lrev = false; lrel = false; vep[k] = rep; vpr[k] = rpr
+			:: ok -> printf("EVENT %d elected leader\n", k); lgrant = 0; ldown = 0; lrev = false; lrel = false; lstall = false; vep[k] = rep; vpr[k] = rpr
 			:: else -> leader = d
 			fi
 		:: else
@@ -512,6 +527,7 @@ init {
 		:: mfz = mfz | bit(k); printf("FAULT mysqld %d frozen\n", k)
 		:: afz = afz | bit(k); printf("FAULT agent %d frozen\n", k)
 		:: select(d : 1 .. bit(N - 1) - 1); grp = d; printf("FAULT partition: members in set %d cut off\n", d)
+		:: stl = stl | bit(k); printf("FAULT commit path of %d stalls\n", k)
 		fi }
 	/* recoveries: a restarted mysqld is read-only */
 	:: atomic { !calm -> select(k : 0 .. N - 1);
@@ -521,6 +537,7 @@ init {
 		:: has(mfz, k) -> mfz = mfz & ~bit(k); printf("HEAL mysqld %d thaws\n", k); thawed(k)
 		:: has(afz, k) -> afz = afz & ~bit(k); printf("HEAL agent %d thaws\n", k); thawed(k)
 		:: grp != 0 -> grp = 0; printf("HEAL partition heals\n")
+		:: has(stl, k) -> stl = stl & ~bit(k); printf("HEAL commit path of %d\n", k)
 		:: else
 		fi }
 	/* calm: no more faults; everything heals but perhaps one host stays down */
@@ -531,7 +548,7 @@ init {
 			:: else
 			fi
 		}
-		mfz = 0; afz = 0; grp = 0; mup = bit(N) - 1; aup = mup;
+		mfz = 0; afz = 0; grp = 0; stl = 0; mup = bit(N) - 1; aup = mup;
 		if
 		:: printf("CALM everything heals\n")
 		:: select(k : 0 .. N - 1);
