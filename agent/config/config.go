@@ -45,6 +45,7 @@ type Config struct {
 	HA struct {
 		Tick, DetectionTimeout, Lease, MaxClockDrift, PromotionMargin, FailoverCooldown time.Duration
 		CommitStallTimeout, CommitProbeInterval                                         time.Duration
+		LeaderOffPrimary                                                                bool
 	}
 	Admin struct {
 		Listen, TokenFile string
@@ -79,6 +80,7 @@ func Default() Config {
 	p := ha.DefaultPolicy()
 	c.HA.Tick, c.HA.DetectionTimeout, c.HA.Lease = p.Tick, p.DetectionTimeout, p.Lease
 	c.HA.MaxClockDrift, c.HA.PromotionMargin, c.HA.FailoverCooldown = p.MaxClockDrift, p.PromotionMargin, p.FailoverCooldown
+	c.HA.LeaderOffPrimary = p.LeaderOffPrimary
 	c.HA.CommitStallTimeout, c.HA.CommitProbeInterval = p.CommitStallTimeout, p.CommitProbeInterval
 	c.Admin.Listen = "127.0.0.1:7948"
 	c.DNS.Zone = "shoal."
@@ -98,7 +100,7 @@ func (c Config) Policy() ha.Policy {
 	return ha.Policy{Tick: c.HA.Tick, DetectionTimeout: c.HA.DetectionTimeout, Lease: c.HA.Lease,
 		MaxClockDrift: c.HA.MaxClockDrift, PromotionMargin: c.HA.PromotionMargin,
 		FailoverCooldown: c.HA.FailoverCooldown, CommitStallTimeout: c.HA.CommitStallTimeout, CommitProbeInterval: c.HA.CommitProbeInterval,
-		SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "",
+		SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "", LeaderOffPrimary: c.HA.LeaderOffPrimary,
 		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Membership.RemoveAfter}
 }
 

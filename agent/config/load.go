@@ -63,6 +63,7 @@ var keys = []key{
 	{"ha.max_clock_drift", "bound on how much members' clocks disagree over one lease", func(c *Config) any { return &c.HA.MaxClockDrift }},
 	{"ha.promotion_margin", "safety margin on top of lease and drift before promoting", func(c *Config) any { return &c.HA.PromotionMargin }},
 	{"ha.failover_cooldown", "least time between automatic failovers", func(c *Config) any { return &c.HA.FailoverCooldown }},
+	{"ha.leader_off_primary", "a Raft leader that is the serving primary's agent hands leadership to another voter, so one host lost does not take both", func(c *Config) any { return &c.HA.LeaderOffPrimary }},
 	{"ha.commit_stall_timeout", "how long a heartbeat commit on the primary may wait before its commit path counts as stalled (failover, unless it waits for semi-sync acks no replica can give)", func(c *Config) any { return &c.HA.CommitStallTimeout }},
 	{"ha.commit_probe_interval", "how often the primary's agent commits a heartbeat row (shoal.heartbeat), one at a time", func(c *Config) any { return &c.HA.CommitProbeInterval }},
 	{"admin.listen", "admin HTTP API address (status, switchover, metrics)", func(c *Config) any { return &c.Admin.Listen }},

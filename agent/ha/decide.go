@@ -122,7 +122,29 @@ func Decide(obs Observation, p Policy) Decision {
 		return d
 	}
 	decideCluster(obs, p, &d)
+	if p.LeaderOffPrimary && d.ClusterReason.Code == CodePrimaryHealthy && d.NodeReason.Code == CodePrimaryServing {
+		if to := otherVoter(obs); to != "" {
+			// With the leader beside the primary, losing that host costs an election before
+			// anyone can judge the primary, and the new leader then waits out a lease it cannot
+			// know from its election: seconds more than losing either alone.
+			d.TransferLeadership = true
+			d.ClusterReason = because(CodeLeaderOffPrimary, "primary %s of epoch %d is healthy; handing Raft leadership away from its agent "+
+				"(%s can take it), so that one host lost does not take both", obs.Self, obs.Record.Epoch, to)
+		}
+	}
 	return d
+}
+
+// otherVoter names a Raft voter other than this agent whose agent is alive and whose MySQL
+// serves, or "".
+func otherVoter(obs Observation) string {
+	for _, s := range obs.Raft.Configuration {
+		peer := obs.Peers[s.ID]
+		if s.Voter && s.ID != obs.Self && peer.Alive() && peer.Report.MySQLUp && !peer.Report.Draining {
+			return s.ID
+		}
+	}
+	return ""
 }
 
 func decideNode(obs Observation, p Policy) Decision {

@@ -325,6 +325,46 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
+			name: "the leader beside a serving primary hands leadership to another voter",
+			setup: func(o *Observation) {
+				o.Self = "db-0"
+				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
+				o.Servers["db-0"] = o.Local
+				o.LeaseUntil = t0.Add(time.Second)
+				o.Raft.Configuration = []membership.Server{{ID: "db-0", Voter: true}, {ID: "db-1", Voter: true}, {ID: "db-2", Voter: true}}
+			},
+			want: Decision{RenewLease: true, TransferLeadership: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held"),
+				ClusterReason: why(CodeLeaderOffPrimary, "primary db-0 of epoch 3 is healthy; handing Raft leadership away from its agent "+
+					"(db-1 can take it), so that one host lost does not take both")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name:   "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off",
+			policy: func(p *Policy) { p.LeaderOffPrimary = false },
+			setup: func(o *Observation) {
+				o.Self = "db-0"
+				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
+				o.Servers["db-0"] = o.Local
+				o.LeaseUntil = t0.Add(time.Second)
+				o.Raft.Configuration = []membership.Server{{ID: "db-0", Voter: true}, {ID: "db-1", Voter: true}, {ID: "db-2", Voter: true}}
+			},
+			want:   Decision{RenewLease: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held"), ClusterReason: db0Healthy},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "the leader beside a serving primary keeps leadership while no other voter serves",
+			setup: func(o *Observation) {
+				o.Self = "db-0"
+				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
+				o.Servers["db-0"] = o.Local
+				o.LeaseUntil = t0.Add(time.Second)
+				o.Raft.Configuration = []membership.Server{{ID: "db-0", Voter: true}, {ID: "db-1", Voter: false}, {ID: "db-2", Voter: true}}
+				setPeer(o, "db-2", func(p *Peer) { p.Report.MySQLUp = false })
+			},
+			want:   Decision{RenewLease: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held"), ClusterReason: db0Healthy},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
 			name: "primary with a pending switchover fences and releases",
 			setup: func(o *Observation) {
 				o.Self, o.Leader = "db-0", false

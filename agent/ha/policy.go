@@ -37,6 +37,9 @@ type Policy struct {
 	// CommitProbeInterval is how often the primary's agent writes a heartbeat
 	// (ha.commit_probe_interval), one write at a time.
 	CommitProbeInterval time.Duration
+	// LeaderOffPrimary has a Raft leader that is the serving primary's agent hand leadership to
+	// another voter (ha.leader_off_primary).
+	LeaderOffPrimary bool
 	// KillFrozenPrimary lets the agent SIGKILL its own mysqld when it stopped answering while
 	// writable and the primary lease ran out (set when mysql.pid_file names its process).
 	KillFrozenPrimary bool
@@ -59,6 +62,7 @@ func DefaultPolicy() Policy {
 		// ahead in the group commit) keeps its role, yet writes stop for seconds, not minutes.
 		CommitStallTimeout:  5 * time.Second,
 		CommitProbeInterval: time.Second,
+		LeaderOffPrimary:    true,
 	}
 }
 

@@ -42,9 +42,10 @@ const (
 
 // Cluster codes: what the Raft leader decided for the cluster.
 const (
-	CodeHandLeadership Code = "hand_leadership" // the leader's own MySQL is gone
-	CodeInitRecord     Code = "init_record"
-	CodeRecordMember   Code = "record_member"
+	CodeHandLeadership   Code = "hand_leadership"    // the leader's own MySQL is gone
+	CodeLeaderOffPrimary Code = "leader_off_primary" // the leader is the primary's agent: it hands leadership away
+	CodeInitRecord       Code = "init_record"
+	CodeRecordMember     Code = "record_member"
 
 	CodeFirstPrimaryWait    Code = "first_primary_wait" // too few healthy members
 	CodeFirstPrimaryBlocked Code = "first_primary_blocked"
