@@ -3,6 +3,7 @@
 package model
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,7 +14,9 @@ func check(t *testing.T, args ...string) string {
 	if _, err := exec.LookPath("spin"); err != nil {
 		t.Fatal("spin is not installed: run `make deps`")
 	}
-	out, err := exec.Command("bash", append([]string{"check.sh"}, args...)...).CombinedOutput()
+	cmd := exec.Command("bash", append([]string{"check.sh"}, args...)...)
+	cmd.Env = append(os.Environ(), "SHOAL_MODEL_BITS=24")
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("check.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -21,10 +24,13 @@ func check(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// The protocol with the holder's clock as fast as the leader's and one fault per run: every
-// property holds (make model-check adds drift, the other first leader, two faults, 5 members).
+// The protocol with the holder's clock as fast as the leader's and one fault per run: a
+// bitstate search of 2^24 bits finds no violation. It covers a part of the 41 M states the
+// exhaustive search visits in 16 minutes; `make model-check` runs the exhaustive searches (and
+// adds drift, the other first leader, two faults, 5 members). The commit-stall liveness bug
+// fixed in this model's history showed in such a search within 30 s.
 func TestModelSmall(t *testing.T) {
-	out := check(t, "pass", "full", "-DMAXF=1", "-DDRIFT=0")
+	out := check(t, "pass", "bitstate", "-DMAXF=1", "-DDRIFT=0")
 	if !strings.Contains(out, " 0 errors") {
 		t.Fatalf("unexpected result:\n%s", out)
 	}
