@@ -12,6 +12,7 @@ import (
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/ha"
 	"github.com/shoal-db/shoal/consensus/membership"
+	"github.com/shoal-db/shoal/consensus/record"
 )
 
 // serverPool keeps one open mysqlctl handle per address, opened on first use. A server that is
@@ -74,8 +75,31 @@ func down(err error) ha.Server {
 		Stalled: errors.Is(err, context.DeadlineExceeded) || errors.As(err, &nerr) && nerr.Timeout()}
 }
 
-// gather builds the Observation for one pass.
+// gather builds the Observation for one pass. The leader's lease table may reflect a record
+// newer than the one the pass read at its start: a primary releases its lease once it sees a
+// switchover, which the leader applied before it did. Deciding on the older record with that
+// release would re-elect a primary that stepped down for the switchover (seen in a benchmark).
+// So a leader whose record moved while it gathered gathers again, and after three tries makes
+// no cluster decision in this pass; the change that moved the record runs the next pass at once.
 func (a *Agent) gather(ctx context.Context) ha.Observation {
+	obs := a.gatherOnce(ctx)
+	for try := 1; obs.Leader && recordMoved(obs.Record, a.raft.Record()); try++ {
+		if try == 3 {
+			obs.Leader = false
+			break
+		}
+		obs = a.gatherOnce(ctx)
+	}
+	return obs
+}
+
+// recordMoved reports whether the record changed in what the cluster decisions branch on.
+func recordMoved(was, now record.Record) bool {
+	return was.Epoch != now.Epoch || was.Primary != now.Primary || was.Paused != now.Paused ||
+		(was.Switchover == nil) != (now.Switchover == nil) || was.Cluster != now.Cluster || len(was.Members) != len(now.Members)
+}
+
+func (a *Agent) gatherOnce(ctx context.Context) ha.Observation {
 	leader := a.leaderReady(ctx)
 	members := a.gossip.Members() // one snapshot for the peers and the Raft view alike
 	rec := a.raft.Record()
@@ -96,7 +120,9 @@ func (a *Agent) gather(ctx context.Context) ha.Observation {
 	// the replica applied in between, which would look errant.
 	obs.Local = a.probe(ctx, a.opts.LocalMySQLAddr)
 	// Only the writable primary writes heartbeats: on any other server the row would be errant.
-	writer := rec.Primary == a.opts.NodeID && obs.Local.Up && obs.Local.Status.Writable()
+	// And only under its lease: past it the server is being fenced, and a heartbeat waiting for
+	// an ack it will not get would hold up the fence.
+	writer := rec.Primary == a.opts.NodeID && obs.Local.Up && obs.Local.Status.Writable() && a.now().Before(a.leaseUntil)
 	obs.CommitWaitingSince = a.commits.observe(writer, rec.Epoch)
 	probes := map[string]string{} // member id -> address
 	if p := rec.Primary; p != "" && p != a.opts.NodeID {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/consensus/record"
 )
 
 // A silent server's probe is not started again while one is in flight, a pass that gives up on
@@ -52,4 +53,26 @@ func TestRemoteProbesKeepOneInFlight(t *testing.T) {
 		t.Fatal("a success did not make the next pass patient again")
 	}
 	r.wait("db1:3306", last, time.Now().Add(time.Minute))
+}
+
+func TestRecordMoved(t *testing.T) {
+	base := record.Record{Cluster: "orders", Epoch: 3, Primary: "db-0", Members: map[string]record.Member{"db-0": {}, "db-1": {}}}
+	for name, change := range map[string]func(r *record.Record){
+		"epoch":      func(r *record.Record) { r.Epoch++ },
+		"primary":    func(r *record.Record) { r.Primary = "db-1" },
+		"paused":     func(r *record.Record) { r.Paused = true },
+		"switchover": func(r *record.Record) { r.Switchover = &record.Switchover{To: "db-1"} },
+		"members":    func(r *record.Record) { r.Members = map[string]record.Member{"db-0": {}} },
+	} {
+		moved := base.Clone()
+		change(&moved)
+		if !recordMoved(base, moved) {
+			t.Errorf("a change of %s is not seen", name)
+		}
+	}
+	same := base.Clone()
+	same.LastReason = "reworded"
+	if recordMoved(base, same) {
+		t.Error("a change no decision branches on counts as a move")
+	}
 }
