@@ -51,11 +51,14 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 	// half-loaded server, and root can write it.
 	s.loading.Store(true)
 	err = s.load(ctx, dump, position, state)
-	s.loading.Store(false)
 	if err != nil {
+		s.loading.Store(false)
 		return fail("load", err)
 	}
-	if err := s.Stop(ctx); err != nil {
+	// Still loading until stopped: the loaded server runs writable until then.
+	err = s.Stop(ctx)
+	s.loading.Store(false)
+	if err != nil {
 		return fail("stop after loading", err)
 	}
 	if err := s.start(ctx); err != nil {
