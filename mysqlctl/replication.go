@@ -346,11 +346,7 @@ func (s *Server) Fence(ctx context.Context, opts FenceOptions) error {
 		// cut off from its replicas gets no ack: the statement would wait out lock_wait_timeout,
 		// a second in which the server is writable beside the new primary (seen in a benchmark).
 		// The pending statement already holds new writers back, so the waiters are killed now.
-		if err := s.killClientsBut(ctx, ownID); err != nil {
-			<-done
-			return err
-		}
-		fenced = <-done
+		fenced = s.unblockFence(ctx, ownID, done)
 	}
 	if fenced != nil && serverErrorNumber(fenced) != errLockWaitTimeout {
 		return s.errorf("fence: set read-only", fenced)
@@ -370,8 +366,8 @@ func (s *Server) Fence(ctx context.Context, opts FenceOptions) error {
 	return nil
 }
 
-// releaseAckWaiters runs setReadOnly while the sessions that still wait for a semi-sync ack are let
-// go. MySQL keeps a killed session waiting for its ack, holding the commit lock that read-only
+// releaseAckWaiters runs setReadOnly (the read-only statement, or a wait for the pending one)
+// while the sessions that still wait for a semi-sync ack are let go. MySQL keeps a killed session waiting for its ack, holding the commit lock that read-only
 // needs. Its client is already disconnected, so finishing that commit acknowledges nothing to anyone
 // (and the transaction is in the binlog already). offline_mode keeps new client sessions out while
 // the source side of semi-sync is off, so no fresh write can commit unacknowledged in between;
@@ -405,18 +401,31 @@ func (s *Server) releaseAckWaiters(ctx context.Context, conn *sql.Conn, setReadO
 // up are killed.
 const fenceGrace = 50 * time.Millisecond
 
-// killClientsBut kills every client connection but spare, over a connection of its own.
-func (s *Server) killClientsBut(ctx context.Context, spare int64) error {
+// unblockFence frees the read-only statement pending on connection spare, over a connection of
+// its own: it kills the clients and, where a killed session keeps waiting for its ack (MySQL),
+// lets the waiters go; then it returns the statement's result.
+func (s *Server) unblockFence(ctx context.Context, spare int64, done <-chan error) error {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return s.errorf("fence: get a second connection", err)
+		return errors.Join(fmt.Errorf("get a second connection: %w", err), <-done)
 	}
 	defer conn.Close()
 	var ownID int64
 	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&ownID); err != nil {
-		return s.errorf("fence: read own connection id", err)
+		return errors.Join(fmt.Errorf("read own connection id: %w", err), <-done)
 	}
-	return s.killClients(ctx, conn, ownID, spare)
+	if err := s.killClients(ctx, conn, ownID, spare); err != nil {
+		return errors.Join(err, <-done)
+	}
+	if !s.dialect.killKeepsAckWait {
+		return <-done
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(fenceGrace):
+	}
+	return s.releaseAckWaiters(ctx, conn, func() error { return <-done })
 }
 
 // killClients kills, over conn, every connection but replication threads, system threads and
