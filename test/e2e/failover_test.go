@@ -128,6 +128,27 @@ func freezeHost(c *Cluster, p int) (recover func()) {
 	}
 }
 
+// The primary cut off again and again, each time with commits waiting for acks it cannot get:
+// its fence must take before the new primary opens, every time (a fence that waited out
+// lock_wait_timeout left it writable beside the new one in one cycle of six).
+func TestPrimaryIsolatedRepeatedly(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor, "--ha.failover_cooldown", "1s")
+		for range 4 {
+			w.WaitAcked(t, w.Acked()+20)
+			heal := c.Isolate(p)
+			next := c.WaitPrimary(p, 60*time.Second)
+			w.WaitAcked(t, w.Acked()+20)
+			heal()
+			c.RepairErrant(next)
+			p = next
+		}
+		acked := w.Stop()
+		out := c.Verify(acked, m.Stop())
+		t.Logf("%s: %d acknowledged writes over 4 isolations; %s", flavor, len(acked), out)
+	})
+}
+
 func TestPrimaryAgentFrozen(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
