@@ -253,7 +253,12 @@ func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {
 		return
 	}
 	if obs.Primary == nil || !obs.Primary.Up {
-		d.Memory.PrimaryMisses = obs.Memory.PrimaryMisses + 1
+		// A probe still pending after a failure is no new miss: a pass waits only briefly on it,
+		// and a busy machine must not stop a receiver that its primary still feeds.
+		d.Memory.PrimaryMisses = obs.Memory.PrimaryMisses
+		if obs.Primary == nil || !obs.Primary.Pending {
+			d.Memory.PrimaryMisses++
+		}
 		d.NodeReason = because(CodePrimaryUnreachable, "read-only; primary %s is unreachable from here", primary)
 		if d.Errant = obs.Memory.Errant; d.Errant != "" {
 			d.NodeReason = because(CodeErrant, "read-only; primary %s is unreachable from here; still holding errant transactions %s", primary, d.Errant)

@@ -325,7 +325,8 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
-			name: "the leader beside a serving primary hands leadership to another voter",
+			name:   "the leader beside a serving primary hands leadership to another voter",
+			policy: func(p *Policy) { p.LeaderOffPrimary = true },
 			setup: func(o *Observation) {
 				o.Self = "db-0"
 				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
@@ -339,8 +340,7 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
-			name:   "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off",
-			policy: func(p *Policy) { p.LeaderOffPrimary = false },
+			name: "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off (the default)",
 			setup: func(o *Observation) {
 				o.Self = "db-0"
 				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
@@ -352,7 +352,8 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
-			name: "the leader beside a serving primary keeps leadership while no other voter serves",
+			name:   "the leader beside a serving primary keeps leadership while no other voter serves",
+			policy: func(p *Policy) { p.LeaderOffPrimary = true },
 			setup: func(o *Observation) {
 				o.Self = "db-0"
 				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
@@ -433,6 +434,15 @@ func decideCases(p Policy) []decideCase {
 				NodeReason: why(CodeStopReceiver, "read-only; primary db-0 missed 2 probes from here in a row: stopping the receiver, "+
 					"so nothing more of it is acknowledged while the leader may replace it")},
 			memory: mem(Memory{PrimaryMisses: 2}),
+		},
+		{
+			name: "a probe still pending after a failure is no new miss: the receiver runs on",
+			setup: func(o *Observation) {
+				o.Primary = &Server{Err: "no answer for 70ms (its last probe failed too)", Stalled: true, Pending: true}
+				o.Memory.PrimaryMisses = 1
+			},
+			want:   Decision{NodeReason: primaryLost, ClusterReason: db0Healthy},
+			memory: mem(Memory{PrimaryMisses: 1}),
 		},
 		{
 			name:   "one missed probe of the primary stops nothing: this agent may have been the one paused",

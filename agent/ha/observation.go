@@ -65,6 +65,9 @@ type Server struct {
 	// as opposed to a connection that failed at once (a fence kills the agent's own
 	// connections too, and the next probe reconnects).
 	Stalled bool
+	// Pending is set when the probe had not answered when the pass went on, after an earlier
+	// probe of the same server failed: it still looks down, but that is no new evidence.
+	Pending bool
 	Status  state.Status
 }
 

@@ -38,7 +38,9 @@ type Policy struct {
 	// (ha.commit_probe_interval), one write at a time.
 	CommitProbeInterval time.Duration
 	// LeaderOffPrimary has a Raft leader that is the serving primary's agent hand leadership to
-	// another voter (ha.leader_off_primary).
+	// another voter (ha.leader_off_primary). Off by default: Raft picks the transfer's target
+	// itself, and CI saw it bounce between the primary and a member whose MySQL was down until
+	// the primary's lease lapsed; it needs a chosen target first.
 	LeaderOffPrimary bool
 	// KillFrozenPrimary lets the agent SIGKILL its own mysqld when it stopped answering while
 	// writable and the primary lease ran out (set when mysql.pid_file names its process).
@@ -62,7 +64,6 @@ func DefaultPolicy() Policy {
 		// ahead in the group commit) keeps its role, yet writes stop for seconds, not minutes.
 		CommitStallTimeout:  5 * time.Second,
 		CommitProbeInterval: time.Second,
-		LeaderOffPrimary:    true,
 	}
 }
 
