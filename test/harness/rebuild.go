@@ -124,47 +124,7 @@ func (s *Server) binlogStateAt(ctx context.Context, pos string) (string, error) 
 	if err := db.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_state").Scan(&now); err != nil {
 		return "", fmt.Errorf("read gtid_binlog_state: %w", err)
 	}
-	return binlogStateAt(now, pos)
-}
-
-func binlogStateAt(now, pos string) (string, error) {
-	type entry struct{ domain, server, seq uint64 }
-	parse := func(list string) ([]entry, error) {
-		var out []entry
-		for _, g := range strings.Split(list, ",") {
-			if g = strings.TrimSpace(g); g == "" {
-				continue
-			}
-			var e entry
-			if _, err := fmt.Sscanf(g, "%d-%d-%d", &e.domain, &e.server, &e.seq); err != nil {
-				return nil, fmt.Errorf("GTID %q: %w", g, err)
-			}
-			out = append(out, e)
-		}
-		return out, nil
-	}
-	current, err := parse(now)
-	if err != nil {
-		return "", err
-	}
-	at, err := parse(pos)
-	if err != nil {
-		return "", err
-	}
-	last := map[uint64]entry{} // domain -> the copy's position in it
-	for _, e := range at {
-		last[e.domain] = e
-	}
-	var keep []string
-	for _, e := range current {
-		if p, ok := last[e.domain]; ok && e.seq < p.seq && e.server != p.server {
-			keep = append(keep, fmt.Sprintf("%d-%d-%d", e.domain, e.server, e.seq))
-		}
-	}
-	for _, e := range at {
-		keep = append(keep, fmt.Sprintf("%d-%d-%d", e.domain, e.server, e.seq))
-	}
-	return strings.Join(keep, ","), nil
+	return gtid.MariaDBBinlogStateAt(now, pos)
 }
 
 // mariadbDumpGTID is the position line mariadb-dump --gtid --master-data=2 writes.
