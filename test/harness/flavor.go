@@ -70,6 +70,8 @@ func newFlavor(name gtid.Flavor) (*flavor, error) {
 				"--gtid-mode=ON", "--enforce-gtid-consistency=ON",
 				// Loaded so tests can turn semi-sync on; both halves stay disabled until they do.
 				"--plugin-load-add=semisync_source.so", "--plugin-load-add=semisync_replica.so",
+				// Re-seeding copies a member with CLONE INSTANCE.
+				"--plugin-load-add=mysql_clone.so",
 				"--secure-file-priv=",
 			},
 			// With gtid_mode=ON MySQL records GTIDs in mysql.gtid_executed even without a binlog,

@@ -1,0 +1,101 @@
+package reseed
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/hostport"
+)
+
+// errRestartWithoutSupervisor (3707) is what CLONE returns when the cloned data is in place but
+// mysqld, run without a supervisor, could only shut down.
+const errRestartWithoutSupervisor = 3707
+
+// CloneOptions say where a MySQL recipient clones from and how fast.
+type CloneOptions struct {
+	// Donor is the donor's MySQL address as the recipient reaches it (host:port).
+	Donor string
+	// User and Password log in to the donor; the account needs BACKUP_ADMIN there. The agent's
+	// own account serves: it is the same on every member, and the copy brings it along.
+	User, Password string
+	// MaxBandwidthMiB caps the copy at this many MiB/s (clone_max_data_bandwidth), so the donor
+	// keeps up with its primary; 0 is unlimited.
+	MaxBandwidthMiB int
+	// MaxConcurrency caps the clone's threads (clone_max_concurrency); 0 keeps the server's.
+	MaxConcurrency int
+}
+
+// Clone replaces the MySQL server at local (the agent's own connection settings) with a copy of
+// the donor's data and brings it back up: CLONE INSTANCE on the recipient, then, if mysqld shut
+// down for want of a supervisor, svc.Start. Both servers need the clone plugin loaded
+// (plugin-load-add=mysql_clone.so) and the account CLONE_ADMIN on the recipient. The recipient
+// comes back with the donor's data and GTIDs, read-only as its configuration says, and no
+// replication configured: the agent points it at the primary.
+func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOptions, log *slog.Logger) error {
+	host, port, err := hostport.Split(opts.Donor)
+	if err != nil {
+		return fmt.Errorf("clone: donor address: %w", err)
+	}
+	// CLONE INSTANCE returns only when the copy is done: the connection may wait for hours.
+	long := local
+	long.ReadTimeout = 24 * time.Hour
+	srv, err := mysqlctl.Open(ctx, long)
+	if err != nil {
+		return fmt.Errorf("clone from %s: %w", opts.Donor, err)
+	}
+	defer srv.Close()
+	if srv.Flavor() != gtid.MySQL {
+		return fmt.Errorf("clone from %s: the local server is %s; clone is MySQL's", opts.Donor, srv.Flavor())
+	}
+	db := srv.DB()
+	var status sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'clone'").Scan(&status); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("clone from %s: check the clone plugin: %w", opts.Donor, err)
+	}
+	if status.String != "ACTIVE" {
+		return fmt.Errorf("clone from %s: the clone plugin is not active on %s (load it with plugin-load-add=mysql_clone.so)", opts.Donor, local.Addr)
+	}
+	set := map[string]any{"clone_valid_donor_list": opts.Donor, "clone_max_data_bandwidth": max(opts.MaxBandwidthMiB, 0)}
+	if opts.MaxConcurrency > 0 {
+		set["clone_max_concurrency"] = opts.MaxConcurrency
+	}
+	for name, value := range set {
+		if _, err := db.ExecContext(ctx, "SET GLOBAL "+name+" = ?", value); err != nil {
+			return fmt.Errorf("clone from %s: set %s: %w", opts.Donor, name, err)
+		}
+	}
+	begin := time.Now()
+	log.Info("clone starting", "donor", opts.Donor, "max_mib_per_second", opts.MaxBandwidthMiB)
+	_, err = db.ExecContext(ctx, "CLONE INSTANCE FROM ?@?:"+fmt.Sprint(port)+" IDENTIFIED BY ?", opts.User, host, opts.Password)
+	var me *mysql.MySQLError
+	switch {
+	case errors.As(err, &me) && me.Number == errRestartWithoutSupervisor:
+		// The data is in place; mysqld shut down and waits for its service manager.
+		log.Info("clone copied; starting mysqld", "donor", opts.Donor, "took", time.Since(begin).Round(time.Millisecond))
+		if err := waitDown(ctx, local); err != nil {
+			return fmt.Errorf("clone from %s: %w", opts.Donor, err)
+		}
+		if err := svc.Start(ctx); err != nil {
+			return fmt.Errorf("clone from %s: %w", opts.Donor, err)
+		}
+	case err != nil && !errors.Is(err, mysql.ErrInvalidConn):
+		return fmt.Errorf("clone from %s: CLONE INSTANCE: %w", opts.Donor, err)
+	default:
+		// A supervised mysqld restarts itself, which may drop our connection before CLONE answers.
+		log.Info("clone copied; mysqld restarts itself", "donor", opts.Donor, "took", time.Since(begin).Round(time.Millisecond))
+	}
+	back, err := waitReady(ctx, local)
+	if err != nil {
+		return fmt.Errorf("clone from %s: %w", opts.Donor, err)
+	}
+	back.Close()
+	return nil
+}

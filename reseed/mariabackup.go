@@ -1,0 +1,305 @@
+package reseed
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/mysqlctl/hostport"
+)
+
+// Tools names the MariaDB programs; empty fields take the names on PATH.
+type Tools struct {
+	Backup   string // mariadb-backup
+	Mbstream string // mbstream
+}
+
+func (t Tools) backup() string   { return cmp.Or(t.Backup, "mariadb-backup") }
+func (t Tools) mbstream() string { return cmp.Or(t.Mbstream, "mbstream") }
+
+// BackupOptions say how the donor's agent backs up its own MariaDB server.
+type BackupOptions struct {
+	// Local is the agent's connection to its server: a Unix socket path or host:port, with the
+	// agent's account (it needs RELOAD, PROCESS, LOCK TABLES and BINLOG MONITOR, as root has).
+	Local mysqlctl.Config
+	// TmpDir holds mariadb-backup's scratch files and its credentials file while it runs.
+	TmpDir string
+	// BytesPerSecond caps the stream, so the donor keeps up with its primary; 0 is unlimited.
+	BytesPerSecond int64
+	Tools          Tools
+}
+
+// Backup streams a consistent physical copy of the local MariaDB server to w (mbstream format)
+// and returns how many bytes it wrote. It runs mariadb-backup, which must run beside the server:
+// it reads the data files. Cancelling ctx kills it.
+func Backup(ctx context.Context, w io.Writer, opts BackupOptions, log *slog.Logger) (int64, error) {
+	fail := func(step string, err error) (int64, error) { return 0, fmt.Errorf("backup for a re-seed: %s: %w", step, err) }
+	srv, err := mysqlctl.Open(ctx, opts.Local)
+	if err != nil {
+		return fail("open the local server", err)
+	}
+	var dataDir string
+	err = srv.DB().QueryRowContext(ctx, "SELECT @@datadir").Scan(&dataDir)
+	flavor := srv.Flavor()
+	srv.Close()
+	if err != nil {
+		return fail("read datadir", err)
+	}
+	if flavor != gtid.MariaDB {
+		return fail("check flavor", fmt.Errorf("the local server is %s; mariadb-backup is MariaDB's", flavor))
+	}
+	scratch, err := os.MkdirTemp(opts.TmpDir, "shoal-backup-")
+	if err != nil {
+		return fail("scratch dir", err)
+	}
+	defer os.RemoveAll(scratch)
+	// The password goes in a file only we can read, not on a command line anyone can.
+	conn := "[mariadb-backup]\nuser=" + opts.Local.User + "\npassword=" + opts.Local.Password + "\n"
+	if strings.HasPrefix(opts.Local.Addr, "/") {
+		conn += "socket=" + opts.Local.Addr + "\n"
+	} else {
+		host, port, err := hostport.Split(opts.Local.Addr)
+		if err != nil {
+			return fail("local address", err)
+		}
+		conn += fmt.Sprintf("host=%s\nport=%d\n", host, port)
+	}
+	cnf := filepath.Join(scratch, "client.cnf")
+	if err := os.WriteFile(cnf, []byte(conn), 0o600); err != nil {
+		return fail("credentials file", err)
+	}
+	// Only this file: the host's my.cnf may describe another server; the rest comes from the
+	// server itself.
+	cmd := exec.CommandContext(ctx, opts.Tools.backup(), "--defaults-file="+cnf, "--backup", "--stream=mbstream",
+		"--datadir="+dataDir, "--target-dir="+scratch)
+	tw := &throttledWriter{ctx: ctx, w: w, rate: opts.BytesPerSecond, start: time.Now()}
+	var stderr tailBuffer
+	cmd.Stdout, cmd.Stderr = tw, &stderr
+	begin := time.Now()
+	if err := cmd.Run(); err != nil {
+		return tw.n, fmt.Errorf("backup for a re-seed: %s: %w: %s", opts.Tools.backup(), err, lastLines(stderr.String(), 10))
+	}
+	log.Info("backup streamed", "bytes", tw.n, "took", time.Since(begin).Round(time.Millisecond))
+	return tw.n, nil
+}
+
+// RestoreOptions say how a joiner installs a stream from Backup.
+type RestoreOptions struct {
+	// Local is the agent's connection to its server.
+	Local mysqlctl.Config
+	// DataDir is the server's data dir; "" asks the running server (@@datadir). The copy is
+	// extracted and prepared beside it (DataDir + ".reseed"), on the same file system, so the
+	// swap is a rename.
+	DataDir string
+	// Service stops mysqld for the swap and starts it again.
+	Service Service
+	// DonorBinlogState returns a member's current gtid_binlog_state (the donor's): with the
+	// copy's position it gives the state the copy stands for (gtid.MariaDBBinlogStateAt).
+	DonorBinlogState func(ctx context.Context) (string, error)
+	Tools            Tools
+}
+
+// Restore replaces the local MariaDB server's data with the stream of a Backup: extract and
+// prepare it beside the data dir while the server still runs, stop the server, swap the copy in
+// (the old data is removed), start it, and give it the copy's GTID position and binlog state, so
+// it replicates from the primary with GTID auto-positioning. It returns the copy's position.
+func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *slog.Logger) (string, error) {
+	fail := func(step string, err error) (string, error) { return "", fmt.Errorf("restore a re-seed: %s: %w", step, err) }
+	dataDir := opts.DataDir
+	if dataDir == "" {
+		srv, err := mysqlctl.Open(ctx, opts.Local)
+		if err != nil {
+			return fail("learn the data dir from the running server (or set it)", err)
+		}
+		err = srv.DB().QueryRowContext(ctx, "SELECT @@datadir").Scan(&dataDir)
+		srv.Close()
+		if err != nil {
+			return fail("read datadir", err)
+		}
+	}
+	dataDir = filepath.Clean(dataDir)
+	staging := dataDir + ".reseed"
+	if err := os.RemoveAll(staging); err != nil {
+		return fail("clear the staging dir", err)
+	}
+	if err := os.Mkdir(staging, 0o750); err != nil {
+		return fail("staging dir", err)
+	}
+	defer os.RemoveAll(staging)
+	begin := time.Now()
+	extract := exec.CommandContext(ctx, opts.Tools.mbstream(), "-x", "-C", staging)
+	var stderr tailBuffer
+	extract.Stdin, extract.Stderr = stream, &stderr
+	if err := extract.Run(); err != nil {
+		return fail("extract", fmt.Errorf("%s: %w: %s", opts.Tools.mbstream(), err, lastLines(stderr.String(), 10)))
+	}
+	extracted := time.Since(begin)
+	// --no-defaults: the copy's own backup-my.cnf says how its InnoDB was set up.
+	prepare := exec.CommandContext(ctx, opts.Tools.backup(), "--no-defaults", "--prepare", "--target-dir="+staging)
+	if out, err := prepare.CombinedOutput(); err != nil {
+		return fail("prepare", fmt.Errorf("%s: %w: %s", opts.Tools.backup(), err, lastLines(string(out), 10)))
+	}
+	pos, err := copyPosition(staging)
+	if err != nil {
+		return fail("read the copy's GTID position", err)
+	}
+	// The server reads the data as its own user, which owns the old data dir.
+	if err := chownLike(staging, dataDir); err != nil {
+		return fail("hand the copy to the data dir's owner", err)
+	}
+	log.Info("copy prepared; stopping mysqld to swap it in", "gtid", pos, "extract", extracted.Round(time.Millisecond),
+		"prepare", (time.Since(begin) - extracted).Round(time.Millisecond))
+	if err := opts.Service.Stop(ctx); err != nil {
+		return fail("stop mysqld", err)
+	}
+	if err := waitDown(ctx, opts.Local); err != nil {
+		return fail("stop mysqld", err)
+	}
+	old := dataDir + ".old"
+	if err := os.RemoveAll(old); err != nil {
+		return fail("clear the old data's place", err)
+	}
+	if err := os.Rename(dataDir, old); err != nil && !os.IsNotExist(err) {
+		return fail("move the old data aside", err)
+	}
+	if err := os.Rename(staging, dataDir); err != nil {
+		return fail("move the copy in", err)
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return fail("remove the old data", err)
+	}
+	if err := opts.Service.Start(ctx); err != nil {
+		return fail("start mysqld", err)
+	}
+	srv, err := waitReady(ctx, opts.Local)
+	if err != nil {
+		return fail("start mysqld", err)
+	}
+	defer srv.Close()
+	now, err := opts.DonorBinlogState(ctx)
+	if err != nil {
+		return fail("read the donor's binlog state", err)
+	}
+	binlogState, err := gtid.MariaDBBinlogStateAt(now, pos)
+	if err != nil {
+		return fail("binlog state of the copy", err)
+	}
+	// The copy has no binlog: errant checks compare every (domain, server) entry of the binlog
+	// state, so it gets the state it stands for, and replication starts at its position.
+	for _, q := range []struct {
+		step, query string
+		args        []any
+	}{
+		{"reset binlog", "RESET MASTER", nil},
+		{"set gtid_binlog_state", "SET GLOBAL gtid_binlog_state = ?", []any{binlogState}},
+		{"set gtid_slave_pos", "SET GLOBAL gtid_slave_pos = ?", []any{pos}},
+	} {
+		if _, err := srv.DB().ExecContext(ctx, q.query, q.args...); err != nil {
+			return fail(q.step, err)
+		}
+	}
+	log.Info("re-seeded from a backup stream", "gtid", pos, "binlog_state", binlogState, "took", time.Since(begin).Round(time.Millisecond))
+	return pos, nil
+}
+
+// copyPosition reads the GTID position mariadb-backup recorded for the copy (file, offset, GTID;
+// older versions name the file xtrabackup_binlog_info).
+func copyPosition(dir string) (string, error) {
+	for _, name := range []string{"mariadb_backup_binlog_info", "xtrabackup_binlog_info"} {
+		f, err := os.Open(filepath.Join(dir, name))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		line, err := bufio.NewReader(f).ReadString('\n')
+		if err != nil && err != io.EOF {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 3 {
+			return "", fmt.Errorf("%s: no GTID position in %q (is the binlog on?)", name, strings.TrimSpace(line))
+		}
+		if _, err := gtid.Parse(gtid.MariaDB, fields[2]); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		return fields[2], nil
+	}
+	return "", fmt.Errorf("no mariadb_backup_binlog_info in the copy")
+}
+
+// chownLike gives every file under dir the owner of ref, when they differ (the agent runs as
+// root, the server as mysql).
+func chownLike(dir, ref string) error {
+	fi, err := os.Stat(ref)
+	if os.IsNotExist(err) {
+		return nil // an emptied member: nothing says whose it should be
+	}
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || (int(st.Uid) == os.Geteuid() && int(st.Gid) == os.Getegid()) {
+		return nil
+	}
+	return filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, int(st.Uid), int(st.Gid))
+	})
+}
+
+// throttledWriter passes writes on to w at no more than rate bytes per second on average (0: no
+// limit), sleeping after a write that got ahead; it counts what it wrote.
+type throttledWriter struct {
+	ctx   context.Context
+	w     io.Writer
+	rate  int64
+	start time.Time
+	n     int64
+}
+
+func (t *throttledWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	t.n += int64(n)
+	if err != nil || t.rate <= 0 {
+		return n, err
+	}
+	ahead := time.Duration(float64(t.n)/float64(t.rate)*float64(time.Second)) - time.Since(t.start)
+	if ahead > 0 {
+		select {
+		case <-t.ctx.Done():
+			return n, t.ctx.Err()
+		case <-time.After(ahead):
+		}
+	}
+	return n, nil
+}
+
+// tailBuffer keeps the last 64 KiB written to it: enough of a tool's stderr to say why it failed.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if over := len(t.b) - 64<<10; over > 0 {
+		t.b = t.b[over:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }
