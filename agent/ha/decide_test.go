@@ -1266,6 +1266,86 @@ func decideCases(p Policy) []decideCase {
 				{Action: membership.ActionAddNonvoter, ID: "db-2", Addr: "10.0.0.3:7000", Reason: "adding db-2 as a non-voter: alive in gossip, not yet in Raft"},
 			}},
 		},
+		{
+			name:  "an agent re-seeding its server leaves it to the copy",
+			setup: func(o *Observation) { o.Reseeding, o.Leader = true, false },
+			want:  Decision{NodeReason: why(CodeReseeding, "re-seeding this server from a donor")},
+		},
+		{
+			name: "a member without transactions (an empty data dir) is re-seeded from the replica",
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
+			},
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", Donor: "db-1"},
+				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-1: it holds no transactions (an empty data dir)")},
+			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name: "an errant member stays fenced without ha.rebuild_errant",
+			setup: func(o *Observation) {
+				setPeer(o, "db-2", func(p *Peer) { p.Report.Errant = true })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
+		{
+			name:   "with ha.rebuild_errant an errant member is re-seeded from the replica with the least lag",
+			policy: func(p *Policy) { p.RebuildErrant = true },
+			setup: func(o *Observation) {
+				setPeer(o, "db-2", func(p *Peer) { p.Report.Errant = true })
+				setPeer(o, "db-1", func(p *Peer) { p.Report.LagMillis = 900 })
+			},
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", Donor: "db-1"},
+				ClusterReason: why(CodeReseedErrant, "re-seeding db-2 from db-1: it holds errant transactions and ha.rebuild_errant is on")},
+			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name:   "a lagging replica never donates, nor the primary while a replica exists",
+			policy: func(p *Policy) { p.RebuildErrant = true },
+			setup: func(o *Observation) {
+				setPeer(o, "db-2", func(p *Peer) { p.Report.Errant = true })
+				setPeer(o, "db-1", func(p *Peer) { p.Report.LagMillis = 20000 })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeReseedNoDonor,
+				"db-2 needs a re-seed (it holds errant transactions and ha.rebuild_errant is on) but no member may donate: db-1: lagging 20000ms")},
+		},
+		{
+			name: "an errant replica never donates",
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeReseedNoDonor,
+				"db-2 needs a re-seed (it holds no transactions (an empty data dir)) but no member may donate: db-1: errant GTIDs")},
+		},
+		{
+			name:   "a member without transactions never donates, though it replicates",
+			policy: func(p *Policy) { p.RebuildErrant = true },
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeReseedNoDonor,
+				"db-1 needs a re-seed (it holds errant transactions and ha.rebuild_errant is on) but no member may donate: db-2: holds no transactions")},
+		},
+		{
+			name: "the primary donates when it is the only other member",
+			setup: func(o *Observation) {
+				delete(o.Record.Members, "db-1")
+				setPeer(o, "db-1", func(p *Peer) { p.Report.MySQLAddr = "" })
+				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
+			},
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", Donor: "db-0"},
+				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-0: it holds no transactions (an empty data dir)")},
+			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name: "a re-seed is not asked for again within a minute",
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
+				o.Memory.ReseedAt = t0.Add(-59 * time.Second)
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
 	}
 }
 

@@ -39,6 +39,8 @@ type Observation struct {
 	Grant LeaseGrant
 	// Draining is set while the agent shuts down: it gives its role away and takes none.
 	Draining bool
+	// Reseeding is set while this agent replaces its server's data with a donor's copy.
+	Reseeding bool
 	// Memory is what the previous Decision asked to remember.
 	Memory Memory
 	// Raft is this node's view of the Raft configuration.
@@ -134,4 +136,7 @@ type Memory struct {
 	// PrimaryMisses counts the passes in a row in which this replica's probe of the recorded
 	// primary failed.
 	PrimaryMisses int
+	// ReseedAt is when the leader last asked a member to re-seed; it asks again (another member,
+	// or the same after a failure) only reseedRetry later.
+	ReseedAt time.Time
 }

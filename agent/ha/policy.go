@@ -42,6 +42,11 @@ type Policy struct {
 	// itself, and CI saw it bounce between the primary and a member whose MySQL was down until
 	// the primary's lease lapsed; it needs a chosen target first.
 	LeaderOffPrimary bool
+	// RebuildErrant lets the leader re-seed a member holding errant transactions from a donor
+	// (ha.rebuild_errant): those transactions are then gone for good.
+	RebuildErrant bool
+	// RebuildMaxDonorLag is the most replication lag a donor may have (ha.rebuild_max_donor_lag).
+	RebuildMaxDonorLag time.Duration
 	// KillFrozenPrimary lets the agent SIGKILL its own mysqld when it stopped answering while
 	// writable and the primary lease ran out (set when mysql.pid_file names its process).
 	KillFrozenPrimary bool
@@ -64,6 +69,7 @@ func DefaultPolicy() Policy {
 		// ahead in the group commit) keeps its role, yet writes stop for seconds, not minutes.
 		CommitStallTimeout:  5 * time.Second,
 		CommitProbeInterval: time.Second,
+		RebuildMaxDonorLag:  10 * time.Second,
 	}
 }
 

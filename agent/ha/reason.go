@@ -38,6 +38,8 @@ const (
 	CodeReplicationPaused  Code = "replication_paused"
 	CodeSemiSyncOff        Code = "semi_sync_off" // replicating without acknowledging
 	CodeReplicaServing     Code = "replica_serving"
+	// The agent is re-seeding its server from a donor: the server is left to the copy.
+	CodeReseeding Code = "reseeding"
 )
 
 // Cluster codes: what the Raft leader decided for the cluster.
@@ -74,6 +76,12 @@ const (
 	CodeSwitchoverFence     Code = "switchover_fence"
 	CodeSwitchoverLeaseWait Code = "switchover_lease_wait"
 	CodeSwitchover          Code = "switchover"
+
+	// Re-seeding a member from a donor: one holding no transactions (an empty data dir), or with
+	// ha.rebuild_errant one holding errant transactions; none when no member may donate.
+	CodeReseedBlank   Code = "reseed_blank"
+	CodeReseedErrant  Code = "reseed_errant"
+	CodeReseedNoDonor Code = "reseed_no_donor"
 )
 
 // Reason is why a decision was taken: a stable code and one sentence for people.
