@@ -208,6 +208,9 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 			return false, fmt.Errorf("prepare candidate %s: %w", id, err)
 		}
 	}
+	if d.Reseed != nil {
+		return false, a.askReseed(ctx, rec, *d.Reseed)
+	}
 	if d.Propose == nil {
 		return false, nil
 	}

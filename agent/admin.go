@@ -48,6 +48,9 @@ func (a *Agent) Handler(auth AdminAuth, gatherer prometheus.Gatherer) http.Handl
 	mux.Handle("POST /v1/pause", person(func(w http.ResponseWriter, r *http.Request) { a.servePaused(w, r, true) }))
 	mux.Handle("POST /v1/resume", person(func(w http.ResponseWriter, r *http.Request) { a.servePaused(w, r, false) }))
 	mux.Handle("POST /v1/lease", requirePeer(auth.Peers, http.HandlerFunc(a.serveLease)))
+	mux.Handle("POST /v1/rebuild", person(a.serveRebuild))
+	mux.Handle("POST /v1/reseed", requirePeer(auth.Peers, http.HandlerFunc(a.serveReseed)))
+	mux.Handle("GET /v1/reseed/stream", requireMemberTLS(auth.Peers, http.HandlerFunc(a.serveBackupStream)))
 	return mux
 }
 

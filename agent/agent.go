@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,8 @@ type Options struct {
 	Publishers []Publisher
 	// LeaderTasks run while this agent leads the cluster (leadership.go).
 	LeaderTasks []LeaderTask
+	// Reseed is how this agent re-seeds its server and donates to others (reseed.go).
+	Reseed ReseedOptions
 }
 
 func (o Options) withDefaults() Options {
@@ -106,15 +109,27 @@ type Agent struct {
 	publishers []*publisher
 	commits    *commitProbe
 
+	// reseeding is set while a re-seed of the local server runs; passing is held by each pass,
+	// so the re-seed can wait out one that began before it.
+	reseeding     atomic.Bool
+	passing       sync.Mutex
+	reseedMetrics *reseedMetrics
+	// Work that outlives a request (a re-seed) runs under backgroundCtx, ended at shutdown.
+	background     sync.WaitGroup
+	backgroundCtx  context.Context
+	stopBackground context.CancelFunc
+
 	// Loop state, touched only by the loop goroutine.
 	memory     ha.Memory
 	leaseUntil time.Time
 	lastReason string
 	draining   bool
 
-	// view is what the admin API shows; guarded by mu.
-	mu   sync.Mutex
-	view adminapi.View
+	// view is what the admin API shows, lastObs what the last pass observed (for the leader's
+	// rebuild requests); guarded by mu.
+	mu      sync.Mutex
+	view    adminapi.View
+	lastObs ha.Observation
 }
 
 // New wires an agent.
@@ -123,6 +138,10 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	rm, err := newReseedMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +156,10 @@ func New(opts Options) (*Agent, error) {
 		now:     time.Now,
 		trigger: make(chan struct{}, 1),
 		pool:    serverPool{dial: opts.Dial, open: map[string]mysqlServer{}},
+
+		reseedMetrics: rm,
 	}
+	a.backgroundCtx, a.stopBackground = context.WithCancel(context.Background())
 	a.commits = &commitProbe{interval: opts.Policy.CommitProbeInterval, now: func() time.Time { return a.now() }, log: opts.Log,
 		write: func(ctx context.Context, at time.Time) error {
 			srv, err := a.pool.get(ctx, opts.LocalMySQLAddr)
@@ -178,6 +200,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			err := a.drain()
 			stopProbe()
 			<-probeDone
+			// A re-seed cut short leaves the server to be re-seeded again.
+			a.stopBackground()
+			a.background.Wait()
 			a.revokeLeadership()
 			a.stopPublishers()
 			a.pool.closeAll()
@@ -227,8 +252,13 @@ func (a *Agent) drain() error {
 
 // pass is one gather -> decide -> act round. A failed action ends the pass; the next re-gathers.
 func (a *Agent) pass(ctx context.Context) {
+	a.passing.Lock()
+	defer a.passing.Unlock()
 	start := a.now()
 	obs := a.gather(ctx)
+	a.mu.Lock()
+	a.lastObs = obs
+	a.mu.Unlock()
 	d := ha.Decide(obs, a.opts.Policy)
 	a.memory = d.Memory
 	if reason := d.Reason(); reason != a.lastReason {
@@ -247,4 +277,11 @@ func (a *Agent) pass(ctx context.Context) {
 	if changed && err == nil {
 		a.Trigger()
 	}
+}
+
+// lastObservation is what the last pass observed; zero before the first.
+func (a *Agent) lastObservation() ha.Observation {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastObs
 }

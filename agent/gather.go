@@ -110,6 +110,7 @@ func (a *Agent) gatherOnce(ctx context.Context) ha.Observation {
 		Leader:     leader,
 		LeaseUntil: a.leaseUntil,
 		Draining:   a.draining,
+		Reseeding:  a.reseeding.Load(),
 		Memory:     a.memory,
 		Peers:      peers(members),
 		Raft:       a.raftView(members, leader),

@@ -45,7 +45,9 @@ type BackupOptions struct {
 // and returns how many bytes it wrote. It runs mariadb-backup, which must run beside the server:
 // it reads the data files. Cancelling ctx kills it.
 func Backup(ctx context.Context, w io.Writer, opts BackupOptions, log *slog.Logger) (int64, error) {
-	fail := func(step string, err error) (int64, error) { return 0, fmt.Errorf("backup for a re-seed: %s: %w", step, err) }
+	fail := func(step string, err error) (int64, error) {
+		return 0, fmt.Errorf("backup for a re-seed: %s: %w", step, err)
+	}
 	srv, err := mysqlctl.Open(ctx, opts.Local)
 	if err != nil {
 		return fail("open the local server", err)
@@ -116,7 +118,9 @@ type RestoreOptions struct {
 // (the old data is removed), start it, and give it the copy's GTID position and binlog state, so
 // it replicates from the primary with GTID auto-positioning. It returns the copy's position.
 func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *slog.Logger) (string, error) {
-	fail := func(step string, err error) (string, error) { return "", fmt.Errorf("restore a re-seed: %s: %w", step, err) }
+	fail := func(step string, err error) (string, error) {
+		return "", fmt.Errorf("restore a re-seed: %s: %w", step, err)
+	}
 	dataDir := opts.DataDir
 	if dataDir == "" {
 		srv, err := mysqlctl.Open(ctx, opts.Local)

@@ -19,7 +19,8 @@ type Config struct {
 	Node    struct{ ID, DataDir string }
 	MySQL   struct {
 		Addr, AdvertiseAddr, User, PasswordFile, ReplUser, ReplPasswordFile string
-		PIDFile                                                             string
+		PIDFile, DataDir                                                    string
+		StartCommand, StopCommand                                           []string
 		ConnectTimeout, ReadTimeout                                         time.Duration
 		SemiSync                                                            string
 		SemiSyncAcks, XPort                                                 int
@@ -46,6 +47,12 @@ type Config struct {
 		Tick, DetectionTimeout, Lease, MaxClockDrift, PromotionMargin, FailoverCooldown time.Duration
 		CommitStallTimeout, CommitProbeInterval                                         time.Duration
 		LeaderOffPrimary                                                                bool
+		RebuildErrant                                                                   bool
+		RebuildMaxDonorLag                                                              time.Duration
+	}
+	Reseed struct {
+		MaxMiBPerSecond int
+		TmpDir          string
 	}
 	Admin struct {
 		Listen, TokenFile string
@@ -82,6 +89,11 @@ func Default() Config {
 	c.HA.MaxClockDrift, c.HA.PromotionMargin, c.HA.FailoverCooldown = p.MaxClockDrift, p.PromotionMargin, p.FailoverCooldown
 	c.HA.LeaderOffPrimary = p.LeaderOffPrimary
 	c.HA.CommitStallTimeout, c.HA.CommitProbeInterval = p.CommitStallTimeout, p.CommitProbeInterval
+	c.HA.RebuildMaxDonorLag = p.RebuildMaxDonorLag
+	// A copy at full speed can starve the donor's own replication; 100 MiB/s leaves a disk of
+	// today most of its bandwidth.
+	c.Reseed.MaxMiBPerSecond = 100
+	c.Reseed.TmpDir = os.TempDir()
 	c.Admin.Listen = "127.0.0.1:7948"
 	c.DNS.Zone = "shoal."
 	c.DNS.TTL = time.Second
@@ -101,6 +113,7 @@ func (c Config) Policy() ha.Policy {
 		MaxClockDrift: c.HA.MaxClockDrift, PromotionMargin: c.HA.PromotionMargin,
 		FailoverCooldown: c.HA.FailoverCooldown, CommitStallTimeout: c.HA.CommitStallTimeout, CommitProbeInterval: c.HA.CommitProbeInterval,
 		SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "", LeaderOffPrimary: c.HA.LeaderOffPrimary,
+		RebuildErrant: c.HA.RebuildErrant, RebuildMaxDonorLag: c.HA.RebuildMaxDonorLag,
 		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Membership.RemoveAfter}
 }
 

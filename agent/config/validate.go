@@ -85,6 +85,18 @@ func (c Config) Validate() error {
 	if c.MySQL.PIDFile != "" && !filepath.IsAbs(c.MySQL.PIDFile) {
 		bad("mysql.pid_file: want an absolute path, got %q", c.MySQL.PIDFile)
 	}
+	if c.MySQL.DataDir != "" && !filepath.IsAbs(c.MySQL.DataDir) {
+		bad("mysql.data_dir: want an absolute path, got %q", c.MySQL.DataDir)
+	}
+	if (len(c.MySQL.StartCommand) == 0) != (len(c.MySQL.StopCommand) == 0) {
+		bad("mysql.start_command and mysql.stop_command: set both or neither")
+	}
+	if c.Reseed.MaxMiBPerSecond < 0 {
+		bad("reseed.max_mib_per_second: want 0 (unlimited) or more, got %d", c.Reseed.MaxMiBPerSecond)
+	}
+	if c.HA.RebuildMaxDonorLag <= 0 {
+		bad("ha.rebuild_max_donor_lag: must be positive, got %s", c.HA.RebuildMaxDonorLag)
+	}
 	if c.MySQL.XPort < 0 || c.MySQL.XPort > 65535 {
 		bad("mysql.x_port: want 0..65535, got %d", c.MySQL.XPort)
 	}

@@ -161,7 +161,9 @@ func decideNode(obs Observation, p Policy) Decision {
 	d.Memory.LocalStalls, d.Memory.PrimaryMisses = 0, 0
 	if obs.Reseeding {
 		// The copy stops and starts the server and replaces its data: any action would fight it.
-		// The server was a fenced replica before, and comes back read-only.
+		// The server was a fenced replica before, and comes back read-only. Errant transactions
+		// stay reported until the copy replaced them, so the leader never promotes it meanwhile.
+		d.Errant = obs.Memory.Errant
 		d.NodeReason = because(CodeReseeding, "re-seeding this server from a donor")
 		return d
 	}
@@ -357,87 +359,6 @@ func decideCluster(obs Observation, p Policy, d *Decision) {
 			decideReseed(obs, p, d)
 		}
 	}
-}
-
-// reseedRetry is how long the leader waits before asking for another re-seed: the member's agent
-// refuses a second one while the first runs, and a failed one is not retried at every pass.
-const reseedRetry = time.Minute
-
-// decideReseed picks a member to re-seed while the primary is healthy: one whose server holds no
-// transactions while the primary does (an empty data dir: a new member, a replaced disk), or,
-// with ha.rebuild_errant, one holding errant transactions (fenced already). Its agent must be
-// alive and its server up, since the agent runs the copy into it.
-func decideReseed(obs Observation, p Policy, d *Decision) {
-	r := obs.Record
-	if !d.Memory.ReseedAt.IsZero() && obs.Now.Sub(d.Memory.ReseedAt) < reseedRetry {
-		return
-	}
-	primary := obs.Servers[r.Primary].Status.Executed
-	for _, id := range r.MemberIDs() {
-		srv, peer := obs.Servers[id], obs.Peers[id]
-		if id == r.Primary || !srv.Up || !peer.Alive() {
-			continue
-		}
-		var code Code
-		var why string
-		switch {
-		case srv.Status.Executed.IsEmpty() && !primary.IsEmpty():
-			code, why = CodeReseedBlank, "it holds no transactions (an empty data dir)"
-		case peer.Report.Errant && p.RebuildErrant:
-			code, why = CodeReseedErrant, "it holds errant transactions and ha.rebuild_errant is on"
-		default:
-			continue
-		}
-		donor, unfit := pickDonor(obs, p, id)
-		if donor == "" {
-			d.ClusterReason = because(CodeReseedNoDonor, "%s needs a re-seed (%s) but no member may donate: %s", id, why, strings.Join(unfit, ", "))
-			return
-		}
-		d.Reseed = &Reseed{Member: id, Donor: donor}
-		d.Memory.ReseedAt = obs.Now
-		d.ClusterReason = because(code, "re-seeding %s from %s: %s", id, donor, why)
-		return
-	}
-}
-
-// pickDonor chooses whom member copies: the replica of the primary with the lowest lag among
-// those the leader reaches whose agent is alive, that are neither errant, empty nor shutting down,
-// and that receive and apply from the primary with a known lag of at most ha.rebuild_max_donor_lag.
-// The copy loads the donor, so the primary donates only when it is the only other member. It
-// returns "" and why each member is unfit when none is.
-func pickDonor(obs Observation, p Policy, member string) (string, []string) {
-	r := obs.Record
-	donor, lag, others := "", int64(0), 0
-	var unfit []string
-	for _, id := range r.MemberIDs() {
-		if id == member || id == r.Primary {
-			continue
-		}
-		others++
-		rep := obs.Peers[id].Report
-		switch {
-		case !obs.Servers[id].Up:
-			unfit = append(unfit, id+": MySQL unreachable")
-		case !obs.Peers[id].Alive():
-			unfit = append(unfit, id+": agent not alive")
-		case rep.Errant:
-			unfit = append(unfit, id+": errant GTIDs")
-		case rep.Draining:
-			unfit = append(unfit, id+": shutting down")
-		case obs.Servers[id].Status.Executed.IsEmpty():
-			unfit = append(unfit, id+": holds no transactions")
-		case rep.Source != r.Primary || !rep.IOConnected || !rep.SQLRunning || rep.LagMillis < 0:
-			unfit = append(unfit, id+": not replicating from the primary")
-		case time.Duration(rep.LagMillis)*time.Millisecond > p.RebuildMaxDonorLag:
-			unfit = append(unfit, fmt.Sprintf("%s: lagging %dms", id, rep.LagMillis))
-		case donor == "" || rep.LagMillis < lag:
-			donor, lag = id, rep.LagMillis
-		}
-	}
-	if donor == "" && others == 0 {
-		return r.Primary, nil
-	}
-	return donor, unfit
 }
 
 // memberUpdate records members whose gossiped addresses are new or changed, one per pass.

@@ -1267,9 +1267,12 @@ func decideCases(p Policy) []decideCase {
 			}},
 		},
 		{
-			name:  "an agent re-seeding its server leaves it to the copy",
-			setup: func(o *Observation) { o.Reseeding, o.Leader = true, false },
-			want:  Decision{NodeReason: why(CodeReseeding, "re-seeding this server from a donor")},
+			name: "an agent re-seeding its server leaves it to the copy, still reporting what was errant",
+			setup: func(o *Observation) {
+				o.Reseeding, o.Leader = true, false
+				o.Memory.Errant = errantB
+			},
+			want: Decision{Errant: errantB, NodeReason: why(CodeReseeding, "re-seeding this server from a donor")},
 		},
 		{
 			name: "a member without transactions (an empty data dir) is re-seeded from the replica",

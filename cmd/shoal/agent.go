@@ -26,6 +26,7 @@ import (
 	"github.com/shoal-db/shoal/dns"
 	"github.com/shoal-db/shoal/mysqlctl"
 	"github.com/shoal-db/shoal/mysqlctl/hostport"
+	"github.com/shoal-db/shoal/reseed"
 )
 
 // runAgent is `shoal agent`: load and check the config, start gossip, Raft and the admin API,
@@ -123,6 +124,14 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		Log:          log, Registry: reg, Dial: agent.MySQLDialer(dial), Raft: node, Gossip: g,
 		LeaseClient: adminapi.NewClient("", leaseTLS(raftTLS), 5*time.Second),
 		Publishers:  publishers,
+		Reseed: agent.ReseedOptions{
+			Local: mysqlctl.Config{Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
+				ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout},
+			Service: reseed.Commands{StopArgv: cfg.MySQL.StopCommand, StartArgv: cfg.MySQL.StartCommand},
+			DataDir: cfg.MySQL.DataDir, TmpDir: cfg.Reseed.TmpDir, MaxMiBPerSecond: cfg.Reseed.MaxMiBPerSecond,
+			// No timeout: a backup stream lasts as long as the copy.
+			Client: adminapi.NewClient("", leaseTLS(raftTLS), 0),
+		},
 	})
 	if err != nil {
 		return err

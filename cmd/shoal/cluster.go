@@ -227,3 +227,31 @@ func runPause(paused bool) func(ctx context.Context, args []string, stdout io.Wr
 		return err
 	}
 }
+
+// runRebuild is `shoal rebuild MEMBER`: the leader picks a donor (a healthy replica with the
+// least lag, the primary only when it is the only other member) and has MEMBER's agent replace
+// its data with the donor's. It returns once the copy started; `shoal status` shows it.
+func runRebuild(ctx context.Context, args []string, stdout io.Writer) error {
+	var cf clusterFlags
+	fs := newFlagSet("rebuild")
+	cf.register(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: rebuild takes one member, got %q", errUsage, pos)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	rb, err := c.RequestRebuild(ctx, cf.addr, pos[0])
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "re-seeding %s from %s; shoal status shows it replicating once done\n", rb.Member, rb.Donor)
+	return err
+}

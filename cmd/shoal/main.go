@@ -30,6 +30,7 @@ func commands() []command {
 		{"switchover", "move the primary in a planned way: switchover [--to MEMBER]", runSwitchover},
 		{"pause", "stop automatic failover and switchover cluster-wide", runPause(true)},
 		{"resume", "resume automatic actions", runPause(false)},
+		{"rebuild", "re-seed a member's data from a healthy replica the leader picks: rebuild MEMBER", runRebuild},
 		{"certs", "write a cluster CA and member certificates for Raft and the admin API: certs MEMBER[=HOST,...]...", runCerts},
 		{"mysql", "inspect and drive MySQL/MariaDB servers directly (status, promote, replicate, fence, errant)", runMySQL},
 		{"version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {

@@ -1,0 +1,93 @@
+package adminapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// RebuildRequest asks the leader to re-seed Member from a donor it picks (`shoal rebuild`).
+type RebuildRequest struct {
+	Member string `json:"member"`
+}
+
+// Rebuild is the leader's answer: the re-seed it asked Member's agent to start.
+type Rebuild struct {
+	Member string `json:"member"`
+	Donor  string `json:"donor"`
+}
+
+// ReseedRequest is the leader asking a member's agent to re-seed its server from Donor.
+type ReseedRequest struct {
+	Donor string `json:"donor"`
+}
+
+// BackupTrailer is the HTTP trailer a donor sets once its backup stream ended well: a stream
+// cut short (the donor's mariadb-backup failed, the connection dropped) lacks it and is refused.
+const BackupTrailer = "Shoal-Backup"
+
+// BackupComplete is BackupTrailer's value after a complete stream.
+const BackupComplete = "complete"
+
+// ErrIncompleteBackup: the donor's stream ended without BackupTrailer saying it is complete.
+var ErrIncompleteBackup = errors.New("backup stream incomplete")
+
+// RequestRebuild asks the cluster to re-seed member, following the answer to the leader.
+func (c Client) RequestRebuild(ctx context.Context, addr, member string) (Rebuild, error) {
+	var out Rebuild
+	err := c.callLeader(ctx, addr, "/v1/rebuild", RebuildRequest{Member: member}, &out)
+	return out, err
+}
+
+// Reseed asks the agent at addr to re-seed its server from donor; it returns once the agent has
+// started (the copy goes on in the background).
+func (c Client) Reseed(ctx context.Context, addr, donor string) error {
+	return c.call(ctx, http.MethodPost, addr, "/v1/reseed", ReseedRequest{Donor: donor}, nil)
+}
+
+// BackupStream opens the donor agent's backup stream (MariaDB: mariadb-backup in mbstream
+// format). Reading the body to its end fails with ErrIncompleteBackup unless the donor said the
+// stream is complete. The caller closes it. The client must have no timeout: a copy takes long.
+func (c Client) BackupStream(ctx context.Context, addr string) (io.ReadCloser, error) {
+	scheme := "http://"
+	if c.HTTPS {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+"/v1/reseed/stream", nil)
+	if err != nil {
+		return nil, fmt.Errorf("backup stream from %s: %w", addr, err)
+	}
+	client := c.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("backup stream from %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, fmt.Errorf("backup stream from %s: %w: %s: %s", addr, ErrAPI, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return &checkedStream{resp: resp, addr: addr}, nil
+}
+
+// checkedStream turns the end of a stream the donor did not mark complete into an error.
+type checkedStream struct {
+	resp *http.Response
+	addr string
+}
+
+func (s *checkedStream) Read(p []byte) (int, error) {
+	n, err := s.resp.Body.Read(p)
+	if errors.Is(err, io.EOF) && s.resp.Trailer.Get(BackupTrailer) != BackupComplete {
+		return n, fmt.Errorf("backup stream from %s: %w (the donor's log says why)", s.addr, ErrIncompleteBackup)
+	}
+	return n, err
+}
+
+func (s *checkedStream) Close() error { return s.resp.Body.Close() }

@@ -1,0 +1,252 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shoal-db/shoal/agent/adminapi"
+	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/reseed"
+)
+
+// ReseedOptions say how this agent re-seeds its own server from a donor, and donates to others.
+type ReseedOptions struct {
+	// Local is the agent's own MySQL address and account. The account is the same on every
+	// member, so it also logs in to a MySQL donor (it needs BACKUP_ADMIN there, CLONE_ADMIN here).
+	Local mysqlctl.Config
+	// Service stops and starts the local mysqld (mysql.stop_command, mysql.start_command).
+	Service reseed.Service
+	// DataDir is the local server's data dir ("" asks the server); TmpDir holds a donor's
+	// scratch files.
+	DataDir, TmpDir string
+	// MaxMiBPerSecond caps a copy this agent donates (MariaDB) or pulls (MySQL); 0 is unlimited.
+	MaxMiBPerSecond int
+	// Client calls other agents' admin APIs with this member's certificate and no timeout: a
+	// backup stream lasts as long as the copy.
+	Client adminapi.Client
+	Tools  reseed.Tools
+}
+
+// errReseedRunning: this agent is re-seeding its server already.
+var errReseedRunning = errors.New("a re-seed of this server is already running")
+
+type reseedMetrics struct {
+	runs  *prometheus.CounterVec
+	bytes prometheus.Counter
+}
+
+func newReseedMetrics(reg prometheus.Registerer) (*reseedMetrics, error) {
+	m := &reseedMetrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "reseeds_total",
+			Help: "Re-seeds this agent took part in, as joiner or donor, by result."}, []string{"side", "result"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "shoal", Name: "reseed_donated_bytes_total",
+			Help: "Bytes of backup streams this agent sent to joiners."}),
+	}
+	for _, c := range []prometheus.Collector{m.runs, m.bytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register reseed metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func result(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "done"
+}
+
+// askReseed has the member of rs re-seed from its donor: through its agent, or this one.
+func (a *Agent) askReseed(ctx context.Context, rec record.Record, rs ha.Reseed) error {
+	if rs.Member == a.opts.NodeID {
+		return a.startReseed(rec.Members[rs.Donor])
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.opts.Reseed.Client.Reseed(ctx, rec.Members[rs.Member].AdminAddr, rs.Donor); err != nil {
+		return fmt.Errorf("ask %s to re-seed from %s: %w", rs.Member, rs.Donor, err)
+	}
+	return nil
+}
+
+// startReseed starts re-seeding the local server from donor in the background.
+func (a *Agent) startReseed(donor record.Member) error {
+	if !a.reseeding.CompareAndSwap(false, true) {
+		return errReseedRunning
+	}
+	a.background.Go(func() {
+		defer a.Trigger()
+		defer a.reseeding.Store(false)
+		begin := a.now()
+		a.log.Info("re-seed starting", "donor", donor.ID)
+		// A pass that began before the flag was set may still act on the server (start its
+		// replication, say): replication stops once it ended, and later passes see the flag.
+		a.passing.Lock()
+		flavor, err := a.stopReplication(a.backgroundCtx)
+		a.passing.Unlock()
+		if err == nil {
+			err = a.reseedFrom(a.backgroundCtx, flavor, donor)
+		}
+		a.reseedMetrics.runs.WithLabelValues("joiner", result(err)).Inc()
+		if err != nil {
+			a.log.Error("re-seed failed", "donor", donor.ID, "err", err)
+			return
+		}
+		a.log.Info("re-seed done", "donor", donor.ID, "took", a.now().Sub(begin).Round(time.Millisecond))
+	})
+	return nil
+}
+
+// stopReplication stops the local server's replication before a re-seed: nothing more is
+// applied to data about to be replaced, and the replica leaves DNS. It returns the flavor.
+func (a *Agent) stopReplication(ctx context.Context) (gtid.Flavor, error) {
+	srv, err := mysqlctl.Open(ctx, a.opts.Reseed.Local)
+	if err != nil {
+		return "", fmt.Errorf("re-seed: %w", err)
+	}
+	defer srv.Close()
+	if err := srv.StopReplica(ctx); err != nil {
+		return "", fmt.Errorf("re-seed: %w", err)
+	}
+	return srv.Flavor(), nil
+}
+
+// reseedFrom replaces the local server's data with donor's: MySQL clones, MariaDB restores the
+// donor agent's backup stream.
+func (a *Agent) reseedFrom(ctx context.Context, flavor gtid.Flavor, donor record.Member) error {
+	o := a.opts.Reseed
+	log := a.log.With("component", "reseed", "donor", donor.ID)
+	if flavor == gtid.MySQL {
+		return reseed.Clone(ctx, o.Local, o.Service, reseed.CloneOptions{Donor: donor.MySQLAddr, User: o.Local.User,
+			Password: o.Local.Password, MaxBandwidthMiB: o.MaxMiBPerSecond}, log)
+	}
+	stream, err := o.Client.BackupStream(ctx, donor.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("re-seed: %w", err)
+	}
+	defer stream.Close()
+	donorDB := o.Local
+	donorDB.Addr = donor.MySQLAddr
+	_, err = reseed.Restore(ctx, stream, reseed.RestoreOptions{Local: o.Local, DataDir: o.DataDir, Service: o.Service, Tools: o.Tools,
+		DonorBinlogState: func(ctx context.Context) (string, error) {
+			d, err := mysqlctl.Open(ctx, donorDB)
+			if err != nil {
+				return "", err
+			}
+			defer d.Close()
+			var s string
+			err = d.DB().QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_state").Scan(&s)
+			return s, err
+		}}, log)
+	return err
+}
+
+// serveReseed is the leader asking this agent to re-seed its server (member certificate).
+func (a *Agent) serveReseed(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.ReseedRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	rec := a.raft.Record()
+	donor, ok := rec.Members[req.Donor]
+	switch {
+	case !ok || req.Donor == a.opts.NodeID:
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: fmt.Sprintf("donor %q is not another member of the cluster", req.Donor)})
+		return
+	case rec.Primary == a.opts.NodeID:
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "this member is the primary: it is never re-seeded"})
+		return
+	}
+	if err := a.startReseed(donor); err != nil {
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error()})
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// serveRebuild is `shoal rebuild MEMBER` on the leader: it picks the donor (ha.Rebuild, on the
+// last pass's observation) and asks the member's agent to start.
+func (a *Agent) serveRebuild(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.RebuildRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if !a.raft.IsLeader() {
+		a.notLeader(w)
+		return
+	}
+	obs := a.lastObservation()
+	rs, err := ha.Rebuild(obs, a.opts.Policy, req.Member)
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, adminapi.Error{Error: "cannot rebuild: " + err.Error()})
+		return
+	}
+	if err := a.askReseed(r.Context(), obs.Record, rs); err != nil {
+		writeJSON(w, http.StatusBadGateway, adminapi.Error{Error: err.Error()})
+		return
+	}
+	a.log.Info("rebuild requested", "member", rs.Member, "donor", rs.Donor)
+	writeJSON(w, http.StatusOK, adminapi.Rebuild{Member: rs.Member, Donor: rs.Donor})
+}
+
+// serveBackupStream streams a backup of the local MariaDB server to a joining member's agent.
+// It carries the whole database, so it needs the cluster's TLS and a member certificate
+// (requireMemberTLS); an errant server never donates.
+func (a *Agent) serveBackupStream(w http.ResponseWriter, r *http.Request) {
+	if v := a.snapshot(); v.Errant != "" {
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "this member holds errant transactions and must not donate: " + v.Errant})
+		return
+	}
+	o := a.opts.Reseed
+	out := &streamWriter{w: w}
+	n, err := reseed.Backup(r.Context(), out, reseed.BackupOptions{Local: o.Local, TmpDir: o.TmpDir,
+		BytesPerSecond: int64(o.MaxMiBPerSecond) << 20, Tools: o.Tools}, a.log.With("component", "reseed"))
+	a.reseedMetrics.bytes.Add(float64(n))
+	a.reseedMetrics.runs.WithLabelValues("donor", result(err)).Inc()
+	switch {
+	case err != nil && !out.started:
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: err.Error()})
+	case err != nil:
+		// Too late for a status: the missing trailer tells the joiner.
+		a.log.Error("backup stream to a joiner failed", "remote", r.RemoteAddr, "err", err)
+	default:
+		w.Header().Set(adminapi.BackupTrailer, adminapi.BackupComplete)
+	}
+}
+
+// streamWriter announces the completion trailer before the first byte of a stream.
+type streamWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *streamWriter) Write(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		s.w.Header().Set("Trailer", adminapi.BackupTrailer)
+		s.w.Header().Set("Content-Type", "application/octet-stream")
+		s.w.WriteHeader(http.StatusOK)
+	}
+	return s.w.Write(p)
+}
+
+// requireMemberTLS is requirePeer for calls that must never be plain, whatever
+// raft.allow_plaintext says.
+func requireMemberTLS(peers *tls.Config, h http.Handler) http.Handler {
+	if peers == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusForbidden, adminapi.Error{Error: "the backup stream needs the cluster's TLS (raft.tls): it carries the whole database"})
+		})
+	}
+	return requirePeer(peers, h)
+}
