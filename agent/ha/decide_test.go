@@ -1342,10 +1342,10 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{ReseedAt: t0}),
 		},
 		{
-			name: "a re-seed is not asked for again within a minute",
+			name: "a re-seed is not asked for again right away",
 			setup: func(o *Observation) {
 				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
-				o.Memory.ReseedAt = t0.Add(-59 * time.Second)
+				o.Memory.ReseedAt = t0.Add(-reseedRetry + time.Millisecond)
 			},
 			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
 		},

@@ -137,6 +137,6 @@ type Memory struct {
 	// primary failed.
 	PrimaryMisses int
 	// ReseedAt is when the leader last asked a member to re-seed; it asks again (another member,
-	// or the same after a failure) only reseedRetry later.
+	// or the same after a failure) only reseedRetry (15s) later.
 	ReseedAt time.Time
 }

@@ -8,8 +8,9 @@ import (
 )
 
 // reseedRetry is how long the leader waits before asking for another re-seed: the member's agent
-// refuses a second one while the first runs, and a failed one is not retried at every pass.
-const reseedRetry = time.Minute
+// refuses a second one while the first runs, and a failed one (its agent not listening yet, say)
+// is not retried at every pass.
+const reseedRetry = 15 * time.Second
 
 // decideReseed picks a member to re-seed while the primary is healthy: one whose server holds no
 // transactions while the primary does (an empty data dir: a new member, a replaced disk), or,

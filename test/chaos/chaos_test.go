@@ -182,7 +182,7 @@ func (r *run) settle(p int) {
 		r.primary = p
 	}
 	for _, rep := range r.c.RepairErrant(p) {
-		r.logf("%s fenced with errant GTIDs %s: rebuilt from %s", rep.Member, rep.Errant, r.c.Name(p))
+		r.logf("%s fenced with errant GTIDs %s: re-seeded from %s (shoal rebuild)", rep.Member, rep.Errant, rep.Donor)
 		r.rebuilt++
 	}
 	r.w.WaitAcked(r.t, r.w.Acked()+10)

@@ -42,11 +42,19 @@ func (c *Cluster) hostGroup(i int) (string, error) {
 // joinHost moves pid into member i's cgroup.
 func (c *Cluster) joinHost(i, pid int) {
 	c.t.Helper()
+	if err := c.moveToHost(i, pid); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// moveToHost is joinHost for goroutines other than the test's, which must not fail it.
+func (c *Cluster) moveToHost(i, pid int) error {
 	rel, err := c.hostGroup(i)
 	if err != nil {
-		c.t.Fatalf("cgroup for %s: %v", c.Name(i), err)
+		return fmt.Errorf("cgroup for %s: %w", c.Name(i), err)
 	}
 	if err := os.WriteFile(filepath.Join(cgroupRoot(), rel, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-		c.t.Fatalf("move pid %d into %s: %v", pid, rel, err)
+		return fmt.Errorf("move pid %d into %s: %w", pid, rel, err)
 	}
+	return nil
 }

@@ -47,6 +47,8 @@ type Cluster struct {
 	extra   []string
 	Admin   adminapi.Client
 	mu      sync.Mutex
+	// serviceSocket is where agents stop and start their mysqld (service.go).
+	serviceSocket string
 }
 
 // Build compiles bin/shoal once per test binary.
@@ -102,6 +104,7 @@ func StartWith(t testing.TB, binary string, flavor gtid.Flavor, n int, tweak fun
 	write("gossip.key", base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef")))
 	c.Admin = adminapi.NewClient("admin-secret", c.makeCerts(), 2*time.Second)
 	c.agents = make([]*exec.Cmd, n)
+	c.startServiceManager()
 	for i := range n {
 		c.StartAgent(i)
 	}
@@ -215,6 +218,7 @@ func (c *Cluster) StartAgent(i int) {
 		"--admin.listen", c.AdminAddr(i), "--admin.token_file", filepath.Join(c.dir, "admin.token"),
 		"--dns.listen", net.JoinHostPort(h, strconv.Itoa(dnsPort)),
 		"--log.format", "text", "--log.level", "info"}
+	args = append(args, c.serviceArgs(i)...)
 	args = append(args, c.extra...)
 	cmd := exec.Command(c.binary, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no SHOAL_* test settings leak into the agent

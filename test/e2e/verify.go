@@ -108,12 +108,13 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("primary is member %d, errant members %v", o.Primary, o.Errant)
 }
 
-// Repair is a member rebuilt because its agent fenced it for errant transactions.
-type Repair struct{ Member, Errant string }
+// Repair is a member re-seeded from Donor because its agent fenced it for errant transactions.
+type Repair struct{ Member, Errant, Donor string }
 
-// RepairErrant waits until every member but p replicates from p, rebuilding from p each member
-// whose agent keeps it fenced for errant transactions (an old primary's commit that no replica
-// received): the explicit repair an operator makes. It returns the repairs.
+// RepairErrant waits until every member but p replicates from p, rebuilding each member whose
+// agent keeps it fenced for errant transactions (an old primary's commit that no replica
+// received) with the product's own repair, as an operator would: `shoal rebuild`, a re-seed from
+// a donor the leader picks. It returns the repairs.
 func (c *Cluster) RepairErrant(p int) []Repair {
 	c.t.Helper()
 	var repairs []Repair
@@ -129,10 +130,15 @@ func (c *Cluster) RepairErrant(p int) []Repair {
 			if err != nil || v.Errant == "" {
 				continue // no longer reported errant: look again
 			}
-			c.KillAgent(i)
-			c.RebuildServer(i, p)
-			c.StartAgent(i)
-			repairs = append(repairs, Repair{Member: name, Errant: v.Errant})
+			begin := time.Now()
+			ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+			rb, err := c.Admin.RequestRebuild(ctx, c.AdminAddr(p), name)
+			cancel()
+			if err != nil {
+				c.t.Fatalf("rebuild %s: %v", name, err)
+			}
+			c.waitReseeded(i, begin)
+			repairs = append(repairs, Repair{Member: name, Errant: v.Errant, Donor: rb.Donor})
 		}
 	}
 	return repairs

@@ -38,13 +38,7 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 			return fail("binlog state of the copy", err)
 		}
 	}
-	if err := s.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
-		return fail("stop", err)
-	}
-	if err := os.RemoveAll(s.dataDir()); err != nil {
-		return fail("remove data", err)
-	}
-	if err := s.fl.copyTemplate(s.dataDir(), s.log); err != nil {
+	if err := s.freshDataDir(); err != nil {
 		return fail("fresh data dir", err)
 	}
 	// Loaded with networking off and read-only off: no client, agent or replica sees the
@@ -65,6 +59,30 @@ func (s *Server) Rebuild(ctx context.Context, src *Server) error {
 		return fail("start", err)
 	}
 	s.log.Info("server rebuilt", "server", s.Config.Name, "from", src.Config.Name, "gtid", position)
+	return nil
+}
+
+// freshDataDir kills the server if it runs and replaces its data dir with a copy of the template.
+func (s *Server) freshDataDir() error {
+	if err := s.Kill(); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	if err := os.RemoveAll(s.dataDir()); err != nil {
+		return err
+	}
+	return s.fl.copyTemplate(s.dataDir(), s.log)
+}
+
+// Reinitialize gives the server an empty data dir, as a new disk or a new pod's first start has
+// (initialized: the accounts exist, no user data, no GTIDs), and starts it on it.
+func (s *Server) Reinitialize(ctx context.Context) error {
+	if err := s.freshDataDir(); err != nil {
+		return fmt.Errorf("reinitialize %s: %w", s.Config.Name, err)
+	}
+	if err := s.start(ctx); err != nil {
+		return fmt.Errorf("reinitialize %s: %w", s.Config.Name, err)
+	}
+	s.log.Info("server reinitialized", "server", s.Config.Name)
 	return nil
 }
 

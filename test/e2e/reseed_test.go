@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/test/harness"
+)
+
+// reseeded runs one re-seed scenario per flavor on a 3-member cluster under a writer and a
+// split-brain monitor: break a replica (break returns once it is broken), then the product's own
+// repair must bring it back replicating from the primary with every acknowledged write and no
+// errant GTIDs, the writer going on throughout (Verify).
+func reseeded(t *testing.T, breakReplica func(t *testing.T, c *Cluster, primary, replica int)) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
+		w.WaitAcked(t, 20)
+		r := (p + 1) % len(c.Servers)
+		begin := time.Now()
+		breakReplica(t, c, p, r)
+		c.waitReseeded(r, begin)
+		t.Logf("%s: %s re-seeded and replicating %s after the fault", flavor, c.Name(r), time.Since(begin).Round(time.Millisecond))
+		w.WaitAcked(t, w.Acked()+20)
+		acked := w.Stop()
+		out := c.Verify(acked, m.Stop())
+		if len(out.Errant) > 0 {
+			t.Errorf("errant members after the re-seed: %v", out.Errant)
+		}
+		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
+	})
+}
+
+// A replica whose data dir is emptied (a replaced disk, a new pod: it restarts initialized but
+// without data) is re-seeded by the leader's own decision. The primary's binary logs are purged
+// first, as on a long-running cluster, so replication alone could not rebuild it.
+func TestReseedEmptiedMember(t *testing.T) {
+	reseeded(t, func(t *testing.T, c *Cluster, p, r int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		db := c.MySQL(ctx, p).DB()
+		for _, q := range []string{"FLUSH BINARY LOGS", "PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 SECOND"} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s on %s: %v", q, c.Name(p), err)
+			}
+		}
+		c.KillAgent(r)
+		if err := c.Servers[r].Reinitialize(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c.joinHost(r, c.Servers[r].PID())
+		c.StartAgent(r)
+	})
+}
+
+// A replica holding an errant transaction is fenced by its agent and, on `shoal rebuild`,
+// re-seeded from the other replica (never the primary while a replica can donate).
+func TestRebuildErrantMember(t *testing.T) {
+	reseeded(t, func(t *testing.T, c *Cluster, p, r int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		// With the agent stopped, nothing fences the server back while the transaction is written.
+		c.KillAgent(r)
+		readOnly := map[gtid.Flavor]string{gtid.MySQL: "super_read_only", gtid.MariaDB: "read_only"}[c.Flavor]
+		db := c.MySQL(ctx, r).DB()
+		for _, q := range []string{"SET GLOBAL " + readOnly + " = OFF", "CREATE TABLE app.errant (id INT PRIMARY KEY)", "SET GLOBAL " + readOnly + " = ON"} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s on %s: %v", q, c.Name(r), err)
+			}
+		}
+		c.StartAgent(r)
+		for {
+			one, cancel := context.WithTimeout(ctx, time.Second)
+			v, err := c.Admin.Status(one, c.AdminAddr(r))
+			cancel()
+			if err == nil && v.Errant != "" {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s never reported errant: %+v %v", c.Name(r), v.Local, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		rb, err := c.Admin.RequestRebuild(ctx, c.AdminAddr(p), c.Name(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rb.Member != c.Name(r) || rb.Donor == c.Name(p) || rb.Donor == c.Name(r) {
+			t.Fatalf("rebuild answered %+v: want %s re-seeded from the other replica", rb, c.Name(r))
+		}
+	})
+}
