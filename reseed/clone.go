@@ -63,7 +63,11 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 	if status.String != "ACTIVE" {
 		return fmt.Errorf("clone from %s: the clone plugin is not active on %s (load it with plugin-load-add=mysql_clone.so)", opts.Donor, local.Addr)
 	}
-	set := map[string]any{"clone_valid_donor_list": opts.Donor, "clone_max_data_bandwidth": max(opts.MaxBandwidthMiB, 0)}
+	// CLONE drops the recipient's databases, which super_read_only forbids even to it. read_only
+	// stays on, so no client without SUPER writes meanwhile, and the restart brings back the
+	// configured super_read_only.
+	set := map[string]any{"clone_valid_donor_list": opts.Donor, "clone_max_data_bandwidth": max(opts.MaxBandwidthMiB, 0),
+		"super_read_only": false}
 	if opts.MaxConcurrency > 0 {
 		set["clone_max_concurrency"] = opts.MaxConcurrency
 	}

@@ -94,7 +94,9 @@ func TestReseedFromReplica(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 		defer cancel()
 		primary, donor, joiner := open(t, ctx, servers[0]), open(t, ctx, servers[1]), open(t, ctx, servers[2])
-		if err := primary.ctl.Promote(ctx, mysqlctl.PromoteOptions{ReplUser: replUser, ReplPassword: replPassword}); err != nil {
+		if err := primary.ctl.Promote(ctx, mysqlctl.PromoteOptions{ReplUser: replUser, ReplPassword: replPassword,
+			// Async: the joiner, replicating later, is no acknowledging replica meanwhile.
+			SemiSync: mysqlctl.SemiSyncConfig{Async: true}}); err != nil {
 			t.Fatal(err)
 		}
 		primary.exec(t, ctx, "CREATE TABLE app.r (id INT PRIMARY KEY, v VARCHAR(64))",
