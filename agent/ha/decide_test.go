@@ -132,6 +132,18 @@ func proposing(want Decision, r Reason, c record.Command) Decision {
 
 func mem(m Memory) *Memory { return &m }
 
+// emptyServer is a replica with an empty data dir whose receiver fails: the primary purged the
+// binary logs it would need.
+func emptyServer() Server {
+	s := replicaServer("10.0.0.1", "", "")
+	s.Status.Replica.IOState, s.Status.Replica.LastIOErrno = "No", 13114
+	s.Status.Replica.LastIOError = "the source purged required binary logs"
+	return s
+}
+
+// emptyWhy is why emptyServer is re-seeded.
+const emptyWhy = "it holds no transactions (an empty data dir) and replication cannot give them (receiver error 13114)"
+
 // mariadbServer is a MariaDB server in a MySQL cluster: nonsense, but it makes GTID comparisons fail.
 func mariadbServer(pos string) Server {
 	return Server{Up: true, Status: state.Status{Flavor: gtid.MariaDB, ReadOnly: true, SuperReadOnly: true,
@@ -1275,13 +1287,16 @@ func decideCases(p Policy) []decideCase {
 			want: Decision{Errant: errantB, NodeReason: why(CodeReseeding, "re-seeding this server from a donor")},
 		},
 		{
-			name: "a member without transactions (an empty data dir) is re-seeded from the replica",
-			setup: func(o *Observation) {
-				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
-			},
+			name:  "a member without transactions (an empty data dir) that replication cannot fill is re-seeded from the replica",
+			setup: func(o *Observation) { o.Servers["db-2"] = emptyServer() },
 			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", Donor: "db-1"},
-				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-1: it holds no transactions (an empty data dir)")},
+				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-1: "+emptyWhy)},
 			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name:  "a member without transactions that replicates is left to catch up, as at a cluster's start",
+			setup: func(o *Observation) { o.Servers["db-2"] = replicaServer("10.0.0.1", "", "") },
+			want:  Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
 		},
 		{
 			name: "an errant member stays fenced without ha.rebuild_errant",
@@ -1314,11 +1329,11 @@ func decideCases(p Policy) []decideCase {
 		{
 			name: "an errant replica never donates",
 			setup: func(o *Observation) {
-				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
+				o.Servers["db-2"] = emptyServer()
 				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
 			},
 			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeReseedNoDonor,
-				"db-2 needs a re-seed (it holds no transactions (an empty data dir)) but no member may donate: db-1: errant GTIDs")},
+				"db-2 needs a re-seed ("+emptyWhy+") but no member may donate: db-1: errant GTIDs")},
 		},
 		{
 			name:   "a member without transactions never donates, though it replicates",
@@ -1335,16 +1350,16 @@ func decideCases(p Policy) []decideCase {
 			setup: func(o *Observation) {
 				delete(o.Record.Members, "db-1")
 				setPeer(o, "db-1", func(p *Peer) { p.Report.MySQLAddr = "" })
-				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
+				o.Servers["db-2"] = emptyServer()
 			},
 			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", Donor: "db-0"},
-				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-0: it holds no transactions (an empty data dir)")},
+				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-0: "+emptyWhy)},
 			memory: mem(Memory{ReseedAt: t0}),
 		},
 		{
 			name: "a re-seed is not asked for again right away",
 			setup: func(o *Observation) {
-				o.Servers["db-2"] = replicaServer("10.0.0.1", "", "")
+				o.Servers["db-2"] = emptyServer()
 				o.Memory.ReseedAt = t0.Add(-reseedRetry + time.Millisecond)
 			},
 			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},

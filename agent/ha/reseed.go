@@ -13,9 +13,11 @@ import (
 const reseedRetry = 15 * time.Second
 
 // decideReseed picks a member to re-seed while the primary is healthy: one whose server holds no
-// transactions while the primary does (an empty data dir: a new member, a replaced disk), or,
-// with ha.rebuild_errant, one holding errant transactions (fenced already). Its agent must be
-// alive and its server up, since the agent runs the copy into it.
+// transactions while the primary does (an empty data dir: a new member, a replaced disk) and
+// whose receiver fails (the primary purged the binary logs it would need), or, with
+// ha.rebuild_errant, one holding errant transactions (fenced already). An empty member that
+// replicates is left to catch up: at a cluster's start every replica is empty for a moment. Its
+// agent must be alive and its server up, since the agent runs the copy into it.
 func decideReseed(obs Observation, p Policy, d *Decision) {
 	r := obs.Record
 	if !d.Memory.ReseedAt.IsZero() && obs.Now.Sub(d.Memory.ReseedAt) < reseedRetry {
@@ -30,8 +32,9 @@ func decideReseed(obs Observation, p Policy, d *Decision) {
 		var code Code
 		var why string
 		switch {
-		case srv.Status.Executed.IsEmpty() && !primary.IsEmpty():
-			code, why = CodeReseedBlank, "it holds no transactions (an empty data dir)"
+		case srv.Status.Executed.IsEmpty() && !primary.IsEmpty() && srv.Status.Replica != nil && srv.Status.Replica.LastIOErrno != 0:
+			code, why = CodeReseedBlank, fmt.Sprintf("it holds no transactions (an empty data dir) and replication cannot give them (receiver error %d)",
+				srv.Status.Replica.LastIOErrno)
 		case peer.Report.Errant && p.RebuildErrant:
 			code, why = CodeReseedErrant, "it holds errant transactions and ha.rebuild_errant is on"
 		default:

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
@@ -39,12 +40,7 @@ func TestReseedEmptiedMember(t *testing.T) {
 	reseeded(t, func(t *testing.T, c *Cluster, p, r int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		db := c.MySQL(ctx, p).DB()
-		for _, q := range []string{"FLUSH BINARY LOGS", "PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 SECOND"} {
-			if _, err := db.ExecContext(ctx, q); err != nil {
-				t.Fatalf("%s on %s: %v", q, c.Name(p), err)
-			}
-		}
+		purgeBinlogs(ctx, t, c.MySQL(ctx, p).DB())
 		c.KillAgent(r)
 		if err := c.Servers[r].Reinitialize(ctx); err != nil {
 			t.Fatal(err)
@@ -90,4 +86,58 @@ func TestRebuildErrantMember(t *testing.T) {
 			t.Fatalf("rebuild answered %+v: want %s re-seeded from the other replica", rb, c.Name(r))
 		}
 	})
+}
+
+// purgeBinlogs leaves db's server with its current binary log only. A log a replica still reads
+// is not purged, so it tries until the replicas moved on to the new one.
+func purgeBinlogs(ctx context.Context, t *testing.T, db *sql.DB) {
+	t.Helper()
+	if _, err := db.ExecContext(ctx, "FLUSH BINARY LOGS"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		logs := binlogs(ctx, t, db)
+		if len(logs) == 1 {
+			return
+		}
+		if _, err := db.ExecContext(ctx, "PURGE BINARY LOGS TO ?", logs[len(logs)-1]); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("binary logs %v still there", logs)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// binlogs lists the server's binary logs, oldest first.
+func binlogs(ctx context.Context, t *testing.T, db *sql.DB) []string {
+	rows, err := db.QueryContext(ctx, "SHOW BINARY LOGS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for rows.Next() {
+		// Log_name first; MySQL has a column more than MariaDB.
+		vals := make([]any, len(cols))
+		var name string
+		vals[0] = &name
+		for i := 1; i < len(vals); i++ {
+			vals[i] = new(sql.RawBytes)
+		}
+		if err := rows.Scan(vals...); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names
 }
