@@ -1294,6 +1294,15 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{ReseedAt: t0}),
 		},
 		{
+			name: "a member without transactions whose receiver fails otherwise is left to replication",
+			setup: func(o *Observation) {
+				s := emptyServer()
+				s.Status.Replica.LastIOErrno, s.Status.Replica.LastIOError = 1045, "access denied" // no replication account yet
+				o.Servers["db-2"] = s
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
+		{
 			name:  "a member without transactions that replicates is left to catch up, as at a cluster's start",
 			setup: func(o *Observation) { o.Servers["db-2"] = replicaServer("10.0.0.1", "", "") },
 			want:  Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},

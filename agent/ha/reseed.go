@@ -12,9 +12,14 @@ import (
 // is not retried at every pass.
 const reseedRetry = 15 * time.Second
 
+// binlogsGone tells the receiver errors of a source that no longer has the binary logs a replica
+// needs: ER_MASTER_FATAL_ERROR_READING_BINLOG (MariaDB) and ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG
+// (MySQL). Others, such as a replication account not there yet at a cluster's start, pass.
+func binlogsGone(errno int) bool { return errno == 1236 || errno == 13114 }
+
 // decideReseed picks a member to re-seed while the primary is healthy: one whose server holds no
 // transactions while the primary does (an empty data dir: a new member, a replaced disk) and
-// whose receiver fails (the primary purged the binary logs it would need), or, with
+// whose receiver fails because the primary purged the binary logs it would need, or, with
 // ha.rebuild_errant, one holding errant transactions (fenced already). An empty member that
 // replicates is left to catch up: at a cluster's start every replica is empty for a moment. Its
 // agent must be alive and its server up, since the agent runs the copy into it.
@@ -32,7 +37,7 @@ func decideReseed(obs Observation, p Policy, d *Decision) {
 		var code Code
 		var why string
 		switch {
-		case srv.Status.Executed.IsEmpty() && !primary.IsEmpty() && srv.Status.Replica != nil && srv.Status.Replica.LastIOErrno != 0:
+		case srv.Status.Executed.IsEmpty() && !primary.IsEmpty() && srv.Status.Replica != nil && binlogsGone(srv.Status.Replica.LastIOErrno):
 			code, why = CodeReseedBlank, fmt.Sprintf("it holds no transactions (an empty data dir) and replication cannot give them (receiver error %d)",
 				srv.Status.Replica.LastIOErrno)
 		case peer.Report.Errant && p.RebuildErrant:

@@ -150,8 +150,10 @@ func plainClone(ctx context.Context, b *testing.B, spare, donor *harness.Server)
 		b.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, "SET GLOBAL clone_valid_donor_list = ?", donor.Addr()); err != nil {
-		b.Fatal(err)
+	for _, q := range []string{"SET GLOBAL clone_valid_donor_list = '" + donor.Addr() + "'", "SET GLOBAL super_read_only = OFF"} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			b.Fatalf("%s: %v", q, err)
+		}
 	}
 	_, err = db.ExecContext(ctx, fmt.Sprintf("CLONE INSTANCE FROM '%s'@'%s':%d IDENTIFIED BY '%s'",
 		harness.RootUser, donor.Host(), donor.Port(), harness.RootPassword))
