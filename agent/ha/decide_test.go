@@ -132,6 +132,15 @@ func proposing(want Decision, r Reason, c record.Command) Decision {
 
 func mem(m Memory) *Memory { return &m }
 
+// addReplica adds a healthy replica of db-0 lagging lagMs to cluster().
+func addReplica(o *Observation, id string, lagMs int64) {
+	o.Record.Members[id] = record.Member{ID: id, MySQLAddr: id + ":3306", Voter: true}
+	o.Servers[id] = replicaServer("10.0.0.1", uuidA+":1-99", uuidA+":1-99")
+	r := withAddr(replicaReport("db-0"), id+":3306")
+	r.LagMillis = lagMs
+	o.Peers[id] = Peer{State: PeerAlive, Report: r}
+}
+
 // emptyServer is a replica with an empty data dir whose receiver fails: the primary purged the
 // binary logs it would need.
 func emptyServer() Server {
@@ -1292,6 +1301,39 @@ func decideCases(p Policy) []decideCase {
 			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", Donor: "db-1"},
 				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-1: "+emptyWhy)},
 			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name: "an empty member whose agent is not alive is not re-seeded: its agent runs the copy",
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = emptyServer()
+				setPeer(o, "db-2", func(p *Peer) { p.State = PeerDead })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
+		{
+			name: "of the healthy replicas the least lagging donates",
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = emptyServer()
+				setPeer(o, "db-1", func(p *Peer) { p.Report.LagMillis = 900 })
+				addReplica(o, "db-3", 50)
+				addReplica(o, "db-4", 400)
+			},
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", Donor: "db-3"},
+				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-3: "+emptyWhy)},
+			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name: "unreachable, dead or draining replicas never donate",
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = emptyServer()
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Draining = true })
+				addReplica(o, "db-3", 0)
+				o.Servers["db-3"] = Server{Err: "refused"}
+				addReplica(o, "db-4", 0)
+				setPeer(o, "db-4", func(p *Peer) { p.State = PeerDead })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeReseedNoDonor, "db-2 needs a re-seed ("+emptyWhy+
+				") but no member may donate: db-1: shutting down, db-3: MySQL unreachable, db-4: agent not alive")},
 		},
 		{
 			name: "a member without transactions whose receiver fails otherwise is left to replication",
