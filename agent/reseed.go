@@ -23,7 +23,9 @@ type ReseedOptions struct {
 	// Local is the agent's own MySQL address and account. The account is the same on every
 	// member, so it also logs in to a MySQL donor (it needs BACKUP_ADMIN there, CLONE_ADMIN here).
 	Local mysqlctl.Config
-	// Service stops and starts the local mysqld (mysql.stop_command, mysql.start_command).
+	// Service stops and starts the local mysqld (mysql.stop_command, mysql.start_command); nil
+	// when they are not set: a MySQL clone then needs a supervisor that restarts mysqld, and a
+	// MariaDB re-seed is refused.
 	Service reseed.Service
 	// DataDir is the local server's data dir ("" asks the server); TmpDir holds a donor's
 	// scratch files.
@@ -130,6 +132,9 @@ func (a *Agent) reseedFrom(ctx context.Context, flavor gtid.Flavor, donor record
 		return reseed.Clone(ctx, o.Local, o.Service, reseed.CloneOptions{Donor: donor.MySQLAddr, User: o.Local.User,
 			Password: o.Local.Password, MaxBandwidthMiB: o.MaxMiBPerSecond}, log)
 	}
+	if o.Service == nil {
+		return errors.New("re-seed: MariaDB needs mysqld stopped and started around the swap: set mysql.stop_command and mysql.start_command")
+	}
 	stream, err := o.Client.BackupStream(ctx, donor.AdminAddr)
 	if err != nil {
 		return fmt.Errorf("re-seed: %w", err)
@@ -205,6 +210,10 @@ func (a *Agent) serveRebuild(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) serveBackupStream(w http.ResponseWriter, r *http.Request) {
 	if v := a.snapshot(); v.Errant != "" {
 		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "this member holds errant transactions and must not donate: " + v.Errant})
+		return
+	}
+	if a.reseeding.Load() {
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "this member is being re-seeded itself"})
 		return
 	}
 	o := a.opts.Reseed

@@ -35,7 +35,9 @@ type CloneOptions struct {
 
 // Clone replaces the MySQL server at local (the agent's own connection settings) with a copy of
 // the donor's data and brings it back up: CLONE INSTANCE on the recipient, then, if mysqld shut
-// down for want of a supervisor, svc.Start. Both servers need the clone plugin loaded
+// down for want of a supervisor, svc.Start (svc may be nil when a supervisor restarts mysqld;
+// the clone then fails if none did). Progress is logged from performance_schema.clone_progress
+// when the server has it. Both servers need the clone plugin loaded
 // (plugin-load-add=mysql_clone.so) and the account CLONE_ADMIN on the recipient. The recipient
 // comes back with the donor's data and GTIDs, read-only as its configuration says, and no
 // replication configured: the agent points it at the primary.
@@ -78,7 +80,15 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 	}
 	begin := time.Now()
 	log.Info("clone starting", "donor", opts.Donor, "max_mib_per_second", opts.MaxBandwidthMiB)
+	progressCtx, stopProgress := context.WithCancel(ctx)
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		logProgress(progressCtx, db, log)
+	}()
 	_, err = db.ExecContext(ctx, "CLONE INSTANCE FROM ?@?:"+fmt.Sprint(port)+" IDENTIFIED BY ?", opts.User, host, opts.Password)
+	stopProgress()
+	<-progressDone
 	var me *mysql.MySQLError
 	switch {
 	case errors.As(err, &me) && me.Number == errRestartWithoutSupervisor:
@@ -86,6 +96,9 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 		log.Info("clone copied; starting mysqld", "donor", opts.Donor, "took", time.Since(begin).Round(time.Millisecond))
 		if err := waitDown(ctx, local); err != nil {
 			return fmt.Errorf("clone from %s: %w", opts.Donor, err)
+		}
+		if svc == nil {
+			return fmt.Errorf("clone from %s: mysqld shut down after the copy and no start command is set (mysql.start_command)", opts.Donor)
 		}
 		if err := svc.Start(ctx); err != nil {
 			return fmt.Errorf("clone from %s: %w", opts.Donor, err)
@@ -102,4 +115,33 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 	}
 	back.Close()
 	return nil
+}
+
+// logProgress logs the running clone's stage and bytes every 10 seconds until ctx ends. Without
+// performance_schema (or before the clone registers) there is nothing to read, and it says so
+// once at debug level.
+func logProgress(ctx context.Context, db *sql.DB, log *slog.Logger) {
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var stage string
+		var estimate, data int64
+		err := db.QueryRowContext(ctx, "SELECT STAGE, ESTIMATE, DATA FROM performance_schema.clone_progress "+
+			"WHERE STATE = 'In Progress' ORDER BY ID DESC LIMIT 1").Scan(&stage, &estimate, &data)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			log.Debug("no clone progress to read", "err", err)
+			return
+		default:
+			log.Info("clone progress", "stage", stage, "bytes", data, "estimate", estimate)
+		}
+	}
 }

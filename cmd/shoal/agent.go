@@ -113,6 +113,10 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		publishers = append(publishers, agent.DNSPublisher(dnsServer,
 			dns.ZoneConfig{Zone: cfg.DNS.Zone, TTL: cfg.DNS.TTL, MaxLag: cfg.DNS.MaxLag}))
 	}
+	var service reseed.Service // nil: no commands, re-seeds rely on a supervisor
+	if len(cfg.MySQL.StartCommand) > 0 {
+		service = reseed.Commands{StopArgv: cfg.MySQL.StopCommand, StartArgv: cfg.MySQL.StartCommand}
+	}
 	a, err := agent.New(agent.Options{
 		NodeID: cfg.Node.ID, Cluster: cfg.Cluster, Policy: cfg.Policy(),
 		LocalMySQLAddr: cfg.MySQL.Addr, MySQLAddr: cfg.MySQLAdvertise(), RaftAddr: node.Addr(),
@@ -127,7 +131,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		Reseed: agent.ReseedOptions{
 			Local: mysqlctl.Config{Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
 				ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout},
-			Service: reseed.Commands{StopArgv: cfg.MySQL.StopCommand, StartArgv: cfg.MySQL.StartCommand},
+			Service: service,
 			DataDir: cfg.MySQL.DataDir, TmpDir: cfg.Reseed.TmpDir, MaxMiBPerSecond: cfg.Reseed.MaxMiBPerSecond,
 			// No timeout: a backup stream lasts as long as the copy.
 			Client: adminapi.NewClient("", leaseTLS(raftTLS), 0),
