@@ -61,7 +61,7 @@ func newReseedMetrics(reg prometheus.Registerer) (*reseedMetrics, error) {
 	return m, nil
 }
 
-func result(err error) string {
+func reseedResult(err error) string {
 	if err != nil {
 		return "failed"
 	}
@@ -99,7 +99,7 @@ func (a *Agent) startReseed(donor record.Member) error {
 		if err == nil {
 			err = a.reseedFrom(a.backgroundCtx, flavor, donor)
 		}
-		a.reseedMetrics.runs.WithLabelValues("joiner", result(err)).Inc()
+		a.reseedMetrics.runs.WithLabelValues("joiner", reseedResult(err)).Inc()
 		if err != nil {
 			a.log.Error("re-seed failed", "donor", donor.ID, "err", err)
 			return
@@ -221,7 +221,7 @@ func (a *Agent) serveBackupStream(w http.ResponseWriter, r *http.Request) {
 	n, err := reseed.Backup(r.Context(), out, reseed.BackupOptions{Local: o.Local, TmpDir: o.TmpDir,
 		BytesPerSecond: int64(o.MaxMiBPerSecond) << 20, Tools: o.Tools}, a.log.With("component", "reseed"))
 	a.reseedMetrics.bytes.Add(float64(n))
-	a.reseedMetrics.runs.WithLabelValues("donor", result(err)).Inc()
+	a.reseedMetrics.runs.WithLabelValues("donor", reseedResult(err)).Inc()
 	switch {
 	case err != nil && !out.started:
 		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: err.Error()})

@@ -104,6 +104,12 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 			return fmt.Errorf("clone from %s: %w", opts.Donor, err)
 		}
 	case err != nil && !errors.Is(err, mysql.ErrInvalidConn):
+		// The old data is still there and the server runs: fence it again as it was.
+		fenceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, ferr := db.ExecContext(fenceCtx, "SET GLOBAL super_read_only = ON"); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("turn super_read_only back on: %w", ferr))
+		}
 		return fmt.Errorf("clone from %s: CLONE INSTANCE: %w", opts.Donor, err)
 	default:
 		// A supervised mysqld restarts itself, which may drop our connection before CLONE answers.

@@ -1323,6 +1323,18 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{ReseedAt: t0}),
 		},
 		{
+			name:   "one re-seed at a time: the first member in order",
+			policy: func(p *Policy) { p.RebuildErrant = true },
+			setup: func(o *Observation) {
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+				o.Servers["db-2"] = emptyServer()
+				addReplica(o, "db-3", 0)
+			},
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-1", Donor: "db-3"},
+				ClusterReason: why(CodeReseedErrant, "re-seeding db-1 from db-3: it holds errant transactions and ha.rebuild_errant is on")},
+			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
 			name: "unreachable, dead or draining replicas never donate",
 			setup: func(o *Observation) {
 				o.Servers["db-2"] = emptyServer()
