@@ -193,7 +193,7 @@ func (a *Agent) serveRebuild(w http.ResponseWriter, r *http.Request) {
 	obs := a.lastObservation()
 	rs, err := ha.Rebuild(obs, a.opts.Policy, req.Member)
 	if err != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, adminapi.Error{Error: "cannot rebuild: " + err.Error()})
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "cannot rebuild: " + err.Error()})
 		return
 	}
 	if err := a.askReseed(r.Context(), obs.Record, rs); err != nil {

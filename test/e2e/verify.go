@@ -131,12 +131,7 @@ func (c *Cluster) RepairErrant(p int) []Repair {
 				continue // no longer reported errant: look again
 			}
 			begin := time.Now()
-			ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
-			rb, err := c.Admin.RequestRebuild(ctx, c.AdminAddr(p), name)
-			cancel()
-			if err != nil {
-				c.t.Fatalf("rebuild %s: %v", name, err)
-			}
+			rb := c.rebuild(i, p)
 			c.waitReseeded(i, begin)
 			repairs = append(repairs, Repair{Member: name, Errant: v.Errant, Donor: rb.Donor})
 		}
