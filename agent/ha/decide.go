@@ -443,6 +443,9 @@ func candidates(obs Observation, exclude string) ([]candidate, []string) {
 			unfit = append(unfit, id+": errant GTIDs")
 		case peer.Report.Draining:
 			unfit = append(unfit, id+": shutting down")
+		case peer.Report.Reseeding:
+			// Its data is about to be replaced: promoted, it would lose what it holds.
+			unfit = append(unfit, id+": being re-seeded")
 		default:
 			start, stalled := applier(srv.Status)
 			fit = append(fit, candidate{id: id, received: srv.Status.Received(), stalled: stalled, startApplier: start})

@@ -1335,17 +1335,29 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{ReseedAt: t0}),
 		},
 		{
-			name: "unreachable, dead or draining replicas never donate",
+			name: "a member being re-seeded is no failover candidate, though what it received still counts",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				setPeer(o, "db-2", func(p *Peer) { p.Report.Reseeding = true })
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true,
+				ClusterReason: why(CodeFailoverBlocked, "primary db-0 is down but db-2 received transactions candidate db-1 lacks")},
+			memory: downMemory,
+		},
+		{
+			name: "unreachable, dead, draining or re-seeding replicas never donate",
 			setup: func(o *Observation) {
 				o.Servers["db-2"] = emptyServer()
 				setPeer(o, "db-1", func(p *Peer) { p.Report.Draining = true })
+				addReplica(o, "db-5", 0)
+				setPeer(o, "db-5", func(p *Peer) { p.Report.Reseeding = true })
 				addReplica(o, "db-3", 0)
 				o.Servers["db-3"] = Server{Err: "refused"}
 				addReplica(o, "db-4", 0)
 				setPeer(o, "db-4", func(p *Peer) { p.State = PeerDead })
 			},
 			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeReseedNoDonor, "db-2 needs a re-seed ("+emptyWhy+
-				") but no member may donate: db-1: shutting down, db-3: MySQL unreachable, db-4: agent not alive")},
+				") but no member may donate: db-1: shutting down, db-3: MySQL unreachable, db-4: agent not alive, db-5: being re-seeded")},
 		},
 		{
 			name: "a member without transactions whose receiver fails otherwise is left to replication",

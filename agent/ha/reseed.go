@@ -58,8 +58,8 @@ func decideReseed(obs Observation, p Policy, d *Decision) {
 }
 
 // pickDonor chooses whom member copies: the replica of the primary with the lowest lag among
-// those the leader reaches whose agent is alive, that are neither errant, empty nor shutting down,
-// and that receive and apply from the primary with a known lag of at most ha.rebuild_max_donor_lag.
+// those the leader reaches whose agent is alive, that are neither errant, empty, being re-seeded
+// nor shutting down, and that receive and apply from the primary with a known lag of at most ha.rebuild_max_donor_lag.
 // The copy loads the donor, so the primary donates only when it is the only other member. It
 // returns "" and why each member is unfit when none is.
 func pickDonor(obs Observation, p Policy, member string) (string, []string) {
@@ -81,6 +81,8 @@ func pickDonor(obs Observation, p Policy, member string) (string, []string) {
 			unfit = append(unfit, id+": errant GTIDs")
 		case rep.Draining:
 			unfit = append(unfit, id+": shutting down")
+		case rep.Reseeding:
+			unfit = append(unfit, id+": being re-seeded")
 		case obs.Servers[id].Status.Executed.IsEmpty():
 			unfit = append(unfit, id+": holds no transactions")
 		case rep.Source != r.Primary || !rep.IOConnected || !rep.SQLRunning || rep.LagMillis < 0:
