@@ -1345,6 +1345,17 @@ func decideCases(p Policy) []decideCase {
 			memory: downMemory,
 		},
 		{
+			name: "a member being re-seeded is no failover candidate: with the other one errant, there is none",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+				setPeer(o, "db-2", func(p *Peer) { p.Report.Reseeding = true })
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverNoCandidate,
+				crashed+" but no replica can take over: db-1: errant GTIDs, db-2: being re-seeded")},
+			memory: downMemory,
+		},
+		{
 			name: "unreachable, dead, draining or re-seeding replicas never donate",
 			setup: func(o *Observation) {
 				o.Servers["db-2"] = emptyServer()
