@@ -17,7 +17,7 @@ need_root() {
   fi
 }
 
-apt_packages=(mariadb-server mariadb-client mariadb-backup debootstrap iptables iproute2 spin gcc bind9-dnsutils zstd)
+apt_packages=(mariadb-server mariadb-client mariadb-backup debootstrap iptables iproute2 spin gcc bind9-dnsutils zstd curl)
 
 install_apt() {
   local missing=()
