@@ -271,11 +271,11 @@ func (s *Server) Promote(ctx context.Context, opts PromoteOptions) error {
 // source off (ConfigureReplica and fresh servers leave it off), so those writes wait for no ack
 // that no replica can give yet, and read_only on, which binds client accounts but not this one.
 func (s *Server) adminWritesOnly(ctx context.Context) error {
-	semi, err := s.semiSyncStatus(ctx)
+	vars, err := s.nameValues(ctx, semiSyncVarsStatement)
 	if err != nil {
-		return err
+		return s.errorf("read semi-sync variables", err)
 	}
-	if semi.SourceEnabled {
+	if isOn(vars[s.dialect.semiSource+"enabled"]) {
 		if err := s.setGlobal(ctx, s.dialect.semiSource+"enabled", "OFF"); err != nil {
 			return err
 		}

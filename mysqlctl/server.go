@@ -71,6 +71,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	// Client-side interpolation: replication and account statements cannot be prepared, and it
 	// saves a round trip per statement on the failover path.
 	mc.InterpolateParams = true
+	// Status sends its reads as one multi-statement query. Every statement is shoal's own and
+	// values go through the driver's escaping, so no outside text can add a statement.
+	mc.MultiStatements = true
 	mc.AllowNativePasswords = true
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
