@@ -53,6 +53,12 @@ type dialect struct {
 	// (MySQL); MariaDB ends the wait on kill.
 	killKeepsAckWait bool
 
+	// applierThread returns the processlist id of the applier (coordinator) thread, no row when
+	// it is not running; empty where a stop of the applier never waits for a half-received group.
+	applierThread string
+	// applierThreadAlive counts the threads with a processlist id (the killed applier's).
+	applierThreadAlive string
+
 	// replicationCommands are processlist COMMAND values of replication threads, never killed by a fence.
 	replicationCommands []string
 }
@@ -93,6 +99,8 @@ var mysqlDialect = dialect{
 		"rpl_semi_sync_replica": "semisync_replica.so",
 	},
 	killKeepsAckWait:    true,
+	applierThread:       "SELECT PROCESSLIST_ID FROM performance_schema.threads WHERE NAME = 'thread/sql/replica_sql'",
+	applierThreadAlive:  "SELECT COUNT(*) FROM performance_schema.threads WHERE PROCESSLIST_ID = ?",
 	replicationCommands: []string{"Binlog Dump", "Binlog Dump GTID"},
 }
 

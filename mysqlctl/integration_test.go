@@ -561,3 +561,88 @@ func TestWriteHeartbeat(t *testing.T) {
 		}
 	})
 }
+
+// A source that dies while sending a transaction leaves its replicas' relay logs ending inside
+// it. Whatever was received up to there is promoted, and the half-received transaction (never
+// acknowledged: its ack needed all of it) is dropped. MySQL's multi-threaded applier sits in the
+// middle of that group, waiting for events that never come, and a STOP REPLICA there defers
+// for 60 s (SLAVE_WAIT_GROUP_DONE) hoping the group completes: the promotion must not wait.
+func TestPromoteWithHalfReceivedTransaction(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		nodes := startNodes(t, flavor, 2)
+		wireCluster(t, nodes)
+		primary, replica := nodes[0], nodes[1]
+		_, err := primary.app.ExecContext(ctx(t), "CREATE TABLE app.big (id INT PRIMARY KEY, pad LONGBLOB)")
+		must(t, err)
+		insertRows(t, primary, 1, 151)
+		waitCaughtUp(t, primary, replica)
+		before := status(t, replica).Replica.Received
+		replicaRoot := replica.proc.RootDB(t)
+		space := func() int64 {
+			var n int64
+			row, err := replicaRoot.QueryContext(ctx(t), replicaStatusStatement(flavor))
+			must(t, err)
+			defer row.Close()
+			cols, _ := row.Columns()
+			vals := make([]any, len(cols))
+			for i := range vals {
+				vals[i] = new(sql.NullString)
+			}
+			if !row.Next() {
+				t.Fatal("no replica status")
+			}
+			must(t, row.Scan(vals...))
+			for i, c := range cols {
+				if c == "Relay_Log_Space" {
+					fmt.Sscan(vals[i].(*sql.NullString).String, &n)
+				}
+			}
+			return n
+		}
+		spaceBefore := space()
+
+		// The replica is frozen while the primary commits a 65 MB transaction, so the primary's
+		// sender fills the socket buffers and blocks; then the primary freezes for good and the
+		// replica thaws: it receives only what the buffers held.
+		must(t, replica.proc.Pause())
+		t.Cleanup(func() { replica.proc.Resume() })
+		go func() {
+			c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			primary.app.ExecContext(c, "INSERT INTO app.big SELECT a.id * 1000 + b.id, REPEAT('x', 3000) FROM app.t a, app.t b")
+		}()
+		waitFor(t, time.Minute, "the big transaction waiting for its ack", func() bool {
+			st := status(t, primary)
+			return st.SemiSync.WaitSessions > 0
+		})
+		must(t, primary.proc.Pause())
+		t.Cleanup(func() { primary.proc.Resume() })
+		must(t, replica.proc.Resume())
+		waitFor(t, time.Minute, "part of the transaction in the relay log", func() bool { return space() > spaceBefore+1<<20 })
+
+		begin := time.Now()
+		c, cancel := context.WithTimeout(t.Context(), 40*time.Second) // the server's deferral is 60 s
+		defer cancel()
+		must(t, replica.ctl.Promote(c, promoteOpts))
+		t.Logf("%s: promoted in %s", flavor, time.Since(begin).Round(time.Millisecond))
+		st := status(t, replica)
+		if !st.Writable() || st.Replica != nil {
+			t.Fatalf("not a writable primary after Promote: read_only %v, replica %+v", st.ReadOnly, st.Replica)
+		}
+		var rows int
+		must(t, replica.app.QueryRowContext(ctx(t), "SELECT COUNT(*) FROM app.big").Scan(&rows))
+		if rows != 0 {
+			t.Fatalf("%d rows of the half-received transaction were applied", rows)
+		}
+		if ok, err := st.Executed.Contains(before); err != nil || !ok {
+			t.Fatalf("executed %s lost some of what was received before: %s", st.Executed, before)
+		}
+	})
+}
+
+func replicaStatusStatement(flavor gtid.Flavor) string {
+	if flavor == gtid.MariaDB {
+		return "SHOW SLAVE STATUS"
+	}
+	return "SHOW REPLICA STATUS"
+}

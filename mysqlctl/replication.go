@@ -67,7 +67,7 @@ func (s *Server) ConfigureReplica(ctx context.Context, src Source, opts ReplicaO
 	if float64(netTimeout) <= opts.Heartbeat.Seconds() {
 		return fmt.Errorf("mysql %s: replica net timeout %ds must exceed the heartbeat %s", s.addr, netTimeout, opts.Heartbeat)
 	}
-	if err := s.exec(ctx, "stop replica", d.stopReplica); err != nil {
+	if err := s.StopReplica(ctx); err != nil {
 		return err
 	}
 	if d.prepareGTIDPosition != "" {
@@ -94,8 +94,35 @@ func (s *Server) StartReplica(ctx context.Context) error {
 	return s.exec(ctx, "start replica", s.dialect.startReplica)
 }
 
-// StopReplica stops both replication threads.
+// StopReplica stops both replication threads, and does not wait for the transaction the
+// applier is in to complete: every caller either drained what was complete first (a
+// promotion), fetches it again from a new source (a repoint), or discards the data (an errant
+// member, a re-seed).
+//
+// This matters when the relay log ends inside a transaction whose source died while sending it.
+// MySQL's multi-threaded applier then sits in the middle of that group, and STOP REPLICA
+// defers for 60 s (SLAVE_WAIT_GROUP_DONE) in case the rest arrives, which it never will; the
+// group was never acknowledged either, since its ack needed all of it. A KILL of the
+// coordinator is accepted at once when no stop request came first, so the applier is killed
+// first and the stop finds it gone; the kill's applier error is cleared by the next START or
+// RESET. Without performance_schema the thread cannot be found, and the stop may wait.
 func (s *Server) StopReplica(ctx context.Context) error {
+	if s.dialect.applierThread != "" {
+		var id int64
+		err := s.db.QueryRowContext(ctx, s.dialect.applierThread).Scan(&id)
+		switch {
+		case errors.Is(err, sql.ErrNoRows): // not running
+		case err != nil:
+			return s.errorf("find the applier thread", err)
+		default:
+			if _, err := s.db.ExecContext(ctx, "KILL ?", id); err != nil && serverErrorNumber(err) != errNoSuchThread {
+				return s.errorf("kill the applier thread", err)
+			}
+			if err := s.awaitThreadExit(ctx, id); err != nil {
+				return err
+			}
+		}
+	}
 	return s.exec(ctx, "stop replica", s.dialect.stopReplica)
 }
 
@@ -219,6 +246,27 @@ func (s *Server) WaitRelayLogApplied(ctx context.Context) (gtid.Set, error) {
 		return received, err
 	}
 	return received, nil
+}
+
+// awaitThreadExit waits until the killed applier thread id is gone. KILL only flags the thread:
+// a stop issued before the thread has seen the flag would make it defer after all.
+func (s *Server) awaitThreadExit(ctx context.Context, id int64) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var n int
+		if err := s.db.QueryRowContext(ctx, s.dialect.applierThreadAlive, id).Scan(&n); err != nil {
+			return s.errorf("wait for the killed applier thread to exit", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return s.errorf("wait for the killed applier thread to exit", ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // PromoteOptions say how the new primary runs.

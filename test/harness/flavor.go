@@ -73,6 +73,10 @@ func newFlavor(name gtid.Flavor) (*flavor, error) {
 				// Re-seeding copies a member with CLONE INSTANCE.
 				"--plugin-load-add=mysql_clone.so",
 				"--secure-file-priv=",
+				// On, as MySQL ships it: shoal finds the applier thread there (mysqlctl's
+				// stopDrainedReplica). Sized down, since tests run many servers at once.
+				"--performance-schema=ON", "--performance-schema-max-digest-length=0",
+				"--performance-schema-consumer-events-statements-current=OFF",
 			},
 			// With gtid_mode=ON MySQL records GTIDs in mysql.gtid_executed even without a binlog,
 			// and every copy of the template would then share them.
@@ -94,7 +98,7 @@ func newFlavor(name gtid.Flavor) (*flavor, error) {
 			},
 			// Without --no-defaults Debian's config would set utf8mb4; keep that, not latin1.
 			baseArgs:    []string{"--innodb-log-file-size=32M", "--character-set-server=utf8mb4"},
-			serverArgs:  []string{"--log-slave-updates=ON", "--gtid-strict-mode=ON", "--gtid-domain-id=0"},
+			serverArgs:  []string{"--log-slave-updates=ON", "--gtid-strict-mode=ON", "--gtid-domain-id=0", "--performance-schema=OFF"},
 			readOnlyArg: "--read-only=ON",
 			client:      "/usr/bin/mariadb",
 			dump:        "/usr/bin/mariadb-dump",
@@ -186,7 +190,6 @@ func (s *Server) args() []string {
 		"--skip-name-resolve",
 		"--log-bin=binlog", "--relay-log=relay-bin", "--binlog-format=ROW", "--sync-binlog=1",
 		"--relay-log-recovery=ON",
-		"--performance-schema=OFF",
 		"--max-connections=200",
 	)
 	a = append(a, s.fl.serverArgs...)
