@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/shoal-db/shoal/test/e2e"
 )
 
 // A fault breaks the cluster and heals it again before it returns; it says what it did.
@@ -38,6 +40,25 @@ var faults = []fault{
 		r.c.RestartServer(i)
 		r.c.StartAgent(i)
 		return "SIGKILL mysqld and agent of " + r.role(i)
+	}},
+	{"kill-host-mid-transaction", func(r *run) string {
+		// The primary's host dies while a big transaction is being sent: the replicas' relay
+		// logs may end inside it, which must hold no failover and never be applied.
+		p := r.primary
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		done := r.c.BigTransaction(ctx, p)
+		// Anywhere from its first MB in the binlog to most of it sent.
+		sent := r.c.WaitBinlogGrowth(p, int64(1+r.rng.IntN(40))<<20, done)
+		r.c.KillAgent(p)
+		r.must(r.c.Servers[p].Kill())
+		time.Sleep(r.between(time.Second, 5*time.Second))
+		r.c.RestartServer(p)
+		r.c.StartAgent(p)
+		if !sent {
+			return fmt.Sprintf("SIGKILL mysqld and agent of primary %s (its %d MB transaction ended first)", r.c.Name(p), e2e.BigTransactionBytes>>20)
+		}
+		return fmt.Sprintf("SIGKILL mysqld and agent of primary %s while its %d MB transaction was in the binlog", r.c.Name(p), e2e.BigTransactionBytes>>20)
 	}},
 	{"stop-mysqld", func(r *run) string {
 		i, d := r.target(), r.pause()

@@ -2,11 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +9,7 @@ import (
 	"github.com/shoal-db/shoal/test/harness"
 )
 
-// The primary's host crashes while a 65 MB transaction is on its way to the replicas, so both
+// The primary's host crashes while a 64 MB transaction is on its way to the replicas, so both
 // relay logs end inside it: the replicas are frozen while the primary commits it, and thawed
 // after the crash with only what their sockets held. The transaction was never acknowledged. It
 // must not hold the failover (MySQL's multi-threaded applier defers STOP REPLICA for 60 s in the
@@ -26,59 +21,19 @@ func TestHostCrashDuringBigTransaction(t *testing.T) {
 		root := c.Servers[p].RootDB(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		seq := make([]string, 150)
-		for i := range seq {
-			seq[i] = fmt.Sprintf("(%d)", i+1)
-		}
-		for _, q := range []string{
-			"CREATE DATABASE bulk",
-			"CREATE TABLE bulk.seq (id INT PRIMARY KEY)",
-			"CREATE TABLE bulk.big (id INT PRIMARY KEY, pad LONGBLOB)",
-			"INSERT INTO bulk.seq VALUES " + strings.Join(seq, ","),
-		} {
-			if _, err := root.ExecContext(ctx, q); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
-		w.WaitAcked(t, w.Acked()+10)
 		var replicas []int
 		for i := range c.Servers {
 			if i != p {
 				replicas = append(replicas, i)
 			}
 		}
-		insertErr := make(chan error, 1)
-		go func() {
-			_, err := root.ExecContext(ctx, "INSERT INTO bulk.big SELECT a.id * 1000 + b.id, REPEAT('x', 3000) FROM bulk.seq a, bulk.seq b")
-			insertErr <- err
-		}()
+		insertErr := c.BigTransaction(ctx, p)
 		// Once its commit writes it to the binlog (the writer's events are tiny), freeze the
 		// replicas: the primary's senders fill their sockets and block, and the commit waits for
 		// an ack. Freezing them earlier would hold the commit behind the writer's, waiting for
 		// acks the frozen replicas cannot give.
-		binlogSize := func() int64 {
-			files, _ := filepath.Glob(filepath.Join(c.Servers[p].Dir(), "data", "binlog.[0-9]*"))
-			if len(files) == 0 {
-				t.Fatal("no binlog file found")
-			}
-			fi, err := os.Stat(slices.Max(files))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return fi.Size()
-		}
-		base := binlogSize()
-		deadline := time.Now().Add(2 * time.Minute)
-		for binlogSize() < base+4<<20 {
-			select {
-			case err := <-insertErr:
-				t.Fatalf("the big transaction ended before the crash: %v", err)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the big transaction never reached the binlog")
-			}
-			time.Sleep(time.Millisecond)
+		if !c.WaitBinlogGrowth(p, 4<<20, insertErr) {
+			t.Fatal("the big transaction never reached the binlog")
 		}
 		for _, r := range replicas {
 			if err := c.Servers[r].Pause(); err != nil {
@@ -118,8 +73,8 @@ func TestHostCrashDuringBigTransaction(t *testing.T) {
 		// stop of the applier would take.
 		next := c.WaitPrimary(p, 45*time.Second)
 		w.WaitAcked(t, w.Acked()+20)
-		t.Logf("%s: primary %s crashed while sending a 65 MB transaction; %s promoted and acknowledging writes %s later",
-			flavor, c.Name(p), c.Name(next), time.Since(crashed).Round(time.Millisecond))
+		t.Logf("%s: primary %s crashed while sending a %d MB transaction; %s promoted and acknowledging writes %s later",
+			flavor, c.Name(p), BigTransactionBytes>>20, c.Name(next), time.Since(crashed).Round(time.Millisecond))
 		for _, r := range replicas {
 			var rows int
 			if err := c.Servers[r].RootDB(t).QueryRowContext(ctx, "SELECT COUNT(*) FROM bulk.big").Scan(&rows); err != nil {
