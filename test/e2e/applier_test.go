@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -53,4 +56,96 @@ func TestHostCrashWithAStoppedApplier(t *testing.T) {
 		out := c.Verify(acked, m.Stop())
 		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
 	})
+}
+
+// A replica whose applier stopped on an error (a duplicate key: a row written on the replica
+// itself, outside the binlog) when the primary's host crashes: the other replica, holding every
+// acknowledged write, is promoted, and the broken one is left as it is for an operator. Once the
+// operator removes the conflicting row and starts replication, it follows the new primary.
+func TestHostCrashWithAFailedApplier(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
+		w.WaitAcked(t, 20)
+		r := (p + 1) % len(c.Servers)
+		if o := (p + 2) % len(c.Servers); o < r {
+			r = o
+		}
+		ids := w.AckedIDs()
+		conflict := ids[len(ids)-1] + 100 // a write the writer makes within a second or so
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		root := c.Servers[r].RootDB(t)
+		local := func(stmts ...string) {
+			conn, err := root.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if flavor == gtid.MySQL { // root writes past read_only, not past super_read_only
+				stmts = append(append([]string{"SET GLOBAL super_read_only = OFF"}, stmts...), "SET GLOBAL super_read_only = ON")
+			}
+			for _, q := range append([]string{"SET SESSION sql_log_bin = 0"}, stmts...) {
+				if _, err := conn.ExecContext(ctx, q); err != nil {
+					t.Fatalf("%s on %s: %v", q, c.Name(r), err)
+				}
+			}
+		}
+		local(fmt.Sprintf("INSERT INTO app.acks (id) VALUES (%d)", conflict))
+		status, start := "SHOW REPLICA STATUS", "START REPLICA"
+		if flavor == gtid.MariaDB {
+			status, start = "SHOW SLAVE STATUS", "START SLAVE"
+		}
+		deadline := time.Now().Add(time.Minute)
+		for errno := ""; errno == "" || errno == "0"; errno = replicaColumn(t, root, status, "Last_SQL_Errno") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the applier of %s never failed on id %d", c.Name(r), conflict)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // the leader reads the failed applier before the crash, as in production
+		c.KillAgent(p)
+		if err := c.Servers[p].Kill(); err != nil {
+			t.Fatal(err)
+		}
+		next := c.WaitPrimary(p, 90*time.Second)
+		if next == r {
+			t.Fatalf("promoted %s, whose applier failed", c.Name(r))
+		}
+		w.WaitAcked(t, w.Acked()+20)
+		t.Logf("%s: applier of %s failed on a duplicate key, primary %s -> %s", flavor, c.Name(r), c.Name(p), c.Name(next))
+
+		local(fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
+		if _, err := root.ExecContext(ctx, start); err != nil {
+			t.Fatalf("start replication on %s: %v", c.Name(r), err)
+		}
+		c.RestartServer(p)
+		c.StartAgent(p)
+		w.WaitAcked(t, w.Acked()+20)
+		acked := w.Stop()
+		out := c.Verify(acked, m.Stop())
+		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
+	})
+}
+
+// replicaColumn is one column of a replica status row, "" when the server replicates nothing.
+func replicaColumn(t *testing.T, db *sql.DB, statement, column string) string {
+	t.Helper()
+	rows, err := db.Query(statement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	if !rows.Next() {
+		return ""
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		t.Fatal(err)
+	}
+	return vals[slices.Index(cols, column)].String
 }
