@@ -34,7 +34,7 @@ func (a *Agent) act(ctx context.Context, obs ha.Observation, d ha.Decision) (boo
 		return changed, leaseErr
 	}
 	if d.TransferLeadership {
-		if err := a.raft.TransferLeadership(ctx); err != nil {
+		if err := a.raft.TransferLeadership(ctx, d.TransferTo); err != nil {
 			return changed, errors.Join(leaseErr, fmt.Errorf("transfer leadership: %w", err))
 		}
 		return true, leaseErr

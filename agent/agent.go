@@ -235,7 +235,7 @@ func (a *Agent) drain() error {
 				a.pass(ctx)
 			}
 			if a.raft.IsLeader() {
-				if err := a.raft.TransferLeadership(ctx); err != nil {
+				if err := a.raft.TransferLeadership(ctx, ""); err != nil {
 					a.log.Warn("leadership transfer before shutdown failed", "err", err)
 				}
 			}

@@ -404,7 +404,7 @@ func TestCancelledSwitchoverReelectsLeadingPrimary(t *testing.T) {
 		}
 		for _, m := range c.members {
 			if m.raft.IsLeader() {
-				m.raft.TransferLeadership(t.Context())
+				m.raft.TransferLeadership(t.Context(), "")
 			}
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -48,7 +48,7 @@ type raftNode interface {
 	Bootstrap(servers []membership.Server) error
 	Configuration() ([]membership.Server, error)
 	ApplyChange(ctx context.Context, c membership.Change) error
-	TransferLeadership(ctx context.Context) error
+	TransferLeadership(ctx context.Context, to string) error
 }
 
 // gossipView is the agent's view of gossip; *gossip.Gossip implements it.

@@ -96,7 +96,7 @@ func TestLeaderTasksFollowLeadership(t *testing.T) {
 	c.waitTaskOn(first.id)
 
 	// The transfer returns once the old leader stepped down, maybe before another won.
-	if err := first.raft.TransferLeadership(t.Context()); err != nil {
+	if err := first.raft.TransferLeadership(t.Context(), ""); err != nil {
 		t.Fatal(err)
 	}
 	second := c.leaderOtherThan(first)

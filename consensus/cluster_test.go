@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
 )
@@ -124,12 +125,12 @@ func TestTransferLeadership(t *testing.T) {
 	defer cancel()
 	for _, n := range nodes {
 		if n != old {
-			if err := n.TransferLeadership(ctx); !errors.Is(err, ErrNotLeader) {
+			if err := n.TransferLeadership(ctx, ""); !errors.Is(err, ErrNotLeader) {
 				t.Errorf("transfer on follower %s = %v, want ErrNotLeader", n.ID(), err)
 			}
 		}
 	}
-	if err := old.TransferLeadership(ctx); err != nil {
+	if err := old.TransferLeadership(ctx, ""); err != nil {
 		t.Fatalf("transfer leadership: %v", err)
 	}
 	// The handover is done when the future returns: the old leader has stepped down.
@@ -137,6 +138,35 @@ func TestTransferLeadership(t *testing.T) {
 		t.Fatal("the old leader still leads after the transfer")
 	}
 	waitLeader(t, nodes...)
+
+	// A named target takes it. Raft refuses a transfer while its leader loop is busy (a new
+	// leader's first moments) and a leader can lose its term meanwhile: the agent's next pass
+	// asks again, and so does this test.
+	if err := waitLeader(t, nodes...).TransferLeadership(ctx, "nobody"); err == nil || errors.Is(err, ErrNotLeader) {
+		t.Fatalf("a transfer to a member that is no voter: %v", err)
+	}
+	var cur, to *Node
+	for {
+		cur = waitLeader(t, nodes...)
+		to = nodes[0]
+		if to == cur {
+			to = nodes[1]
+		}
+		err := cur.TransferLeadership(ctx, to.ID())
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, raft.ErrEnqueueTimeout) && !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("transfer leadership from %s to %s: %v", cur.ID(), to.ID(), err)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no transfer to %s was accepted", to.ID())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := waitLeader(t, nodes...); got != to {
+		t.Fatalf("leadership went to %s, asked for %s", got.ID(), to.ID())
+	}
 }
 
 func TestLeaderFailover(t *testing.T) {

@@ -372,9 +372,24 @@ func (n *Node) changeMembership(ctx context.Context, what string, f raft.IndexFu
 	return nil
 }
 
-// TransferLeadership hands leadership to the most up-to-date voter and waits for the handover.
-func (n *Node) TransferLeadership(ctx context.Context) error {
-	if err := wait(ctx, n.raft.LeadershipTransfer()); err != nil {
+// TransferLeadership hands leadership to voter to, or with to empty to the most up-to-date
+// voter, and waits for the handover.
+func (n *Node) TransferLeadership(ctx context.Context, to string) error {
+	var f raft.Future
+	if to == "" {
+		f = n.raft.LeadershipTransfer()
+	} else {
+		servers, err := n.Configuration()
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(servers, func(s membership.Server) bool { return s.ID == to && s.Voter })
+		if i < 0 {
+			return fmt.Errorf("transfer leadership: %q is no voter", to)
+		}
+		f = n.raft.LeadershipTransferToServer(raft.ServerID(to), raft.ServerAddress(servers[i].Addr))
+	}
+	if err := wait(ctx, f); err != nil {
 		return raftError("transfer leadership", err)
 	}
 	return nil

@@ -52,6 +52,9 @@ type Decision struct {
 	// MySQL has been unreachable too long, and members that cannot reach this host would
 	// otherwise depend on it for their leases (an asymmetric partition).
 	TransferLeadership bool
+	// TransferTo is the voter to hand leadership to: one whose agent is alive and whose MySQL
+	// serves. Empty: Raft's pick, the most up-to-date voter, whatever its MySQL.
+	TransferTo string
 	// RevokeLease tells the leader to stop renewing the primary's lease (leader only): the
 	// primary is confirmed down, and a lease it could still renew would hold off the failover.
 	RevokeLease bool
@@ -124,7 +127,7 @@ func Decide(obs Observation, p Policy) Decision {
 	d.Membership = membership.Plan(obs.Raft.Configuration, obs.Raft.Seen, obs.Now, membership.Options{
 		Self: obs.Self, ExpectedVoters: p.BootstrapExpect, RemoveAfter: p.RemoveAfter})
 	if !d.Memory.LocalDownSince.IsZero() && obs.Now.Sub(d.Memory.LocalDownSince) >= p.DetectionTimeout {
-		d.TransferLeadership = true
+		d.TransferLeadership, d.TransferTo = true, otherVoter(obs)
 		d.ClusterReason = because(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")
 		return d
 	}
@@ -134,7 +137,7 @@ func Decide(obs Observation, p Policy) Decision {
 			// With the leader beside the primary, losing that host costs an election before
 			// anyone can judge the primary, and the new leader then waits out a lease it cannot
 			// know from its election: seconds more than losing either alone.
-			d.TransferLeadership = true
+			d.TransferLeadership, d.TransferTo = true, to
 			d.ClusterReason = because(CodeLeaderOffPrimary, "primary %s of epoch %d is healthy; handing Raft leadership away from its agent "+
 				"(%s can take it), so that one host lost does not take both", obs.Self, obs.Record.Epoch, to)
 		}

@@ -244,6 +244,18 @@ func decideCases(p Policy) []decideCase {
 				ClusterReason: why(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")},
 		},
 		{
+			name: "a leader whose own MySQL stays unreachable hands leadership to a voter whose MySQL serves",
+			setup: func(o *Observation) {
+				o.Local = Server{Err: "i/o timeout"}
+				o.Memory.LocalDownSince = t0.Add(-p.DetectionTimeout)
+				o.Raft.Configuration = []membership.Server{{ID: "db-0", Voter: true}, {ID: "db-1", Voter: true}, {ID: "db-2", Voter: true}}
+				o.Self = "db-1"
+				setPeer(o, "db-0", func(p *Peer) { p.Report.MySQLUp = false })
+			},
+			want: Decision{NodeReason: why(CodeLocalUnreachable, "local MySQL is unreachable (i/o timeout)"), TransferLeadership: true, TransferTo: "db-2",
+				ClusterReason: why(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")},
+		},
+		{
 			name: "primary whose mysqld died releases its lease",
 			setup: func(o *Observation) {
 				o.Self, o.Leader = "db-0", false
@@ -355,13 +367,14 @@ func decideCases(p Policy) []decideCase {
 				o.LeaseUntil = t0.Add(time.Second)
 				o.Raft.Configuration = []membership.Server{{ID: "db-0", Voter: true}, {ID: "db-1", Voter: true}, {ID: "db-2", Voter: true}}
 			},
-			want: Decision{RenewLease: true, TransferLeadership: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held"),
+			want: Decision{RenewLease: true, TransferLeadership: true, TransferTo: "db-1", NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held"),
 				ClusterReason: why(CodeLeaderOffPrimary, "primary db-0 of epoch 3 is healthy; handing Raft leadership away from its agent "+
 					"(db-1 can take it), so that one host lost does not take both")},
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
-			name: "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off (the default)",
+			name:   "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off",
+			policy: func(p *Policy) { p.LeaderOffPrimary = false },
 			setup: func(o *Observation) {
 				o.Self = "db-0"
 				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil

@@ -38,9 +38,9 @@ type Policy struct {
 	// (ha.commit_probe_interval), one write at a time.
 	CommitProbeInterval time.Duration
 	// LeaderOffPrimary has a Raft leader that is the serving primary's agent hand leadership to
-	// another voter (ha.leader_off_primary). Off by default: Raft picks the transfer's target
-	// itself, and CI saw it bounce between the primary and a member whose MySQL was down until
-	// the primary's lease lapsed; it needs a chosen target first.
+	// another voter whose agent is alive and whose MySQL serves (ha.leader_off_primary): with
+	// both on one host, losing it costs an election before anyone judges the primary. The
+	// target is named: left to Raft, it went to a member whose MySQL was down and bounced back.
 	LeaderOffPrimary bool
 	// RebuildErrant lets the leader re-seed a member holding errant transactions from a donor
 	// (ha.rebuild_errant): those transactions are then gone for good.
@@ -70,6 +70,7 @@ func DefaultPolicy() Policy {
 		CommitStallTimeout:  5 * time.Second,
 		CommitProbeInterval: time.Second,
 		RebuildMaxDonorLag:  10 * time.Second,
+		LeaderOffPrimary:    true,
 	}
 }
 
