@@ -53,11 +53,12 @@ type Deletion struct {
 func Retain(now time.Time, backups []Backup, running map[string]bool, r Retention) []Deletion {
 	var out []Deletion
 	var valid []Backup
+	runs := func(b Backup) bool { return b.Job != "" && running[b.Job] }
 	for _, b := range backups {
 		switch {
 		case b.Valid:
 			valid = append(valid, b)
-		case running[b.Job]:
+		case runs(b):
 		case r.IncompleteGrace > 0 && now.Sub(b.Start) > r.IncompleteGrace:
 			out = append(out, Deletion{ID: b.ID, Reason: fmt.Sprintf("incomplete upload started %s, longer ago than the grace of %s, by no running job",
 				b.Start.UTC().Format(time.RFC3339), r.IncompleteGrace)})
@@ -75,7 +76,7 @@ func Retain(now time.Time, backups []Backup, running map[string]bool, r Retentio
 	}
 	for i, b := range valid {
 		switch {
-		case i == 0, !r.Enabled(), running[b.Job], i < r.KeepCount, r.KeepAge > 0 && now.Sub(b.End) < r.KeepAge:
+		case i == 0, !r.Enabled(), runs(b), i < r.KeepCount, r.KeepAge > 0 && now.Sub(b.End) < r.KeepAge:
 		case base >= 0 && i <= base:
 		default:
 			out = append(out, Deletion{ID: b.ID, Reason: fmt.Sprintf("valid backup that ended %s: %s", b.End.UTC().Format(time.RFC3339), r.beyond())})
