@@ -95,7 +95,11 @@ func TestApplyBackupJobs(t *testing.T) {
 			withJobs(job(slot1, 1, "db-1", JobFailed)), ErrJobConflict},
 		{"ending a job while paused", func() Record { r := withJobs(running(slot1, 1, "db-1")); r.Paused = true; return r }(),
 			end(OpBackupFailed, slot1, 1, "db-1", ""),
-			func() Record { r := withJobs(ended(running(slot1, 1, "db-1"), JobFailed, "")); r.Paused = true; return r }(), nil},
+			func() Record {
+				r := withJobs(ended(running(slot1, 1, "db-1"), JobFailed, ""))
+				r.Paused = true
+				return r
+			}(), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
