@@ -63,7 +63,7 @@ type Config struct {
 		Listen, Zone string
 		TTL, MaxLag  time.Duration
 	}
-	Log struct{ Level, Format string }
+	Log    struct{ Level, Format string }
 	Backup struct {
 		// The schedule and retention (backup/schedule), enforced by the Raft leader.
 		Schedule            string
