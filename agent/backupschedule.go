@@ -49,6 +49,10 @@ type BackupOptions struct {
 	// also bounds a run on the member.
 	Policy    schedule.Policy
 	Retention schedule.Retention
+	// Interval is how often the leader looks at the schedule between slots, for a job whose
+	// member died or a slot no member could take yet (default a minute); a member's report
+	// wakes it at once.
+	Interval time.Duration
 	// RetentionEvery is how often the leader applies retention (default 10 minutes).
 	RetentionEvery time.Duration
 }
@@ -92,6 +96,9 @@ func (a *Agent) setUpBackups() error {
 	if o.Reporter == nil {
 		return errors.New("agent options: Backup.Reporter is required")
 	}
+	if o.Interval <= 0 {
+		o.Interval = time.Minute
+	}
 	if o.RetentionEvery <= 0 {
 		o.RetentionEvery = 10 * time.Minute
 	}
@@ -106,7 +113,7 @@ func (a *Agent) setUpBackups() error {
 	return nil
 }
 
-// backupScheduler is the leader's task: at each slot, and each minute, it gathers, lets
+// backupScheduler is the leader's task: at each slot, and every Interval, it gathers, lets
 // schedule.Decide choose, and proposes; every RetentionEvery it applies retention.
 type backupScheduler struct {
 	a       *Agent
@@ -117,6 +124,17 @@ type backupScheduler struct {
 	// Touched only by Run's goroutine.
 	lastReason    string
 	lastRetention time.Time
+	lastDone      string // the newest done job when retention last ran
+}
+
+// newestDone is the id of the newest done job in rec; "" when none.
+func newestDone(rec record.Record) string {
+	for _, j := range slices.Backward(rec.BackupJobs) {
+		if j.State == record.JobDone {
+			return j.ID()
+		}
+	}
+	return ""
 }
 
 func (s *backupScheduler) Name() string { return "backup-schedule" }
@@ -130,10 +148,10 @@ func (s *backupScheduler) Wake() {
 }
 
 func (s *backupScheduler) Run(ctx context.Context) error {
-	s.lastRetention = time.Time{} // a new leader applies retention at once
+	s.lastRetention, s.lastDone = time.Time{}, "" // a new leader applies retention at once
 	for {
 		next := s.pass(ctx)
-		wait := time.Minute
+		wait := s.o.Interval
 		if !next.IsZero() {
 			wait = min(wait, max(next.Sub(s.a.now()), 0))
 		}
@@ -166,8 +184,11 @@ func (s *backupScheduler) pass(ctx context.Context) time.Time {
 		}
 		a.log.Info("backup job", "op", act.Op, "job", act.Job.ID(), "member", act.Job.Member, "reason", act.Reason)
 	}
-	if s.o.Catalog != nil && obs.Now.Sub(s.lastRetention) >= s.o.RetentionEvery {
-		s.lastRetention = obs.Now
+	// Retention runs every RetentionEvery, and as soon as a job is done: a new backup may put
+	// an old one past the limits.
+	done := newestDone(a.raft.Record())
+	if s.o.Catalog != nil && (obs.Now.Sub(s.lastRetention) >= s.o.RetentionEvery || done != s.lastDone) {
+		s.lastRetention, s.lastDone = obs.Now, done
 		s.retain(ctx)
 	}
 	return d.Next
