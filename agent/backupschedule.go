@@ -80,13 +80,6 @@ func newBackupMetrics(reg prometheus.Registerer) (*backupMetrics, error) {
 	return m, nil
 }
 
-func result(err error) string {
-	if err != nil {
-		return "failed"
-	}
-	return "ok"
-}
-
 // setUpBackups adds the schedule to the leader's tasks and readies this member's watcher.
 func (a *Agent) setUpBackups() error {
 	o := a.opts.Backup
@@ -176,7 +169,7 @@ func (s *backupScheduler) pass(ctx context.Context) time.Time {
 	}
 	for _, act := range d.Actions {
 		_, err := a.raft.Apply(ctx, act.Command(obs.Now))
-		s.metrics.proposals.WithLabelValues(string(act.Op), result(err)).Inc()
+		s.metrics.proposals.WithLabelValues(string(act.Op), reseedResult(err)).Inc()
 		if err != nil {
 			// The next pass decides again on the record as it then is.
 			a.log.Warn("backup job proposal failed", "op", act.Op, "job", act.Job.ID(), "member", act.Job.Member, "err", err)
@@ -212,7 +205,7 @@ func (s *backupScheduler) retain(ctx context.Context) {
 	}
 	for _, del := range schedule.Retain(a.now(), backups, running, s.o.Retention) {
 		err := s.o.Catalog.Delete(ctx, del.ID)
-		s.metrics.deletions.WithLabelValues(result(err)).Inc()
+		s.metrics.deletions.WithLabelValues(reseedResult(err)).Inc()
 		if err != nil {
 			a.log.Warn("retention: deleting a backup failed", "backup", del.ID, "reason", del.Reason, "err", err)
 			continue
@@ -306,7 +299,7 @@ func (w *backupWatcher) finished(res backupResult) {
 	} else {
 		w.a.log.Info("scheduled backup done", "job", res.job.ID(), "backup", res.backup.ID, "gtid", res.backup.GTIDSet)
 	}
-	w.metrics.runs.WithLabelValues(result(res.err)).Inc()
+	w.metrics.runs.WithLabelValues(reseedResult(res.err)).Inc()
 	w.pending[res.job.ID()] = rep
 }
 

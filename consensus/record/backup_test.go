@@ -1,7 +1,6 @@
 package record
 
 import (
-	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -40,13 +39,7 @@ func TestApplyBackupJobs(t *testing.T) {
 	}
 	paused := withJobs()
 	paused.Paused = true
-	tests := []struct {
-		name    string
-		in      Record
-		cmd     Command
-		want    Record
-		wantErr error
-	}{
+	runApplyCases(t, []applyCase{
 		{"first job of a record", base(), start(slot1, 1, "db-1"), withJobs(running(slot1, 1, "db-1")), nil},
 		{"a newer slot", withJobs(job(slot1, 1, "db-1", JobDone)), start(slot2, 1, "db-2"),
 			withJobs(job(slot1, 1, "db-1", JobDone), running(slot2, 1, "db-2")), nil},
@@ -100,22 +93,7 @@ func TestApplyBackupJobs(t *testing.T) {
 				r.Paused = true
 				return r
 			}(), nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := encode(t, tt.in)
-			got, err := Apply(tt.in, tt.cmd)
-			if !errors.Is(err, tt.wantErr) || (err != nil) != (tt.wantErr != nil) {
-				t.Fatalf("Apply error = %v, want %v", err, tt.wantErr)
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("Apply = %+v\nwant    %+v", got.BackupJobs, tt.want.BackupJobs)
-			}
-			if after := encode(t, tt.in); after != before {
-				t.Errorf("Apply changed its input:\n%s\n%s", before, after)
-			}
-		})
-	}
+	})
 }
 
 // The history stays bounded, and pruning never drops the newest slot or a running job.
@@ -182,21 +160,5 @@ func TestRecordWithBackupJobsCodec(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, withJob) {
 		t.Errorf("round trip: got %+v, want %+v", got.BackupJobs, withJob.BackupJobs)
-	}
-}
-
-func TestBackupCommandRoundTrip(t *testing.T) {
-	for _, c := range []Command{start(slot1, 1, "db-1"), end(OpBackupDone, slot1, 1, "db-1", "b1"), end(OpBackupFailed, slot2, 2, "db-2", "")} {
-		b, err := c.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := DecodeCommand(b)
-		if err != nil {
-			t.Fatalf("DecodeCommand(%s): %v", b, err)
-		}
-		if !reflect.DeepEqual(got, c) {
-			t.Errorf("round trip: got %+v, want %+v", got.Job, c.Job)
-		}
 	}
 }
