@@ -73,10 +73,7 @@ func Decide(obs Observation, p Policy) Decision {
 		return a.Reason
 	}
 
-	for _, j := range rec.BackupJobs {
-		if j.State != record.JobRunning {
-			continue
-		}
+	for _, j := range rec.RunningBackupJobs() {
 		if why := jobLost(obs, rec, j, p.JobTimeout); why != "" {
 			propose(Action{Op: record.OpBackupFailed, Job: j, Reason: fmt.Sprintf("job %s on %s failed: %s", j.ID(), j.Member, why)})
 		}
@@ -188,14 +185,15 @@ func pickMember(obs Observation, rec record.Record, exclude string) (string, []s
 	best, lag, others := "", int64(0), 0
 	var unfit []string
 	for _, id := range rec.MemberIDs() {
+		if id == rec.Primary {
+			continue
+		}
 		peer := obs.Peers[id]
-		if id != rec.Primary && peer.Alive() {
+		if peer.Alive() {
 			others++
 		}
 		reason := ""
 		switch job, busy := rec.RunningBackupJob(id); {
-		case id == rec.Primary:
-			continue
 		case id == exclude:
 			reason = "its attempt failed"
 		case !peer.Alive():

@@ -19,6 +19,7 @@ func TestParseSpecRefuses(t *testing.T) {
 		"CRON_TZ=Local 0 * * * *":      "not Local",
 		"CRON_TZ=Nowhere/Else @daily":  "Nowhere/Else",
 		"TZ=UTC 0 * * * *":             "give the zone once",
+		"CRON_TZ=UTC   @every 1h":      "@every is not a calendar schedule",
 		"CRON_TZ=UTC TZ=UTC 0 * * * *": "give the zone once",
 		"@fortnightly":                 "unrecognized descriptor",
 	} {

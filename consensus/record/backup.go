@@ -64,14 +64,25 @@ func (r Record) BackupJob(slot time.Time, attempt int) (BackupJob, bool) {
 	return r.BackupJobs[i], true
 }
 
-// RunningBackupJob returns the job member runs, if any.
-func (r Record) RunningBackupJob(member string) (BackupJob, bool) {
+// RunningBackupJobs returns the jobs that run, oldest slot first.
+func (r Record) RunningBackupJobs() []BackupJob {
+	var out []BackupJob
 	for _, j := range r.BackupJobs {
-		if j.State == JobRunning && j.Member == member {
-			return j, true
+		if j.State == JobRunning {
+			out = append(out, j)
 		}
 	}
-	return BackupJob{}, false
+	return out
+}
+
+// RunningBackupJob returns the job member runs, if any.
+func (r Record) RunningBackupJob(member string) (BackupJob, bool) {
+	jobs := r.RunningBackupJobs()
+	i := slices.IndexFunc(jobs, func(j BackupJob) bool { return j.Member == member })
+	if i < 0 {
+		return BackupJob{}, false
+	}
+	return jobs[i], true
 }
 
 // applyBackup returns the job list after a backup command. Each command is a compare-and-set

@@ -49,6 +49,8 @@ func TestApplyBackupJobs(t *testing.T) {
 			withJobs(job(slot2, 1, "db-1", JobDone)), ErrJobConflict},
 		{"a member running a job gets no other", withJobs(job(slot1, 1, "db-1", JobRunning)), start(slot2, 1, "db-1"),
 			withJobs(job(slot1, 1, "db-1", JobRunning)), ErrJobConflict},
+		{"a member whose job ended may take another", withJobs(job(slot1, 1, "db-1", JobDone)), start(slot2, 1, "db-1"),
+			withJobs(job(slot1, 1, "db-1", JobDone), running(slot2, 1, "db-1")), nil},
 		{"another member may start while one runs", withJobs(job(slot1, 1, "db-1", JobRunning)), start(slot2, 1, "db-2"),
 			withJobs(job(slot1, 1, "db-1", JobRunning), running(slot2, 1, "db-2")), nil},
 		{"a non-member is refused", base(), start(slot1, 1, "db-9"), base(), ErrInvalidCommand},
