@@ -174,7 +174,7 @@ func TestScheduledBackupOncePerSlotAcrossLeaderCrash(t *testing.T) {
 	leader.crash()
 	next := c.leaderOtherThan(leader)
 	// Give the new leader's task passes to (wrongly) start the slot again.
-	waitFor(t, func() bool { return next.agent.backupScheduler.lastReason != "" }, "the new leader's first schedule pass")
+	c.waitTaskOn(next.id)
 	time.Sleep(20 * fastPolicy().Tick)
 
 	store.gate(runner) <- nil

@@ -101,7 +101,7 @@ func Decide(obs Observation, p Policy) Decision {
 		}
 		why := fmt.Sprintf("slot %s is due", at(latest))
 		if !newest.IsZero() && p.Spec.Next(newest).Before(latest) {
-			why += fmt.Sprintf(" (slots after %s were missed while no leader ran the schedule; only the newest runs)", at(newest))
+			why += fmt.Sprintf(" (slots after %s were missed: no leader, paused, or no member fit; only the newest runs)", at(newest))
 		}
 		d.Reason = propose(Action{Op: record.OpBackupStart, Job: record.BackupJob{Slot: latest, Attempt: 1, Member: member},
 			Reason: fmt.Sprintf("%s: %s", why, chosen(obs, rec, member))})

@@ -172,13 +172,15 @@ func runApplyCases(t *testing.T, tests []applyCase) {
 func TestApplyResultIsIndependentOfInput(t *testing.T) {
 	in := base()
 	in.Switchover = &Switchover{To: "db-2"}
+	in.BackupJobs = []BackupJob{{Slot: t0, Attempt: 1, Member: "db-1", State: JobRunning}}
 	out, err := Apply(in, Command{Op: OpUpsertMember, Member: &Member{ID: "db-3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out.Members["db-0"] = Member{ID: "changed"}
 	out.Switchover.To = "changed"
-	if in.Members["db-0"].ID != "db-0" || in.Switchover.To != "db-2" {
+	out.BackupJobs[0].Member = "changed"
+	if in.Members["db-0"].ID != "db-0" || in.Switchover.To != "db-2" || in.BackupJobs[0].Member != "db-1" {
 		t.Fatalf("changing Apply's result changed its input: %+v", in)
 	}
 }
