@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -15,7 +17,9 @@ import (
 
 	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/backup/schedule"
+	"github.com/shoal-db/shoal/consensus/peertls"
 	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/consensus/tlstest"
 )
 
 // memStore is a backup store in memory: the catalog of the cluster, and each member's runner.
@@ -372,5 +376,42 @@ func TestBackupWatcher(t *testing.T) {
 	w.check(ctx)
 	if rep, _ := leader.last(); !strings.Contains(rep.Error, "no backup store") || state(job) != record.JobFailed {
 		t.Fatalf("job without a store: report %+v, state %s", rep, state(job))
+	}
+}
+
+// Over real TLS, a job's end reaches the leader only with a member certificate; the leader
+// records it once, and refuses the same report again.
+func TestBackupReportsNeedAMemberCertificate(t *testing.T) {
+	store := newMemStore()
+	c := startCluster(t, 3, withBackups(t, store, yearly, schedule.Retention{}))
+	c.waitPrimary("")
+	job := c.waitJobs("the slot's job to start", oneJob(record.JobRunning))[0]
+	leader := c.leaderOtherThan(nil)
+	ca := tlstest.NewCA(t)
+	srv := httptest.NewUnstartedServer(leader.agent.Handler(AdminAuth{Token: "secret", Peers: ca.Config(leader.id)}, prometheus.NewRegistry()))
+	srv.TLS = AdminTLS(ca.Config(leader.id))
+	srv.StartTLS()
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	rep := adminapi.BackupReport{Member: job.Member, Slot: job.Slot, Attempt: job.Attempt, BackupID: "b-by-hand"}
+	withCert := tls.Config{Certificates: []tls.Certificate{ca.Issue(job.Member).TLS}, RootCAs: ca.Pool()}
+
+	for name, cl := range map[string]adminapi.Client{
+		"no certificate":    adminapi.NewClient("", peertls.Client(&tls.Config{RootCAs: ca.Pool()}), 5*time.Second),
+		"admin token alone": adminapi.NewClient("secret", peertls.Client(&tls.Config{RootCAs: ca.Pool()}), 5*time.Second),
+	} {
+		if err := cl.ReportBackup(t.Context(), addr, rep); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("report with %s: %v, want 403", name, err)
+		}
+	}
+	member := adminapi.NewClient("", peertls.Client(&withCert), 5*time.Second)
+	if err := member.ReportBackup(t.Context(), addr, rep); err != nil {
+		t.Fatalf("report with a member certificate: %v", err)
+	}
+	if got, _ := leader.raft.Record().BackupJob(job.Slot, job.Attempt); got.State != record.JobDone || got.BackupID != "b-by-hand" {
+		t.Errorf("job after the report: %+v", got)
+	}
+	if err := member.ReportBackup(t.Context(), addr, rep); !errors.Is(err, adminapi.ErrAPI) || !strings.Contains(err.Error(), record.ErrJobConflict.Error()) {
+		t.Errorf("the same report again: %v, want it refused with %q", err, record.ErrJobConflict)
 	}
 }
