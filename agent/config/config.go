@@ -63,9 +63,10 @@ type Config struct {
 		Listen, Zone string
 		TTL, MaxLag  time.Duration
 	}
-	Log    struct{ Level, Format string }
+	Log struct{ Level, Format string }
+
+	// Backup: the schedule and retention (backup/schedule), enforced by the Raft leader.
 	Backup struct {
-		// The schedule and retention (backup/schedule), enforced by the Raft leader.
 		Schedule            string
 		KeepCount           int
 		KeepAge, JobTimeout time.Duration
