@@ -61,6 +61,7 @@ type backupMetrics struct {
 	proposals *prometheus.CounterVec
 	deletions *prometheus.CounterVec
 	runs      *prometheus.CounterVec
+	lastDone  prometheus.Gauge
 }
 
 func newBackupMetrics(reg prometheus.Registerer) (*backupMetrics, error) {
@@ -71,8 +72,10 @@ func newBackupMetrics(reg prometheus.Registerer) (*backupMetrics, error) {
 			Help: "Backups retention deleted (or failed to), by result."}, []string{"result"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Name: "backup_scheduled_runs_total",
 			Help: "Scheduled backup jobs this member ran, by result."}, []string{"result"}),
+		lastDone: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "shoal", Name: "backup_schedule_last_done_timestamp_seconds",
+			Help: "When the newest scheduled backup job the record shows done ended (the cluster's, on every member); 0 when none."}),
 	}
-	for _, c := range []prometheus.Collector{m.proposals, m.deletions, m.runs} {
+	for _, c := range []prometheus.Collector{m.proposals, m.deletions, m.runs, m.lastDone} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register backup metrics: %w", err)
 		}
@@ -120,14 +123,14 @@ type backupScheduler struct {
 	lastDone      string // the newest done job when retention last ran
 }
 
-// newestDone is the id of the newest done job in rec; "" when none.
-func newestDone(rec record.Record) string {
+// newestDone is the newest done job in rec, and whether there is one.
+func newestDone(rec record.Record) (record.BackupJob, bool) {
 	for _, j := range slices.Backward(rec.BackupJobs) {
 		if j.State == record.JobDone {
-			return j.ID()
+			return j, true
 		}
 	}
-	return ""
+	return record.BackupJob{}, false
 }
 
 func (s *backupScheduler) Name() string { return "backup-schedule" }
@@ -179,9 +182,9 @@ func (s *backupScheduler) pass(ctx context.Context) time.Time {
 	}
 	// Retention runs every RetentionEvery, and as soon as a job is done: a new backup may put
 	// an old one past the limits.
-	done := newestDone(a.raft.Record())
-	if s.o.Catalog != nil && (obs.Now.Sub(s.lastRetention) >= s.o.RetentionEvery || done != s.lastDone) {
-		s.lastRetention, s.lastDone = obs.Now, done
+	done, _ := newestDone(a.raft.Record())
+	if s.o.Catalog != nil && (obs.Now.Sub(s.lastRetention) >= s.o.RetentionEvery || done.ID() != s.lastDone) {
+		s.lastRetention, s.lastDone = obs.Now, done.ID()
 		s.retain(ctx)
 	}
 	return d.Next
@@ -309,6 +312,9 @@ func (w *backupWatcher) finished(res backupResult) {
 func (w *backupWatcher) check(ctx context.Context) {
 	a, self := w.a, w.a.opts.NodeID
 	rec := a.raft.Record()
+	if done, ok := newestDone(rec); ok {
+		w.metrics.lastDone.Set(float64(done.EndedAt.Unix()))
+	}
 	stillRuns := func(j record.BackupJob) bool {
 		cur, ok := rec.BackupJob(j.Slot, j.Attempt)
 		return ok && cur.State == record.JobRunning && cur.Member == self

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/backup/schedule"
@@ -259,6 +260,7 @@ func (*raftStub) Leader() (id, addr string) { return "db-0", "db-0" }
 // reports is a leader that records the reports it is sent, and applies them unless refusing.
 type reports struct {
 	node   *raftStub
+	now    time.Time // the leader's clock
 	mu     sync.Mutex
 	got    []adminapi.BackupReport
 	refuse error
@@ -274,7 +276,9 @@ func (r *reports) ReportBackup(_ context.Context, addr string, rep adminapi.Back
 	if r.refuse != nil {
 		return r.refuse
 	}
-	return r.node.apply(backupEndCommand(rep))
+	cmd := backupEndCommand(rep)
+	cmd.At = r.now
+	return r.node.apply(cmd)
 }
 
 func (r *reports) last() (adminapi.BackupReport, int) {
@@ -293,7 +297,7 @@ func TestBackupWatcher(t *testing.T) {
 	booted := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	node := &raftStub{rec: record.Record{Cluster: "c", Primary: "db-0", Members: map[string]record.Member{
 		"db-0": {ID: "db-0", AdminAddr: "leader:7948"}, "db-1": {ID: "db-1"}, "db-2": {ID: "db-2"}}}}
-	leader := &reports{node: node}
+	leader := &reports{node: node, now: booted.Add(90 * time.Second)}
 	store := newMemStore()
 	m, err := newBackupMetrics(prometheus.NewRegistry())
 	if err != nil {
@@ -345,6 +349,9 @@ func TestBackupWatcher(t *testing.T) {
 		t.Fatalf("done job: last report %+v (%d sent), state %s", rep, n, state(job))
 	}
 	w.check(ctx)
+	if got, want := testutil.ToFloat64(m.lastDone), float64(leader.now.Unix()); got != want {
+		t.Errorf("last done gauge %v, want %v (the job's end by the leader's clock)", got, want)
+	}
 	if runs, _, _ := store.snapshot(); len(runs) != 1 {
 		t.Fatalf("runs %q, want the job run once", runs)
 	}
