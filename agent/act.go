@@ -171,13 +171,9 @@ func (a *Agent) askLeader(ctx context.Context, req adminapi.LeaseRequest) error 
 	if a.raft.IsLeader() {
 		return a.leases.handle(ctx, a.raft, req, a.now)
 	}
-	leaderID, _ := a.raft.Leader()
-	if leaderID == "" {
-		return fmt.Errorf("%w: no raft leader known", adminapi.ErrNotLeader)
-	}
-	addr := a.raft.Record().Members[leaderID].AdminAddr
-	if addr == "" {
-		return fmt.Errorf("no admin address recorded for leader %s", leaderID)
+	addr, err := a.leaderAdmin()
+	if err != nil {
+		return err
 	}
 	return a.lease.Lease(ctx, addr, req)
 }

@@ -51,6 +51,7 @@ func (a *Agent) Handler(auth AdminAuth, gatherer prometheus.Gatherer) http.Handl
 	mux.Handle("POST /v1/rebuild", person(a.serveRebuild))
 	mux.Handle("POST /v1/reseed", requirePeer(auth.Peers, http.HandlerFunc(a.serveReseed)))
 	mux.Handle("GET /v1/reseed/stream", requireMemberTLS(auth.Peers, http.HandlerFunc(a.serveBackupStream)))
+	mux.Handle("POST /v1/backup/report", requirePeer(auth.Peers, http.HandlerFunc(a.serveBackupReport)))
 	return mux
 }
 
@@ -142,7 +143,7 @@ func (a *Agent) proposeOnLeader(w http.ResponseWriter, r *http.Request, cmd reco
 	rec, err := a.raft.Apply(r.Context(), cmd)
 	if err != nil {
 		status := http.StatusInternalServerError
-		if errors.Is(err, record.ErrInvalidCommand) || errors.Is(err, record.ErrStaleEpoch) {
+		if errors.Is(err, record.ErrInvalidCommand) || errors.Is(err, record.ErrStaleEpoch) || errors.Is(err, record.ErrJobConflict) {
 			status = http.StatusUnprocessableEntity
 		}
 		writeJSON(w, status, adminapi.Error{Error: err.Error()})

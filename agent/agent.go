@@ -62,6 +62,8 @@ type Options struct {
 	LeaderTasks []LeaderTask
 	// Reseed is how this agent re-seeds its server and donates to others (reseed.go).
 	Reseed ReseedOptions
+	// Backup turns scheduled backups on (backupschedule.go); nil: off.
+	Backup *BackupOptions
 }
 
 func (o Options) withDefaults() Options {
@@ -114,6 +116,9 @@ type Agent struct {
 	reseeding     atomic.Bool
 	passing       sync.Mutex
 	reseedMetrics *reseedMetrics
+	// The backup schedule's leader task and this member's job watcher; nil when backups are off.
+	backupScheduler *backupScheduler
+	backupWatcher   *backupWatcher
 	// Work that outlives a request (a re-seed) runs under backgroundCtx, ended at shutdown.
 	background     sync.WaitGroup
 	backgroundCtx  context.Context
@@ -160,6 +165,9 @@ func New(opts Options) (*Agent, error) {
 		reseedMetrics: rm,
 	}
 	a.backgroundCtx, a.stopBackground = context.WithCancel(context.Background())
+	if err := a.setUpBackups(); err != nil {
+		return nil, err
+	}
 	a.commits = &commitProbe{interval: opts.Policy.CommitProbeInterval, now: func() time.Time { return a.now() }, log: opts.Log,
 		write: func(ctx context.Context, at time.Time) error {
 			srv, err := a.pool.get(ctx, opts.LocalMySQLAddr)
@@ -184,6 +192,7 @@ func (a *Agent) Trigger() {
 // stops, the publishers flush their last view, and the MySQL connections close.
 func (a *Agent) Run(ctx context.Context) error {
 	a.startPublishers()
+	a.startBackupWatcher()
 	// The heartbeat goes on while a draining primary hands over, and ends before the
 	// connections close.
 	probeCtx, stopProbe := context.WithCancel(context.WithoutCancel(ctx))

@@ -53,6 +53,8 @@ type testCluster struct {
 	raftNet *consensus.InmemNetwork
 	members []*member
 	tasks   taskLog
+	// configure changes each member's options before its agent is made.
+	configure []func(id string, o *Options)
 }
 
 // viewLog is a Publisher that keeps every view it was given, and notes one given after its
@@ -96,9 +98,9 @@ func logger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func startCluster(t *testing.T, n int) *testCluster {
+func startCluster(t *testing.T, n int, configure ...func(id string, o *Options)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, net: mysqlctltest.NewNetwork(), raftNet: consensus.NewInmemNetwork()}
+	c := &testCluster{t: t, net: mysqlctltest.NewNetwork(), raftNet: consensus.NewInmemNetwork(), configure: configure}
 	var seed string
 	for i := range n {
 		m := c.startMember(i, seed)
@@ -146,11 +148,15 @@ func (c *testCluster) startMember(i int, seed string) *member {
 	}
 	dial := func(ctx context.Context, addr string) (mysqlServer, error) { return c.net.Dial(ctx, addr) }
 	reg := prometheus.NewRegistry()
-	a, err := New(Options{NodeID: id, Cluster: "orders", Policy: fastPolicy(),
+	opts := Options{NodeID: id, Cluster: "orders", Policy: fastPolicy(),
 		LocalMySQLAddr: mysqlAddr, MySQLAddr: mysqlAddr, RaftAddr: id, AdminAddr: ln.Addr().String(),
 		ReplUser: "repl", ReplPassword: "pw", DrainTimeout: 5 * time.Second,
 		Log: log, Registry: reg, Dial: dial, Raft: node, Gossip: g, LeaseClient: adminapi.Client{},
-		LeaderTasks: c.leaderTasks(id), Publishers: []Publisher{&m.views}})
+		LeaderTasks: c.leaderTasks(id), Publishers: []Publisher{&m.views}}
+	for _, f := range c.configure {
+		f(id, &opts)
+	}
+	a, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/backup/schedule"
 )
 
 // Config is everything `shoal agent` needs. Secrets are never values here, only files.
@@ -63,6 +64,13 @@ type Config struct {
 		TTL, MaxLag  time.Duration
 	}
 	Log struct{ Level, Format string }
+
+	// Backup: the schedule and retention (backup/schedule), enforced by the Raft leader.
+	Backup struct {
+		Schedule            string
+		KeepCount           int
+		KeepAge, JobTimeout time.Duration
+	}
 }
 
 // ErrHelp is returned by Load when the arguments ask for help.
@@ -100,6 +108,8 @@ func Default() Config {
 	c.DNS.MaxLag = 10 * time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "json"
+	c.Backup.KeepCount = 7
+	c.Backup.JobTimeout = 6 * time.Hour
 	return c
 }
 
@@ -115,6 +125,20 @@ func (c Config) Policy() ha.Policy {
 		SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "", LeaderOffPrimary: c.HA.LeaderOffPrimary,
 		RebuildErrant: c.HA.RebuildErrant, RebuildMaxDonorLag: c.HA.RebuildMaxDonorLag,
 		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Membership.RemoveAfter}
+}
+
+// BackupPolicy is the backup schedule and retention the config describes. An upload without a
+// manifest is cleaned up once it is older than the job timeout, which no job outlives.
+func (c Config) BackupPolicy() (schedule.Policy, schedule.Retention, error) {
+	p := schedule.Policy{JobTimeout: c.Backup.JobTimeout}
+	if c.Backup.Schedule != "" {
+		spec, err := schedule.ParseSpec(c.Backup.Schedule)
+		if err != nil {
+			return p, schedule.Retention{}, fmt.Errorf("backup.schedule: %w", err)
+		}
+		p.Spec = spec
+	}
+	return p, schedule.Retention{KeepCount: c.Backup.KeepCount, KeepAge: c.Backup.KeepAge, IncompleteGrace: c.Backup.JobTimeout}, nil
 }
 
 // Usage lists every key with its environment variable, flag, default and meaning.

@@ -82,6 +82,11 @@ var keys = []key{
 	{"dns.max_lag", "replicas lagging more are left out of DNS", func(c *Config) any { return &c.DNS.MaxLag }},
 	{"log.level", "debug, info, warn or error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "json or text", func(c *Config) any { return &c.Log.Format }},
+	// The backup schedule and retention.
+	{"backup.schedule", "cron schedule of backups, run by the Raft leader on the least lagging replica (5 fields or @daily, UTC unless it starts with CRON_TZ=Zone); empty: no scheduled backups", func(c *Config) any { return &c.Backup.Schedule }},
+	{"backup.keep_count", "retention keeps this many newest valid backups (0: none by count; with backup.keep_age 0 too, retention deletes no valid backup)", func(c *Config) any { return &c.Backup.KeepCount }},
+	{"backup.keep_age", "retention keeps valid backups younger than this (0: none by age); the newest valid backup is always kept", func(c *Config) any { return &c.Backup.KeepAge }},
+	{"backup.job_timeout", "a scheduled backup running longer fails and is retried once on another member; an upload without a manifest older than this is cleaned up", func(c *Config) any { return &c.Backup.JobTimeout }},
 }
 
 // notAgentKeys are SHOAL_* variables of the test rig, not agent settings.

@@ -143,6 +143,15 @@ func (c Config) Validate() error {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format: want json or text, got %q", c.Log.Format)
 	}
+	if _, _, err := c.BackupPolicy(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Backup.KeepCount < 0 || c.Backup.KeepAge < 0 {
+		bad("backup.keep_count and backup.keep_age must not be negative (got %d, %s)", c.Backup.KeepCount, c.Backup.KeepAge)
+	}
+	if c.Backup.JobTimeout < time.Minute {
+		bad("backup.job_timeout: at least 1m, got %s", c.Backup.JobTimeout)
+	}
 	if err := c.Policy().Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -18,6 +18,10 @@ func FuzzDecodeCommand(f *testing.F) {
 		{Op: OpSetPaused, Paused: true},
 		{Op: OpRequestSwitchover, Switchover: &Switchover{To: "db-1", RequestedAt: t0}},
 		{Op: OpClearSwitchover},
+		start(slot1, 1, "db-1"),
+		start(slot1, 2, "db-2"),
+		end(OpBackupDone, slot1, 1, "db-1", "b1"),
+		end(OpBackupFailed, slot1, 1, "db-1", ""),
 	} {
 		b, err := c.Encode()
 		if err != nil {
@@ -29,7 +33,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte(`{"op":"upsert_member","member":{"id":""}}`))
 	f.Add([]byte(`null`))
 
-	records := []Record{{}, base()}
+	records := []Record{{}, base(), withJobs(job(slot1, 1, "db-1", JobRunning)), withJobs(job(slot1, 1, "db-1", JobFailed))}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := DecodeCommand(data)
 		if err != nil {

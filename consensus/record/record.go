@@ -22,6 +22,10 @@ var (
 	ErrInvalidCommand = errors.New("invalid command")
 	// ErrAlreadyInitialized: init was proposed for a record that already names a cluster.
 	ErrAlreadyInitialized = errors.New("cluster record already initialized")
+	// ErrJobConflict: a backup job command expects a state the record's jobs are no longer in
+	// (the slot was claimed, the job ended): another leader, or an earlier report, got there
+	// first. It is the compare-and-set that keeps one job per slot.
+	ErrJobConflict = errors.New("backup job conflict")
 )
 
 // Member is one agent and its MySQL server.
@@ -60,6 +64,9 @@ type Record struct {
 	// LastFailover is when the last automatic failover was decided: the anti-flap cooldown
 	// counts from it, so a first election or a planned switchover never holds a failover back.
 	LastFailover time.Time `json:"last_failover,omitzero"`
+	// BackupJobs are the scheduled backups the leaders recorded, oldest slot first, at most
+	// MaxBackupJobs of them (backup.go).
+	BackupJobs []BackupJob `json:"backup_jobs,omitempty"`
 }
 
 // MemberIDs returns the member ids in sorted order.
@@ -72,6 +79,7 @@ func (r Record) Clone() Record {
 		s := *r.Switchover
 		r.Switchover = &s
 	}
+	r.BackupJobs = slices.Clone(r.BackupJobs)
 	return r
 }
 
@@ -93,6 +101,14 @@ const (
 	OpRequestSwitchover Op = "request_switchover"
 	// OpClearSwitchover drops a pending switchover request (done or impossible).
 	OpClearSwitchover Op = "clear_switchover"
+	// OpBackupStart records a scheduled backup job: the first attempt at a slot newer than every
+	// recorded one, or the one retry of a failed first attempt on another member.
+	OpBackupStart Op = "backup_start"
+	// OpBackupDone records that a running job's member finished its backup.
+	OpBackupDone Op = "backup_done"
+	// OpBackupFailed records that a running job failed: its member reported it, died, or ran
+	// past the job timeout.
+	OpBackupFailed Op = "backup_failed"
 )
 
 // Command is one change to the record. Fields beyond Op are used as the Op needs them.
@@ -109,6 +125,9 @@ type Command struct {
 	Switchover *Switchover `json:"switchover,omitempty"`
 	// Failover marks an OpSetPrimary that replaces a failed primary (for the cooldown).
 	Failover bool `json:"failover,omitempty"`
+	// Job names the backup job of OpBackupStart, OpBackupDone and OpBackupFailed by its Slot,
+	// Attempt and Member; OpBackupDone also carries its BackupID.
+	Job *BackupJob `json:"job,omitempty"`
 	// At is the proposer's clock when it decided; Apply never reads a clock.
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason,omitempty"`
@@ -198,6 +217,12 @@ func Apply(r Record, c Command) (Record, error) {
 		next.Switchover = &s
 	case OpClearSwitchover:
 		next.Switchover = nil
+	case OpBackupStart, OpBackupDone, OpBackupFailed:
+		jobs, err := applyBackup(r, c)
+		if err != nil {
+			return r, err
+		}
+		next.BackupJobs = jobs
 	default:
 		return r, fmt.Errorf("%w: unknown op %q", ErrInvalidCommand, c.Op)
 	}

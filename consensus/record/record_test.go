@@ -32,13 +32,7 @@ func TestApply(t *testing.T) {
 		f(r.Members)
 		return r
 	}
-	tests := []struct {
-		name    string
-		in      Record
-		cmd     Command
-		want    Record
-		wantErr error
-	}{
+	runApplyCases(t, []applyCase{
 		{"init names the cluster", Record{}, Command{Op: OpInit, Cluster: "c1"}, Record{Cluster: "c1"}, nil},
 		{"init twice is refused", base(), Command{Op: OpInit, Cluster: "c2"}, base(), ErrAlreadyInitialized},
 		{"init without a name", Record{}, Command{Op: OpInit}, Record{}, ErrInvalidCommand},
@@ -142,7 +136,22 @@ func TestApply(t *testing.T) {
 			nil,
 		},
 		{"unknown op", base(), Command{Op: "explode"}, base(), ErrInvalidCommand},
-	}
+	})
+}
+
+// applyCase is one command applied to a record: the record or the error it gives.
+type applyCase struct {
+	name    string
+	in      Record
+	cmd     Command
+	want    Record
+	wantErr error
+}
+
+// runApplyCases applies each case's command and checks the result, and that the input record
+// is left as it was.
+func runApplyCases(t *testing.T, tests []applyCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := encode(t, tt.in)
@@ -163,13 +172,15 @@ func TestApply(t *testing.T) {
 func TestApplyResultIsIndependentOfInput(t *testing.T) {
 	in := base()
 	in.Switchover = &Switchover{To: "db-2"}
+	in.BackupJobs = []BackupJob{{Slot: t0, Attempt: 1, Member: "db-1", State: JobRunning}}
 	out, err := Apply(in, Command{Op: OpUpsertMember, Member: &Member{ID: "db-3"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out.Members["db-0"] = Member{ID: "changed"}
 	out.Switchover.To = "changed"
-	if in.Members["db-0"].ID != "db-0" || in.Switchover.To != "db-2" {
+	out.BackupJobs[0].Member = "changed"
+	if in.Members["db-0"].ID != "db-0" || in.Switchover.To != "db-2" || in.BackupJobs[0].Member != "db-1" {
 		t.Fatalf("changing Apply's result changed its input: %+v", in)
 	}
 }
@@ -180,6 +191,9 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Op: OpSetPrimary, Epoch: 7, Primary: "db-1", At: t0, Reason: "planned"},
 		{Op: OpUpsertMember, Member: &Member{ID: "db-3", RaftAddr: "a:1", MySQLAddr: "a:3306", AdminAddr: "a:8080", Voter: true}},
 		{Op: OpRequestSwitchover, Switchover: &Switchover{To: "db-2", RequestedAt: t0}},
+		start(slot1, 1, "db-1"),
+		end(OpBackupDone, slot1, 1, "db-1", "b1"),
+		end(OpBackupFailed, slot2, 2, "db-2", ""),
 	}
 	for _, c := range cmds {
 		b, err := c.Encode()
