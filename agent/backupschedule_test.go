@@ -171,7 +171,7 @@ func TestScheduledBackupOncePerSlotAcrossLeaderCrash(t *testing.T) {
 
 	leader := c.leaderOtherThan(nil)
 	if leader.id == runner {
-		if err := leader.raft.TransferLeadership(t.Context()); err != nil {
+		if err := leader.raft.TransferLeadership(t.Context(), ""); err != nil {
 			t.Fatal(err)
 		}
 		leader = c.leaderOtherThan(leader)
