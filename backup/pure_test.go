@@ -1,0 +1,89 @@
+package backup
+
+import (
+	"testing"
+	"time"
+)
+
+func TestRateAndETA(t *testing.T) {
+	for _, tc := range []struct {
+		n, total int64
+		elapsed  time.Duration
+		rate     float64
+		eta      time.Duration
+	}{
+		{0, 100, 0, 0, -1},
+		{0, 100, time.Second, 0, -1},
+		{50, 100, 10 * time.Second, 5, 10 * time.Second},
+		{50, 0, 10 * time.Second, 5, -1},
+		{150, 100, 10 * time.Second, 15, 0},
+		{100, 100, 10 * time.Second, 10, 0},
+	} {
+		rate, eta := rateAndETA(tc.n, tc.total, tc.elapsed)
+		if rate != tc.rate || eta != tc.eta {
+			t.Errorf("rateAndETA(%d, %d, %s) = %v, %s; want %v, %s", tc.n, tc.total, tc.elapsed, rate, eta, tc.rate, tc.eta)
+		}
+	}
+}
+
+func TestSafeJoin(t *testing.T) {
+	for name, want := range map[string]string{
+		"ibdata1":     "/d/ibdata1",
+		"app/t.ibd":   "/d/app/t.ibd",
+		"app/":        "/d/app",
+		"./app/../x":  "/d/x",
+		"../x":        "",
+		"app/../../x": "",
+		"/etc/passwd": "",
+		"..":          "",
+		".":           "",
+		"":            "",
+		"a\x00b":      "",
+	} {
+		got, err := safeJoin("/d", name)
+		if want == "" {
+			if err == nil {
+				t.Errorf("safeJoin(%q) = %q, want an error", name, got)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("safeJoin(%q) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+}
+
+func TestLayoutSplit(t *testing.T) {
+	l := layout{"c1"}
+	for key, want := range map[string][2]string{
+		"c1/backups/20261130T150000Z-db1/manifest.json":   {"20261130T150000Z-db1", "manifest.json"},
+		"c1/backups/20261130T150000Z-db1/data-000000.zst": {"20261130T150000Z-db1", "data-000000.zst"},
+		"c1/backups/20261130T150000Z-db1/":                {},
+		"c2/backups/20261130T150000Z-db1/manifest.json":   {},
+		"c1/binlogs/x": {},
+	} {
+		id, name, ok := l.split(key)
+		if ok != (want[0] != "") || id != want[0] || name != want[1] {
+			t.Errorf("split(%q) = %q, %q, %v; want %q", key, id, name, ok, want)
+		}
+	}
+	if got := l.manifestKey("x"); got != "c1/backups/x/manifest.json" {
+		t.Errorf("manifestKey = %q", got)
+	}
+}
+
+func TestPresence(t *testing.T) {
+	m := validManifest()
+	for _, tc := range []struct {
+		have map[string]int64
+		want string
+	}{
+		{map[string]int64{"data-000000.zst": 200, "data-000001.zst": 100, "manifest.json": 5}, ""},
+		{map[string]int64{"data-000000.zst": 200}, "object data-000001.zst is missing"},
+		{map[string]int64{"data-000000.zst": 199, "data-000001.zst": 100}, "object data-000000.zst has 199 bytes, the manifest says 200"},
+	} {
+		if got := presence(m, tc.have); got != tc.want {
+			t.Errorf("presence(%v) = %q, want %q", tc.have, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,184 @@
+package backup
+
+import (
+	"archive/tar"
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/shoal-db/shoal/mysqlctl"
+	"github.com/shoal-db/shoal/reseed"
+)
+
+// mariadbSource streams mariadb-backup's mbstream, reading the copy's position from the stream
+// as it passes.
+type mariadbSource struct{ t *Taker }
+
+func (s mariadbSource) estimate(ctx context.Context, srv *mysqlctl.Server) (int64, error) {
+	var dataDir string
+	if err := srv.DB().QueryRowContext(ctx, "SELECT @@datadir").Scan(&dataDir); err != nil {
+		return 0, err
+	}
+	return dirSize(dataDir)
+}
+
+func (s mariadbSource) stream(ctx context.Context, w io.Writer) (Position, error) {
+	var tap binlogInfoTap
+	opts := reseed.BackupOptions{Local: s.t.Local, TmpDir: s.t.TmpDir, BytesPerSecond: s.t.BytesPerSecond, Tools: s.t.Tools}
+	if _, err := reseed.Backup(ctx, io.MultiWriter(w, &tap), opts, s.t.logger()); err != nil {
+		return Position{}, err
+	}
+	return tap.position()
+}
+
+// cloneSource clones the MySQL server into a local directory (CLONE LOCAL DATA DIRECTORY),
+// streams that as a tar and removes it: the clone plugin has no streaming output, so this needs
+// disk for one full copy of the data beside the server.
+type cloneSource struct {
+	t  *Taker
+	id string
+}
+
+// estimate sums the InnoDB tablespaces the clone copies.
+func (s cloneSource) estimate(ctx context.Context, srv *mysqlctl.Server) (int64, error) {
+	var n sql.NullInt64
+	err := srv.DB().QueryRowContext(ctx, "SELECT SUM(TOTAL_EXTENTS * EXTENT_SIZE) FROM information_schema.FILES").Scan(&n)
+	return n.Int64, err
+}
+
+func (s cloneSource) stream(ctx context.Context, w io.Writer) (Position, error) {
+	if s.t.CloneDir == "" {
+		return Position{}, errors.New("clone: no clone dir configured (backup.clone_dir): MySQL clones to local disk before streaming")
+	}
+	name := "shoal-backup-" + s.id
+	serverDir := path.Join(s.t.CloneDir, name)
+	localDir := filepath.Join(cmp.Or(s.t.CloneDirLocal, s.t.CloneDir), name)
+	if _, err := os.Stat(filepath.Dir(localDir)); err != nil {
+		return Position{}, fmt.Errorf("clone dir as the agent sees it: %w", err)
+	}
+	// Whatever happens, the copy does not stay on disk.
+	defer os.RemoveAll(localDir)
+	pos, err := s.clone(ctx, serverDir)
+	if err != nil {
+		return Position{}, err
+	}
+	if err := writeTar(ctx, w, localDir); err != nil {
+		return Position{}, fmt.Errorf("stream the clone in %s: %w", localDir, err)
+	}
+	return pos, nil
+}
+
+// clone runs CLONE LOCAL and reads the position the copy stands at from
+// performance_schema.clone_status.
+func (s cloneSource) clone(ctx context.Context, dir string) (Position, error) {
+	// CLONE returns only when the copy is done: the connection may wait for hours.
+	long := s.t.Local
+	long.ReadTimeout = 24 * time.Hour
+	srv, err := mysqlctl.Open(ctx, long)
+	if err != nil {
+		return Position{}, fmt.Errorf("clone: %w", err)
+	}
+	defer srv.Close()
+	db := srv.DB()
+	if err := reseed.CheckClonePlugin(ctx, db); err != nil {
+		return Position{}, fmt.Errorf("clone: %w", err)
+	}
+	begin := time.Now()
+	if _, err := db.ExecContext(ctx, "CLONE LOCAL DATA DIRECTORY = ?", dir); err != nil {
+		return Position{}, fmt.Errorf("clone: CLONE LOCAL DATA DIRECTORY = %q: %w", dir, err)
+	}
+	s.t.logger().Info("clone written; streaming it", "dir", dir, "took", time.Since(begin).Round(time.Millisecond))
+	var state, file, gtids sql.NullString
+	var offset sql.NullInt64
+	err = db.QueryRowContext(ctx, "SELECT STATE, BINLOG_FILE, BINLOG_POSITION, GTID_EXECUTED FROM performance_schema.clone_status "+
+		"ORDER BY ID DESC LIMIT 1").Scan(&state, &file, &offset, &gtids)
+	if err != nil {
+		return Position{}, fmt.Errorf("clone: read the copy's position from performance_schema.clone_status (performance_schema must be ON): %w", err)
+	}
+	if state.String != "Completed" {
+		return Position{}, fmt.Errorf("clone: clone_status says %q, not Completed", state.String)
+	}
+	// The server breaks long GTID sets over lines.
+	set := strings.Join(strings.Fields(gtids.String), "")
+	return Position{GTIDExecuted: set, BinlogFile: file.String, BinlogPos: uint64(max(offset.Int64, 0))}, nil
+}
+
+// writeTar writes dir's regular files and directories to w as a tar, names relative to dir.
+func writeTar(ctx context.Context, w io.Writer, dir string) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() && !fi.IsDir() {
+			return fmt.Errorf("%s: neither a file nor a directory (%s)", rel, fi.Mode().Type())
+		}
+		hdr, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name = filepath.ToSlash(rel)
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uname, hdr.Gname = "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.IsDir() {
+			return nil
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// dirSize is the bytes of the regular files under dir.
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n, err
+}
