@@ -51,7 +51,7 @@ func TestBinlogInfoTap(t *testing.T) {
 		{"info never ends", stream(chunk(binlogInfoFile, []byte("b.1\t4\t0-1-1\n"))), Position{}, "holds no"},
 		{"bad magic", append([]byte("XBSTCK02"), good[8:]...), Position{}, "magic"},
 		{"unknown chunk type", append(append([]byte(chunkMagic), 0, 'S'), good[10:]...), Position{}, "unknown type"},
-		{"huge path", append(append([]byte(chunkMagic), 0, 'P', 0xff, 0xff, 0xff, 0x7f)), Position{}, "path of"},
+		{"huge path", append([]byte(chunkMagic), 0, 'P', 0xff, 0xff, 0xff, 0x7f), Position{}, "path of"},
 		{"garbled info", stream(chunk(binlogInfoFile, []byte("nonsense\n")), chunk(binlogInfoFile, nil)), Position{}, "want file"},
 		{"bad offset", stream(chunk(binlogInfoFile, []byte("b.1\tx\t0-1-1\n")), chunk(binlogInfoFile, nil)), Position{}, "offset"},
 	} {

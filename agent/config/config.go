@@ -62,7 +62,23 @@ type Config struct {
 		Listen, Zone string
 		TTL, MaxLag  time.Duration
 	}
-	Log struct{ Level, Format string }
+	Log    struct{ Level, Format string }
+	Backup Backup
+}
+
+// Backup is the backup section: where backups go and how they are taken. Backups are off while
+// backup.s3.bucket is empty.
+type Backup struct {
+	S3 struct {
+		Endpoint, Bucket, Prefix, Region, Lookup, CAFile                    string
+		TLS                                                                 bool
+		SSE, SSEKMSKeyID                                                    string
+		Credentials, AccessKeyIDFile, SecretAccessKeyFile, SessionTokenFile string
+		PartSizeMiB                                                         int
+	}
+	ObjectSizeMiB, MaxMiBPerSecond  int
+	Compression                     string
+	TmpDir, CloneDir, CloneDirLocal string
 }
 
 // ErrHelp is returned by Load when the arguments ask for help.
@@ -100,6 +116,14 @@ func Default() Config {
 	c.DNS.MaxLag = 10 * time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "json"
+	c.Backup.S3.Lookup = "auto"
+	c.Backup.S3.TLS = true
+	c.Backup.S3.SSE = "none"
+	c.Backup.S3.Credentials = "static"
+	c.Backup.S3.PartSizeMiB = 16
+	c.Backup.ObjectSizeMiB = 8192
+	c.Backup.Compression = "fastest"
+	c.Backup.TmpDir = os.TempDir()
 	return c
 }
 
