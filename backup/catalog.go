@@ -84,33 +84,38 @@ func (c Catalog) List(ctx context.Context) ([]Entry, error) {
 		}
 		m, err := c.Manifest(ctx, id)
 		if err != nil {
-			e.Problem = err.Error()
+			e.Problem = oneLine(err)
 			out = append(out, e)
 			continue
 		}
 		e.Manifest = m
-		e.Problem = presence(m, sizes[id])
+		if err := presence(m, sizes[id]); err != nil {
+			e.Problem = oneLine(err)
+		}
 		e.Valid = e.Problem == ""
 		out = append(out, e)
 	}
 	return out, nil
 }
 
-// presence says what is wrong with the objects the store holds for m, by name and size; "" when
-// nothing is.
-func presence(m *Manifest, have map[string]int64) string {
-	var problems []string
+// presence checks the objects the store holds for m (name to size) by name and size, without
+// reading them: each problem matches ErrMissing or ErrCorrupt.
+func presence(m *Manifest, have map[string]int64) error {
+	var errs []error
 	for _, o := range m.Objects {
 		size, ok := have[o.Name]
 		switch {
 		case !ok:
-			problems = append(problems, fmt.Sprintf("object %s is missing", o.Name))
+			errs = append(errs, fmt.Errorf("object %s: %w", o.Name, ErrMissing))
 		case size != o.Size:
-			problems = append(problems, fmt.Sprintf("object %s has %d bytes, the manifest says %d", o.Name, size, o.Size))
+			errs = append(errs, fmt.Errorf("object %s: %d bytes, the manifest says %d: %w", o.Name, size, o.Size, ErrCorrupt))
 		}
 	}
-	return strings.Join(problems, "; ")
+	return errors.Join(errs...)
 }
+
+// oneLine puts a joined error on one line, for a listing.
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 // Manifest reads and checks one backup's manifest.
 func (c Catalog) Manifest(ctx context.Context, id string) (*Manifest, error) {

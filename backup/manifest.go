@@ -37,11 +37,17 @@ type Manifest struct {
 	Compression string `json:"compression"`
 	// GTIDExecuted is the copy's GTID position: MySQL's gtid_executed set, MariaDB's position
 	// (one GTID per domain, as gtid_slave_pos takes it).
-	GTIDExecuted   string    `json:"gtid_executed"`
-	BinlogFile     string    `json:"binlog_file,omitempty"`
-	BinlogPosition uint64    `json:"binlog_position,omitempty"`
-	StartTime      time.Time `json:"start_time"`
-	EndTime        time.Time `json:"end_time"`
+	GTIDExecuted string `json:"gtid_executed"`
+	// GTIDExecutedMax is set when the position is known only within bounds: the copy holds every
+	// transaction of GTIDExecuted and none outside GTIDExecutedMax. A MySQL clone reports no
+	// position, so it is bracketed by the server's before and after; they differ when
+	// transactions committed during the clone. Replaying binlogs from GTIDExecuted is safe
+	// either way: the server skips the GTIDs it has. The binlog coordinates go with GTIDExecuted.
+	GTIDExecutedMax string    `json:"gtid_executed_max,omitempty"`
+	BinlogFile      string    `json:"binlog_file,omitempty"`
+	BinlogPosition  uint64    `json:"binlog_position,omitempty"`
+	StartTime       time.Time `json:"start_time"`
+	EndTime         time.Time `json:"end_time"`
 	// RawBytes is the archive's size before compression; CompressedBytes the objects' total.
 	RawBytes        int64    `json:"raw_bytes"`
 	CompressedBytes int64    `json:"compressed_bytes"`
@@ -104,6 +110,24 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	return json.MarshalIndent(m, "", "  ")
 }
 
+func checkGTIDBounds(flavor gtid.Flavor, low, high string) error {
+	lo, err := gtid.Parse(flavor, low)
+	if err != nil {
+		return fmt.Errorf("gtid_executed: %w", err)
+	}
+	if high == "" {
+		return nil
+	}
+	hi, err := gtid.Parse(flavor, high)
+	if err != nil {
+		return fmt.Errorf("gtid_executed_max: %w", err)
+	}
+	if ok, err := hi.Contains(lo); err != nil || !ok {
+		return fmt.Errorf("gtid_executed_max %s does not contain gtid_executed %s", high, low)
+	}
+	return nil
+}
+
 func (m *Manifest) check() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -125,8 +149,8 @@ func (m *Manifest) check() error {
 		bad("compression %q: want zstd", m.Compression)
 	}
 	if m.Flavor == gtid.MariaDB || m.Flavor == gtid.MySQL {
-		if _, err := gtid.Parse(m.Flavor, m.GTIDExecuted); err != nil {
-			bad("gtid_executed: %v", err)
+		if err := checkGTIDBounds(m.Flavor, m.GTIDExecuted, m.GTIDExecutedMax); err != nil {
+			bad("%v", err)
 		}
 	}
 	if m.StartTime.IsZero() || m.EndTime.Before(m.StartTime) {

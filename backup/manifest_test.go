@@ -49,6 +49,9 @@ func TestManifestRefused(t *testing.T) {
 		{"mysql gtid set", func(m *Manifest) {
 			m.Flavor, m.Archive, m.GTIDExecuted = "mysql", ArchiveTar, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
 		}, ""},
+		{"gtid bounds", func(m *Manifest) { m.GTIDExecutedMax = "0-1-50" }, ""},
+		{"gtid bounds reversed", func(m *Manifest) { m.GTIDExecutedMax = "0-1-40" }, "does not contain"},
+		{"bad gtid bound", func(m *Manifest) { m.GTIDExecutedMax = "x" }, "gtid_executed_max"},
 		{"end before start", func(m *Manifest) { m.EndTime = m.StartTime.Add(-time.Second) }, "start_time"},
 		{"no objects", func(m *Manifest) { m.Objects, m.CompressedBytes = nil, 0 }, "no objects"},
 		{"object out of order", func(m *Manifest) { m.Objects[0].Name, m.Objects[1].Name = m.Objects[1].Name, m.Objects[0].Name }, "want \"data-000000.zst\""},

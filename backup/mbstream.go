@@ -126,8 +126,11 @@ func (t *binlogInfoTap) position() (Position, error) {
 // binlog coordinates.
 type Position struct {
 	GTIDExecuted string
-	BinlogFile   string
-	BinlogPos    uint64
+	// GTIDExecutedMax, when set, is all the copy may hold beyond GTIDExecuted (see
+	// Manifest.GTIDExecutedMax).
+	GTIDExecutedMax string
+	BinlogFile      string
+	BinlogPos       uint64
 }
 
 // parseBinlogInfo reads mariadb-backup's binlog info: "file<TAB>offset<TAB>gtid-position",

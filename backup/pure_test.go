@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -77,13 +78,22 @@ func TestPresence(t *testing.T) {
 	for _, tc := range []struct {
 		have map[string]int64
 		want string
+		is   error
 	}{
-		{map[string]int64{"data-000000.zst": 200, "data-000001.zst": 100, "manifest.json": 5}, ""},
-		{map[string]int64{"data-000000.zst": 200}, "object data-000001.zst is missing"},
-		{map[string]int64{"data-000000.zst": 199, "data-000001.zst": 100}, "object data-000000.zst has 199 bytes, the manifest says 200"},
+		{map[string]int64{"data-000000.zst": 200, "data-000001.zst": 100, "manifest.json": 5}, "", nil},
+		{map[string]int64{"data-000000.zst": 200}, "object data-000001.zst: missing", ErrMissing},
+		{map[string]int64{"data-000000.zst": 199, "data-000001.zst": 100}, "object data-000000.zst: 199 bytes, the manifest says 200: corrupt", ErrCorrupt},
+		{map[string]int64{}, "object data-000000.zst: missing; object data-000001.zst: missing", ErrMissing},
 	} {
-		if got := presence(m, tc.have); got != tc.want {
-			t.Errorf("presence(%v) = %q, want %q", tc.have, got, tc.want)
+		err := presence(m, tc.have)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("presence(%v) = %v, want nil", tc.have, err)
+			}
+			continue
+		}
+		if err == nil || oneLine(err) != tc.want || !errors.Is(err, tc.is) {
+			t.Errorf("presence(%v) = %v, want %q matching %v", tc.have, err, tc.want, tc.is)
 		}
 	}
 }

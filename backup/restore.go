@@ -62,8 +62,8 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 			have[name] = o.Size
 		}
 	}
-	if problem := presence(m, have); problem != "" {
-		return fail("objects", fmt.Errorf("%s: %w", problem, ErrMissing))
+	if err := presence(m, have); err != nil {
+		return fail("objects", err)
 	}
 	log := r.logger().With("backup", id, "data_dir", dataDir)
 	staging, err := os.MkdirTemp(filepath.Dir(dataDir), "."+filepath.Base(dataDir)+".restore-")
@@ -83,7 +83,9 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 	objects := &objectsReader{ctx: ctx, catalog: r.Catalog, id: id, objects: m.Objects,
 		onRead: func(n int) { prog.add(n); r.Metrics.moved("download", n) }}
 	defer objects.Close()
-	dec, err := zstd.NewReader(objects)
+	// One decoding goroutine, the caller's: after a failure nothing else reads the objects, so
+	// the object being read can be checked to the end (cause).
+	dec, err := zstd.NewReader(objects, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return fail("zstd", err)
 	}
@@ -103,6 +105,11 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 	}
 	switch {
 	case err != nil:
+		// A damaged object makes the decoder or the unpacker fail before its checksum is reached:
+		// say which object it was rather than what choked on it.
+		if cause := objects.cause(); cause != nil {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
 		return fail("unpack", err)
 	case !objects.finished():
 		return fail("unpack", fmt.Errorf("the archive ended before its last object: %w", ErrCorrupt))
@@ -178,6 +185,7 @@ type objectsReader struct {
 	next int
 	cur  io.ReadCloser
 	done bool
+	err  error // the first read error
 }
 
 func (r *objectsReader) Read(p []byte) (int, error) {
@@ -195,6 +203,9 @@ func (r *objectsReader) Read(p []byte) (int, error) {
 		}
 		n, err := r.cur.Read(p)
 		r.onRead(n)
+		if err != nil && err != io.EOF && r.err == nil {
+			r.err = err
+		}
 		if err == io.EOF {
 			r.cur.Close()
 			r.cur = nil
@@ -205,6 +216,16 @@ func (r *objectsReader) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// cause explains a failed restore by the objects: the error reading one, or else what checking
+// the rest of the object being read finds; nil when they are fine so far.
+func (r *objectsReader) cause() error {
+	if r.err != nil || r.cur == nil {
+		return r.err
+	}
+	_, err := io.Copy(io.Discard, r.cur)
+	return err
 }
 
 // finished reports whether every object was read to its checked end.

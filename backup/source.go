@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -77,8 +78,10 @@ func (s cloneSource) stream(ctx context.Context, w io.Writer) (Position, error) 
 	return pos, nil
 }
 
-// clone runs CLONE LOCAL and reads the position the copy stands at from
-// performance_schema.clone_status.
+// clone runs CLONE LOCAL. The clone plugin reports no position for a local clone, and the copy's
+// mysql.gtid_executed cannot be read without a server, so the position is bracketed: the binlog
+// status read before the clone is in the copy, and nothing committed after the clone ended is.
+// On an idle server (or a replica whose applier is idle) the two are the same, and exact.
 func (s cloneSource) clone(ctx context.Context, dir string) (Position, error) {
 	// CLONE returns only when the copy is done: the connection may wait for hours.
 	long := s.t.Local
@@ -92,24 +95,63 @@ func (s cloneSource) clone(ctx context.Context, dir string) (Position, error) {
 	if err := reseed.CheckClonePlugin(ctx, db); err != nil {
 		return Position{}, fmt.Errorf("clone: %w", err)
 	}
+	before, err := binlogStatus(ctx, db)
+	if err != nil {
+		return Position{}, err
+	}
 	begin := time.Now()
 	if _, err := db.ExecContext(ctx, "CLONE LOCAL DATA DIRECTORY = ?", dir); err != nil {
 		return Position{}, fmt.Errorf("clone: CLONE LOCAL DATA DIRECTORY = %q: %w", dir, err)
 	}
-	s.t.logger().Info("clone written; streaming it", "dir", dir, "took", time.Since(begin).Round(time.Millisecond))
-	var state, file, gtids sql.NullString
-	var offset sql.NullInt64
-	err = db.QueryRowContext(ctx, "SELECT STATE, BINLOG_FILE, BINLOG_POSITION, GTID_EXECUTED FROM performance_schema.clone_status "+
-		"ORDER BY ID DESC LIMIT 1").Scan(&state, &file, &offset, &gtids)
+	after, err := binlogStatus(ctx, db)
 	if err != nil {
-		return Position{}, fmt.Errorf("clone: read the copy's position from performance_schema.clone_status (performance_schema must be ON): %w", err)
+		return Position{}, err
 	}
-	if state.String != "Completed" {
-		return Position{}, fmt.Errorf("clone: clone_status says %q, not Completed", state.String)
+	s.t.logger().Info("clone written; streaming it", "dir", dir, "took", time.Since(begin).Round(time.Millisecond))
+	if after.GTIDExecuted != before.GTIDExecuted {
+		before.GTIDExecutedMax = after.GTIDExecuted
 	}
-	// The server breaks long GTID sets over lines.
-	set := strings.Join(strings.Fields(gtids.String), "")
-	return Position{GTIDExecuted: set, BinlogFile: file.String, BinlogPos: uint64(max(offset.Int64, 0))}, nil
+	return before, nil
+}
+
+// binlogStatus reads the server's binlog coordinates and gtid_executed, in one statement so they
+// agree.
+func binlogStatus(ctx context.Context, db *sql.DB) (Position, error) {
+	rows, err := db.QueryContext(ctx, "SHOW BINARY LOG STATUS")
+	if err != nil {
+		return Position{}, fmt.Errorf("clone: read the binlog status: %w", err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return Position{}, err
+	}
+	if !rows.Next() {
+		return Position{}, errors.New("clone: SHOW BINARY LOG STATUS returned nothing: is the binlog on?")
+	}
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return Position{}, fmt.Errorf("clone: read the binlog status: %w", err)
+	}
+	var pos Position
+	for i, c := range cols {
+		switch c {
+		case "File":
+			pos.BinlogFile = vals[i].String
+		case "Position":
+			if pos.BinlogPos, err = strconv.ParseUint(vals[i].String, 10, 64); err != nil {
+				return Position{}, fmt.Errorf("clone: binlog position %q: %w", vals[i].String, err)
+			}
+		case "Executed_Gtid_Set":
+			// The server breaks long sets over lines.
+			pos.GTIDExecuted = strings.Join(strings.Fields(vals[i].String), "")
+		}
+	}
+	return pos, rows.Err()
 }
 
 // writeTar writes dir's regular files and directories to w as a tar, names relative to dir.

@@ -135,7 +135,8 @@ func (t *Taker) upload(ctx context.Context, m *Manifest, l layout, srv *mysqlctl
 	if err := ow.Close(); err != nil {
 		return err
 	}
-	m.GTIDExecuted, m.BinlogFile, m.BinlogPosition = pos.GTIDExecuted, pos.BinlogFile, pos.BinlogPos
+	m.GTIDExecuted, m.GTIDExecutedMax = pos.GTIDExecuted, pos.GTIDExecutedMax
+	m.BinlogFile, m.BinlogPosition = pos.BinlogFile, pos.BinlogPos
 	m.RawBytes, m.Objects = raw.n, ow.objects
 	for _, o := range ow.objects {
 		m.CompressedBytes += o.Size

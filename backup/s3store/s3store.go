@@ -243,12 +243,16 @@ func (s *Store) Remove(ctx context.Context, key string) error {
 	return nil
 }
 
-// RemoveIncomplete aborts the multipart uploads left under prefix.
+// RemoveIncomplete aborts the multipart uploads left under prefix. It lists the whole bucket's
+// and keeps those under prefix: MinIO lists uploads by exact object name only, not by prefix.
 func (s *Store) RemoveIncomplete(ctx context.Context, prefix string) error {
 	var errs []error
-	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.full(prefix), true) {
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, "", true) {
 		if u.Err != nil {
 			return s.explain("list unfinished uploads under "+prefix, u.Err)
+		}
+		if !strings.HasPrefix(u.Key, s.full(prefix)) {
+			continue
 		}
 		if err := s.client.RemoveIncompleteUpload(ctx, s.bucket, u.Key); err != nil {
 			errs = append(errs, s.explain("abort the upload of "+s.relative(u.Key), err))

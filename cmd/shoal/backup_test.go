@@ -46,7 +46,7 @@ func TestBackupTable(t *testing.T) {
 	err := writeBackupTable(&out, []backup.Entry{
 		{ID: m.ID, Manifest: m, Valid: true, StoredBytes: 3 << 20},
 		{ID: "20261130T160000Z-db2", Problem: "incomplete: no manifest", StoredBytes: 1500},
-		{ID: "20261130T170000Z-db1", Manifest: m, Problem: "object data-000001.zst is missing"},
+		{ID: "20261130T170000Z-db1", Manifest: m, Problem: "object data-000001.zst: missing"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func TestBackupTable(t *testing.T) {
 	want := `ID                    MEMBER  STARTED               SIZE     GTID    STATUS
 20261130T150000Z-db1  db1     2026-11-30T15:00:00Z  3.0 MiB  0-1-42  valid
 20261130T160000Z-db2  -       -                     1.5 KiB  -       incomplete
-20261130T170000Z-db1  db1     2026-11-30T15:00:00Z  3.0 MiB  0-1-42  invalid: object data-000001.zst is missing
+20261130T170000Z-db1  db1     2026-11-30T15:00:00Z  3.0 MiB  0-1-42  invalid: object data-000001.zst: missing
 `
 	if out.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", out.String(), want)
