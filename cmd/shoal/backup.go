@@ -130,12 +130,17 @@ func backupTaker(cfg config.Config, secrets config.Secrets, store backup.Store, 
 		ObjectSize: int64(cfg.Backup.ObjectSizeMiB) << 20, Level: level, Metrics: metrics, Log: log}, nil
 }
 
-func (a *backupArgs) catalog() (backup.Catalog, error) {
+// parseCatalogArgs is parseBackupArgs for the commands that work on the cluster's catalog.
+func parseCatalogArgs(args []string, npos int, own map[string]bool) (*backupArgs, backup.Catalog, error) {
+	a, err := parseBackupArgs(args, npos, own)
+	if err != nil {
+		return nil, backup.Catalog{}, err
+	}
 	store, err := backupStore(a.cfg, a.secrets)
 	if err != nil {
-		return backup.Catalog{}, err
+		return nil, backup.Catalog{}, err
 	}
-	return backup.Catalog{Store: store, Cluster: a.cfg.Cluster}, nil
+	return a, backup.Catalog{Store: store, Cluster: a.cfg.Cluster}, nil
 }
 
 func (a *backupArgs) logger() *slog.Logger {
@@ -166,17 +171,13 @@ func backupNow(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func backupList(ctx context.Context, args []string, stdout io.Writer) error {
-	a, err := parseBackupArgs(args, 0, map[string]bool{"o": true})
+	a, cat, err := parseCatalogArgs(args, 0, map[string]bool{"o": true})
 	if err != nil {
 		return err
 	}
 	format := a.own["o"]
 	if format != "" && format != "table" && format != "json" {
 		return fmt.Errorf("%w: -o: want table or json, got %q", errUsage, format)
-	}
-	cat, err := a.catalog()
-	if err != nil {
-		return err
 	}
 	entries, err := cat.List(ctx)
 	if err != nil {
@@ -227,11 +228,7 @@ func humanBytes(n int64) string {
 }
 
 func backupVerify(ctx context.Context, args []string, stdout io.Writer) error {
-	a, err := parseBackupArgs(args, 1, nil)
-	if err != nil {
-		return err
-	}
-	cat, err := a.catalog()
+	a, cat, err := parseCatalogArgs(args, 1, nil)
 	if err != nil {
 		return err
 	}
@@ -244,11 +241,7 @@ func backupVerify(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func backupDelete(ctx context.Context, args []string, stdout io.Writer) error {
-	a, err := parseBackupArgs(args, 1, nil)
-	if err != nil {
-		return err
-	}
-	cat, err := a.catalog()
+	a, cat, err := parseCatalogArgs(args, 1, nil)
 	if err != nil {
 		return err
 	}
@@ -261,17 +254,13 @@ func backupDelete(ctx context.Context, args []string, stdout io.Writer) error {
 
 // runRestore is `shoal restore`: a backup into an empty data dir, for a server to start on.
 func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
-	a, err := parseBackupArgs(args, 0, map[string]bool{"latest": false, "id": true, "datadir": true})
+	a, cat, err := parseCatalogArgs(args, 0, map[string]bool{"latest": false, "id": true, "datadir": true})
 	if err != nil {
 		return err
 	}
 	id, latest, dataDir := a.own["id"], a.own["latest"] == "true", a.own["datadir"]
 	if (id != "") == latest || dataDir == "" {
 		return fmt.Errorf("%w: restore takes --latest or --id ID, and --datadir DIR", errUsage)
-	}
-	cat, err := a.catalog()
-	if err != nil {
-		return err
 	}
 	if latest {
 		m, err := cat.Latest(ctx)

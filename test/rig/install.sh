@@ -72,7 +72,7 @@ install_minio() {
   [ -x "$bin" ] && return 0
   log "building minio $MINIO_VERSION (a few minutes)"
   local tmp; tmp=$(mktemp -d)
-  GOBIN="$tmp" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION"
+  GOBIN="$tmp" go install "github.com/minio/minio@$MINIO_VERSION"
   mv "$tmp/minio" "$bin"; rm -rf "$tmp"
 }
 
