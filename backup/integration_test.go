@@ -45,7 +45,7 @@ type rig struct {
 	reg     *prometheus.Registry
 }
 
-func newRig(t *testing.T, flavor gtid.Flavor) *rig {
+func newRig(t testing.TB, flavor gtid.Flavor) *rig {
 	t.Helper()
 	srv := harness.StartN(t, flavor, 1, nil)[0]
 	m := miniotest.Start(t)
@@ -68,7 +68,7 @@ func newRig(t *testing.T, flavor gtid.Flavor) *rig {
 	return r
 }
 
-func newStore(t *testing.T, cfg s3store.Config) *s3store.Store {
+func newStore(t testing.TB, cfg s3store.Config) *s3store.Store {
 	t.Helper()
 	s, err := s3store.New(cfg)
 	if err != nil {
@@ -103,7 +103,7 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label string) float64 
 }
 
 // chrootOf is the root the harness runs the MySQL server in.
-func chrootOf(t *testing.T, srv *harness.Server) string {
+func chrootOf(t testing.TB, srv *harness.Server) string {
 	t.Helper()
 	cache := os.Getenv("SHOAL_CACHE")
 	if cache == "" {
@@ -116,7 +116,7 @@ func chrootOf(t *testing.T, srv *harness.Server) string {
 	return root
 }
 
-func (r *rig) db(t *testing.T, ctx context.Context) *mysqlctl.Server {
+func (r *rig) db(t testing.TB, ctx context.Context) *mysqlctl.Server {
 	t.Helper()
 	s, err := mysqlctl.Open(ctx, r.local)
 	if err != nil {
@@ -127,7 +127,12 @@ func (r *rig) db(t *testing.T, ctx context.Context) *mysqlctl.Server {
 }
 
 // fill writes rows of incompressible data, so the backup spans several objects.
-func fill(t *testing.T, ctx context.Context, s *mysqlctl.Server, rows int) {
+func fill(t testing.TB, ctx context.Context, s *mysqlctl.Server, rows int) {
+	fillWith(t, ctx, s, rows, "RANDOM_BYTES(1024)")
+}
+
+// fillWith writes rows whose value is the SQL expression value.
+func fillWith(t testing.TB, ctx context.Context, s *mysqlctl.Server, rows int, value string) {
 	t.Helper()
 	exec := func(q string) {
 		if _, err := s.DB().ExecContext(ctx, q); err != nil {
@@ -142,7 +147,7 @@ func fill(t *testing.T, ctx context.Context, s *mysqlctl.Server, rows int) {
 			if j > i {
 				b.WriteString(",")
 			}
-			fmt.Fprintf(&b, "(%d, RANDOM_BYTES(1024))", j)
+			fmt.Fprintf(&b, "(%d, %s)", j, value)
 		}
 		exec(b.String())
 	}
@@ -427,6 +432,31 @@ func TestStoreErrors(t *testing.T) {
 			assertNoRestore(t, target)
 			assertBucketEmpty(t, ctx, m, bucket)
 		})
+	}
+}
+
+// Over TLS the store trusts a private CA given as a file, and without it says the certificate is
+// not trusted.
+func TestStoreTLSWithCustomCA(t *testing.T) {
+	m, caFile := miniotest.StartTLS(t)
+	m.Bucket(t, "backups")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cfg := s3store.Config{Endpoint: m.Endpoint, Bucket: "backups", Lookup: s3store.LookupPath,
+		AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey, MaxRetries: 1}
+	untrusted := newStore(t, cfg)
+	if err := untrusted.Check(ctx); err == nil || !strings.Contains(err.Error(), "certificate is not trusted") {
+		t.Errorf("without the CA: got %v, want a certificate error", err)
+	} else {
+		t.Logf("without the CA: %v", err)
+	}
+	cfg.CAFile = caFile
+	if err := newStore(t, cfg).Check(ctx); err != nil {
+		t.Errorf("with the CA: %v", err)
+	}
+	cfg.Insecure = true
+	if _, err := s3store.New(cfg); err == nil {
+		t.Error("a CA file with plain HTTP was accepted")
 	}
 }
 

@@ -28,6 +28,7 @@ func TestBackupConfig(t *testing.T) {
 		{"bad enums", func(t *testing.T, b *Backup) {
 			b.S3.Lookup, b.S3.SSE, b.S3.Credentials, b.Compression = "dns", "aes", "vault", "max"
 		}, []string{"backup.s3.lookup", "backup.s3.sse:", "backup.s3.credentials", "backup.compression"}},
+		{"ca without tls", func(t *testing.T, b *Backup) { b.S3.TLS, b.S3.CAFile = false, "/ca.pem" }, []string{"backup.s3.ca_file"}},
 		{"kms without key", func(t *testing.T, b *Backup) { b.S3.SSE = "kms" }, []string{"sse_kms_key_id"}},
 		{"key without kms", func(t *testing.T, b *Backup) { b.S3.SSEKMSKeyID = "k" }, []string{"sse_kms_key_id"}},
 		{"key files with env", func(t *testing.T, b *Backup) {

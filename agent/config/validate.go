@@ -273,6 +273,9 @@ func (b Backup) problems() []error {
 	if s3.Bucket != "" && s3.Endpoint == "" {
 		bad("backup.s3.endpoint: required with backup.s3.bucket")
 	}
+	if s3.CAFile != "" && !s3.TLS {
+		bad("backup.s3.ca_file: goes with backup.s3.tls true")
+	}
 	if strings.Contains(s3.Endpoint, "/") {
 		bad("backup.s3.endpoint: want host[:port] without a scheme or path (backup.s3.tls says HTTP or HTTPS), got %q", s3.Endpoint)
 	}

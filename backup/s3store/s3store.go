@@ -4,6 +4,7 @@ package s3store
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -100,6 +101,9 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("s3: transport: %w", err)
 	}
 	if cfg.CAFile != "" {
+		if cfg.Insecure {
+			return nil, errors.New("s3: a CA file goes with TLS, not plain HTTP")
+		}
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("s3: ca file: %w", err)
@@ -271,6 +275,10 @@ func (s *Store) explain(what string, err error) error {
 		return fmt.Errorf("s3: %s: bucket %q does not exist at %s: %w", what, s.bucket, s.endpoint, err)
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken":
 		return fmt.Errorf("s3: %s: %s refused the credentials (%s): check the access key and secret: %w", what, s.endpoint, resp.Code, err)
+	}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return fmt.Errorf("s3: %s: %s's certificate is not trusted (a private CA goes in the CA file): %w", what, s.endpoint, err)
 	}
 	var netErr net.Error
 	var urlErr *url.Error

@@ -4,6 +4,14 @@ package miniotest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"fmt"
 	"net"
 	"net/http"
@@ -30,8 +38,9 @@ const (
 
 // Server is a running MinIO.
 type Server struct {
-	// Endpoint is host:port, plain HTTP.
+	// Endpoint is host:port.
 	Endpoint string
+	scheme   string
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	logPath  string
@@ -48,7 +57,18 @@ func Binary() string {
 
 // Start runs MinIO on a free port of 127.0.0.1 with a temporary data dir and stops it when the
 // test ends. A missing binary fails the test with how to build it.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return start(t, "") }
+
+// StartTLS runs MinIO serving HTTPS with a certificate for 127.0.0.1 from a CA of its own, and
+// returns it with the path of that CA's certificate (PEM).
+func StartTLS(t testing.TB) (*Server, string) {
+	t.Helper()
+	certs := t.TempDir()
+	caFile := writeCerts(t, certs)
+	return start(t, certs), caFile
+}
+
+func start(t testing.TB, certsDir string) *Server {
 	t.Helper()
 	bin := Binary()
 	if _, err := os.Stat(bin); err != nil {
@@ -62,7 +82,12 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", console, filepath.Join(dir, "data"))
+	args := []string{"server", "--quiet", "--address", addr, "--console-address", console}
+	scheme := "http"
+	if certsDir != "" {
+		args, scheme = append(args, "--certs-dir", certsDir), "https"
+	}
+	cmd := exec.Command(bin, append(args, filepath.Join(dir, "data"))...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -70,7 +95,7 @@ func Start(t testing.TB) *Server {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start minio: %v", err)
 	}
-	s := &Server{Endpoint: addr, cmd: cmd, exited: make(chan struct{}), logPath: logPath}
+	s := &Server{Endpoint: addr, cmd: cmd, exited: make(chan struct{}), logPath: logPath, scheme: scheme}
 	go func() { cmd.Wait(); close(s.exited) }()
 	t.Cleanup(s.stop)
 	if err := s.waitReady(60 * time.Second); err != nil {
@@ -91,9 +116,10 @@ func freePort(t testing.TB) string {
 
 func (s *Server) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
+	// Liveness only: whether the certificate is trusted is the test's business.
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	for {
-		resp, err := client.Get("http://" + s.Endpoint + "/minio/health/live")
+		resp, err := client.Get(s.scheme + "://" + s.Endpoint + "/minio/health/live")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -131,7 +157,12 @@ func (s *Server) logTail() string {
 // back (make buckets, damage objects).
 func (s *Server) Client(t testing.TB) *minio.Client {
 	t.Helper()
-	c, err := minio.New(s.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, "")})
+	opts := &minio.Options{Creds: credentials.NewStaticV4(AccessKey, SecretKey, "")}
+	if s.scheme == "https" {
+		opts.Secure = true
+		opts.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
+	c, err := minio.New(s.Endpoint, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,4 +178,52 @@ func (s *Server) Bucket(t testing.TB, name string) string {
 		t.Fatalf("make bucket %s: %v", name, err)
 	}
 	return name
+}
+
+// writeCerts makes a CA and a certificate for 127.0.0.1 signed by it, writes the certificate and
+// key where MinIO's --certs-dir wants them, and returns the CA certificate's path.
+func writeCerts(t testing.TB, dir string) string {
+	t.Helper()
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "shoal test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(dir, name, kind string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write(dir, "public.crt", "CERTIFICATE", der)
+	write(dir, "private.key", "PRIVATE KEY", keyDER)
+	// Not in the certs dir, which MinIO reads as its own.
+	return write(t.TempDir(), "ca.pem", "CERTIFICATE", caDER)
 }
