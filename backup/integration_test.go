@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoal-db/shoal/backup"
-	"github.com/shoal-db/shoal/backup/internal/miniotest"
+	"github.com/shoal-db/shoal/backup/miniotest"
 	"github.com/shoal-db/shoal/backup/s3store"
 	"github.com/shoal-db/shoal/mysqlctl"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"

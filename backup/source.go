@@ -24,12 +24,15 @@ import (
 // as it passes.
 type mariadbSource struct{ t *Taker }
 
+// estimate sums the data dir's files but the binlogs and relay logs, which mariadb-backup leaves.
 func (s mariadbSource) estimate(ctx context.Context, srv *mysqlctl.Server) (int64, error) {
 	var dataDir string
-	if err := srv.DB().QueryRowContext(ctx, "SELECT @@datadir").Scan(&dataDir); err != nil {
+	var binlogs, relayLogs sql.NullString
+	err := srv.DB().QueryRowContext(ctx, "SELECT @@datadir, @@log_bin_basename, @@relay_log_basename").Scan(&dataDir, &binlogs, &relayLogs)
+	if err != nil {
 		return 0, err
 	}
-	return dirSize(dataDir)
+	return dirSize(dataDir, binlogs.String, relayLogs.String)
 }
 
 func (s mariadbSource) stream(ctx context.Context, w io.Writer) (Position, error) {
@@ -206,12 +209,18 @@ func writeTar(ctx context.Context, w io.Writer, dir string) error {
 	return tw.Close()
 }
 
-// dirSize is the bytes of the regular files under dir.
-func dirSize(dir string) (int64, error) {
+// dirSize is the bytes of the regular files under dir, but those whose path starts with one of
+// the non-empty skip prefixes.
+func dirSize(dir string, skip ...string) (int64, error) {
 	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		for _, prefix := range skip {
+			if prefix != "" && strings.HasPrefix(p, prefix) {
+				return nil
+			}
 		}
 		if d.Type().IsRegular() {
 			fi, err := d.Info()
