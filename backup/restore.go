@@ -93,7 +93,7 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 	raw := &countingReader{r: dec}
 	switch m.Archive {
 	case ArchiveMbstream:
-		_, err = reseed.Unpack(ctx, raw, staging, r.Tools, log)
+		err = reseed.Unpack(ctx, raw, staging, r.Tools, log)
 	case ArchiveTar:
 		err = untar(raw, staging)
 	default:

@@ -144,9 +144,12 @@ func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *sl
 	}
 	defer os.RemoveAll(staging)
 	begin := time.Now()
-	pos, err := Unpack(ctx, stream, staging, opts.Tools, log)
-	if err != nil {
+	if err := Unpack(ctx, stream, staging, opts.Tools, log); err != nil {
 		return fail("unpack the copy", err)
+	}
+	pos, err := copyPosition(staging)
+	if err != nil {
+		return fail("read the copy's GTID position", err)
 	}
 	// The server reads the data as its own user, which owns the old data dir.
 	if err := ChownLike(staging, dataDir); err != nil {
@@ -207,29 +210,25 @@ func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *sl
 }
 
 // Unpack makes a data dir a server can start on out of a Backup stream: it extracts the stream
-// into dir (which exists and is empty), prepares it (mariadb-backup --prepare applies the redo
-// log copied alongside) and returns the copy's GTID position.
-func Unpack(ctx context.Context, stream io.Reader, dir string, tools Tools, log *slog.Logger) (string, error) {
+// into dir (which exists and is empty) and prepares it (mariadb-backup --prepare applies the redo
+// log copied alongside).
+func Unpack(ctx context.Context, stream io.Reader, dir string, tools Tools, log *slog.Logger) error {
 	begin := time.Now()
 	extract := exec.CommandContext(ctx, tools.mbstream(), "-x", "-C", dir)
 	var stderr tailBuffer
 	extract.Stdin, extract.Stderr = stream, &stderr
 	if err := extract.Run(); err != nil {
-		return "", fmt.Errorf("extract: %s: %w: %s", tools.mbstream(), err, lastLines(stderr.String(), 10))
+		return fmt.Errorf("extract: %s: %w: %s", tools.mbstream(), err, lastLines(stderr.String(), 10))
 	}
 	extracted := time.Since(begin)
 	// --no-defaults: the copy's own backup-my.cnf says how its InnoDB was set up.
 	prepare := exec.CommandContext(ctx, tools.backup(), "--no-defaults", "--prepare", "--target-dir="+dir)
 	if out, err := prepare.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("prepare: %s: %w: %s", tools.backup(), err, lastLines(string(out), 10))
+		return fmt.Errorf("prepare: %s: %w: %s", tools.backup(), err, lastLines(string(out), 10))
 	}
-	pos, err := copyPosition(dir)
-	if err != nil {
-		return "", fmt.Errorf("read the copy's GTID position: %w", err)
-	}
-	log.Info("copy extracted and prepared", "gtid", pos, "extract", extracted.Round(time.Millisecond),
+	log.Info("copy extracted and prepared", "extract", extracted.Round(time.Millisecond),
 		"prepare", (time.Since(begin) - extracted).Round(time.Millisecond))
-	return pos, nil
+	return nil
 }
 
 // copyPosition reads the GTID position mariadb-backup recorded for the copy (file, offset, GTID;
