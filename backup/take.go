@@ -24,8 +24,8 @@ const (
 	defaultProgressInterval = 30 * time.Second
 )
 
-// Taker takes backups of the local server. One Taker serves any number of backups, one at a
-// time or concurrently.
+// Taker takes backups of the local server. It keeps nothing between backups; run one at a time
+// per server (ids have a second's resolution, and two copies at once only slow each other).
 type Taker struct {
 	Store   Store
 	Cluster string
