@@ -460,6 +460,45 @@ func TestStoreTLSWithCustomCA(t *testing.T) {
 	}
 }
 
+// Objects are stored encrypted with SSE-S3 and SSE-KMS, and read back; credentials come from
+// the environment as well as from files.
+func TestStoreEncryptionAndEnvCredentials(t *testing.T) {
+	m := miniotest.Start(t)
+	bucket := m.Bucket(t, "backups")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	t.Setenv("AWS_ACCESS_KEY_ID", miniotest.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", miniotest.SecretKey)
+	for _, tc := range []struct{ sse, keyID, header string }{
+		{s3store.SSES3, "", "AES256"},
+		{s3store.SSEKMS, miniotest.KMSKeyID, "aws:kms"},
+	} {
+		store := newStore(t, s3store.Config{Endpoint: m.Endpoint, Bucket: bucket, Insecure: true, Credentials: s3store.CredsEnv,
+			SSE: tc.sse, KMSKeyID: tc.keyID})
+		key := "sse-" + tc.sse
+		want := bytes.Repeat([]byte("shoal"), 1000)
+		if _, err := store.Put(ctx, key, bytes.NewReader(want)); err != nil {
+			t.Fatalf("%s: %v", tc.sse, err)
+		}
+		info, err := m.Client(t).StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Metadata.Get("X-Amz-Server-Side-Encryption"); got != tc.header {
+			t.Errorf("%s: stored with server-side encryption %q, want %q", tc.sse, got, tc.header)
+		}
+		rc, err := store.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: read back %d bytes (err %v), wrote %d", tc.sse, len(got), err, len(want))
+		}
+	}
+}
+
 // helperEnv makes the test binary, run again, take one backup as a separate process (see
 // TestMain), so a test can SIGKILL it mid-upload.
 const helperEnv = "SHOAL_BACKUP_TEST_HELPER"

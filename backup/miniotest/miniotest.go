@@ -3,6 +3,7 @@
 package miniotest
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -35,6 +37,9 @@ const (
 	AccessKey = "shoal-test"
 	SecretKey = "shoal-test-secret"
 )
+
+// KMSKeyID names the one key of the servers' built-in KMS, for SSE-KMS.
+const KMSKeyID = "shoal-test-key"
 
 // Server is a running MinIO.
 type Server struct {
@@ -89,7 +94,9 @@ func start(t testing.TB, certsDir string) *Server {
 	}
 	cmd := exec.Command(bin, append(args, filepath.Join(dir, "data"))...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off",
+		// A static key serves SSE-S3 and SSE-KMS (key id KMSKeyID) without a KMS.
+		"MINIO_KMS_SECRET_KEY="+KMSKeyID+":"+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
