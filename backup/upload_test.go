@@ -49,8 +49,8 @@ func (s *memStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
 }
 
 func (s *memStore) List(context.Context, string) ([]ObjectInfo, error) { return nil, nil }
-func (s *memStore) Remove(context.Context, string) error                { return nil }
-func (s *memStore) RemoveIncomplete(context.Context, string) error      { return nil }
+func (s *memStore) Remove(context.Context, string) error               { return nil }
+func (s *memStore) RemoveIncomplete(context.Context, string) error     { return nil }
 
 func TestObjectWriter(t *testing.T) {
 	const limit = 10
