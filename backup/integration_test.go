@@ -255,7 +255,13 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 		if _, err := r.restore.Restore(ctx, m.ID, dataDir); err == nil || !strings.Contains(err.Error(), "not empty") && !strings.Contains(err.Error(), "not a directory") {
 			t.Errorf("restore over a file: got %v", err)
 		}
-		os.Remove(dataDir)
+		// An empty data dir made ready beforehand is fine: the restore replaces it.
+		if err := os.Remove(dataDir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(dataDir, 0o750); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := r.restore.Restore(ctx, m.ID, dataDir); err != nil {
 			t.Fatal(err)
 		}

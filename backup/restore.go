@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -119,8 +120,9 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 	if err := reseed.ChownLike(staging, dataDir); err != nil {
 		return fail("hand the files to the data dir's owner", err)
 	}
-	// rename(2) replaces an empty directory, so an empty dataDir made ready by an operator works.
-	if err := os.Rename(staging, dataDir); err != nil {
+	// rename(2) replaces an empty directory (os.Rename refuses to), so an empty dataDir made
+	// ready by an operator is replaced at once, and one filled meanwhile is not (ENOTEMPTY).
+	if err := syscall.Rename(staging, dataDir); err != nil {
 		return fail("move the restored data in", err)
 	}
 	if err := syncDir(filepath.Dir(dataDir)); err != nil {
