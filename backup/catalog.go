@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"time"
 )
 
 var (
@@ -32,18 +33,18 @@ type Catalog struct {
 // there with the size it says (Verify also checks their sha256).
 type Entry struct {
 	ID string
-	// Manifest is nil when there is none (an upload that never finished) or it does not read.
+	// Started is when the backup started, from its id: with Incomplete, it tells an upload that
+	// died from one still running.
+	Started time.Time
+	// Manifest is nil when there is none or it does not read.
 	Manifest *Manifest
 	Valid    bool
+	// Incomplete is set when there is no manifest: an upload that died, or one running.
+	Incomplete bool
 	// Problem says why the backup is not valid.
 	Problem string
 	// StoredBytes is what its objects take in the store, manifest excluded.
 	StoredBytes int64
-}
-
-// Incomplete reports whether the backup has no manifest: an upload that died or is running.
-func (e Entry) Incomplete() bool {
-	return e.Manifest == nil && strings.HasPrefix(e.Problem, "incomplete")
 }
 
 // List returns every backup of the cluster, oldest first (ids start with the start time).
@@ -71,13 +72,14 @@ func (c Catalog) List(ctx context.Context) ([]Entry, error) {
 	slices.Sort(ids)
 	out := make([]Entry, 0, len(ids))
 	for _, id := range ids {
-		e := Entry{ID: id}
+		e := Entry{ID: id, Started: idTime(id)}
 		for name, size := range sizes[id] {
 			if name != manifestName {
 				e.StoredBytes += size
 			}
 		}
 		if _, ok := sizes[id][manifestName]; !ok {
+			e.Incomplete = true
 			e.Problem = "incomplete: no manifest (an upload that did not finish, or one running)"
 			out = append(out, e)
 			continue

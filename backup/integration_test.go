@@ -577,7 +577,7 @@ func TestKilledUploadNeverValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Valid || !entries[0].Incomplete() {
+	if len(entries) != 1 || entries[0].Valid || !entries[0].Incomplete || entries[0].Started.IsZero() {
 		t.Fatalf("after a killed upload: %+v", entries)
 	}
 	if _, err := r.catalog.Latest(ctx); !errors.Is(err, backup.ErrNoBackup) {

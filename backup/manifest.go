@@ -79,6 +79,15 @@ func newID(start time.Time, member string) string {
 	return start.UTC().Format("20060102T150405Z") + "-" + member
 }
 
+// idTime is the start time an id begins with; zero for a name that is no id (a stray key).
+func idTime(id string) time.Time {
+	if !ValidID(id) {
+		return time.Time{}
+	}
+	t, _ := time.Parse("20060102T150405Z", id[:len("20060102T150405Z")])
+	return t
+}
+
 // objectName is the name of the i-th object of a backup.
 func objectName(i int) string { return fmt.Sprintf("data-%06d.zst", i) }
 

@@ -134,3 +134,13 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+func TestIDTime(t *testing.T) {
+	start := time.Date(2026, 11, 30, 15, 4, 5, 0, time.UTC)
+	if got := idTime(newID(start.Add(300*time.Millisecond), "db1")); !got.Equal(start) {
+		t.Errorf("idTime = %s, want %s", got, start)
+	}
+	if got := idTime("stray"); !got.IsZero() {
+		t.Errorf("idTime(stray) = %s, want zero", got)
+	}
+}

@@ -204,7 +204,7 @@ func writeBackupTable(w io.Writer, entries []backup.Entry) error {
 			size = humanBytes(m.CompressedBytes)
 		}
 		switch {
-		case e.Incomplete():
+		case e.Incomplete:
 			status = "incomplete"
 		case !e.Valid:
 			status = "invalid: " + e.Problem

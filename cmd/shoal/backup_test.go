@@ -45,7 +45,7 @@ func TestBackupTable(t *testing.T) {
 	var out bytes.Buffer
 	err := writeBackupTable(&out, []backup.Entry{
 		{ID: m.ID, Manifest: m, Valid: true, StoredBytes: 3 << 20},
-		{ID: "20261130T160000Z-db2", Problem: "incomplete: no manifest", StoredBytes: 1500},
+		{ID: "20261130T160000Z-db2", Incomplete: true, Problem: "incomplete: no manifest", StoredBytes: 1500},
 		{ID: "20261130T170000Z-db1", Manifest: m, Problem: "object data-000001.zst: missing"},
 	})
 	if err != nil {
