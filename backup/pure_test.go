@@ -1,7 +1,12 @@
 package backup
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -94,6 +99,52 @@ func TestPresence(t *testing.T) {
 		}
 		if err == nil || oneLine(err) != tc.want || !errors.Is(err, tc.is) {
 			t.Errorf("presence(%v) = %v, want %q matching %v", tc.have, err, tc.want, tc.is)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger writing while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestProgressLogs(t *testing.T) {
+	var out syncBuffer
+	p := &progress{log: slog.New(slog.NewTextHandler(&out, nil)), what: "restore", total: 1000,
+		interval: 10 * time.Millisecond, begin: time.Now().Add(-time.Second)}
+	p.add(250)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { p.run(ctx); close(done) }()
+	giveUp := time.After(time.Minute) // a hang guard, not a timing check
+	for !strings.Contains(out.String(), "restore progress") {
+		select {
+		case <-done:
+			t.Fatal("progress stopped without logging")
+		case <-giveUp:
+			t.Fatal("no progress logged")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	<-done
+	line := out.String()
+	for _, want := range []string{"bytes=250", "expected_bytes=1000", "mib_per_second=", "eta="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("progress line %q lacks %s", line, want)
 		}
 	}
 }
