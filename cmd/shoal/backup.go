@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,9 +49,7 @@ func runBackup(ctx context.Context, args []string, stdout io.Writer) error {
 	return fmt.Errorf("%w: unknown backup command %q (see shoal backup --help)", errUsage, args[0])
 }
 
-// backupArgs splits a backup command line: leading positional arguments, the command's own
-// flags (named in own; true when the flag takes a value), and the rest, which configure it as
-// they configure the agent.
+// backupArgs is a backup command line, parsed.
 type backupArgs struct {
 	positional []string
 	own        map[string]string
@@ -58,6 +57,9 @@ type backupArgs struct {
 	secrets    config.Secrets
 }
 
+// parseBackupArgs splits a backup command line: npos leading positional arguments, the
+// command's own flags (named in own; true when the flag takes a value), and the rest, which
+// configure it as they configure the agent. The configuration is validated and its secrets read.
 func parseBackupArgs(args []string, npos int, own map[string]bool) (*backupArgs, error) {
 	a := &backupArgs{own: map[string]string{}}
 	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -88,7 +90,7 @@ func parseBackupArgs(args []string, npos int, own map[string]bool) (*backupArgs,
 	cfg, err := config.Load("", os.Environ(), rest)
 	if errors.Is(err, config.ErrHelp) {
 		fmt.Fprint(os.Stderr, config.Usage())
-		return nil, err
+		return nil, flag.ErrHelp
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errUsage, err)
