@@ -58,12 +58,8 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 		return fmt.Errorf("clone from %s: the local server is %s; clone is MySQL's", opts.Donor, srv.Flavor())
 	}
 	db := srv.DB()
-	var status sql.NullString
-	if err := db.QueryRowContext(ctx, "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'clone'").Scan(&status); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("clone from %s: check the clone plugin: %w", opts.Donor, err)
-	}
-	if status.String != "ACTIVE" {
-		return fmt.Errorf("clone from %s: the clone plugin is not active on %s (load it with plugin-load-add=mysql_clone.so)", opts.Donor, local.Addr)
+	if err := CheckClonePlugin(ctx, db); err != nil {
+		return fmt.Errorf("clone from %s: %s: %w", opts.Donor, local.Addr, err)
 	}
 	// CLONE drops the recipient's databases, which super_read_only forbids even to it. read_only
 	// stays on, so no client without SUPER writes meanwhile, and the restart brings back the
@@ -120,6 +116,18 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 		return fmt.Errorf("clone from %s: %w", opts.Donor, err)
 	}
 	back.Close()
+	return nil
+}
+
+// CheckClonePlugin fails unless the server behind db has the clone plugin active.
+func CheckClonePlugin(ctx context.Context, db *sql.DB) error {
+	var status sql.NullString
+	if err := db.QueryRowContext(ctx, "SELECT PLUGIN_STATUS FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'clone'").Scan(&status); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("check the clone plugin: %w", err)
+	}
+	if status.String != "ACTIVE" {
+		return errors.New("the clone plugin is not active (load it with plugin-load-add=mysql_clone.so)")
+	}
 	return nil
 }
 

@@ -42,11 +42,12 @@ type BackupOptions struct {
 }
 
 // Backup streams a consistent physical copy of the local MariaDB server to w (mbstream format)
-// and returns how many bytes it wrote. It runs mariadb-backup, which must run beside the server:
-// it reads the data files. Cancelling ctx kills it.
+// and returns how many bytes it wrote: the donor's side of a re-seed, and what a backup to S3
+// uploads. It runs mariadb-backup, which must run beside the server: it reads the data files.
+// Cancelling ctx kills it.
 func Backup(ctx context.Context, w io.Writer, opts BackupOptions, log *slog.Logger) (int64, error) {
 	fail := func(step string, err error) (int64, error) {
-		return 0, fmt.Errorf("backup for a re-seed: %s: %w", step, err)
+		return 0, fmt.Errorf("mariadb-backup stream: %s: %w", step, err)
 	}
 	srv, err := mysqlctl.Open(ctx, opts.Local)
 	if err != nil {
@@ -91,7 +92,7 @@ func Backup(ctx context.Context, w io.Writer, opts BackupOptions, log *slog.Logg
 	cmd.Stdout, cmd.Stderr = tw, &stderr
 	begin := time.Now()
 	if err := cmd.Run(); err != nil {
-		return tw.n, fmt.Errorf("backup for a re-seed: %s: %w: %s", opts.Tools.backup(), err, lastLines(stderr.String(), 10))
+		return tw.n, fmt.Errorf("mariadb-backup stream: %s: %w: %s", opts.Tools.backup(), err, lastLines(stderr.String(), 10))
 	}
 	log.Info("backup streamed", "bytes", tw.n, "took", time.Since(begin).Round(time.Millisecond))
 	return tw.n, nil
@@ -143,28 +144,18 @@ func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *sl
 	}
 	defer os.RemoveAll(staging)
 	begin := time.Now()
-	extract := exec.CommandContext(ctx, opts.Tools.mbstream(), "-x", "-C", staging)
-	var stderr tailBuffer
-	extract.Stdin, extract.Stderr = stream, &stderr
-	if err := extract.Run(); err != nil {
-		return fail("extract", fmt.Errorf("%s: %w: %s", opts.Tools.mbstream(), err, lastLines(stderr.String(), 10)))
-	}
-	extracted := time.Since(begin)
-	// --no-defaults: the copy's own backup-my.cnf says how its InnoDB was set up.
-	prepare := exec.CommandContext(ctx, opts.Tools.backup(), "--no-defaults", "--prepare", "--target-dir="+staging)
-	if out, err := prepare.CombinedOutput(); err != nil {
-		return fail("prepare", fmt.Errorf("%s: %w: %s", opts.Tools.backup(), err, lastLines(string(out), 10)))
+	if err := Unpack(ctx, stream, staging, opts.Tools, log); err != nil {
+		return fail("unpack the copy", err)
 	}
 	pos, err := copyPosition(staging)
 	if err != nil {
 		return fail("read the copy's GTID position", err)
 	}
 	// The server reads the data as its own user, which owns the old data dir.
-	if err := chownLike(staging, dataDir); err != nil {
+	if err := ChownLike(staging, dataDir); err != nil {
 		return fail("hand the copy to the data dir's owner", err)
 	}
-	log.Info("copy prepared; stopping mysqld to swap it in", "gtid", pos, "extract", extracted.Round(time.Millisecond),
-		"prepare", (time.Since(begin) - extracted).Round(time.Millisecond))
+	log.Info("copy prepared; stopping mysqld to swap it in", "gtid", pos)
 	if err := opts.Service.Stop(ctx); err != nil {
 		return fail("stop mysqld", err)
 	}
@@ -218,6 +209,28 @@ func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *sl
 	return pos, nil
 }
 
+// Unpack makes a data dir a server can start on out of a Backup stream: it extracts the stream
+// into dir (which exists and is empty) and prepares it (mariadb-backup --prepare applies the redo
+// log copied alongside).
+func Unpack(ctx context.Context, stream io.Reader, dir string, tools Tools, log *slog.Logger) error {
+	begin := time.Now()
+	extract := exec.CommandContext(ctx, tools.mbstream(), "-x", "-C", dir)
+	var stderr tailBuffer
+	extract.Stdin, extract.Stderr = stream, &stderr
+	if err := extract.Run(); err != nil {
+		return fmt.Errorf("extract: %s: %w: %s", tools.mbstream(), err, lastLines(stderr.String(), 10))
+	}
+	extracted := time.Since(begin)
+	// --no-defaults: the copy's own backup-my.cnf says how its InnoDB was set up.
+	prepare := exec.CommandContext(ctx, tools.backup(), "--no-defaults", "--prepare", "--target-dir="+dir)
+	if out, err := prepare.CombinedOutput(); err != nil {
+		return fmt.Errorf("prepare: %s: %w: %s", tools.backup(), err, lastLines(string(out), 10))
+	}
+	log.Info("copy extracted and prepared", "extract", extracted.Round(time.Millisecond),
+		"prepare", (time.Since(begin) - extracted).Round(time.Millisecond))
+	return nil
+}
+
 // copyPosition reads the GTID position mariadb-backup recorded for the copy (file, offset, GTID;
 // older versions name the file xtrabackup_binlog_info).
 func copyPosition(dir string) (string, error) {
@@ -246,9 +259,9 @@ func copyPosition(dir string) (string, error) {
 	return "", fmt.Errorf("no mariadb_backup_binlog_info in the copy")
 }
 
-// chownLike gives every file under dir the owner of ref, when they differ (the agent runs as
-// root, the server as mysql).
-func chownLike(dir, ref string) error {
+// ChownLike gives every file under dir the owner of ref, when they differ (the agent runs as
+// root, the server as mysql); a missing ref changes nothing.
+func ChownLike(dir, ref string) error {
 	fi, err := os.Stat(ref)
 	if os.IsNotExist(err) {
 		return nil // an emptied member: nothing says whose it should be

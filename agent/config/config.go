@@ -63,14 +63,28 @@ type Config struct {
 		Listen, Zone string
 		TTL, MaxLag  time.Duration
 	}
-	Log struct{ Level, Format string }
+	Log    struct{ Level, Format string }
+	Backup Backup
+}
 
-	// Backup: the schedule and retention (backup/schedule), enforced by the Raft leader.
-	Backup struct {
-		Schedule            string
-		KeepCount           int
-		KeepAge, JobTimeout time.Duration
+// Backup is the backup section: where backups go and how they are taken (backups are off while
+// backup.s3.bucket is empty), and the schedule and retention the Raft leader enforces
+// (backup/schedule).
+type Backup struct {
+	S3 struct {
+		Endpoint, Bucket, Prefix, Region, Lookup, CAFile                    string
+		TLS                                                                 bool
+		SSE, SSEKMSKeyID                                                    string
+		Credentials, AccessKeyIDFile, SecretAccessKeyFile, SessionTokenFile string
+		PartSizeMiB                                                         int
 	}
+	ObjectSizeMiB, MaxMiBPerSecond  int
+	Compression                     string
+	TmpDir, CloneDir, CloneDirLocal string
+
+	Schedule            string
+	KeepCount           int
+	KeepAge, JobTimeout time.Duration
 }
 
 // ErrHelp is returned by Load when the arguments ask for help.
@@ -110,6 +124,14 @@ func Default() Config {
 	c.Log.Format = "json"
 	c.Backup.KeepCount = 7
 	c.Backup.JobTimeout = 6 * time.Hour
+	c.Backup.S3.Lookup = "auto"
+	c.Backup.S3.TLS = true
+	c.Backup.S3.SSE = "none"
+	c.Backup.S3.Credentials = "static"
+	c.Backup.S3.PartSizeMiB = 16
+	c.Backup.ObjectSizeMiB = 8192
+	c.Backup.Compression = "fastest"
+	c.Backup.TmpDir = os.TempDir()
 	return c
 }
 

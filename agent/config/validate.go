@@ -155,6 +155,7 @@ func (c Config) Validate() error {
 	if err := c.Policy().Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Backup.problems()...)
 	return errors.Join(errs...)
 }
 
@@ -173,6 +174,8 @@ func isLoopback(addr string) bool {
 type Secrets struct {
 	MySQLPassword, ReplPassword, AdminToken string
 	GossipKeys                              [][]byte
+	// The S3 credentials of backup.s3.credentials=static.
+	S3AccessKeyID, S3SecretAccessKey, S3SessionToken string
 }
 
 // Secrets reads every secret file; all problems are reported at once.
@@ -194,6 +197,9 @@ func (c Config) Secrets() (Secrets, error) {
 	s.MySQLPassword = read("mysql.password_file", c.MySQL.PasswordFile, true)
 	s.ReplPassword = read("mysql.repl_password_file", c.MySQL.ReplPasswordFile, false)
 	s.AdminToken = read("admin.token_file", c.Admin.TokenFile, false)
+	s.S3AccessKeyID = read("backup.s3.access_key_id_file", c.Backup.S3.AccessKeyIDFile, false)
+	s.S3SecretAccessKey = read("backup.s3.secret_access_key_file", c.Backup.S3.SecretAccessKeyFile, false)
+	s.S3SessionToken = read("backup.s3.session_token_file", c.Backup.S3.SessionTokenFile, true)
 	for _, f := range c.Gossip.KeyFiles {
 		text := read("gossip.key_files", f, false)
 		if text == "" {
@@ -248,4 +254,85 @@ func (c Config) RaftTLS() (*tls.Config, error) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool,
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}, nil
+}
+
+// ValidateBackup checks what the backup and restore commands need, which is less than the
+// agent's whole configuration: the cluster, the member and the backup section, backups on.
+func (c Config) ValidateBackup() error {
+	var errs []error
+	if !dnsLabel.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("cluster: want a DNS label (lower-case letters, digits, '-'), got %q", c.Cluster))
+	}
+	if !dnsLabel.MatchString(c.Node.ID) {
+		errs = append(errs, fmt.Errorf("node.id: want a DNS label (lower-case letters, digits, '-'), got %q", c.Node.ID))
+	}
+	if c.Backup.S3.Bucket == "" {
+		errs = append(errs, errors.New("backup.s3.bucket: required for backups"))
+	}
+	errs = append(errs, c.Backup.problems()...)
+	return errors.Join(errs...)
+}
+
+// problems checks the backup section; with no bucket, backups are off and only the values
+// themselves are checked.
+func (b Backup) problems() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	s3 := b.S3
+	if s3.Bucket != "" && s3.Endpoint == "" {
+		bad("backup.s3.endpoint: required with backup.s3.bucket")
+	}
+	if s3.CAFile != "" && !s3.TLS {
+		bad("backup.s3.ca_file: goes with backup.s3.tls true")
+	}
+	if strings.Contains(s3.Endpoint, "/") {
+		bad("backup.s3.endpoint: want host[:port] without a scheme or path (backup.s3.tls says HTTP or HTTPS), got %q", s3.Endpoint)
+	}
+	switch s3.Lookup {
+	case "auto", "path", "virtual-host":
+	default:
+		bad("backup.s3.lookup: want auto, path or virtual-host, got %q", s3.Lookup)
+	}
+	switch {
+	case s3.SSE != "none" && s3.SSE != "s3" && s3.SSE != "kms":
+		bad("backup.s3.sse: want none, s3 or kms, got %q", s3.SSE)
+	case (s3.SSE == "kms") != (s3.SSEKMSKeyID != ""):
+		bad("backup.s3.sse_kms_key_id: set it exactly when backup.s3.sse is kms")
+	}
+	keyFiles := s3.AccessKeyIDFile != "" || s3.SecretAccessKeyFile != "" || s3.SessionTokenFile != ""
+	switch s3.Credentials {
+	case "static":
+		if s3.Bucket != "" && (s3.AccessKeyIDFile == "" || s3.SecretAccessKeyFile == "") {
+			bad("backup.s3.access_key_id_file and backup.s3.secret_access_key_file: required with backup.s3.credentials=static")
+		}
+	case "env", "iam":
+		if keyFiles {
+			bad("backup.s3.*_file: key files go with backup.s3.credentials=static, not %s", s3.Credentials)
+		}
+	default:
+		bad("backup.s3.credentials: want static, env or iam, got %q", s3.Credentials)
+	}
+	if s3.PartSizeMiB < 5 || s3.PartSizeMiB > 5120 {
+		bad("backup.s3.part_size_mib: want 5..5120 (S3's part limits), got %d", s3.PartSizeMiB)
+	} else if b.ObjectSizeMiB < s3.PartSizeMiB || b.ObjectSizeMiB > s3.PartSizeMiB*10000 {
+		bad("backup.object_size_mib: want %d..%d (one to 10000 parts of backup.s3.part_size_mib), got %d",
+			s3.PartSizeMiB, s3.PartSizeMiB*10000, b.ObjectSizeMiB)
+	}
+	if b.MaxMiBPerSecond < 0 {
+		bad("backup.max_mib_per_second: want 0 (unlimited) or more, got %d", b.MaxMiBPerSecond)
+	}
+	switch b.Compression {
+	case "fastest", "default", "better", "best":
+	default:
+		bad("backup.compression: want fastest, default, better or best, got %q", b.Compression)
+	}
+	for _, d := range []struct{ name, dir string }{{"backup.tmp_dir", b.TmpDir}, {"backup.clone_dir", b.CloneDir}, {"backup.clone_dir_local", b.CloneDirLocal}} {
+		if d.dir != "" && !filepath.IsAbs(d.dir) {
+			bad("%s: want an absolute path, got %q", d.name, d.dir)
+		}
+	}
+	if b.CloneDirLocal != "" && b.CloneDir == "" {
+		bad("backup.clone_dir_local: set backup.clone_dir too")
+	}
+	return errs
 }

@@ -33,6 +33,8 @@ func commands() []command {
 		{"rebuild", "re-seed a member's data from a healthy replica the leader picks: rebuild MEMBER", runRebuild},
 		{"certs", "write a cluster CA and member certificates for Raft and the admin API: certs MEMBER[=HOST,...]...", runCerts},
 		{"mysql", "inspect and drive MySQL/MariaDB servers directly (status, promote, replicate, fence, errant)", runMySQL},
+		{"backup", "back the local member up to S3 and manage the backups (now, list, verify, delete)", runBackup},
+		{"restore", "restore a backup into an empty data dir: restore --latest|--id ID --datadir DIR", runRestore},
 		{"version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
 			_, err := fmt.Fprintln(w, "shoal", version)
 			return err

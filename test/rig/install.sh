@@ -7,6 +7,7 @@ set -euo pipefail
 CACHE=${SHOAL_CACHE:-/var/cache/shoal-test}
 MYSQL_ROOT="$CACHE/mysql-9.7-root"
 STATICCHECK_VERSION=v0.8.2
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 mkdir -p "$CACHE/bin"
 
 log() { printf '[install] %s\n' "$*" >&2; }
@@ -65,11 +66,22 @@ install_staticcheck() {
   mv "$tmp/staticcheck" "$bin"; rm -rf "$tmp"
 }
 
+# MinIO, the S3 server the backup tests run against, built from the Go module proxy (minutes cold).
+install_minio() {
+  local bin="$CACHE/bin/minio-$MINIO_VERSION"
+  [ -x "$bin" ] && return 0
+  log "building minio $MINIO_VERSION (a few minutes)"
+  local tmp; tmp=$(mktemp -d)
+  GOBIN="$tmp" go install "github.com/minio/minio@$MINIO_VERSION"
+  mv "$tmp/minio" "$bin"; rm -rf "$tmp"
+}
+
 need_root
 case "${1:-all}" in
   apt) install_apt ;;
   mysql) install_apt; install_mysql_root ;;
   staticcheck) install_staticcheck ;;
-  all) install_apt; install_mysql_root; install_staticcheck ;;
-  *) log "usage: $0 [all|apt|mysql|staticcheck]"; exit 2 ;;
+  minio) install_minio ;;
+  all) install_apt; install_mysql_root; install_staticcheck; install_minio ;;
+  *) log "usage: $0 [all|apt|mysql|staticcheck|minio]"; exit 2 ;;
 esac
