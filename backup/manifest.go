@@ -26,10 +26,13 @@ const (
 // Manifest describes one complete backup. It is the last object written: a backup without one,
 // or whose objects do not match it, is never valid.
 type Manifest struct {
-	Format        int         `json:"format"`
-	ID            string      `json:"id"`
-	Cluster       string      `json:"cluster"`
-	Member        string      `json:"member"`
+	Format  int    `json:"format"`
+	ID      string `json:"id"`
+	Cluster string `json:"cluster"`
+	Member  string `json:"member"`
+	// Job is the scheduled job that took it (record.BackupJob.ID), "" for one taken by hand:
+	// retention keeps what a running job is writing.
+	Job           string      `json:"job,omitempty"`
 	Flavor        gtid.Flavor `json:"flavor"`
 	ServerVersion string      `json:"server_version"`
 	// Archive is ArchiveMbstream or ArchiveTar; Compression is always "zstd" today.
@@ -91,6 +94,9 @@ func idTime(id string) time.Time {
 // objectName is the name of the i-th object of a backup.
 func objectName(i int) string { return fmt.Sprintf("data-%06d.zst", i) }
 
+// jobPattern is a scheduled job's id (record.BackupJob.ID): its slot and attempt.
+var jobPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9]{1,3}$`)
+
 // ParseManifest reads a manifest and checks that it is complete and consistent. Unknown fields
 // are errors: a manifest is written by shoal only, and a field we do not know may change what
 // the backup means.
@@ -148,6 +154,9 @@ func (m *Manifest) check() error {
 	}
 	if m.Cluster == "" || m.Member == "" {
 		bad("cluster and member are required")
+	}
+	if m.Job != "" && !jobPattern.MatchString(m.Job) {
+		bad("job %q: want YYYYMMDDTHHMMSSZ-attempt", m.Job)
 	}
 	switch {
 	case m.Flavor == gtid.MariaDB && m.Archive == ArchiveMbstream, m.Flavor == gtid.MySQL && m.Archive == ArchiveTar:

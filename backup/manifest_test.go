@@ -9,7 +9,7 @@ import (
 
 func validManifest() *Manifest {
 	start := time.Date(2026, 11, 30, 15, 0, 0, 0, time.UTC)
-	return &Manifest{Format: 1, ID: "20261130T150000Z-db1", Cluster: "c1", Member: "db1", Flavor: "mariadb",
+	return &Manifest{Format: 1, ID: "20261130T150000Z-db1", Cluster: "c1", Member: "db1", Job: "20261130T150000Z-1", Flavor: "mariadb",
 		ServerVersion: "10.11.6-MariaDB", Archive: ArchiveMbstream, Compression: "zstd", GTIDExecuted: "0-1-42",
 		BinlogFile: "binlog.000002", BinlogPosition: 1234, StartTime: start, EndTime: start.Add(time.Minute),
 		RawBytes: 1000, CompressedBytes: 300, Objects: []Object{
@@ -43,6 +43,7 @@ func TestManifestRefused(t *testing.T) {
 		{"newer format", func(m *Manifest) { m.Format = 2 }, "format 2"},
 		{"bad id", func(m *Manifest) { m.ID = "../../x" }, "id"},
 		{"no member", func(m *Manifest) { m.Member = "" }, "member"},
+		{"bad job", func(m *Manifest) { m.Job = "../../x" }, "job"},
 		{"flavor and archive disagree", func(m *Manifest) { m.Archive = ArchiveTar }, "archive"},
 		{"other compression", func(m *Manifest) { m.Compression = "gzip" }, "compression"},
 		{"bad gtid", func(m *Manifest) { m.GTIDExecuted = "uuid:1-5" }, "gtid_executed"},

@@ -61,7 +61,10 @@ type Taker struct {
 // local clone for MySQL) through zstd into objects, then writes the manifest. When anything
 // fails, what was uploaded is removed (best effort: what remains has no manifest and is listed
 // as incomplete) and the error says which step failed.
-func (t *Taker) Take(ctx context.Context) (m *Manifest, err error) {
+func (t *Taker) Take(ctx context.Context) (*Manifest, error) { return t.TakeForJob(ctx, "") }
+
+// TakeForJob is Take for the scheduled job job (record.BackupJob.ID), which the manifest names.
+func (t *Taker) TakeForJob(ctx context.Context, job string) (m *Manifest, err error) {
 	begin := time.Now()
 	defer func() { t.Metrics.done("backup", begin, time.Now(), err) }()
 	if err := t.Store.Check(ctx); err != nil {
@@ -72,7 +75,7 @@ func (t *Taker) Take(ctx context.Context) (m *Manifest, err error) {
 		return nil, fmt.Errorf("backup: open the local server: %w", err)
 	}
 	defer srv.Close()
-	m = &Manifest{Format: manifestFormat, ID: newID(begin, t.Member), Cluster: t.Cluster, Member: t.Member,
+	m = &Manifest{Format: manifestFormat, ID: newID(begin, t.Member), Cluster: t.Cluster, Member: t.Member, Job: job,
 		Flavor: srv.Flavor(), Compression: "zstd", StartTime: begin.UTC()}
 	if !ValidID(m.ID) {
 		return nil, fmt.Errorf("backup: member %q cannot name a backup: want a DNS label", t.Member)

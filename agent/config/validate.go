@@ -152,6 +152,9 @@ func (c Config) Validate() error {
 	if c.Backup.JobTimeout < time.Minute {
 		bad("backup.job_timeout: at least 1m, got %s", c.Backup.JobTimeout)
 	}
+	if c.Backup.Schedule != "" && c.Backup.S3.Bucket == "" {
+		bad("backup.schedule: scheduled backups need a store, backup.s3.bucket is empty")
+	}
 	if err := c.Policy().Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -117,6 +117,10 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	if len(cfg.MySQL.StartCommand) > 0 {
 		service = reseed.Commands{StopArgv: cfg.MySQL.StopCommand, StartArgv: cfg.MySQL.StartCommand}
 	}
+	backups, err := scheduledBackups(cfg, secrets, reg, log.With("component", "backup"), adminapi.NewClient("", leaseTLS(raftTLS), 30*time.Second))
+	if err != nil {
+		return err
+	}
 	a, err := agent.New(agent.Options{
 		NodeID: cfg.Node.ID, Cluster: cfg.Cluster, Policy: cfg.Policy(),
 		LocalMySQLAddr: cfg.MySQL.Addr, MySQLAddr: cfg.MySQLAdvertise(), RaftAddr: node.Addr(),
@@ -128,6 +132,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		Log:          log, Registry: reg, Dial: agent.MySQLDialer(dial), Raft: node, Gossip: g,
 		LeaseClient: adminapi.NewClient("", leaseTLS(raftTLS), 5*time.Second),
 		Publishers:  publishers,
+		Backup:      backups,
 		Reseed: agent.ReseedOptions{
 			Local: mysqlctl.Config{Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
 				ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout},
