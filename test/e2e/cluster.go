@@ -75,6 +75,9 @@ func RunWithBinary(m *testing.M, binary *string) int {
 	return m.Run()
 }
 
+// ClusterName is the cluster every test cluster's agents run.
+const ClusterName = "e2e"
+
 // Start runs n servers and n agents with the given extra agent flags and waits for a primary.
 func Start(t testing.TB, binary string, flavor gtid.Flavor, n int, extra ...string) *Cluster {
 	t.Helper()
@@ -205,7 +208,7 @@ func (c *Cluster) StartAgent(i int) {
 			seeds += net.JoinHostPort(o.Host(), strconv.Itoa(gossipPort)) + ","
 		}
 	}
-	args := []string{"agent", "--cluster", "e2e", "--node.id", s.Config.Name, "--node.data_dir", filepath.Join(c.dir, s.Config.Name),
+	args := []string{"agent", "--cluster", ClusterName, "--node.id", s.Config.Name, "--node.data_dir", filepath.Join(c.dir, s.Config.Name),
 		"--mysql.addr", s.Socket(), "--mysql.advertise_addr", s.Addr(), "--mysql.password_file", filepath.Join(c.dir, "root.pw"),
 		"--mysql.repl_password_file", filepath.Join(c.dir, "repl.pw"), "--mysql.pid_file", filepath.Join(s.Dir(), "mysqld.pid"),
 		"--gossip.bind", net.JoinHostPort(h, strconv.Itoa(gossipPort)), "--gossip.seeds", seeds,

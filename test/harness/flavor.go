@@ -55,7 +55,7 @@ type flavor struct {
 func newFlavor(name gtid.Flavor) (*flavor, error) {
 	switch name {
 	case gtid.MySQL:
-		root := filepath.Join(cacheDir(), "mysql-9.7-root")
+		root := MySQLRoot()
 		return &flavor{
 			name:       name,
 			root:       root,
@@ -205,3 +205,6 @@ func (s *Server) args() []string {
 	}
 	return append(a, c.ExtraArgs...)
 }
+
+// MySQLRoot is the chroot MySQL servers run in, as the host sees it.
+func MySQLRoot() string { return filepath.Join(cacheDir(), "mysql-9.7-root") }
