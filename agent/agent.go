@@ -62,6 +62,8 @@ type Options struct {
 	LeaderTasks []LeaderTask
 	// Reseed is how this agent re-seeds its server and donates to others (reseed.go).
 	Reseed ReseedOptions
+	// Readiness are further conditions of /readyz beside MySQL's own (admin.go).
+	Readiness []ReadinessCheck
 }
 
 func (o Options) withDefaults() Options {
