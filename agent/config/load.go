@@ -82,6 +82,15 @@ var keys = []key{
 	{"dns.max_lag", "replicas lagging more are left out of DNS", func(c *Config) any { return &c.DNS.MaxLag }},
 	{"log.level", "debug, info, warn or error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "json or text", func(c *Config) any { return &c.Log.Format }},
+
+	// Kubernetes (agent/kube).
+	{"kubernetes.enabled", "publish to the Kubernetes API: the leader writes the EndpointSlices of the primary and replicas Services, role labels on the pods, and Events", func(c *Config) any { return &c.Kubernetes.Enabled }},
+	{"kubernetes.namespace", "namespace of the pods and Services; default: the service account's namespace", func(c *Config) any { return &c.Kubernetes.Namespace }},
+	{"kubernetes.release", "the Helm release naming the Services; default: the cluster name", func(c *Config) any { return &c.Kubernetes.Release }},
+	{"kubernetes.primary_service", "selector-less Service whose endpoints are the primary; default: <release>-primary", func(c *Config) any { return &c.Kubernetes.PrimaryService }},
+	{"kubernetes.replicas_service", "selector-less Service whose endpoints are the serving replicas within dns.max_lag; default: <release>-replicas", func(c *Config) any { return &c.Kubernetes.ReplicasService }},
+	{"kubernetes.pod_name", "this agent's pod (from the Downward API); must be node.id, as the leader finds each member's pod by its id; default: node.id", func(c *Config) any { return &c.Kubernetes.PodName }},
+	{"kubernetes.kubeconfig", "kubeconfig file for an agent outside the cluster; empty: the in-cluster service account", func(c *Config) any { return &c.Kubernetes.Kubeconfig }},
 }
 
 // notAgentKeys are SHOAL_* variables of the test rig, not agent settings.
