@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -220,5 +219,3 @@ func tail(b []byte, n int) string {
 	}
 	return string(b)
 }
-
-var _ = context.Background
