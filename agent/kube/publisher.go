@@ -241,7 +241,7 @@ func (p *Publisher) writePod(ctx context.Context, w PodWrite) error {
 func (p *Publisher) emit(ctx context.Context, e Event) error {
 	t := metav1.NewTime(e.At)
 	ev := &corev1.Event{
-		ObjectMeta:          metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", e.Object.Name, e.At.UnixNano()), Namespace: p.cfg.Namespace},
+		ObjectMeta:          metav1.ObjectMeta{GenerateName: e.Object.Name + ".", Namespace: p.cfg.Namespace},
 		InvolvedObject:      e.Object,
 		Reason:              e.Reason,
 		Message:             e.Message,
