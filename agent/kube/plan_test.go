@@ -83,17 +83,16 @@ func services() map[string]*corev1.Service {
 }
 
 // settled is the API state after publishing v: Desired applied to empty slices and the pods.
-func settled(t testing.TB, v agent.ClusterView, pods ...*corev1.Pod) Current {
+func settled(v agent.ClusterView, pods ...*corev1.Pod) Current {
 	cur := Current{Pods: map[string]*corev1.Pod{}, Services: services(), Slices: map[string]*discoveryv1.EndpointSlice{}}
 	for _, p := range pods {
 		cur.Pods[p.Name] = p
 	}
-	return apply(t, cur, Desired(target, v, cur))
+	return apply(cur, Desired(target, v, cur))
 }
 
 // apply is what the API server holds once every write of plan succeeded.
-func apply(t testing.TB, cur Current, plan Plan) Current {
-	t.Helper()
+func apply(cur Current, plan Plan) Current {
 	next := Current{Pods: map[string]*corev1.Pod{}, Services: cur.Services, Slices: map[string]*discoveryv1.EndpointSlice{}}
 	maps.Copy(next.Pods, cur.Pods)
 	maps.Copy(next.Slices, cur.Slices)
@@ -106,6 +105,15 @@ func apply(t testing.TB, cur Current, plan Plan) Current {
 		p.Annotations = with(p.Annotations, map[string]string{AnnotationEpoch: strconv.FormatUint(w.Epoch, 10)})
 		next.Pods[w.Pod] = p
 	}
+	return next
+}
+
+// changed is cur with pod id replaced by a copy that f changed.
+func changed(cur Current, id string, f func(*corev1.Pod)) Current {
+	p := cur.Pods[id].DeepCopy()
+	f(p)
+	next := apply(cur, Plan{})
+	next.Pods[id] = p
 	return next
 }
 
@@ -149,7 +157,7 @@ func renderEvents(plan Plan) []string {
 func TestDesired(t *testing.T) {
 	healthy5 := map[string]health.Report{"orders-0": primaryRep(5), "orders-1": replicaRep(5, "orders-0", 0),
 		"orders-2": replicaRep(5, "orders-0", 2*time.Second)}
-	steady := settled(t, view(5, "orders-0", false, healthy5),
+	steady := settled(view(5, "orders-0", false, healthy5),
 		pod("orders-0", RolePrimary, 5), pod("orders-1", RoleReplica, 5), pod("orders-2", RoleReplica, 5))
 
 	tests := []struct {
@@ -189,7 +197,7 @@ func TestDesired(t *testing.T) {
 		{
 			name: "the new primary opens writes: it becomes ready, nothing else changes",
 			view: view(6, "orders-1", true, map[string]health.Report{"orders-1": primaryRep(6), "orders-2": replicaRep(6, "orders-1", 0)}),
-			cur: settled(t, view(6, "orders-1", true, map[string]health.Report{"orders-1": fencedRep(5), "orders-2": replicaRep(5, "orders-0", 0)}),
+			cur: settled(view(6, "orders-1", true, map[string]health.Report{"orders-1": fencedRep(5), "orders-2": replicaRep(5, "orders-0", 0)}),
 				pod("orders-0", RoleFenced, 6), pod("orders-1", RolePrimary, 6), pod("orders-2", RoleReplica, 6)),
 			primary:  []string{"orders-1 10.1.0.2:3306 ready"},
 			replicas: []string{"orders-2 10.1.0.3:3306 ready"},
@@ -225,28 +233,16 @@ func TestDesired(t *testing.T) {
 			events:   []string{"Pod/orders-2 ErrantGTIDs: orders-2 holds transactions the primary orders-0 lacks (errant GTIDs): fenced until it is rebuilt"},
 		},
 		{
-			name: "a replica down, then its pod recreated without labels: fenced, and the new pod told nothing",
-			view: view(5, "orders-0", false, map[string]health.Report{"orders-0": primaryRep(5), "orders-1": replicaRep(5, "orders-0", 0)}),
-			cur: func() Current {
-				c := steady
-				c.Pods = maps.Clone(c.Pods)
-				c.Pods["orders-2"] = pod("orders-2", "", 0)
-				return c
-			}(),
+			name:     "a replica down, then its pod recreated without labels: fenced, and the new pod told nothing",
+			view:     view(5, "orders-0", false, map[string]health.Report{"orders-0": primaryRep(5), "orders-1": replicaRep(5, "orders-0", 0)}),
+			cur:      changed(steady, "orders-2", func(p *corev1.Pod) { *p = *pod("orders-2", "", 0) }),
 			replicas: []string{"orders-1 10.1.0.2:3306 ready"},
 			pods:     []string{"orders-2=fenced"},
 		},
 		{
-			name: "a terminating primary is not ready",
-			view: view(5, "orders-0", false, healthy5),
-			cur: func() Current {
-				c := steady
-				c.Pods = maps.Clone(c.Pods)
-				p := c.Pods["orders-0"].DeepCopy()
-				p.DeletionTimestamp = &metav1.Time{Time: t0}
-				c.Pods["orders-0"] = p
-				return c
-			}(),
+			name:    "a terminating primary is not ready",
+			view:    view(5, "orders-0", false, healthy5),
+			cur:     changed(steady, "orders-0", func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0} }),
 			primary: []string{"orders-0 10.1.0.1:3306"},
 		},
 		{
@@ -273,16 +269,9 @@ func TestDesired(t *testing.T) {
 			},
 		},
 		{
-			name: "a garbled epoch annotation is overwritten",
-			view: view(5, "orders-0", false, healthy5),
-			cur: func() Current {
-				c := steady
-				c.Pods = maps.Clone(c.Pods)
-				p := c.Pods["orders-1"].DeepCopy()
-				p.Annotations[AnnotationEpoch] = "five"
-				c.Pods["orders-1"] = p
-				return c
-			}(),
+			name:     "a garbled epoch annotation is overwritten",
+			view:     view(5, "orders-0", false, healthy5),
+			cur:      changed(steady, "orders-1", func(p *corev1.Pod) { p.Annotations[AnnotationEpoch] = "five" }),
 			pods:     []string{"orders-1=replica"},
 			problems: []string{`pod orders-1: annotation shoal.io/epoch="five" is not an epoch: overwritten`},
 		},
@@ -324,7 +313,7 @@ func TestDesired(t *testing.T) {
 				t.Errorf("problems =\n%s\nwant\n%s", strings.Join(probs, "\n"), strings.Join(tt.problems, "\n"))
 			}
 			// Applied, the plan leaves nothing to write (the garbled annotation is gone too).
-			if again := Desired(target, tt.view, apply(t, tt.cur, plan)); len(again.Slices)+len(again.Pods) > 0 {
+			if again := Desired(target, tt.view, apply(tt.cur, plan)); len(again.Slices)+len(again.Pods) > 0 {
 				t.Errorf("applied plan does not settle: slices %d, pods %q", len(again.Slices), renderPods(again))
 			}
 		})
@@ -358,7 +347,7 @@ func TestDesiredSliceShape(t *testing.T) {
 	}
 
 	// An IPv6 pod turns the slice's address type, which means a new slice.
-	six := apply(t, cur, plan)
+	six := apply(cur, plan)
 	six.Pods = map[string]*corev1.Pod{"orders-0": six.Pods["orders-0"].DeepCopy()}
 	six.Pods["orders-0"].Status.PodIP = "fd00::1"
 	plan = Desired(target, v, six)
@@ -432,7 +421,7 @@ func FuzzDesired(f *testing.F) {
 		}
 		// Each prefix of the label writes (the publisher stops at a failure): a pod gains the
 		// primary label only when no other pod carries it any more.
-		state := apply(t, cur, Plan{})
+		state := apply(cur, Plan{})
 		for _, w := range plan.Pods {
 			if e, _ := storedEpoch(state.Pods[w.Pod].Annotations); e > epoch {
 				t.Fatalf("pod %s of epoch %d relabelled in epoch %d", w.Pod, e, epoch)
@@ -446,9 +435,9 @@ func FuzzDesired(f *testing.F) {
 					}
 				}
 			}
-			state = apply(t, state, Plan{Pods: []PodWrite{w}})
+			state = apply(state, Plan{Pods: []PodWrite{w}})
 		}
-		after := apply(t, cur, plan)
+		after := apply(cur, plan)
 		again := Desired(target, v, after)
 		if len(again.Slices)+len(again.Pods) > 0 {
 			t.Fatalf("applied plan does not settle: %d slices, pods %q", len(again.Slices), renderPods(again))
