@@ -36,7 +36,7 @@ const (
 	AnnotationEpoch = "shoal.io/epoch"
 	// ManagedBy marks the EndpointSlices shoal owns (endpointslice.kubernetes.io/managed-by),
 	// so the EndpointSlice controllers leave them alone.
-	ManagedBy = "shoal.io/agent"
+	ManagedBy = "agent.shoal.io"
 )
 
 // Role is a member's pod label shoal.io/role.

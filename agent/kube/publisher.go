@@ -109,9 +109,11 @@ func (p *Publisher) Publish(ctx context.Context, v agent.ClusterView) error {
 		}
 	}
 	plan := Desired(p.cfg.Target, v, p.current(v))
-	if len(plan.Slices) > 0 || missing(plan.Problems) {
-		// Read the Services again before writing their slices: the slices name them as owners
-		// by UID, and one recreated since would have its new slices collected at once.
+	if creates(plan) || missing(plan.Problems) {
+		// Read the Services again before creating a slice: it names its Service as owner by
+		// UID, and a Service recreated since (whose old slices the garbage collector took)
+		// would have the new one collected at once. An update keeps its owner, so the pass
+		// that moves the primary costs no read.
 		p.refreshServices(ctx)
 		plan = Desired(p.cfg.Target, v, p.current(v))
 	}
@@ -157,6 +159,16 @@ func (p *Publisher) current(v agent.ClusterView) Current {
 		}
 	}
 	return cur
+}
+
+// creates reports whether the plan creates a slice.
+func creates(plan Plan) bool {
+	for _, w := range plan.Slices {
+		if w.Old == nil || w.Recreate {
+			return true
+		}
+	}
+	return false
 }
 
 // missing reports whether a Service was not found, so it is looked for again.
