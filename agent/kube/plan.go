@@ -4,6 +4,10 @@
 // every object written carries the epoch it was decided in, and a writer whose epoch is older
 // than the stored one refuses, so a deposed leader cannot undo a newer failover.
 //
+// The leader labels every member's pod, rather than each agent its own: one writer per epoch
+// can never show two primaries of one epoch, while an old primary's agent cut off from the others
+// would keep labelling itself primary beside the new one until it learned of the new epoch.
+//
 // What to write is a pure function of the cluster view and the objects the informers hold
 // (Desired); the Publisher only carries out its writes, so a steady state costs no API call.
 package kube
