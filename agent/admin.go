@@ -100,10 +100,24 @@ func requirePeer(peers *tls.Config, h http.Handler) http.Handler {
 	})
 }
 
-// serveReady answers 200 when the local MySQL is healthy in the role the record gives it.
+// ReadinessCheck is a condition of /readyz beside the local MySQL's health: the Kubernetes
+// publisher's permissions, say. NotReady says what is wrong, or "" when nothing is.
+type ReadinessCheck interface {
+	NotReady() string
+}
+
+// serveReady answers 200 when the local MySQL is healthy in the role the record gives it and
+// every readiness check passes.
 func (a *Agent) serveReady(w http.ResponseWriter, _ *http.Request) {
 	v := a.snapshot()
-	if why := notReady(v); why != "" {
+	why := notReady(v)
+	for _, c := range a.opts.Readiness {
+		if why != "" {
+			break
+		}
+		why = c.NotReady()
+	}
+	if why != "" {
 		writeJSON(w, http.StatusServiceUnavailable, adminapi.Error{Error: why})
 		return
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/consensus/peertls"
+	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/consensus/tlstest"
 )
 
@@ -70,5 +71,35 @@ func TestLeaseCallsNeedAMemberCertificate(t *testing.T) {
 	}
 	if _, err := (adminapi.Client{Token: "secret"}).Status(t.Context(), addr); err == nil {
 		t.Error("plain HTTP to the TLS admin API answered")
+	}
+}
+
+type readinessFunc func() string
+
+func (f readinessFunc) NotReady() string { return f() }
+
+// /readyz fails on a readiness check (the Kubernetes publisher's missing permissions) even while
+// MySQL serves, and says why; MySQL's own problem is told first.
+func TestReadyzHonoursReadinessChecks(t *testing.T) {
+	problem := "kubernetes: this agent's service account may not patch pods"
+	a := &Agent{opts: Options{Readiness: []ReadinessCheck{readinessFunc(func() string { return "" }), readinessFunc(func() string { return problem })}}}
+	a.view = adminapi.View{Node: "db1", UpdatedAt: time.Now(), Local: adminapi.LocalView{Up: true},
+		Record: record.Record{Primary: "db1"}, Report: primaryReport}
+	ready := func() (int, string) {
+		w := httptest.NewRecorder()
+		a.serveReady(w, httptest.NewRequest("GET", "/readyz", nil))
+		return w.Code, w.Body.String()
+	}
+	if code, body := ready(); code != 503 || !strings.Contains(body, problem) {
+		t.Errorf("readyz = %d %s, want 503 saying %q", code, body, problem)
+	}
+	a.view.Local = adminapi.LocalView{Error: "connection refused"}
+	if code, body := ready(); code != 503 || !strings.Contains(body, "local MySQL unreachable") {
+		t.Errorf("readyz with MySQL down = %d %s", code, body)
+	}
+	a.opts.Readiness = a.opts.Readiness[:1]
+	a.view.Local = adminapi.LocalView{Up: true}
+	if code, body := ready(); code != 200 {
+		t.Errorf("readyz with every check passing = %d %s", code, body)
 	}
 }

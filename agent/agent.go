@@ -64,6 +64,8 @@ type Options struct {
 	Reseed ReseedOptions
 	// Backup turns scheduled backups on (backupschedule.go); nil: off.
 	Backup *BackupOptions
+	// Readiness are further conditions of /readyz beside MySQL's own (admin.go).
+	Readiness []ReadinessCheck
 }
 
 func (o Options) withDefaults() Options {

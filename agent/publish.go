@@ -123,6 +123,12 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 	}
 	peers[a.opts.NodeID] = ha.Peer{State: ha.PeerAlive, Report: rep}
 	cv := ClusterView{At: obs.Now, Record: obs.Record, Peers: peers, Servers: firstHand(obs, d), Leader: obs.Leader}
+	// A primary change this pass committed is published now, not a gather later: the reads
+	// were taken before it, so the new primary is not shown serving until a read finds it
+	// writable, while the old one leaves at once.
+	if rec := a.raft.Record(); rec.Epoch > cv.Record.Epoch {
+		cv.Record = rec
+	}
 	for _, p := range a.publishers {
 		p.offer(cv)
 	}

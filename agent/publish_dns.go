@@ -42,14 +42,14 @@ func (p dnsPublisher) Publish(_ context.Context, v ClusterView) error {
 	return nil
 }
 
-// dnsView is what DNS publishes: the committed record's members, each healthy only while it
-// serves in the role the record gives it, as memberHealth tells.
+// dnsView is what DNS publishes: the committed record's members, each healthy while it serves
+// in the role the record gives it (ClusterView.Members).
 func dnsView(v ClusterView) dns.View {
 	rec := v.Record
 	out := dns.View{Cluster: rec.Cluster, Epoch: rec.Epoch, Primary: rec.Primary}
-	for _, id := range rec.MemberIDs() {
-		m := dns.Member{Name: id}
-		host, port, err := hostport.Split(rec.Members[id].MySQLAddr)
+	for _, mv := range v.Members() {
+		m := dns.Member{Name: mv.ID}
+		host, port, err := hostport.Split(mv.MySQLAddr)
 		if err != nil {
 			continue
 		}
@@ -57,17 +57,49 @@ func dnsView(v ClusterView) dns.View {
 		if addr, err := netip.ParseAddr(host); err == nil {
 			m.Addrs = []netip.Addr{addr}
 		}
-		p := v.Peers[id] // zero, so not alive, for a member gossip does not know
-		read, haveRead := v.Servers[id]
-		r := memberHealth(rec, id, p.Report, read, haveRead)
-		m.XPort = p.Report.XPort
-		m.Healthy = p.Alive() && r.Serving(id, rec.Primary)
-		if lag := r.LagMillis; lag > 0 {
-			m.Lag = time.Duration(lag) * time.Millisecond
-		}
+		m.XPort = mv.Report.XPort
+		m.Healthy = mv.Serving
+		m.Lag = mv.Lag()
 		out.Members = append(out.Members, m)
 	}
 	return out
+}
+
+// MemberView is one recorded member as every publisher sees it after a pass.
+type MemberView struct {
+	ID        string
+	MySQLAddr string // as recorded
+	Alive     bool   // its agent is alive in gossip with a readable report
+	// Report is the member's own report with its role fields as this pass read them
+	// (memberHealth).
+	Report health.Report
+	// Serving: alive, and its server serves in the role the record gives it.
+	Serving bool
+}
+
+// Members returns the committed record's members by id, each as this pass knows it.
+func (v ClusterView) Members() []MemberView {
+	rec := v.Record
+	out := make([]MemberView, 0, len(rec.Members))
+	for _, id := range rec.MemberIDs() {
+		p := v.Peers[id] // zero, so not alive, for a member gossip does not know
+		read, haveRead := v.Servers[id]
+		r := memberHealth(rec, id, p.Report, read, haveRead)
+		out = append(out, MemberView{ID: id, MySQLAddr: rec.Members[id].MySQLAddr, Alive: p.Alive(), Report: r,
+			Serving: p.Alive() && r.Serving(id, rec.Primary)})
+	}
+	return out
+}
+
+// Lag is the member's replication lag; zero when it is caught up or the lag is unknown.
+func (m MemberView) Lag() time.Duration {
+	return time.Duration(max(0, m.Report.LagMillis)) * time.Millisecond
+}
+
+// InRotation reports whether clients should be sent to the member: it serves, and a replica
+// lags no more than maxLag (dns.max_lag). The primary is in rotation whenever it serves.
+func (m MemberView) InRotation(primary string, maxLag time.Duration) bool {
+	return m.Serving && (m.ID == primary || m.Lag() <= maxLag)
 }
 
 // memberHealth is what this agent knows of member id's server: the member's own report, its

@@ -249,3 +249,29 @@ func (c *testCluster) other(a, b *member) *member {
 	}
 	return nil
 }
+
+// The leader publishes the failover it commits in the pass that commits it: a view of the new
+// epoch taken at the moment the record says the epoch began (the deciding pass's clock).
+func TestFailoverPublishedInItsPass(t *testing.T) {
+	c := startCluster(t, 3)
+	first := c.waitPrimary("")
+	first.crash()
+	second := c.waitPrimary(first.id)
+	rec := second.raft.Record()
+	for _, m := range c.members {
+		m.views.mu.Lock()
+		for _, v := range m.views.views {
+			if v.Leader && v.Record.Epoch == rec.Epoch && v.At.Equal(rec.LastPrimaryChange) {
+				m.views.mu.Unlock()
+				for _, mv := range v.Members() {
+					if mv.ID == first.id && mv.Serving {
+						t.Errorf("the old primary still serves in the committing pass's view: %+v", mv)
+					}
+				}
+				return
+			}
+		}
+		m.views.mu.Unlock()
+	}
+	t.Errorf("no leader published epoch %d in the pass that committed it (at %s)", rec.Epoch, rec.LastPrimaryChange)
+}

@@ -2,6 +2,8 @@ package consensus
 
 import (
 	"crypto/tls"
+	"fmt"
+	"net"
 	"testing"
 
 	"github.com/shoal-db/shoal/consensus/membership"
@@ -57,4 +59,30 @@ func TestTLSRefusesForeignPeers(t *testing.T) {
 	if got := a.Record(); !equalRecords(got, r) {
 		t.Errorf("cluster record changed: %+v, want %+v", got, r)
 	}
+}
+
+// A node advertising a DNS name (a StatefulSet pod's stable name) is known and dialled by that
+// name, so a member back at a new IP is found at the address in everyone's configuration.
+func TestTLSAdvertisesANameAsIs(t *testing.T) {
+	log, _ := testLogger(t)
+	ca := tlstest.NewCA(t)
+	var nodes []*Node
+	for _, id := range []string{"db-0", "db-1"} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		n := openNode(t, Config{NodeID: id, BindAddr: fmt.Sprintf("127.0.0.1:%d", port), AdvertiseAddr: fmt.Sprintf("localhost:%d", port),
+			DataDir: t.TempDir(), TLS: ca.Config(id), Logger: log.With("node", id)})
+		if want := fmt.Sprintf("localhost:%d", port); n.Addr() != want {
+			t.Fatalf("%s advertises %s, want %s", id, n.Addr(), want)
+		}
+		nodes = append(nodes, n)
+	}
+	bootstrapAll(t, nodes)
+	r := seed(t, nodes...)
+	r = mustApply(t, record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: "db-0"}, nodes...)
+	waitConverged(t, r, nodes...)
 }

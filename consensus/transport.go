@@ -29,7 +29,14 @@ func newTransport(cfg Config, logger hclog.Logger) (raft.Transport, error) {
 		return cfg.Network.join(cfg.NodeID), nil
 	}
 	var advertise net.Addr
-	if cfg.AdvertiseAddr != "" {
+	host, _, _ := net.SplitHostPort(cfg.AdvertiseAddr)
+	switch {
+	case cfg.AdvertiseAddr != "" && cfg.TLS != nil && net.ParseIP(host) == nil:
+		// A name (a StatefulSet pod's stable DNS name) stays a name: peers dial it, so a member
+		// back at a new IP is found at the address in their Raft configuration. It is not
+		// resolved here: the pod's own record may not be published yet.
+		advertise = namedAddr(cfg.AdvertiseAddr)
+	case cfg.AdvertiseAddr != "":
 		a, err := net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr)
 		if err != nil {
 			return nil, fmt.Errorf("resolve advertise addr: %w", err)
@@ -69,6 +76,9 @@ func newTLSLayer(bind string, advertise net.Addr, base *tls.Config) (*tlsLayer, 
 	if advertise == nil {
 		advertise = l.Addr()
 	}
+	if _, named := advertise.(namedAddr); named {
+		return &tlsLayer{Listener: l, advertise: advertise, server: peertls.Server(base), client: peertls.Client(base)}, nil
+	}
 	if a, ok := advertise.(*net.TCPAddr); !ok || a.IP.IsUnspecified() {
 		l.Close()
 		return nil, fmt.Errorf("advertise addr %s cannot be dialled by other nodes", advertise)
@@ -77,6 +87,13 @@ func newTLSLayer(bind string, advertise net.Addr, base *tls.Config) (*tlsLayer, 
 }
 
 func (t *tlsLayer) Addr() net.Addr { return t.advertise }
+
+// namedAddr is an advertise address by DNS name, resolved anew at every dial (peer certificates
+// are checked against the cluster CA, never the dialled name: peertls).
+type namedAddr string
+
+func (a namedAddr) Network() string { return "tcp" }
+func (a namedAddr) String() string  { return string(a) }
 
 func (t *tlsLayer) Accept() (net.Conn, error) {
 	c, err := t.Listener.Accept()

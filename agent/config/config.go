@@ -65,6 +65,12 @@ type Config struct {
 	}
 	Log    struct{ Level, Format string }
 	Backup Backup
+	// Kubernetes is the Kubernetes publisher (agent/kube): Service endpoints, role labels, Events.
+	Kubernetes struct {
+		Enabled                                                      bool
+		Namespace, Release, PrimaryService, ReplicasService, PodName string
+		Kubeconfig                                                   string
+	}
 }
 
 // Backup is the backup section: where backups go and how they are taken (backups are off while
@@ -183,4 +189,22 @@ func (c Config) MySQLAdvertise() string {
 		return c.MySQL.AdvertiseAddr
 	}
 	return c.MySQL.Addr
+}
+
+// KubeServices are the Services whose EndpointSlices the Kubernetes publisher writes:
+// kubernetes.primary_service and kubernetes.replicas_service, by default <release>-primary and
+// <release>-replicas, the release being the cluster's name unless set.
+func (c Config) KubeServices() (primary, replicas string) {
+	release := c.Kubernetes.Release
+	if release == "" {
+		release = c.Cluster
+	}
+	primary, replicas = c.Kubernetes.PrimaryService, c.Kubernetes.ReplicasService
+	if primary == "" {
+		primary = release + "-primary"
+	}
+	if replicas == "" {
+		replicas = release + "-replicas"
+	}
+	return primary, replicas
 }

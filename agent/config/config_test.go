@@ -159,3 +159,31 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("example read wrong: %+v", c)
 	}
 }
+
+func TestValidateKubernetes(t *testing.T) {
+	c := validConfig(t)
+	c.Kubernetes.Enabled = true
+	if err := c.Validate(); err != nil {
+		t.Fatalf("enabled with defaults: %v", err)
+	}
+	if p, r := c.KubeServices(); p != c.Cluster+"-primary" || r != c.Cluster+"-replicas" {
+		t.Errorf("default services %s, %s", p, r)
+	}
+	c.Kubernetes.Release = "shop"
+	if p, r := c.KubeServices(); p != "shop-primary" || r != "shop-replicas" {
+		t.Errorf("services of release shop: %s, %s", p, r)
+	}
+	c.Kubernetes.PodName = "other-0"
+	c.Kubernetes.Namespace = "Bad_NS"
+	c.Kubernetes.PrimaryService, c.Kubernetes.ReplicasService = "same", "same"
+	err := c.Validate()
+	for _, want := range []string{"kubernetes.pod_name:", "kubernetes.namespace:", "are both \"same\""} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want a problem with %s", err, want)
+		}
+	}
+	c.Kubernetes.Enabled = false
+	if err := c.Validate(); err != nil {
+		t.Errorf("disabled, the section is not checked: %v", err)
+	}
+}

@@ -107,6 +107,15 @@ var keys = []key{
 	{"backup.tmp_dir", "scratch files of mariadb-backup", func(c *Config) any { return &c.Backup.TmpDir }},
 	{"backup.clone_dir", "MySQL: a directory mysqld can write where it clones before the copy is streamed; needs room for a full copy of the data; required for MySQL backups", func(c *Config) any { return &c.Backup.CloneDir }},
 	{"backup.clone_dir_local", "MySQL: backup.clone_dir as the agent sees it when mysqld runs in another mount namespace (a container, a chroot); default: backup.clone_dir", func(c *Config) any { return &c.Backup.CloneDirLocal }},
+
+	// Kubernetes (agent/kube).
+	{"kubernetes.enabled", "publish to the Kubernetes API: the leader writes the EndpointSlices of the primary and replicas Services, role labels on the pods, and Events", func(c *Config) any { return &c.Kubernetes.Enabled }},
+	{"kubernetes.namespace", "namespace of the pods and Services; default: the service account's namespace", func(c *Config) any { return &c.Kubernetes.Namespace }},
+	{"kubernetes.release", "the Helm release naming the Services; default: the cluster name", func(c *Config) any { return &c.Kubernetes.Release }},
+	{"kubernetes.primary_service", "selector-less Service whose endpoints are the primary; default: <release>-primary", func(c *Config) any { return &c.Kubernetes.PrimaryService }},
+	{"kubernetes.replicas_service", "selector-less Service whose endpoints are the serving replicas within dns.max_lag; default: <release>-replicas", func(c *Config) any { return &c.Kubernetes.ReplicasService }},
+	{"kubernetes.pod_name", "this agent's pod (from the Downward API); must be node.id, as the leader finds each member's pod by its id; default: node.id", func(c *Config) any { return &c.Kubernetes.PodName }},
+	{"kubernetes.kubeconfig", "kubeconfig file for an agent outside the cluster; empty: the in-cluster service account", func(c *Config) any { return &c.Kubernetes.Kubeconfig }},
 }
 
 // notAgentKeys are SHOAL_* variables of the test rig, not agent settings.

@@ -159,7 +159,33 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Backup.problems()...)
+	errs = append(errs, c.validateKubernetes()...)
 	return errors.Join(errs...)
+}
+
+// validateKubernetes checks the kubernetes section; its names are checked only when enabled.
+func (c Config) validateKubernetes() []error {
+	k := c.Kubernetes
+	if !k.Enabled {
+		return nil
+	}
+	var errs []error
+	if k.PodName != "" && k.PodName != c.Node.ID {
+		errs = append(errs, fmt.Errorf("kubernetes.pod_name: %q is not node.id %q: the leader finds each member's pod by its id, so set node.id to the pod name", k.PodName, c.Node.ID))
+	}
+	if k.Namespace != "" && !dnsLabel.MatchString(k.Namespace) {
+		errs = append(errs, fmt.Errorf("kubernetes.namespace: want a DNS label, got %q", k.Namespace))
+	}
+	primary, replicas := c.KubeServices()
+	for _, s := range []struct{ key, name string }{{"kubernetes.primary_service", primary}, {"kubernetes.replicas_service", replicas}} {
+		if !dnsLabel.MatchString(s.name) {
+			errs = append(errs, fmt.Errorf("%s: want a Service name (a DNS label), got %q", s.key, s.name))
+		}
+	}
+	if primary == replicas {
+		errs = append(errs, fmt.Errorf("kubernetes.primary_service and kubernetes.replicas_service are both %q", primary))
+	}
+	return errs
 }
 
 func isWildcard(addr string) bool {

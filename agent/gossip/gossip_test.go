@@ -364,3 +364,43 @@ func TestGarbageMetaIsReported(t *testing.T) {
 		}
 	}
 }
+
+// A member killed and started again under its name at a new address (a Kubernetes pod
+// recreated with a new IP) is alive again at the new address for everyone, whether it comes
+// back before or after the others found the old one dead: memberlist hands the name over once
+// the old incarnation is dead (deadNodeReclaim).
+func TestRejoinAtNewAddress(t *testing.T) {
+	for _, waitDead := range []bool{true, false} {
+		t.Run(fmt.Sprintf("old one found dead first: %v", waitDead), func(t *testing.T) {
+			t.Parallel()
+			nodes := cluster(t, 3, nil)
+			if err := nodes[2].Shutdown(); err != nil { // no Leave: as if the pod were SIGKILLed
+				t.Fatal(err)
+			}
+			if waitDead {
+				for _, g := range nodes[:2] {
+					waitPeerState(t, g, "node-3", StateDead)
+				}
+			}
+			cfg := testConfig(t, "node-3", nodes[0].AdvertiseAddr().String())
+			back := start(t, cfg)
+			if err := back.SetHealth(report("db-9")); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), patience)
+			defer cancel()
+			if _, err := back.Join(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range nodes[:2] {
+				eventually(t, g.cfg.NodeName+" sees node-3 alive at "+cfg.BindAddr, func() string {
+					p, _ := peer(g, "node-3")
+					if p.State != StateAlive || p.Addr.Addr().String() != cfg.BindAddr || p.Health.Source != "db-9" {
+						return fmt.Sprintf("%s at %s reporting source %q", p.State, p.Addr, p.Health.Source)
+					}
+					return ""
+				})
+			}
+		})
+	}
+}

@@ -1246,6 +1246,32 @@ func decideCases(p Policy) []decideCase {
 				Propose: &record.Command{Op: record.OpUpsertMember, Member: &record.Member{ID: "db-2", MySQLAddr: "10.0.0.33:3306", Voter: true}, At: t0}},
 		},
 		{
+			// A Kubernetes pod recreated with a new IP: it rejoined gossip under its name (memberlist
+			// reclaims it), and the leader moves it in Raft and in the record in one pass.
+			name:   "a member back at a new IP: its Raft address is updated and its addresses recorded",
+			policy: func(p *Policy) { p.BootstrapExpect = 3 },
+			setup: func(o *Observation) {
+				peer := o.Peers["db-2"]
+				peer.Report.MySQLAddr, peer.Report.RaftAddr = "10.0.0.33:3306", "10.0.0.33:7000"
+				o.Peers["db-2"] = peer
+				o.Raft.Configuration = []membership.Server{
+					{ID: "db-0", Addr: "10.0.0.1:7000", Voter: true},
+					{ID: "db-1", Addr: "10.0.0.2:7000", Voter: true},
+					{ID: "db-2", Addr: "10.0.0.3:7000", Voter: true},
+				}
+				o.Raft.Seen = []membership.Candidate{
+					{ID: "db-0", Addr: "10.0.0.1:7000", Alive: true},
+					{ID: "db-1", Addr: "10.0.0.2:7000", Alive: true},
+					{ID: "db-2", Addr: "10.0.0.33:7000", Alive: true},
+				}
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeRecordMember, "recording member db-2 at 10.0.0.33:3306"),
+				Membership: []membership.Change{{Action: membership.ActionAddVoter, ID: "db-2", Addr: "10.0.0.33:7000",
+					Reason: "updating the address of db-2 from 10.0.0.3:7000 to 10.0.0.33:7000"}},
+				Propose: &record.Command{Op: record.OpUpsertMember, Member: &record.Member{ID: "db-2", MySQLAddr: "10.0.0.33:3306",
+					RaftAddr: "10.0.0.33:7000", Voter: true}, At: t0}},
+		},
+		{
 			name: "members whose agents are not alive or report no address are not recorded",
 			setup: func(o *Observation) {
 				setPeer(o, "db-0", func(p *Peer) { p.Report.MySQLAddr = "" })

@@ -113,6 +113,18 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		publishers = append(publishers, agent.DNSPublisher(dnsServer,
 			dns.ZoneConfig{Zone: cfg.DNS.Zone, TTL: cfg.DNS.TTL, MaxLag: cfg.DNS.MaxLag}))
 	}
+	var readiness []agent.ReadinessCheck
+	if cfg.Kubernetes.Enabled {
+		// Like the DNS server, the publisher's informers outlive the loop's ctx: a draining
+		// primary's leader still publishes the hand-over.
+		kubeCtx, stopKube := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopKube()
+		kp, err := startKubernetes(kubeCtx, cfg, log, reg)
+		if err != nil {
+			return err
+		}
+		publishers, readiness = append(publishers, kp), append(readiness, kp)
+	}
 	var service reseed.Service // nil: no commands, re-seeds rely on a supervisor
 	if len(cfg.MySQL.StartCommand) > 0 {
 		service = reseed.Commands{StopArgv: cfg.MySQL.StopCommand, StartArgv: cfg.MySQL.StartCommand}
@@ -133,6 +145,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		LeaseClient: adminapi.NewClient("", leaseTLS(raftTLS), 5*time.Second),
 		Publishers:  publishers,
 		Backup:      backups,
+		Readiness:   readiness,
 		Reseed: agent.ReseedOptions{
 			Local: mysqlctl.Config{Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
 				ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout},
