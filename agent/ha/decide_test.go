@@ -373,8 +373,7 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
-			name:   "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off",
-			policy: func(p *Policy) { p.LeaderOffPrimary = false },
+			name: "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off (the default)",
 			setup: func(o *Observation) {
 				o.Self = "db-0"
 				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
