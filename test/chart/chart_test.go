@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -62,22 +63,40 @@ topologySpread: {enabled: false}
 agent: {killFrozenPrimary: false}
 `
 
-// valueSets are the renders every structural test checks.
-func valueSets(t *testing.T) map[string][]string {
-	return map[string][]string{
-		"defaults":      nil,
-		"ci-mariadb":    {"ci/test-values-mariadb.yaml"},
-		"ci-mysql":      {"ci/test-values-mysql.yaml"},
-		"everything-on": {valuesFile(t, everythingOn)},
-		"bare-minimum":  {valuesFile(t, bareMinimum)},
+// valueSets are the renders every structural test checks: a file of the chart's, or inline values.
+var valueSets = map[string]struct{ file, inline string }{
+	"defaults":      {},
+	"ci-mariadb":    {file: "ci/test-values-mariadb.yaml"},
+	"ci-mysql":      {file: "ci/test-values-mysql.yaml"},
+	"everything-on": {inline: everythingOn},
+	"bare-minimum":  {inline: bareMinimum},
+	"hostpath":      {inline: "storage: {type: hostPath}"},
+}
+
+// rendered holds each value set's render, made once for all tests (helm takes a while).
+var rendered sync.Map // name -> manifests
+
+func renderSet(t *testing.T, name string) manifests {
+	if m, ok := rendered.Load(name); ok {
+		return m.(manifests)
 	}
+	set := valueSets[name]
+	var files []string
+	if set.file != "" {
+		files = append(files, set.file)
+	}
+	if set.inline != "" {
+		files = append(files, valuesFile(t, set.inline))
+	}
+	m, _ := rendered.LoadOrStore(name, mustRender(t, files...))
+	return m.(manifests)
 }
 
 func eachValueSet(t *testing.T, f func(t *testing.T, m manifests)) {
-	for name, files := range valueSets(t) {
+	for name := range valueSets {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			f(t, mustRender(t, files...))
+			f(t, renderSet(t, name))
 		})
 	}
 }
@@ -290,6 +309,25 @@ func TestAgentIsNativeSidecar(t *testing.T) {
 		for _, v := range spec.Volumes {
 			if v.Secret != nil && (v.Secret.DefaultMode == nil || *v.Secret.DefaultMode&0o007 != 0) {
 				t.Errorf("secret volume %s is readable by others: the agent refuses world-readable secrets", v.Name)
+			}
+		}
+	})
+}
+
+// TestVariablesDefined: every $(VAR) a container's environment or volume paths use is set
+// before, as the kubelet needs (it leaves an unknown reference as it is).
+func TestVariablesDefined(t *testing.T) {
+	eachValueSet(t, func(t *testing.T, m manifests) {
+		spec := statefulSet(t, m).Spec.Template.Spec
+		p := newPod(t, m, 0)
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			env := p.env(t, &c)
+			for _, vm := range c.VolumeMounts {
+				for _, ref := range envRef.FindAllStringSubmatch(vm.SubPathExpr, -1) {
+					if _, ok := env[ref[1]]; !ok {
+						t.Errorf("%s: mount %s uses $(%s), which its environment lacks", c.Name, vm.Name, ref[1])
+					}
+				}
 			}
 		}
 	})
@@ -699,8 +737,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 
 // TestOptionalParts: each value that turns a part on or off does.
 func TestOptionalParts(t *testing.T) {
-	on := mustRender(t, valuesFile(t, everythingOn))
-	off := mustRender(t, valuesFile(t, bareMinimum))
+	on, off := renderSet(t, "everything-on"), renderSet(t, "bare-minimum")
 	for _, key := range []string{"ServiceMonitor/" + fullname, "ConfigMap/" + fullname + "-dashboard",
 		"PodDisruptionBudget/" + fullname, "Role/" + fullname, "ServiceAccount/" + fullname} {
 		if _, ok := on[key]; !ok {
