@@ -250,6 +250,13 @@ func container(t *testing.T, cs []corev1.Container, name string) *corev1.Contain
 	return nil
 }
 
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
+}
+
 func names(cs []corev1.Container) []string {
 	var n []string
 	for _, c := range cs {
@@ -269,7 +276,7 @@ func TestAgentIsNativeSidecar(t *testing.T) {
 		for _, c := range spec.InitContainers {
 			always := c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 			if always != (c.Name == "shoal") {
-				t.Errorf("init container %s: restartPolicy %v", c.Name, c.RestartPolicy)
+				t.Errorf("init container %s: restartPolicy %s", c.Name, ptrString(c.RestartPolicy))
 			}
 		}
 		agent := container(t, spec.InitContainers, "shoal")
