@@ -419,13 +419,13 @@ func TestServices(t *testing.T) {
 // pod is what a test knows of one member's pod: its container's environment as the kubelet
 // expands it, and the files its volumes show.
 type pod struct {
-	name    string
-	m       manifests
-	volumes map[string]corev1.Volume
+	name, ip string
+	m        manifests
+	volumes  map[string]corev1.Volume
 }
 
 func newPod(t *testing.T, m manifests, ordinal int) pod {
-	p := pod{name: fmt.Sprintf("%s-%d", fullname, ordinal), m: m, volumes: map[string]corev1.Volume{}}
+	p := pod{name: fmt.Sprintf("%s-%d", fullname, ordinal), ip: "10.1.2.3", m: m, volumes: map[string]corev1.Volume{}}
 	for _, v := range statefulSet(t, m).Spec.Template.Spec.Volumes {
 		p.volumes[v.Name] = v
 	}
@@ -437,7 +437,7 @@ var envRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 // env is c's environment as the kubelet sets it: field references resolved, $(VAR) expanded
 // from the variables before it.
 func (p pod) env(t *testing.T, c *corev1.Container) map[string]string {
-	fields := map[string]string{"metadata.name": p.name, "metadata.namespace": namespace, "status.podIP": "10.1.2.3"}
+	fields := map[string]string{"metadata.name": p.name, "metadata.namespace": namespace, "status.podIP": p.ip}
 	env := map[string]string{}
 	for _, e := range c.Env {
 		switch {
