@@ -238,7 +238,9 @@ func TestInstallUpgradeOnAPIServer(t *testing.T) {
 		{"get", "apps", "statefulsets", namespace, true},
 		{"delete", "", "pods", namespace, false}, // rbac.podDeletion is off
 		{"get", "", "secrets", namespace, false},
-		{"delete", "discovery.k8s.io", "endpointslices", namespace, false},
+		{"delete", "discovery.k8s.io", "endpointslices", namespace, true},
+		{"delete", "", "services", namespace, false},
+		{"update", "", "pods", namespace, false},
 		{"update", "apps", "statefulsets", namespace, false},
 		{"patch", "", "pods", "default", false}, // only its own namespace
 	} {

@@ -344,7 +344,7 @@ func TestVariablesDefined(t *testing.T) {
 func TestRoleVerbs(t *testing.T) {
 	want := map[string][]string{
 		"/pods":                           {"get", "list", "patch", "watch"},
-		"discovery.k8s.io/endpointslices": {"create", "get", "list", "patch", "update", "watch"},
+		"discovery.k8s.io/endpointslices": {"create", "delete", "get", "list", "patch", "update", "watch"},
 		"/services":                       {"create", "get", "update"},
 		"/events":                         {"create", "patch"},
 		"events.k8s.io/events":            {"create", "patch"},
