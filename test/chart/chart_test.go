@@ -772,3 +772,27 @@ func TestOptionalParts(t *testing.T) {
 		t.Errorf("service account %q, want the one named", sa)
 	}
 }
+
+// TestExistingSecrets: named Secrets replace the generated ones, and the pods mount them.
+func TestExistingSecrets(t *testing.T) {
+	m := mustRender(t, valuesFile(t, `
+auth: {existingSecret: my-auth}
+gossip: {existingSecret: my-gossip}
+admin: {existingSecret: my-admin}
+tls: {existingSecret: my-tls}
+`))
+	for key := range m {
+		if strings.HasPrefix(key, "Secret/") {
+			t.Errorf("%s rendered though every Secret is the user's", key)
+		}
+	}
+	mounted := map[string]bool{}
+	for _, v := range statefulSet(t, m).Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			mounted[v.Secret.SecretName] = true
+		}
+	}
+	if want := map[string]bool{"my-auth": true, "my-gossip": true, "my-admin": true, "my-tls": true}; fmt.Sprint(mounted) != fmt.Sprint(want) {
+		t.Errorf("pods mount %v, want %v", mounted, want)
+	}
+}
