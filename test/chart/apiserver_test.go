@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -185,7 +186,12 @@ func (s *apiServer) secret(t *testing.T, name string) (*corev1.Secret, int) {
 func TestInstallUpgradeOnAPIServer(t *testing.T) {
 	s := startAPIServer(t)
 	values := filepath.Join(chartDir(t), "ci", "test-values-mariadb.yaml")
-	s.helm(t, "install", release, chartDir(t), "--namespace", namespace, "--create-namespace", "--values", values)
+	notes := s.helm(t, "install", release, chartDir(t), "--namespace", namespace, "--create-namespace", "--values", values)
+	for _, want := range []string{"-L shoal.io/role", fullname + "-primary." + namespace + ".svc.cluster.local:3306"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("the release notes do not say %q:\n%s", want, notes)
+		}
+	}
 
 	secretNames := []string{"auth", "gossip", "admin", "ca", "tls"}
 	before := map[string]map[string][]byte{}
