@@ -146,6 +146,15 @@ func TestAgentOnChartMember(t *testing.T) {
 		if code, _ := get("/v1/status", "wrong"); code != http.StatusUnauthorized {
 			t.Errorf("/v1/status with a wrong token: %d, want 401", code)
 		}
+		// `kubectl exec <pod> -c shoal -- /shoal status`, as NOTES.txt says: the CLI finds the
+		// token and the CA in the container's environment (paths moved here, as above).
+		podEnv := mb.pod.env(t, agent)
+		status := exec.Command(bin, "status", "--addr", admin)
+		status.Env = []string{"SHOAL_ADMIN_TOKEN_FILE=" + mb.path(podEnv["SHOAL_ADMIN_TOKEN_FILE"]),
+			"SHOAL_RAFT_TLS_CA_FILE=" + mb.path(podEnv["SHOAL_RAFT_TLS_CA_FILE"])}
+		if out, err := status.CombinedOutput(); err != nil || !strings.Contains(string(out), mb.pod.name) {
+			t.Errorf("shoal status in the agent's container: %v\n%s", err, out)
+		}
 		db := openSocket(t, mb.path("/run/mysqld/mysqld.sock"), mb.initEnv["ADMIN_USER"], mb.passwords["admin-password"])
 		var readOnly bool
 		if err := db.QueryRow("SELECT @@read_only").Scan(&readOnly); err != nil || readOnly {
