@@ -26,7 +26,7 @@ func output(ctx context.Context, name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-func (n *Node) socket() string    { return filepath.Join(n.dir, "containerd.sock") }
+func (n *Node) socket() string     { return filepath.Join(n.dir, "containerd.sock") }
 func (n *Node) cgroupRoot() string { return "/" + cgroupParent + "/" + n.Name }
 
 // startNodes starts every node's containerd, imports the image tarballs into it, then its kubelet.
