@@ -152,9 +152,13 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	// Test packages run in parallel; each that needs the rig waits its turn for the one cluster.
+	err = poll(ctx, 24*time.Hour, "the kube rig lock "+lock.Name(), func() error {
+		return syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	})
+	if err != nil {
 		lock.Close()
-		return nil, fmt.Errorf("another kube rig is starting or running from this process tree in %s: %w", o.Dir, err)
+		return nil, err
 	}
 	c := &Cluster{dir: o.Dir, log: o.Log, lock: lock}
 	for i := 1; i <= o.Nodes; i++ {
@@ -297,15 +301,16 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 	if err := c.startControlPlane(ctx); err != nil {
 		return err
 	}
-	images := []string{filepath.Join(imageDir(), "pause.tar"), filepath.Join(imageDir(), "mariadb.tar"), filepath.Join(imageDir(), "mysql.tar")}
+	seed := []string{filepath.Join(imageDir(), "pause.tar"), filepath.Join(imageDir(), "mariadb.tar"), filepath.Join(imageDir(), "mysql.tar")}
 	shoal := <-shoalImage
 	if shoal.err != nil {
 		return fmt.Errorf("shoal image: %w", shoal.err)
 	}
+	var extra []string
 	if shoal.tar != "" {
-		images = append(images, shoal.tar)
+		extra = append(extra, shoal.tar)
 	}
-	if err := c.startNodes(ctx, images); err != nil {
+	if err := c.startNodes(ctx, seed, extra); err != nil {
 		return err
 	}
 	if err := c.startProxy(ctx); err != nil {

@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -29,17 +31,31 @@ func output(ctx context.Context, name string, args ...string) (string, error) {
 func (n *Node) socket() string     { return filepath.Join(n.dir, "containerd.sock") }
 func (n *Node) cgroupRoot() string { return "/" + cgroupParent + "/" + n.Name }
 
-// startNodes starts every node's containerd, imports the image tarballs into it, then its kubelet.
-func (c *Cluster) startNodes(ctx context.Context, images []string) error {
+// startNodes starts every node's containerd on a copy of the seed root (which holds the rig's
+// images), imports the extra image tarballs (the shoal image, which changes with the code), then
+// starts its kubelet.
+func (c *Cluster) startNodes(ctx context.Context, seedImages, extraImages []string) error {
+	seed, err := c.seedRoot(ctx, seedImages)
+	if err != nil {
+		return err
+	}
 	errs := make([]error, len(c.nodes))
 	var wg sync.WaitGroup
 	for i, n := range c.nodes {
 		wg.Go(func() {
+			if err := os.MkdirAll(filepath.Join(n.dir, "containerd"), 0o755); err != nil {
+				errs[i] = err
+				return
+			}
+			if _, err := output(ctx, "cp", "-a", seed, filepath.Join(n.dir, "containerd/root")); err != nil {
+				errs[i] = fmt.Errorf("%s: copy the image seed: %w", n.Name, err)
+				return
+			}
 			if err := c.startContainerd(ctx, n); err != nil {
 				errs[i] = err
 				return
 			}
-			for _, img := range images {
+			for _, img := range extraImages {
 				if _, err := output(ctx, "ctr", "--address", n.socket(), "-n", "k8s.io", "images", "import", img); err != nil {
 					errs[i] = fmt.Errorf("%s: import %s: %w", n.Name, img, err)
 					return
@@ -50,6 +66,76 @@ func (c *Cluster) startNodes(ctx context.Context, images []string) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// seedRoot returns a containerd root directory holding the given image tarballs imported and
+// unpacked, built once and cached by the tarballs' names, sizes and times. Copying it per node
+// takes seconds where importing (gunzip and unpack) takes a minute or more per node; the root's
+// metadata names content and snapshots relative to it, so a copy is a valid root.
+func (c *Cluster) seedRoot(ctx context.Context, tars []string) (string, error) {
+	h := sha256.New()
+	for _, t := range tars {
+		fi, err := os.Stat(t)
+		if err != nil {
+			return "", fmt.Errorf("image %s: %w", t, err)
+		}
+		target, _ := filepath.EvalSymlinks(t)
+		fmt.Fprintf(h, "%s %d %d\n", target, fi.Size(), fi.ModTime().UnixNano())
+	}
+	base := filepath.Join(cacheDir(), "kube-"+Version)
+	seed := filepath.Join(base, "containerd-seed-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if _, err := os.Stat(seed); err == nil {
+		return seed, nil
+	}
+	c.log.Info("importing images into a containerd seed root (once per image set)", "root", seed)
+	tmp := seed + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", err
+	}
+	sock := filepath.Join(tmp, "containerd.sock")
+	conf := fmt.Sprintf("version = 2\nroot = %q\nstate = %q\n[grpc]\n  address = %q\n[ttrpc]\n  address = %q\n",
+		filepath.Join(tmp, "root"), filepath.Join(tmp, "state"), sock, sock+".ttrpc")
+	if err := writeFile(filepath.Join(tmp, "containerd.toml"), conf, 0o644); err != nil {
+		return "", err
+	}
+	cmd := exec.Command("/usr/bin/containerd", "--config", filepath.Join(tmp, "containerd.toml"))
+	logf, err := os.Create(filepath.Join(c.dir, "logs", "containerd-seed.log"))
+	if err != nil {
+		return "", err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start seed containerd: %w", err)
+	}
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = unmountAll(tmp)
+	}
+	err = poll(ctx, 30*time.Second, "seed containerd", func() error {
+		_, err := output(ctx, "ctr", "--address", sock, "version")
+		return err
+	})
+	for _, t := range tars {
+		if err != nil {
+			break
+		}
+		_, err = output(ctx, "ctr", "--address", sock, "-n", "k8s.io", "images", "import", t)
+	}
+	stop()
+	if err != nil {
+		return "", fmt.Errorf("seed containerd root: %w", err)
+	}
+	// Older seeds are of images since rebuilt.
+	old, _ := filepath.Glob(filepath.Join(base, "containerd-seed-*"))
+	for _, o := range old {
+		_ = os.RemoveAll(o)
+	}
+	if err := os.Rename(filepath.Join(tmp, "root"), seed); err != nil {
+		return "", err
+	}
+	return seed, os.RemoveAll(tmp)
 }
 
 // startContainerd runs the node's own containerd: own root, state, socket, runc root and CNI
