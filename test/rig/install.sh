@@ -106,8 +106,8 @@ install_kube_nodes() {
   for c in kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
     kube_build_one k8s "$c" "k8s.io/kubernetes/cmd/$c" "$ld"
   done
-  kube_build_one helm helm helm.sh/helm/v3/cmd/helm
   kube_build_one coredns coredns github.com/coredns/coredns
+  kube_build_one helm helm helm.sh/helm/v3/cmd/helm
 }
 
 # kube-image is our own small tool: rebuilt whenever its sources change (the hash is its stamp).
