@@ -152,7 +152,7 @@ func iptablesCleanupTable(bin, table string, prefixes []string) error {
 	var chains []string
 	var errs []error
 	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
+		f := splitRule(line)
 		switch {
 		case len(f) >= 2 && f[0] == "-N" && ours(f[1]):
 			chains = append(chains, f[1])
@@ -169,6 +169,36 @@ func iptablesCleanupTable(bin, table string, prefixes []string) error {
 		errs = append(errs, run(bin, "-w", "-t", table, "-X", c))
 	}
 	return errors.Join(errs...)
+}
+
+// splitRule splits a line of iptables -S output into arguments; comments are double-quoted.
+func splitRule(line string) []string {
+	var args []string
+	var cur strings.Builder
+	inQuote, have := false, false
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case ch == '\\' && inQuote && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+		case ch == '"':
+			inQuote, have = !inQuote, true
+		case (ch == ' ' || ch == '\t') && !inQuote:
+			if have {
+				args = append(args, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteByte(ch)
+			have = true
+		}
+	}
+	if have {
+		args = append(args, cur.String())
+	}
+	return args
 }
 
 func jumpsTo(f []string, ours func(string) bool) bool {

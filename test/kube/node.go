@@ -130,7 +130,9 @@ func (c *Cluster) seedRoot(ctx context.Context, tars []string) (string, error) {
 	// Older seeds are of images since rebuilt.
 	old, _ := filepath.Glob(filepath.Join(base, "containerd-seed-*"))
 	for _, o := range old {
-		_ = os.RemoveAll(o)
+		if o != tmp {
+			_ = os.RemoveAll(o)
+		}
 	}
 	if err := os.Rename(filepath.Join(tmp, "root"), seed); err != nil {
 		return "", err
