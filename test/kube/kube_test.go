@@ -90,8 +90,10 @@ func kubectl(t *testing.T, c *Cluster, args ...string) (string, error) {
 func mariadbPod(name, node string) *corev1.Pod {
 	script := `set -e
 mariadb-install-db --datadir=/tmp/data --auth-root-authentication-method=normal >/tmp/install.log 2>&1
-echo "CREATE USER rig@'%' IDENTIFIED BY 'rig'; GRANT ALL ON *.* TO rig@'%';" >/tmp/init.sql
-exec mariadbd --datadir=/tmp/data --socket=/tmp/mysqld.sock --bind-address=0.0.0.0 --port=3306 --skip-name-resolve --init-file=/tmp/init.sql`
+mariadbd --datadir=/tmp/data --socket=/tmp/mysqld.sock --bind-address=0.0.0.0 --port=3306 --skip-name-resolve &
+until mariadb-admin --socket=/tmp/mysqld.sock -uroot ping >/dev/null 2>&1; do sleep 0.2; done
+mariadb --socket=/tmp/mysqld.sock -uroot -e "CREATE USER rig@'%' IDENTIFIED BY 'rig'; GRANT ALL ON *.* TO rig@'%'"
+wait`
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "rig-mariadb", "pod": name}},
 		Spec: corev1.PodSpec{
@@ -100,9 +102,11 @@ exec mariadbd --datadir=/tmp/data --socket=/tmp/mysqld.sock --bind-address=0.0.0
 			Containers: []corev1.Container{{
 				Name: "mariadb", Image: MariaDBImage, ImagePullPolicy: corev1.PullNever,
 				Command: []string{"sh", "-c", script},
+				// Ready once the user exists and the server answers over TCP.
 				ReadinessProbe: &corev1.Probe{
-					ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(3306)}},
-					PeriodSeconds: 1,
+					ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
+						"mariadb", "-h", "127.0.0.1", "-urig", "-prig", "-e", "SELECT 1"}}},
+					PeriodSeconds: 1, TimeoutSeconds: 5,
 				},
 			}},
 		},
