@@ -77,3 +77,11 @@ mutation:
 
 clean:
 	rm -rf bin
+
+## kube-up / kube-down: the Kubernetes test rig (3 nodes, real kubelets and containerd; KUBE_NODES=n)
+KUBE_NODES ?= 3
+kube-up: deps
+	go run ./test/cmd/kube -nodes $(KUBE_NODES) up
+kube-down:
+	go run ./test/cmd/kube down
+.PHONY: kube-up kube-down

@@ -1,0 +1,65 @@
+// Command kube starts and stops the Kubernetes test rig (test/kube) for humans and the Makefile:
+//
+//	go run ./test/cmd/kube up          # three nodes; prints the admin kubeconfig path
+//	go run ./test/cmd/kube kubeconfig  # the admin kubeconfig path of the running rig
+//	go run ./test/cmd/kube down        # stop everything and undo the host changes
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/shoal-db/shoal/test/kube"
+)
+
+func main() {
+	fs := flag.NewFlagSet("kube", flag.ExitOnError)
+	dir := fs.String("dir", kube.DefaultDir, "state directory of the rig")
+	nodes := fs.Int("nodes", 3, "number of nodes (1-9)")
+	noShoal := fs.Bool("no-shoal-image", false, "do not build and import "+kube.ShoalImage)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: kube [flags] up|down|kubeconfig\n")
+		fs.PrintDefaults()
+	}
+	_ = fs.Parse(os.Args[1:])
+	if fs.NArg() != 1 {
+		fs.Usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var err error
+	switch fs.Arg(0) {
+	case "up":
+		var c *kube.Cluster
+		c, err = kube.Start(ctx, kube.Options{Dir: *dir, Nodes: *nodes, NoShoalImage: *noShoal, Log: log})
+		if err == nil {
+			fmt.Println(c.Kubeconfig)
+			fmt.Fprintf(os.Stderr, "export KUBECONFIG=%s; kubectl and helm are in %s\n", c.Kubeconfig, strings.TrimSuffix(kube.Bin("kubectl"), "/kubectl"))
+		}
+	case "down":
+		err = kube.Down(ctx, *dir, log)
+		if left := kube.Leftovers(*dir); err == nil && len(left) > 0 {
+			err = fmt.Errorf("left after down:\n%s", strings.Join(left, "\n"))
+		}
+	case "kubeconfig":
+		path := kube.KubeconfigPath(*dir)
+		if _, err = os.Stat(path); err == nil {
+			fmt.Println(path)
+		}
+	default:
+		fs.Usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kube:", err)
+		os.Exit(1)
+	}
+}

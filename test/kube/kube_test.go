@@ -1,0 +1,298 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+)
+
+// startForTest starts the rig or skips when it is not built and not required.
+func startForTest(t *testing.T) *Cluster {
+	t.Helper()
+	if m := Missing(); len(m) > 0 {
+		if os.Getenv("SHOAL_REQUIRE_KUBE") == "" {
+			t.Skipf("kube rig not built (make deps builds it; set SHOAL_REQUIRE_KUBE=1 to fail instead): missing %v", m)
+		}
+		t.Fatalf("SHOAL_REQUIRE_KUBE is set but the kube rig is not built: missing %v", m)
+	}
+	before := readSysctls()
+	start := time.Now()
+	c, err := Start(t.Context(), Options{NoShoalImage: true, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatalf("start kube rig: %v", err)
+	}
+	t.Logf("cluster up in %v (logs in %s/logs)", time.Since(start).Round(time.Millisecond), c.Dir())
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, c)
+		}
+		if err := c.Stop(context.Background()); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+		if left := Leftovers(c.Dir()); len(left) > 0 {
+			t.Errorf("left after Stop:\n%s", strings.Join(left, "\n"))
+		}
+		if after := readSysctls(); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("sysctls not restored: before %v, after %v", before, after)
+		}
+	})
+	return c
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func readSysctls() map[string]string {
+	vals := map[string]string{}
+	for _, k := range touchedSysctls {
+		if b, err := os.ReadFile(sysctlPath(k)); err == nil {
+			vals[k] = strings.TrimSpace(string(b))
+		}
+	}
+	return vals
+}
+
+func dumpLogs(t *testing.T, c *Cluster) {
+	out, _ := exec.Command("sh", "-c", "tail -n 15 "+c.Dir()+"/logs/*.log").CombinedOutput()
+	t.Logf("component logs:\n%s", out)
+}
+
+func kubectl(t *testing.T, c *Cluster, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, Bin("kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// mariadbPod runs a real MariaDB server from the rig's image on one node, with a user that may
+// connect from anywhere.
+func mariadbPod(name, node string) *corev1.Pod {
+	script := `set -e
+mariadb-install-db --datadir=/tmp/data --auth-root-authentication-method=normal >/tmp/install.log 2>&1
+mariadbd --datadir=/tmp/data --socket=/tmp/mysqld.sock --bind-address=0.0.0.0 --port=3306 --skip-name-resolve &
+until mariadb-admin --socket=/tmp/mysqld.sock -uroot ping >/dev/null 2>&1; do sleep 0.2; done
+mariadb --socket=/tmp/mysqld.sock -uroot -e "CREATE USER rig@'%' IDENTIFIED BY 'rig'; GRANT ALL ON *.* TO rig@'%'"
+wait`
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "rig-mariadb", "pod": name}},
+		Spec: corev1.PodSpec{
+			NodeName:                      node,
+			TerminationGracePeriodSeconds: ptr.To(int64(1)),
+			Containers: []corev1.Container{{
+				Name: "mariadb", Image: MariaDBImage, ImagePullPolicy: corev1.PullNever,
+				Command: []string{"sh", "-c", script},
+				// Ready once the user exists and the server answers over TCP.
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
+						"mariadb", "-h", "127.0.0.1", "-urig", "-prig", "-e", "SELECT 1"}}},
+					PeriodSeconds: 1, TimeoutSeconds: 5,
+				},
+			}},
+		},
+	}
+}
+
+func waitPodsReady(t *testing.T, c *Cluster, selector string, n int) []corev1.Pod {
+	t.Helper()
+	var pods []corev1.Pod
+	err := poll(t.Context(), 3*time.Minute, fmt.Sprintf("%d pods %s Ready", n, selector), func() error {
+		list, err := c.Client.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, p := range list.Items {
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		if ready != n {
+			return fmt.Errorf("%d of %d Ready", ready, n)
+		}
+		pods = list.Items
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	return pods
+}
+
+// query runs a SQL statement with the mariadb client inside pod, against host.
+func query(t *testing.T, c *Cluster, pod, host, sql string) string {
+	t.Helper()
+	out, err := kubectl(t, c, "exec", pod, "--", "mariadb", "-h", host, "-urig", "-prig", "-N", "-B", "-e", sql)
+	if err != nil {
+		t.Fatalf("query %q from %s to %s: %v: %s", sql, pod, host, err, out)
+	}
+	return out
+}
+
+func TestCluster(t *testing.T) {
+	c := startForTest(t)
+	ctx := t.Context()
+	for name, rss := range c.RSS() {
+		t.Logf("RSS %-28s %4d MB", name, rss>>20)
+	}
+
+	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes.Items) != 3 {
+		t.Fatalf("%d nodes, want 3", len(nodes.Items))
+	}
+
+	t.Run("pods on every node reach each other by pod IP", func(t *testing.T) {
+		for _, n := range c.Nodes() {
+			if _, err := c.Client.CoreV1().Pods("default").Create(ctx, mariadbPod("mdb-"+n.Name, n.Name), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pods := waitPodsReady(t, c, "app=rig-mariadb", 3)
+		for i, p := range pods {
+			if want := c.Nodes()[i].Name; p.Spec.NodeName != want {
+				t.Errorf("%s on %s, want %s", p.Name, p.Spec.NodeName, want)
+			}
+			next := pods[(i+1)%len(pods)]
+			if got := query(t, c, p.Name, next.Status.PodIP, "SELECT @@hostname"); got != next.Name {
+				t.Errorf("%s -> %s (%s): hostname %q, want %q", p.Name, next.Name, next.Status.PodIP, got, next.Name)
+			}
+		}
+	})
+
+	t.Run("a ClusterIP Service through kube-proxy and its DNS name", func(t *testing.T) {
+		target := "mdb-" + c.Nodes()[1].Name
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "rig-db"},
+			Spec: corev1.ServiceSpec{
+				Selector: map[string]string{"pod": target},
+				Ports:    []corev1.ServicePort{{Port: 3306, TargetPort: intstr.FromInt32(3306)}},
+			},
+		}
+		svc, err := c.Client.CoreV1().Services("default").Create(ctx, svc, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := "mdb-" + c.Nodes()[0].Name
+		err = poll(ctx, time.Minute, "the Service's ClusterIP", func() error {
+			out, err := kubectl(t, c, "exec", from, "--", "mariadb", "-h", svc.Spec.ClusterIP, "-urig", "-prig", "-N", "-B", "-e", "SELECT @@hostname")
+			if err == nil && out != target {
+				err = fmt.Errorf("reached %q, want %q", out, target)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := query(t, c, from, "rig-db.default.svc."+DNSDomain, "SELECT @@hostname"); got != target {
+			t.Errorf("through the DNS name: %q, want %q", got, target)
+		}
+		out, err := kubectl(t, c, "exec", from, "--", "getent", "hosts", "rig-db")
+		if err != nil || !strings.HasPrefix(out, svc.Spec.ClusterIP+" ") {
+			t.Errorf("getent hosts rig-db (search path) = %q, %v; want %s", out, err, svc.Spec.ClusterIP)
+		}
+	})
+
+	t.Run("RBAC refuses a ServiceAccount without a Role", func(t *testing.T) {
+		sa, err := c.Client.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "rig-norole"}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := c.Client.CoreV1().ServiceAccounts("default").CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &rest.Config{Host: "https://" + ControlIP + ":6443", BearerToken: tok.Status.Token,
+			TLSClientConfig: rest.TLSClientConfig{CAFile: c.pki.path("ca.crt")}}
+		as, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := as.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+			t.Fatalf("list pods as %s without a Role: %v, want Forbidden", sa.Name, err)
+		}
+		// The same token with a Role that allows it: the refusal above was RBAC, not authentication.
+		role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "rig-list-pods"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}}}}
+		if _, err := c.Client.RbacV1().Roles("default").Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "rig-list-pods"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: "default"}}}
+		if _, err := c.Client.RbacV1().RoleBindings("default").Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		err = poll(ctx, 30*time.Second, "the RoleBinding to take effect", func() error {
+			_, err := as.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := as.CoreV1().Pods("default").Delete(ctx, "mdb-"+c.Nodes()[0].Name, metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+			t.Errorf("delete a pod with only list granted: %v, want Forbidden", err)
+		}
+	})
+
+	t.Run("a lost node goes NotReady and comes back", func(t *testing.T) {
+		n := c.Nodes()[2]
+		lost := time.Now()
+		if err := c.LoseNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if pids := append(cgroupPIDs(n.cgroupRoot()), pidsWithArg(n.socket())...); len(pids) > 0 {
+			t.Errorf("processes of lost node %s still running: %v", n.Name, pids)
+		}
+		err := poll(ctx, 90*time.Second, n.Name+" NotReady", func() error {
+			node, err := c.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, cond := range node.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status != corev1.ConditionTrue {
+					return nil
+				}
+			}
+			return fmt.Errorf("%s still Ready", n.Name)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s NotReady %v after it was lost", n.Name, time.Since(lost).Round(time.Millisecond))
+		restored := time.Now()
+		if err := c.RestoreNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.waitNodesReady(ctx, 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		waitPodsReady(t, c, "app=rig-mariadb", 3)
+		t.Logf("%s Ready and its pod serving again %v after restore", n.Name, time.Since(restored).Round(time.Millisecond))
+	})
+}
