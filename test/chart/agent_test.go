@@ -67,8 +67,10 @@ func TestAgentOnChartMember(t *testing.T) {
 		}
 		admin := "127.0.0.1:" + freePort(t)
 		gossip, raft := "127.0.0.1:"+freePort(t), "127.0.0.1:"+freePort(t)
+		// No Kubernetes API here: the publisher the chart turns on is off for this run.
 		args = append(args, "--admin.listen", admin, "--gossip.bind", gossip, "--gossip.advertise", gossip,
-			"--raft.bind", raft, "--raft.advertise", raft, "--gossip.seeds", "", "--mysql.advertise_addr", "127.0.0.1:"+mb.port)
+			"--raft.bind", raft, "--raft.advertise", raft, "--gossip.seeds", "", "--mysql.advertise_addr", "127.0.0.1:"+mb.port,
+			"--kubernetes.enabled", "false")
 
 		logFile, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
 		if err != nil {
