@@ -20,11 +20,7 @@ func TestHostCrashWithAStoppedApplier(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
 		w.WaitAcked(t, 20)
-		// The lower-indexed replica: the one a tie between equal received sets would pick.
-		r := (p + 1) % len(c.Servers)
-		if o := (p + 2) % len(c.Servers); o < r {
-			r = o
-		}
+		r := lowerReplica(c, p)
 		// Its own agent would restart the applier towards a serving primary: freeze it until the
 		// primary is gone, after which it leaves replication threads alone.
 		c.PauseAgent(r)
@@ -49,12 +45,7 @@ func TestHostCrashWithAStoppedApplier(t *testing.T) {
 		next := c.WaitPrimary(p, 90*time.Second)
 		w.WaitAcked(t, w.Acked()+20)
 		t.Logf("%s: applier of %s stopped, primary %s -> %s", flavor, c.Name(r), c.Name(p), c.Name(next))
-		c.RestartServer(p)
-		c.StartAgent(p)
-		w.WaitAcked(t, w.Acked()+20)
-		acked := w.Stop()
-		out := c.Verify(acked, m.Stop())
-		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
+		rejoinAndVerify(t, c, p, w, m)
 	})
 }
 
@@ -66,10 +57,7 @@ func TestHostCrashWithAFailedApplier(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
 		w.WaitAcked(t, 20)
-		r := (p + 1) % len(c.Servers)
-		if o := (p + 2) % len(c.Servers); o < r {
-			r = o
-		}
+		r := lowerReplica(c, p)
 		ids := w.AckedIDs()
 		conflict := ids[len(ids)-1] + 100 // a write the writer makes within a second or so
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -118,12 +106,7 @@ func TestHostCrashWithAFailedApplier(t *testing.T) {
 		if _, err := root.ExecContext(ctx, start); err != nil {
 			t.Fatalf("start replication on %s: %v", c.Name(r), err)
 		}
-		c.RestartServer(p)
-		c.StartAgent(p)
-		w.WaitAcked(t, w.Acked()+20)
-		acked := w.Stop()
-		out := c.Verify(acked, m.Stop())
-		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
+		rejoinAndVerify(t, c, p, w, m)
 	})
 }
 
@@ -148,4 +131,26 @@ func replicaColumn(t *testing.T, db *sql.DB, statement, column string) string {
 		t.Fatal(err)
 	}
 	return vals[slices.Index(cols, column)].String
+}
+
+// lowerReplica is the lower-indexed replica of a three-member cluster with primary p: the one a
+// tie between equal received sets would pick.
+func lowerReplica(c *Cluster, p int) int {
+	r := (p + 1) % len(c.Servers)
+	if o := (p + 2) % len(c.Servers); o < r {
+		r = o
+	}
+	return r
+}
+
+// rejoinAndVerify brings crashed primary p back (server and agent), lets writes go on, and
+// checks every promise (Verify).
+func rejoinAndVerify(t *testing.T, c *Cluster, p int, w *Writer, m *Monitor) {
+	t.Helper()
+	c.RestartServer(p)
+	c.StartAgent(p)
+	w.WaitAcked(t, w.Acked()+20)
+	acked := w.Stop()
+	out := c.Verify(acked, m.Stop())
+	t.Logf("%s: %d acknowledged writes, all present; %s", c.Flavor, len(acked), out)
 }

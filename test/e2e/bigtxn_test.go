@@ -84,11 +84,6 @@ func TestHostCrashDuringBigTransaction(t *testing.T) {
 				t.Errorf("%s applied %d rows of the transaction it never fully received", c.Name(r), rows)
 			}
 		}
-		c.RestartServer(p)
-		c.StartAgent(p)
-		w.WaitAcked(t, w.Acked()+20)
-		acked := w.Stop()
-		out := c.Verify(acked, m.Stop())
-		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
+		rejoinAndVerify(t, c, p, w, m)
 	})
 }
