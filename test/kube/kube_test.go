@@ -23,7 +23,10 @@ import (
 )
 
 // startForTest starts the rig or skips when it is not built and not required.
-func startForTest(t *testing.T) *Cluster {
+func startForTest(t *testing.T) *Cluster { return startForTestWith(t, Options{NoShoalImage: true}) }
+
+// startForTestWith starts the rig with o (its Log set here) and stops it when the test ends.
+func startForTestWith(t *testing.T, o Options) *Cluster {
 	t.Helper()
 	if m := Missing(); len(m) > 0 {
 		if os.Getenv("SHOAL_REQUIRE_KUBE") == "" {
@@ -33,7 +36,8 @@ func startForTest(t *testing.T) *Cluster {
 	}
 	before := readSysctls()
 	start := time.Now()
-	c, err := Start(t.Context(), Options{NoShoalImage: true, Log: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	o.Log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	c, err := Start(t.Context(), o)
 	if err != nil {
 		t.Fatalf("start kube rig: %v", err)
 	}

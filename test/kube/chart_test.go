@@ -1,0 +1,86 @@
+package kube
+
+import (
+	"fmt"
+	"os/exec"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The chart installed on the rig's three nodes with its MariaDB test values: three pods Ready,
+// exactly one labelled primary, the -primary EndpointSlice naming it; the primary's pod deleted,
+// another takes over, the labels and the slice follow, and the recreated pod is Ready again.
+func TestChartInstall(t *testing.T) {
+	c := startForTestWith(t, Options{})
+	ctx := t.Context()
+	helm := exec.CommandContext(ctx, Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
+		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default")
+	if out, err := helm.CombinedOutput(); err != nil {
+		t.Fatalf("helm install: %v: %s", err, out)
+	}
+	const selector = "app.kubernetes.io/instance=shoal"
+	begin := time.Now()
+	waitPodsReady(t, c, selector, 3)
+	first := waitPrimary(t, c, selector, "")
+	t.Logf("installed: 3 pods Ready, %s primary and named by the -primary EndpointSlice after %v", first,
+		time.Since(begin).Round(time.Millisecond))
+
+	begin = time.Now()
+	if err := c.Client.CoreV1().Pods("default").Delete(ctx, first, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next := waitPrimary(t, c, selector, first)
+	t.Logf("primary pod %s deleted: %s primary and in the slice after %v", first, next, time.Since(begin).Round(time.Millisecond))
+	waitPodsReady(t, c, selector, 3)
+	t.Logf("recreated %s Ready again %v after the deletion", first, time.Since(begin).Round(time.Millisecond))
+}
+
+// waitPrimary waits until exactly one pod of selector other than not is labelled primary and the
+// primary Service's EndpointSlice lists that pod's IP, ready; it returns the pod's name.
+func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
+	t.Helper()
+	var name string
+	err := poll(t.Context(), 3*time.Minute, "one primary, named by the -primary EndpointSlice", func() error {
+		pods, err := c.Client.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return err
+		}
+		var primaries []corev1.Pod
+		for _, p := range pods.Items {
+			if p.Labels["shoal.io/role"] == "primary" {
+				primaries = append(primaries, p)
+			}
+		}
+		if len(primaries) != 1 || primaries[0].Name == not {
+			return fmt.Errorf("%d pods labelled primary", len(primaries))
+		}
+		p := primaries[0]
+		eps, err := c.Client.DiscoveryV1().EndpointSlices("default").List(t.Context(),
+			metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=shoal-primary"})
+		if err != nil {
+			return err
+		}
+		var ips []string
+		for _, s := range eps.Items {
+			for _, e := range s.Endpoints {
+				if e.Conditions.Ready != nil && *e.Conditions.Ready {
+					ips = append(ips, e.Addresses...)
+				}
+			}
+		}
+		if len(ips) != 1 || ips[0] != p.Status.PodIP {
+			return fmt.Errorf("primary %s at %s, the slice has %v", p.Name, p.Status.PodIP, ips)
+		}
+		name = p.Name
+		return nil
+	})
+	if err != nil {
+		out, _ := kubectl(t, c, "get", "pods", "-o", "wide", "-L", "shoal.io/role")
+		logs, _ := kubectl(t, c, "logs", "--tail", "20", "-l", selector, "-c", "shoal", "--prefix")
+		t.Fatalf("%v\n%s\n%s", err, out, logs)
+	}
+	return name
+}
