@@ -28,14 +28,38 @@ func TestChartInstall(t *testing.T) {
 	t.Logf("installed: 3 pods Ready, %s primary and named by the -primary EndpointSlice after %v", first,
 		time.Since(begin).Round(time.Millisecond))
 
+	old, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	begin = time.Now()
 	if err := c.Client.CoreV1().Pods("default").Delete(ctx, first, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	next := waitPrimary(t, c, selector, first)
 	t.Logf("primary pod %s deleted: %s primary and in the slice after %v", first, next, time.Since(begin).Round(time.Millisecond))
-	waitPodsReady(t, c, selector, 3)
-	t.Logf("recreated %s Ready again %v after the deletion", first, time.Since(begin).Round(time.Millisecond))
+	err = poll(ctx, 3*time.Minute, "the recreated "+first+" Ready", func() error {
+		p, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.UID == old.UID {
+			return fmt.Errorf("%s not recreated yet", first)
+		}
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not Ready", first)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role := waitRole(t, c, first); role != "replica" {
+		t.Fatalf("the recreated %s rejoined as %q, want replica", first, role)
+	}
+	t.Logf("recreated %s Ready and labelled replica %v after the deletion", first, time.Since(begin).Round(time.Millisecond))
 }
 
 // waitPrimary waits until exactly one pod of selector other than not is labelled primary and the
@@ -83,4 +107,24 @@ func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
 		t.Fatalf("%v\n%s\n%s", err, out, logs)
 	}
 	return name
+}
+
+// waitRole waits until pod name carries a shoal.io/role label, and returns it.
+func waitRole(t *testing.T, c *Cluster, name string) string {
+	t.Helper()
+	var role string
+	err := poll(t.Context(), time.Minute, name+" labelled with its role", func() error {
+		p, err := c.Client.CoreV1().Pods("default").Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if role = p.Labels["shoal.io/role"]; role == "" {
+			return fmt.Errorf("%s has no role label", name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return role
 }
