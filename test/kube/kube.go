@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/rest"
 )
 
 // Version is the Kubernetes release the rig runs; the cache directory is keyed by it.
@@ -366,9 +366,16 @@ func (c *Cluster) writePKI() error {
 		}
 	}
 	c.Kubeconfig = p.path("admin.kubeconfig")
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-	if err != nil {
-		return err
+	// Inline data, not file paths: client-go caches TLS transports by their config, and a rig
+	// started again in the same process has new keys under the same paths.
+	cfg := &rest.Config{Host: server}
+	for _, f := range []struct {
+		dst  *[]byte
+		name string
+	}{{&cfg.CAData, "ca.crt"}, {&cfg.CertData, "admin.crt"}, {&cfg.KeyData, "admin.key"}} {
+		if *f.dst, err = os.ReadFile(p.path(f.name)); err != nil {
+			return err
+		}
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

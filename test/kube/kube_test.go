@@ -231,8 +231,12 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		caData, err := os.ReadFile(c.pki.path("ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
 		cfg := &rest.Config{Host: "https://" + ControlIP + ":6443", BearerToken: tok.Status.Token,
-			TLSClientConfig: rest.TLSClientConfig{CAFile: c.pki.path("ca.crt")}}
+			TLSClientConfig: rest.TLSClientConfig{CAData: caData}}
 		as, err := kubernetes.NewForConfig(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -270,8 +274,12 @@ func TestCluster(t *testing.T) {
 		if err := c.LoseNode(ctx, n); err != nil {
 			t.Fatal(err)
 		}
-		if pids := append(cgroupPIDs(n.cgroupRoot()), pidsWithArg(n.socket())...); len(pids) > 0 {
-			t.Errorf("processes of lost node %s still running: %v", n.Name, pids)
+		if pids := alive(append(cgroupPIDs(n.cgroupRoot()), pidsWithArg(n.socket())...)); len(pids) > 0 {
+			for _, p := range pids {
+				cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+				stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+				t.Errorf("process of lost node %s still running: %d %q %s", n.Name, p, cmd, stat)
+			}
 		}
 		err := poll(ctx, 90*time.Second, n.Name+" NotReady", func() error {
 			node, err := c.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
@@ -299,4 +307,22 @@ func TestCluster(t *testing.T) {
 		waitPodsReady(t, c, "app=rig-mariadb", 3)
 		t.Logf("%s Ready and its pod serving again %v after restore", n.Name, time.Since(restored).Round(time.Millisecond))
 	})
+}
+
+// A run that died without Stop leaves every process, mount, address and chain behind; the next
+// Start must clean all of it and come up.
+func TestStartAfterCrashedRun(t *testing.T) {
+	crashed := startForTest(t)
+	crashed.unlock() // the crashed process's lock died with it; nothing was torn down
+	c, err := Start(t.Context(), Options{NoShoalImage: true, Nodes: 1})
+	if err != nil {
+		t.Fatalf("start over a crashed run: %v", err)
+	}
+	nodes, err := c.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+	if err != nil || len(nodes.Items) != 1 {
+		t.Fatalf("nodes after restart: %v, %v; want only node-1 of the new run", nodes, err)
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -261,10 +261,11 @@ evictionHard: {memory.available: "50Mi", nodefs.available: "1%%", imagefs.availa
 func killNode(ctx context.Context, dir, name string) error {
 	n := &Node{Name: name, dir: filepath.Join(dir, name)}
 	var errs []error
+	// containerd before its shims: a containerd that sees a shim die starts a cleanup shim.
 	errs = append(errs, killRecorded(ctx, dir, "kubelet-"+name))
+	errs = append(errs, killRecorded(ctx, dir, "containerd-"+name))
 	errs = append(errs, killPIDs(ctx, cgroupPIDs(n.cgroupRoot())))
 	errs = append(errs, killPIDs(ctx, pidsWithArg(n.socket())))
-	errs = append(errs, killRecorded(ctx, dir, "containerd-"+name))
 	errs = append(errs, killPIDs(ctx, cgroupPIDs(n.cgroupRoot())))
 	return errors.Join(errs...)
 }

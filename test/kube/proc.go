@@ -79,11 +79,7 @@ func killPIDs(ctx context.Context, pids []int) error {
 // waitGone waits until pid has exited (a zombie counts: its parent reaps it).
 func waitGone(ctx context.Context, pid int) error {
 	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return nil
-		}
-		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
+		if len(alive([]int{pid})) == 0 {
 			return nil
 		}
 		select {
@@ -116,4 +112,20 @@ func pidsWithArg(arg string) []int {
 		}
 	}
 	return pids
+}
+
+// alive keeps the pids that still run (not exited, not zombies waiting for a parent to reap them).
+func alive(pids []int) []int {
+	var live []int
+	for _, p := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
+			continue
+		}
+		live = append(live, p)
+	}
+	return live
 }
