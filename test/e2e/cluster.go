@@ -149,6 +149,10 @@ func (c *Cluster) RestartServer(i int) {
 // ThawServer resumes member i's paused mysqld or, when its agent killed it meanwhile (a
 // writable server frozen past its lease), starts it again as a service manager would. It
 // reports whether the agent had killed it.
+//
+// The agent may also kill it just after the thaw, on probes that failed while it was frozen
+// (seen in CI): a kill decided in a pass lands within about a second, so the thaw watches that
+// long before it reports the server alive.
 func (c *Cluster) ThawServer(i int) (killed bool) {
 	c.t.Helper()
 	if c.Servers[i].PID() == 0 {
@@ -157,6 +161,12 @@ func (c *Cluster) ThawServer(i int) (killed bool) {
 	}
 	if err := c.Servers[i].Resume(); err != nil {
 		c.t.Fatal(err)
+	}
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if c.Servers[i].PID() == 0 {
+			c.RestartServer(i)
+			return true
+		}
 	}
 	return false
 }
