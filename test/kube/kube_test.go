@@ -29,10 +29,7 @@ func startForTest(t *testing.T) *Cluster { return startForTestWith(t, Options{No
 func startForTestWith(t *testing.T, o Options) *Cluster {
 	t.Helper()
 	if m := Missing(); len(m) > 0 {
-		if os.Getenv("SHOAL_REQUIRE_KUBE") == "" {
-			t.Skipf("kube rig not built (make deps builds it; set SHOAL_REQUIRE_KUBE=1 to fail instead): missing %v", m)
-		}
-		t.Fatalf("SHOAL_REQUIRE_KUBE is set but the kube rig is not built: missing %v", m)
+		t.Fatalf("kube rig not built (make deps builds it): missing %v", m)
 	}
 	before := readSysctls()
 	start := time.Now()
