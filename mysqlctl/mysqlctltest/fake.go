@@ -226,7 +226,8 @@ func (s *Server) ConfigureReplica(_ context.Context, src mysqlctl.Source, opts m
 	return s.do(func() {
 		s.source = net.JoinHostPort(src.Host, strconv.Itoa(src.Port))
 		s.received = s.executed
-		s.io, s.sql, s.semiSync, s.semiReplica = true, true, false, opts.SemiSync
+		// A broken applier breaks again on the same transaction, fetched anew from any source.
+		s.io, s.sql, s.semiSync, s.semiReplica = true, s.sqlErrno == 0, false, opts.SemiSync
 	})
 }
 
