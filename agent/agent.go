@@ -111,7 +111,10 @@ type Agent struct {
 	remote     remoteProbes
 	leadership leadership
 	publishers []*publisher
-	commits    *commitProbe
+	// sightings: when the loop last saw each member replicating from the recorded primary
+	// (ClusterView.Sightings); owned by the loop goroutine.
+	sightings map[string]Sighting
+	commits   *commitProbe
 
 	// reseeding is set while a re-seed of the local server runs; passing is held by each pass,
 	// so the re-seed can wait out one that began before it.

@@ -38,6 +38,9 @@ type ClusterView struct {
 	// Leader is set when this agent leads and passed its Barrier: publishers that write shared
 	// state (the Kubernetes API) write only then.
 	Leader bool
+	// Sightings are when this agent last saw each member replicating from the recorded primary
+	// (MemberView.Adrift), from earlier passes. Never changed once in a view.
+	Sightings map[string]Sighting
 }
 
 // publishTimeout bounds one Publish call, so shutdown never waits on a hung publisher for long.
@@ -129,6 +132,8 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 	if rec := a.raft.Record(); rec.Epoch > cv.Record.Epoch {
 		cv.Record = rec
 	}
+	cv.Sightings = a.sightings
+	a.sightings = sight(cv)
 	for _, p := range a.publishers {
 		p.offer(cv)
 	}

@@ -73,8 +73,24 @@ type MemberView struct {
 	// Report is the member's own report with its role fields as this pass read them
 	// (memberHealth).
 	Report health.Report
-	// Serving: alive, and its server serves in the role the record gives it.
+	// Serving: alive, and its server serves in the role the record gives it; or, for a replica,
+	// Adrift.
 	Serving bool
+	// Adrift: a replica whose receiver is not connected to the recorded primary right now (its
+	// source died, or a failover has not re-pointed it yet) but which still applies and was
+	// seen replicating from the recorded primary at Sighting.At. Its staleness is bounded by its
+	// lag then plus the time since (Lag), so it stays in rotation until that passes dns.max_lag:
+	// a failover does not take every replica out of DNS and the -replicas Service.
+	Adrift   bool
+	Sighting Sighting
+	at       time.Time // the view's time
+}
+
+// Sighting is when an agent last saw a member replicating from the recorded primary, and its
+// lag then.
+type Sighting struct {
+	At  time.Time
+	Lag time.Duration
 }
 
 // Members returns the committed record's members by id, each as this pass knows it.
@@ -85,14 +101,43 @@ func (v ClusterView) Members() []MemberView {
 		p := v.Peers[id] // zero, so not alive, for a member gossip does not know
 		read, haveRead := v.Servers[id]
 		r := memberHealth(rec, id, p.Report, read, haveRead)
-		out = append(out, MemberView{ID: id, MySQLAddr: rec.Members[id].MySQLAddr, Alive: p.Alive(), Report: r,
-			Serving: p.Alive() && r.Serving(id, rec.Primary)})
+		mv := MemberView{ID: id, MySQLAddr: rec.Members[id].MySQLAddr, Alive: p.Alive(), Report: r, at: v.At,
+			Serving: p.Alive() && r.Serving(id, rec.Primary)}
+		if seen, ok := v.Sightings[id]; ok && !mv.Serving && p.Alive() && id != rec.Primary && appliesAdrift(r) {
+			mv.Serving, mv.Adrift, mv.Sighting = true, true, seen
+		}
+		out = append(out, mv)
 	}
 	return out
 }
 
-// Lag is the member's replication lag; zero when it is caught up or the lag is unknown.
+// appliesAdrift: the server is a replica that applies what it has, whatever its receiver does,
+// and nothing its agent knows makes it unfit.
+func appliesAdrift(r health.Report) bool {
+	return r.MySQLUp && !r.Errant && !r.Draining && r.Role == health.RoleReplica && r.SQLRunning
+}
+
+// sight returns the sightings after view v: each member replicating from the recorded primary
+// now is seen at v.At; the others keep their last sighting while they are recorded members.
+func sight(v ClusterView) map[string]Sighting {
+	out := make(map[string]Sighting, len(v.Record.Members))
+	for _, mv := range v.Members() {
+		switch {
+		case mv.Serving && !mv.Adrift && mv.ID != v.Record.Primary:
+			out[mv.ID] = Sighting{At: v.At, Lag: mv.Lag()}
+		case v.Sightings[mv.ID] != Sighting{}:
+			out[mv.ID] = v.Sightings[mv.ID]
+		}
+	}
+	return out
+}
+
+// Lag is the member's replication lag; zero when it is caught up or the lag is unknown. For an
+// adrift replica it is the bound: its lag when last seen replicating plus the time since.
 func (m MemberView) Lag() time.Duration {
+	if m.Adrift {
+		return m.Sighting.Lag + max(0, m.at.Sub(m.Sighting.At))
+	}
 	return time.Duration(max(0, m.Report.LagMillis)) * time.Millisecond
 }
 

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -179,6 +180,83 @@ func TestDNSView(t *testing.T) {
 	}
 }
 
+// A replica that was replicating from the recorded primary and still applies stays in rotation
+// while its receiver is adrift (its source died; a failover has not re-pointed it yet), with its
+// lag bounded by the lag it had plus the time since; nothing else keeps a member listed.
+func TestAdriftReplica(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	rec := dnsRecord()
+	rec.Primary, rec.Epoch = "db2", 5 // a failover from db1; db3's report is still of epoch 4
+	adrift := with(replicaReport, func(r *health.Report) { r.IOConnected = false })
+	seen := map[string]Sighting{"db3": {At: now.Add(-2 * time.Second), Lag: time.Second}}
+	tests := []struct {
+		name      string
+		peer      ha.Peer
+		sightings map[string]Sighting
+		serving   bool
+		lag       time.Duration
+	}{
+		{name: "seen replicating 2 s ago with 1 s of lag", peer: alive(adrift), sightings: seen, serving: true, lag: 3 * time.Second},
+		{name: "never seen replicating", peer: alive(adrift)},
+		{name: "its applier stopped", peer: alive(with(adrift, func(r *health.Report) { r.SQLRunning = false })), sightings: seen},
+		{name: "errant", peer: alive(with(adrift, func(r *health.Report) { r.Errant = true })), sightings: seen},
+		{name: "draining", peer: alive(with(adrift, func(r *health.Report) { r.Draining = true })), sightings: seen},
+		{name: "its MySQL unreachable", peer: alive(with(adrift, func(r *health.Report) { r.MySQLUp = false })), sightings: seen},
+		{name: "its agent suspect", peer: ha.Peer{State: ha.PeerSuspect, Report: adrift}, sightings: seen},
+		{name: "writable: not a replica", peer: alive(primaryReport), sightings: seen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			peers := map[string]ha.Peer{"db1": alive(primaryReport), "db2": alive(with(primaryReport, func(r *health.Report) { r.Epoch = 5 })), "db3": tt.peer}
+			v := ClusterView{At: now, Record: rec, Peers: peers, Sightings: tt.sightings}
+			for _, m := range v.Members() {
+				if m.ID != "db3" {
+					continue
+				}
+				if m.Serving != tt.serving || m.Adrift != tt.serving || m.Serving && m.Lag() != tt.lag {
+					t.Fatalf("serving %v adrift %v lag %s, want serving %v lag %s", m.Serving, m.Adrift, m.Lag(), tt.serving, tt.lag)
+				}
+				if got := m.InRotation(rec.Primary, 10*time.Second); got != tt.serving {
+					t.Errorf("in rotation under a 10 s max lag: %v", got)
+				}
+				if m.InRotation(rec.Primary, 2*time.Second) {
+					t.Error("in rotation under a 2 s max lag, with 3 s of bounded lag")
+				}
+			}
+		})
+	}
+
+	// The recorded primary is never adrift, even seen replicating before it was promoted.
+	v := ClusterView{At: now, Record: rec, Peers: map[string]ha.Peer{"db2": alive(adrift)},
+		Sightings: map[string]Sighting{"db2": seen["db3"]}}
+	for _, m := range v.Members() {
+		if m.Serving {
+			t.Errorf("%s serves: %+v", m.ID, m)
+		}
+	}
+}
+
+// sight keeps a sighting per recorded member: renewed while it replicates from the recorded
+// primary, kept while it does not, dropped once the member leaves the record.
+func TestSight(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	rec := dnsRecord()
+	old := Sighting{At: now.Add(-time.Second), Lag: 200 * time.Millisecond}
+	v := ClusterView{At: now, Record: rec, Peers: map[string]ha.Peer{
+		"db1": alive(primaryReport),
+		"db2": alive(replicaReport),
+		"db3": alive(with(replicaReport, func(r *health.Report) { r.IOConnected = false })),
+	}, Sightings: map[string]Sighting{"db3": old, "db9": old, "db1": old}}
+	got := sight(v)
+	want := map[string]Sighting{"db2": {At: now, Lag: 1500 * time.Millisecond}, "db3": old, "db1": old}
+	if !maps.Equal(got, want) {
+		t.Fatalf("sightings %v, want %v", got, want)
+	}
+	if v.Sightings["db2"] != (Sighting{}) || len(v.Sightings) != 3 {
+		t.Fatalf("sight changed the view's sightings: %v", v.Sightings)
+	}
+}
+
 // firstHand gives DNS this pass's reads by member id, and shows a server this pass fenced as
 // read-only, since the read came before the fence.
 func TestFirstHand(t *testing.T) {
@@ -214,6 +292,10 @@ func TestFirstHand(t *testing.T) {
 func TestDNSViewFollowsFailover(t *testing.T) {
 	c := startCluster(t, 3)
 	first := c.waitPrimary("")
+	for _, m := range c.members {
+		waitListed(t, m, first.id)
+	}
+	crashed := time.Now()
 	first.crash()
 	second := c.waitPrimary(first.id)
 	deadline := time.Now().Add(20 * time.Second)
@@ -237,6 +319,47 @@ func TestDNSViewFollowsFailover(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+
+	// The replica that stayed one was listed by every survivor all along: adrift while its
+	// source was dead, then replicating from the new primary.
+	third := c.other(first, second)
+	for _, m := range []*member{second, third} {
+		m.views.mu.Lock()
+		views := slices.Clone(m.views.views)
+		m.views.mu.Unlock()
+		for _, v := range views {
+			if v.At.Before(crashed) {
+				continue
+			}
+			for _, mv := range v.Members() {
+				if mv.ID == third.id && !mv.InRotation(v.Record.Primary, 10*time.Second) {
+					t.Fatalf("%s's view at %s (epoch %d) left out replica %s: %+v", m.id, v.At.Format("15:04:05.000"), v.Record.Epoch, third.id, mv)
+				}
+			}
+		}
+	}
+}
+
+// waitListed waits until m's views list every other member in rotation, primary the primary.
+func waitListed(t *testing.T, m *member, primary string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, _ := m.views.last()
+		listed := 0
+		for _, mv := range v.Members() {
+			if v.Record.Primary == primary && mv.InRotation(primary, 10*time.Second) {
+				listed++
+			}
+		}
+		if listed == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never listed all three members with %s primary", m.id, primary)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
