@@ -45,6 +45,8 @@ type Entry struct {
 	Problem string
 	// StoredBytes is what its objects take in the store, manifest excluded.
 	StoredBytes int64
+	// Verification is the outcome of its last restore test (Verifier); nil when never tested.
+	Verification *Verification `json:",omitempty"`
 }
 
 // List returns every backup of the cluster, oldest first (ids start with the start time).
@@ -74,7 +76,7 @@ func (c Catalog) List(ctx context.Context) ([]Entry, error) {
 	for _, id := range ids {
 		e := Entry{ID: id, Started: idTime(id)}
 		for name, size := range sizes[id] {
-			if name != manifestName {
+			if name != manifestName && name != verificationName {
 				e.StoredBytes += size
 			}
 		}
@@ -93,6 +95,12 @@ func (c Catalog) List(ctx context.Context) ([]Entry, error) {
 		e.Manifest = m
 		if err := presence(m, sizes[id]); err != nil {
 			e.Problem = oneLine(err)
+		}
+		if _, ok := sizes[id][verificationName]; ok {
+			if e.Verification, err = c.verification(ctx, id); err != nil {
+				// Unreadable is not a pass: say why, so a restore does not prefer it.
+				e.Verification = &Verification{Format: verificationFormat, Reason: oneLine(err)}
+			}
 		}
 		e.Valid = e.Problem == ""
 		out = append(out, e)

@@ -147,7 +147,7 @@ func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *sl
 	if err := Unpack(ctx, stream, staging, opts.Tools, log); err != nil {
 		return fail("unpack the copy", err)
 	}
-	pos, err := copyPosition(staging)
+	pos, err := CopyPosition(staging)
 	if err != nil {
 		return fail("read the copy's GTID position", err)
 	}
@@ -231,9 +231,9 @@ func Unpack(ctx context.Context, stream io.Reader, dir string, tools Tools, log 
 	return nil
 }
 
-// copyPosition reads the GTID position mariadb-backup recorded for the copy (file, offset, GTID;
-// older versions name the file xtrabackup_binlog_info).
-func copyPosition(dir string) (string, error) {
+// CopyPosition reads the GTID position mariadb-backup recorded in the copy at dir (file, offset,
+// GTID; older versions name the file xtrabackup_binlog_info).
+func CopyPosition(dir string) (string, error) {
 	for _, name := range []string{"mariadb_backup_binlog_info", "xtrabackup_binlog_info"} {
 		f, err := os.Open(filepath.Join(dir, name))
 		if os.IsNotExist(err) {
