@@ -53,7 +53,9 @@ func FuzzParseVerification(f *testing.F) {
 func TestPickForRestore(t *testing.T) {
 	pass := &Verification{OK: true, Reason: "ok"}
 	fail := &Verification{Reason: "corrupt"}
-	e := func(id string, valid bool, v *Verification) Entry { return Entry{ID: id, Valid: valid, Verification: v} }
+	e := func(id string, valid bool, v *Verification) Entry {
+		return Entry{ID: id, Valid: valid, Verification: v}
+	}
 	for _, tc := range []struct {
 		name    string
 		entries []Entry
