@@ -225,6 +225,11 @@ func checkPosition(ctx context.Context, srv *ScratchProcess, m *Manifest, dataDi
 	if err != nil {
 		return "", fmt.Errorf("manifest position: %w", err)
 	}
+	if m.Flavor == gtid.MariaDB && m.GTIDExecuted == "" {
+		// A server that never committed a GTID transaction: mariadb-backup then records a binlog
+		// file and offset alone, and there is no position to compare.
+		return "", nil
+	}
 	var got gtid.Set
 	switch m.Flavor {
 	case gtid.MySQL:
