@@ -133,6 +133,10 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	restorer, err := reseedRestorer(cfg, secrets, log.With("component", "restore"))
+	if err != nil {
+		return err
+	}
 	a, err := agent.New(agent.Options{
 		NodeID: cfg.Node.ID, Cluster: cfg.Cluster, Policy: cfg.Policy(),
 		LocalMySQLAddr: cfg.MySQL.Addr, MySQLAddr: cfg.MySQLAdvertise(), RaftAddr: node.Addr(),
@@ -154,6 +158,8 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 			// No timeout: a backup stream lasts as long as the copy.
 			Client: adminapi.NewClient("", leaseTLS(raftTLS), 0),
 		},
+		// A re-seed from the store (backup.reseed_from_backup).
+		BackupRestorer: restorer,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/shoal-db/shoal/agent"
+	"github.com/shoal-db/shoal/agent/config"
+	"github.com/shoal-db/shoal/backup"
+)
+
+// reseedRestorer gives the agent the store's backups for re-seeds, or nil while backups are off
+// (no backup.s3.bucket).
+func reseedRestorer(cfg config.Config, secrets config.Secrets, log *slog.Logger) (agent.BackupRestorer, error) {
+	if cfg.Backup.S3.Bucket == "" {
+		return nil, nil
+	}
+	store, err := backupStore(cfg, secrets)
+	if err != nil {
+		return nil, err
+	}
+	return newestRestorer{&backup.Restorer{Catalog: backup.Catalog{Store: store, Cluster: cfg.Cluster}, Log: log}}, nil
+}
+
+// newestRestorer restores the backup Catalog.ForRestore picks.
+type newestRestorer struct{ r *backup.Restorer }
+
+func (n newestRestorer) RestoreNewest(ctx context.Context, dir string) (string, string, error) {
+	m, err := n.r.Catalog.ForRestore(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := n.r.Restore(ctx, m.ID, dir); err != nil {
+		return m.ID, "", err
+	}
+	return m.ID, m.GTIDExecuted, nil
+}
