@@ -95,6 +95,7 @@ type Backup struct {
 	// Restore tests of backups (backup.Verifier) and re-seeds from backups.
 	VerifyCommand              []string
 	VerifyDir, VerifyDirServer string
+	VerifyAfterBackup          bool
 	ReseedFromBackup           string
 }
 

@@ -111,6 +111,7 @@ var keys = []key{
 	{"backup.verify_command", "command (a list: program and arguments) that runs the server program for `shoal backup verify`'s throwaway server, which gets its options appended, e.g. /usr/sbin/mariadbd; default: mariadbd or mysqld from PATH", func(c *Config) any { return &c.Backup.VerifyCommand }},
 	{"backup.verify_dir", "where `shoal backup verify` restores a backup for its throwaway server (removed after); needs room for one restored copy", func(c *Config) any { return &c.Backup.VerifyDir }},
 	{"backup.verify_dir_server", "backup.verify_dir as the server program sees it when it runs in another mount namespace (a chroot); default: backup.verify_dir", func(c *Config) any { return &c.Backup.VerifyDirServer }},
+	{"backup.verify_after_backup", "the member that took a scheduled backup then restore-tests it as `shoal backup verify` does, within backup.job_timeout; the outcome is recorded beside the backup, and a failed test fails no job", func(c *Config) any { return &c.Backup.VerifyAfterBackup }},
 	{"backup.reseed_from_backup", "when the leader re-seeds a member holding no transactions from the newest (verified first) backup instead of a donor: never, no_donor (when no member may donate) or always; needs backup.s3.bucket", func(c *Config) any { return &c.Backup.ReseedFromBackup }},
 
 	// Kubernetes (agent/kube).

@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/shoal-db/shoal/backup"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
@@ -17,8 +21,9 @@ import (
 func TestReseedFromBackup(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		args, catalog := backupStore(t, flavor)
-		c, p, w, m := StartLoaded(t, shoalBinary, flavor,
-			append(args, "--backup.schedule", "* * * * *", "--backup.reseed_from_backup", "always")...)
+		args = append(args, verifyArgs(t, flavor)...)
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor, append(args, "--backup.schedule", "* * * * *",
+			"--backup.verify_after_backup", "--backup.reseed_from_backup", "always")...)
 		w.WaitAcked(t, 20)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
@@ -28,6 +33,11 @@ func TestReseedFromBackup(t *testing.T) {
 		purged := time.Now()
 		taken := waitBackup(t, catalog, purged)
 		t.Logf("%s: backup %s taken on %s at GTID %s", flavor, taken.ID, taken.Member, taken.GTIDExecuted)
+		verified := waitVerified(t, catalog, taken.ID)
+		if !verified.OK {
+			t.Errorf("restore test of backup %s failed: %s", taken.ID, verified.Reason)
+		}
+		t.Logf("%s: backup %s verified by %s: %s", flavor, taken.ID, verified.Member, verified.Reason)
 
 		r := (p + 1) % len(c.Servers)
 		begin := time.Now()
@@ -38,23 +48,61 @@ func TestReseedFromBackup(t *testing.T) {
 		c.joinHost(r, c.Servers[r].PID())
 		c.StartAgent(r)
 		c.waitReseeded(r, begin)
-		restored := false
+		restored := ""
 		for _, l := range c.LogLines(begin, time.Time{}) {
 			if strings.Contains(l.Text, "node="+c.Name(r)+" ") && strings.Contains(l.Text, "re-seeded from a backup") {
-				restored = true
+				restored = regexp.MustCompile(`backup=(\S+)`).FindStringSubmatch(l.Text)[1]
 				t.Log(l.Text)
 			}
 		}
-		if !restored {
-			t.Errorf("%s re-seeded, but not from a backup", c.Name(r))
+		if restored == "" {
+			t.Fatalf("%s re-seeded, but not from a backup", c.Name(r))
+		}
+		// Newer backups may exist by now, not yet tested: a verified one comes first.
+		if v := waitVerified(t, catalog, restored); !v.OK {
+			t.Errorf("%s restored backup %s, whose restore test failed: %s", c.Name(r), restored, v.Reason)
 		}
 		t.Logf("%s: %s re-seeded from a backup and replicating %s after its data dir was emptied", flavor, c.Name(r), time.Since(begin).Round(time.Millisecond))
-		w.WaitAcked(t, w.Acked()+20)
-		acked := w.Stop()
-		out := c.Verify(acked, m.Stop())
-		if len(out.Errant) > 0 {
-			t.Errorf("errant members after the re-seed: %v", out.Errant)
-		}
-		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
+		keptEveryWrite(t, c, w, m)
 	})
+}
+
+// verifyArgs are the agent flags for restore tests: MySQL's throwaway server runs in the
+// harness's chroot, so its scratch dir lies there.
+func verifyArgs(t *testing.T, flavor gtid.Flavor) []string {
+	t.Helper()
+	if flavor == gtid.MariaDB {
+		return []string{"--backup.verify_command", "/usr/sbin/mariadbd", "--backup.verify_dir", t.TempDir()}
+	}
+	root := harness.MySQLRoot()
+	dir, err := os.MkdirTemp(filepath.Join(root, "srv", "shoal"), "verify-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return []string{"--backup.verify_command", "chroot," + root + ",/usr/sbin/mysqld",
+		"--backup.verify_dir", dir, "--backup.verify_dir_server", strings.TrimPrefix(dir, root)}
+}
+
+// waitVerified waits for backup id's restore test to be recorded and returns it.
+func waitVerified(t *testing.T, catalog backup.Catalog, id string) *backup.Verification {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		entries, err := catalog.List(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("list backups: %v", err)
+		}
+		for _, e := range entries {
+			if e.ID == id && e.Verification != nil {
+				return e.Verification
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backup %s: no restore test recorded within 3 minutes", id)
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
