@@ -38,8 +38,9 @@ func newVerifier(t *testing.T, r *rig, flavor gtid.Flavor) *backup.Verifier {
 }
 
 // Verify restores a good backup, starts a server on it at the manifest's position and records
-// the pass, which List shows. A manifest whose position the copy does not reach and a corrupted
-// object each fail it, recorded with the reason; every run leaves the scratch dir empty.
+// the pass, which List shows. A manifest whose position the copy does not reach, a corrupted
+// object and a missing object each fail it, recorded with the reason; every run leaves the
+// scratch dir empty.
 func TestVerifyBackup(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		r := newRig(t, flavor)
@@ -107,6 +108,21 @@ func TestVerifyBackup(t *testing.T) {
 		}
 		if _, err := r.catalog.ForRestore(ctx); !errors.Is(err, backup.ErrNoBackup) {
 			t.Errorf("ForRestore with only a failed backup: %v, want ErrNoBackup", err)
+		}
+		assertEmptyDir(t, v.Dir)
+
+		// A missing object: the restore refuses up front, naming it.
+		if err := r.minio.Client(t).RemoveObject(ctx, r.bucket, objectKey(m.ID, m.Objects[0].Name), minio.RemoveObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		res, err = v.Verify(ctx, m.ID)
+		if !errors.Is(err, backup.ErrMissing) || !strings.Contains(err.Error(), m.Objects[0].Name) || res.OK {
+			t.Errorf("verify with a missing object: %+v, %v; want ErrMissing naming %s", res, err, m.Objects[0].Name)
+		} else {
+			t.Logf("%s: %v", flavor, err)
+		}
+		if l := entry(t, ctx, r, m.ID); l.Valid || l.Verification == nil || !strings.Contains(l.Verification.Reason, m.Objects[0].Name+": missing") {
+			t.Errorf("listed after a missing object: %+v, verification %+v", l, l.Verification)
 		}
 		assertEmptyDir(t, v.Dir)
 

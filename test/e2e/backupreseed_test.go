@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,9 @@ func TestReseedFromBackup(t *testing.T) {
 		}
 		t.Logf("%s: backup %s verified by %s: %s", flavor, taken.ID, verified.Member, verified.Reason)
 
-		r := (p + 1) % len(c.Servers)
+		// Another member's backup: the copy must become a member of its own (MySQL: its own
+		// server_uuid), not a twin of the one that took it.
+		r := slices.IndexFunc(c.Servers, func(s *harness.Server) bool { return s.Config.Name != taken.Member && s != c.Servers[p] })
 		begin := time.Now()
 		c.KillAgent(r)
 		if err := c.Servers[r].Reinitialize(ctx); err != nil {
