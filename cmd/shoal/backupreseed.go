@@ -25,13 +25,15 @@ func reseedRestorer(cfg config.Config, secrets config.Secrets, log *slog.Logger)
 // newestRestorer restores the backup Catalog.ForRestore picks.
 type newestRestorer struct{ r *backup.Restorer }
 
-func (n newestRestorer) RestoreNewest(ctx context.Context, dir string) (string, string, error) {
+func (n newestRestorer) Pick(ctx context.Context) (string, string, error) {
 	m, err := n.r.Catalog.ForRestore(ctx)
 	if err != nil {
 		return "", "", err
 	}
-	if _, err := n.r.Restore(ctx, m.ID, dir); err != nil {
-		return m.ID, "", err
-	}
 	return m.ID, m.GTIDExecuted, nil
+}
+
+func (n newestRestorer) Restore(ctx context.Context, id, dir string) error {
+	_, err := n.r.Restore(ctx, id, dir)
+	return err
 }
