@@ -19,7 +19,13 @@ import (
 // it, is re-seeded from the newest backup in the store (backup.reseed_from_backup always: no
 // member donates), then replicates from the primary with every acknowledged write and no errant
 // GTIDs, the writer going on throughout (issue 15).
-func TestReseedFromBackup(t *testing.T) {
+func TestReseedFromBackup(t *testing.T) { reseedFromBackup(t, false) }
+
+// A backup older than the primary's oldest binary log is refused before it is downloaded (the
+// member could not catch up from it); the member is re-seeded from the next backup instead.
+func TestReseedFromBackupRefusesOneTooOld(t *testing.T) { reseedFromBackup(t, true) }
+
+func reseedFromBackup(t *testing.T, purgeAfterBackup bool) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		args, catalog := backupStore(t, flavor)
 		args = append(args, verifyArgs(t, flavor)...)
@@ -28,9 +34,11 @@ func TestReseedFromBackup(t *testing.T) {
 		w.WaitAcked(t, 20)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		// Purged before the backup, so the binary logs from its position on are still there: the
+		// Purged before the backup, the binary logs from its position on are still there: the
 		// restored member can catch up, though replication alone could not fill an empty one.
-		purgeBinlogs(ctx, t, c.MySQL(ctx, p).DB())
+		if !purgeAfterBackup {
+			purgeBinlogs(ctx, t, c.MySQL(ctx, p).DB())
+		}
 		purged := time.Now()
 		taken := waitBackup(t, catalog, purged)
 		t.Logf("%s: backup %s taken on %s at GTID %s", flavor, taken.ID, taken.Member, taken.GTIDExecuted)
@@ -39,6 +47,9 @@ func TestReseedFromBackup(t *testing.T) {
 			t.Errorf("restore test of backup %s failed: %s", taken.ID, verified.Reason)
 		}
 		t.Logf("%s: backup %s verified by %s: %s", flavor, taken.ID, verified.Member, verified.Reason)
+		if purgeAfterBackup {
+			purgeBinlogs(ctx, t, c.MySQL(ctx, p).DB())
+		}
 
 		// Another member's backup: the copy must become a member of its own (MySQL: its own
 		// server_uuid), not a twin of the one that took it.
@@ -50,6 +61,9 @@ func TestReseedFromBackup(t *testing.T) {
 		}
 		c.joinHost(r, c.Servers[r].PID())
 		c.StartAgent(r)
+		if purgeAfterBackup {
+			c.waitLog(r, begin, "could not catch up")
+		}
 		c.waitReseeded(r, begin)
 		restored := ""
 		for _, l := range c.LogLines(begin, time.Time{}) {
@@ -65,9 +79,30 @@ func TestReseedFromBackup(t *testing.T) {
 		if v := waitVerified(t, catalog, restored); !v.OK {
 			t.Errorf("%s restored backup %s, whose restore test failed: %s", c.Name(r), restored, v.Reason)
 		}
+		if purgeAfterBackup && restored == taken.ID {
+			t.Errorf("%s restored backup %s, older than the primary's binary logs", c.Name(r), restored)
+		}
 		t.Logf("%s: %s re-seeded from a backup and replicating %s after its data dir was emptied", flavor, c.Name(r), time.Since(begin).Round(time.Millisecond))
 		keptEveryWrite(t, c, w, m)
 	})
+}
+
+// waitLog waits until member i's agent logged text after begin.
+func (c *Cluster) waitLog(i int, begin time.Time, text string) {
+	c.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		for _, l := range c.LogLines(begin, time.Time{}) {
+			if strings.Contains(l.Text, "node="+c.Name(i)+" ") && strings.Contains(l.Text, text) {
+				c.t.Log(l.Text)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s logged no %q within 2 minutes", c.Name(i), text)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // verifyArgs are the agent flags for restore tests: MySQL's throwaway server runs in the
