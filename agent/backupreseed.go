@@ -32,7 +32,7 @@ func (a *Agent) startBackupReseed() error {
 	if a.opts.BackupRestorer == nil {
 		return errNoBackupStore
 	}
-	return a.runReseed("backup", "newest", a.reseedFromBackup)
+	return a.runReseed("from", "the newest backup", a.reseedFromBackup)
 }
 
 // reseedFromBackup replaces the local server's data with the newest backup: restored and checked

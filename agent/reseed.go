@@ -99,7 +99,7 @@ func (a *Agent) startReseed(donor record.Member) error {
 }
 
 // runReseed runs copy in the background, once replication stopped, unless a re-seed runs
-// already; source names where the copy comes from ("donor", id or "backup", "newest").
+// already; source and id say where the copy comes from in the logs ("donor", "db-2").
 func (a *Agent) runReseed(source, id string, copy func(ctx context.Context, flavor gtid.Flavor) error) error {
 	if !a.reseeding.CompareAndSwap(false, true) {
 		return errReseedRunning

@@ -11,7 +11,7 @@ import (
 
 // reseedRestorer gives the agent the store's backups for re-seeds, or nil while backups are off
 // (no backup.s3.bucket).
-func reseedRestorer(cfg config.Config, secrets config.Secrets, log *slog.Logger) (agent.BackupRestorer, error) {
+func reseedRestorer(cfg config.Config, secrets config.Secrets, metrics *backup.Metrics, log *slog.Logger) (agent.BackupRestorer, error) {
 	if cfg.Backup.S3.Bucket == "" {
 		return nil, nil
 	}
@@ -19,7 +19,7 @@ func reseedRestorer(cfg config.Config, secrets config.Secrets, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	return newestRestorer{&backup.Restorer{Catalog: backup.Catalog{Store: store, Cluster: cfg.Cluster}, Log: log}}, nil
+	return newestRestorer{&backup.Restorer{Catalog: backup.Catalog{Store: store, Cluster: cfg.Cluster}, Metrics: metrics, Log: log}}, nil
 }
 
 // newestRestorer restores the backup Catalog.ForRestore picks.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/shoal-db/shoal/agent"
 	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/config"
@@ -15,7 +13,7 @@ import (
 
 // scheduledBackups turns on the leader-owned backup schedule and retention against the
 // configured store, or returns nil while backups are off (no backup.s3.bucket).
-func scheduledBackups(cfg config.Config, secrets config.Secrets, reg prometheus.Registerer, log *slog.Logger, reporter adminapi.Client) (*agent.BackupOptions, error) {
+func scheduledBackups(cfg config.Config, secrets config.Secrets, metrics *backup.Metrics, log *slog.Logger, reporter adminapi.Client) (*agent.BackupOptions, error) {
 	if cfg.Backup.S3.Bucket == "" {
 		return nil, nil
 	}
@@ -27,7 +25,6 @@ func scheduledBackups(cfg config.Config, secrets config.Secrets, reg prometheus.
 	if err != nil {
 		return nil, err
 	}
-	metrics := backup.NewMetrics(reg)
 	taker, err := backupTaker(cfg, secrets, store, metrics, log)
 	if err != nil {
 		return nil, err
