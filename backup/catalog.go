@@ -124,6 +124,17 @@ func presence(m *Manifest, have map[string]int64) error {
 	return errors.Join(errs...)
 }
 
+// readSmall reads an object of at most limit bytes whole (a manifest, a verification record);
+// a missing one gives an error matching fs.ErrNotExist.
+func (c Catalog) readSmall(ctx context.Context, key string, limit int64) ([]byte, error) {
+	rc, err := c.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, limit))
+}
+
 // oneLine puts a joined error on one line, for a listing.
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
@@ -132,15 +143,10 @@ func (c Catalog) Manifest(ctx context.Context, id string) (*Manifest, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("backup id %q: want YYYYMMDDTHHMMSSZ-member", id)
 	}
-	rc, err := c.Store.Get(ctx, layout{c.Cluster}.manifestKey(id))
+	b, err := c.readSmall(ctx, layout{c.Cluster}.manifestKey(id), 1<<20)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("backup %s: manifest %w (an incomplete or deleted backup)", id, ErrMissing)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: read the manifest: %w", id, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: read the manifest: %w", id, err)
 	}

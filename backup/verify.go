@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -42,14 +41,9 @@ type Verification struct {
 
 // ParseVerification reads a verification record strictly, like a manifest.
 func ParseVerification(b []byte) (*Verification, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var v Verification
-	if err := dec.Decode(&v); err != nil {
+	if err := decodeStrict(b, &v); err != nil {
 		return nil, fmt.Errorf("verification record: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("verification record: trailing data after the JSON object")
 	}
 	switch {
 	case v.Format != verificationFormat:
@@ -66,15 +60,10 @@ func ParseVerification(b []byte) (*Verification, error) {
 
 // verification reads the record of a backup's last restore test; nil when there is none.
 func (c Catalog) verification(ctx context.Context, id string) (*Verification, error) {
-	rc, err := c.Store.Get(ctx, layout{c.Cluster}.key(id, verificationName))
+	b, err := c.readSmall(ctx, layout{c.Cluster}.key(id, verificationName), 64<<10)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: read the verification record: %w", id, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 64<<10))
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: read the verification record: %w", id, err)
 	}
