@@ -46,7 +46,7 @@ const maxSocketPath = 107
 func (s ScratchServer) Start(ctx context.Context, flavor gtid.Flavor, dir, serverDir string) (*ScratchProcess, error) {
 	sock := filepath.Join(dir, "s.sock")
 	if len(sock) > maxSocketPath || len(filepath.Join(serverDir, "s.sock")) > maxSocketPath {
-		return nil, fmt.Errorf("the socket path %s is longer than a Unix socket allows (%d bytes): use a shorter scratch dir", sock, maxSocketPath)
+		return nil, fmt.Errorf("%w: the socket path %s is longer than a Unix socket allows (%d bytes): use a shorter scratch dir", errNotRun, sock, maxSocketPath)
 	}
 	argv := append(slices.Clone(s.Command), serverArgs(flavor, serverDir, os.Geteuid() == 0)...)
 	if len(s.Command) == 0 {
@@ -58,7 +58,7 @@ func (s ScratchServer) Start(ctx context.Context, flavor gtid.Flavor, dir, serve
 	}
 	console, err := os.Create(filepath.Join(dir, "console.log"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errNotRun, err)
 	}
 	defer console.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -66,7 +66,7 @@ func (s ScratchServer) Start(ctx context.Context, flavor gtid.Flavor, dir, serve
 	// Its own process group: a stop reaches a wrapper's child too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%s: %w", argv[0], err)
+		return nil, fmt.Errorf("%w: %s: %w", errNotRun, argv[0], err)
 	}
 	p := &ScratchProcess{cmd: cmd, exited: make(chan struct{}), errLog: filepath.Join(dir, "error.log")}
 	go func() {

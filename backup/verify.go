@@ -128,8 +128,10 @@ type Verifier struct {
 }
 
 // Verify tests backup id and records the outcome beside it, failed ones included; the error
-// says why it failed. Nothing is recorded for a backup whose manifest cannot be read, nor when
-// ctx ended the test.
+// says why it failed. Only what speaks of the backup is recorded: nothing for a backup whose
+// manifest cannot be read, when ctx ended the test, or when the test could not run (no scratch
+// space, the store out of reach, a server program that does not start), so that a broken
+// verifier never marks good backups failed, which restores would then pass over.
 func (v *Verifier) Verify(ctx context.Context, id string) (*Verification, error) {
 	begin := time.Now()
 	gtids, checked, err := v.test(ctx, id)
@@ -140,7 +142,7 @@ func (v *Verifier) Verify(ctx context.Context, id string) (*Verification, error)
 	if err != nil {
 		res.Reason = oneLine(err)
 	}
-	if ctx.Err() != nil || errors.Is(err, errNoManifest) {
+	if ctx.Err() != nil || errors.Is(err, errNoManifest) || errors.Is(err, errNotRun) {
 		return res, err
 	}
 	// The outcome is worth keeping even when the test ran out of time on its own.
@@ -152,7 +154,11 @@ func (v *Verifier) Verify(ctx context.Context, id string) (*Verification, error)
 	return res, err
 }
 
-var errNoManifest = errors.New("no readable manifest")
+var (
+	errNoManifest = errors.New("no readable manifest")
+	// errNotRun marks a test that failed for a reason of its own, not the backup's.
+	errNotRun = errors.New("the restore test could not run")
+)
 
 // test restores, starts and checks; it returns the position found and what was checked.
 func (v *Verifier) test(ctx context.Context, id string) (gtids, checked string, err error) {
@@ -161,7 +167,7 @@ func (v *Verifier) test(ctx context.Context, id string) (gtids, checked string, 
 	}
 	scratch, err := os.MkdirTemp(v.Dir, ".verify-")
 	if err != nil {
-		return "", "", fmt.Errorf("verify %s: scratch dir: %w", id, err)
+		return "", "", fmt.Errorf("verify %s: %w: scratch dir: %w", id, errNotRun, err)
 	}
 	defer func() {
 		if rerr := os.RemoveAll(scratch); rerr != nil {
@@ -172,6 +178,9 @@ func (v *Verifier) test(ctx context.Context, id string) (gtids, checked string, 
 	// a corrupt or missing object fails here, named.
 	data := filepath.Join(scratch, "data")
 	m, err := v.Restorer.Restore(ctx, id, data)
+	if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrMissing) {
+		err = fmt.Errorf("%w: %w", errNotRun, err)
+	}
 	if err != nil {
 		return "", "", fmt.Errorf("verify %s: %w", id, err)
 	}

@@ -53,6 +53,17 @@ func TestVerifyBackup(t *testing.T) {
 		}
 		v := newVerifier(t, r, flavor)
 
+		// A verifier that cannot run its server says so and marks nothing.
+		broken := *v
+		broken.Server.Command = []string{filepath.Join(t.TempDir(), "no-such-mysqld")}
+		if res, err := broken.Verify(ctx, m.ID); err == nil || res.OK || !strings.Contains(err.Error(), "could not run") {
+			t.Errorf("verify with a missing server program: %+v, %v", res, err)
+		}
+		if l := entry(t, ctx, r, m.ID); l.Verification != nil {
+			t.Errorf("a test that could not run was recorded: %+v", l.Verification)
+		}
+		assertEmptyDir(t, v.Dir)
+
 		res, err := v.Verify(ctx, m.ID)
 		if err != nil || !res.OK {
 			t.Fatalf("verify of a good backup: %+v, %v", res, err)
