@@ -62,6 +62,9 @@ type Options struct {
 	LeaderTasks []LeaderTask
 	// Reseed is how this agent re-seeds its server and donates to others (reseed.go).
 	Reseed ReseedOptions
+	// BackupRestorer restores the newest backup for a re-seed from the store (backupreseed.go);
+	// nil: this agent has no store and refuses such a re-seed.
+	BackupRestorer BackupRestorer
 	// Backup turns scheduled backups on (backupschedule.go); nil: off.
 	Backup *BackupOptions
 	// Readiness are further conditions of /readyz beside MySQL's own (admin.go).

@@ -68,21 +68,39 @@ func reseedResult(err error) string {
 	return "done"
 }
 
-// askReseed has the member of rs re-seed from its donor: through its agent, or this one.
+// askReseed has the member of rs re-seed from its donor or the newest backup: through its
+// agent, or this one.
 func (a *Agent) askReseed(ctx context.Context, rec record.Record, rs ha.Reseed) error {
 	if rs.Member == a.opts.NodeID {
+		if rs.FromBackup {
+			return a.startBackupReseed()
+		}
 		return a.startReseed(rec.Members[rs.Donor])
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := a.opts.Reseed.Client.Reseed(ctx, rec.Members[rs.Member].AdminAddr, rs.Donor); err != nil {
-		return fmt.Errorf("ask %s to re-seed from %s: %w", rs.Member, rs.Donor, err)
+	from, err := "from "+rs.Donor, error(nil)
+	if rs.FromBackup {
+		from, err = "from the newest backup", a.opts.Reseed.Client.ReseedFromBackup(ctx, rec.Members[rs.Member].AdminAddr)
+	} else {
+		err = a.opts.Reseed.Client.Reseed(ctx, rec.Members[rs.Member].AdminAddr, rs.Donor)
+	}
+	if err != nil {
+		return fmt.Errorf("ask %s to re-seed %s: %w", rs.Member, from, err)
 	}
 	return nil
 }
 
 // startReseed starts re-seeding the local server from donor in the background.
 func (a *Agent) startReseed(donor record.Member) error {
+	return a.runReseed("donor", donor.ID, func(ctx context.Context, flavor gtid.Flavor) error {
+		return a.reseedFrom(ctx, flavor, donor)
+	})
+}
+
+// runReseed runs copy in the background, once replication stopped, unless a re-seed runs
+// already; source and id say where the copy comes from in the logs ("donor", "db-2").
+func (a *Agent) runReseed(source, id string, copy func(ctx context.Context, flavor gtid.Flavor) error) error {
 	if !a.reseeding.CompareAndSwap(false, true) {
 		return errReseedRunning
 	}
@@ -90,21 +108,21 @@ func (a *Agent) startReseed(donor record.Member) error {
 		defer a.Trigger()
 		defer a.reseeding.Store(false)
 		begin := a.now()
-		a.log.Info("re-seed starting", "donor", donor.ID)
+		a.log.Info("re-seed starting", source, id)
 		// A pass that began before the flag was set may still act on the server (start its
 		// replication, say): replication stops once it ended, and later passes see the flag.
 		a.passing.Lock()
 		flavor, err := a.stopReplication(a.backgroundCtx)
 		a.passing.Unlock()
 		if err == nil {
-			err = a.reseedFrom(a.backgroundCtx, flavor, donor)
+			err = copy(a.backgroundCtx, flavor)
 		}
 		a.reseedMetrics.runs.WithLabelValues("joiner", reseedResult(err)).Inc()
 		if err != nil {
-			a.log.Error("re-seed failed", "donor", donor.ID, "err", err)
+			a.log.Error("re-seed failed", source, id, "err", err)
 			return
 		}
-		a.log.Info("re-seed done", "donor", donor.ID, "took", a.now().Sub(begin).Round(time.Millisecond))
+		a.log.Info("re-seed done", source, id, "took", a.now().Sub(begin).Round(time.Millisecond))
 	})
 	return nil
 }
@@ -140,19 +158,8 @@ func (a *Agent) reseedFrom(ctx context.Context, flavor gtid.Flavor, donor record
 		return fmt.Errorf("re-seed: %w", err)
 	}
 	defer stream.Close()
-	donorDB := o.Local
-	donorDB.Addr = donor.MySQLAddr
 	_, err = reseed.Restore(ctx, stream, reseed.RestoreOptions{Local: o.Local, DataDir: o.DataDir, Service: o.Service, Tools: o.Tools,
-		DonorBinlogState: func(ctx context.Context) (string, error) {
-			d, err := mysqlctl.Open(ctx, donorDB)
-			if err != nil {
-				return "", err
-			}
-			defer d.Close()
-			var s string
-			err = d.DB().QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_binlog_state").Scan(&s)
-			return s, err
-		}}, log)
+		DonorBinlogState: func(ctx context.Context) (string, error) { return a.binlogState(ctx, donor.MySQLAddr) }}, log)
 	return err
 }
 
@@ -165,14 +172,18 @@ func (a *Agent) serveReseed(w http.ResponseWriter, r *http.Request) {
 	rec := a.raft.Record()
 	donor, ok := rec.Members[req.Donor]
 	switch {
-	case !ok || req.Donor == a.opts.NodeID:
-		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: fmt.Sprintf("donor %q is not another member of the cluster", req.Donor)})
-		return
 	case rec.Primary == a.opts.NodeID:
 		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "this member is the primary: it is never re-seeded"})
 		return
+	case !req.FromBackup && (!ok || req.Donor == a.opts.NodeID):
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: fmt.Sprintf("donor %q is not another member of the cluster", req.Donor)})
+		return
 	}
-	if err := a.startReseed(donor); err != nil {
+	start := func() error { return a.startReseed(donor) }
+	if req.FromBackup {
+		start = a.startBackupReseed
+	}
+	if err := start(); err != nil {
 		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error()})
 		return
 	}

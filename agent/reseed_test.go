@@ -82,6 +82,16 @@ func TestReseedCallsNeedAMemberCertificateAndGoodRequests(t *testing.T) {
 	if err := memberClient.Reseed(t.Context(), serve(primary, ca.Config(primary.id)), replica.id); err == nil || !strings.Contains(err.Error(), "is the primary") {
 		t.Errorf("re-seed of the primary: %v, want it refused", err)
 	}
+	// A re-seed from a backup: never the primary, and an agent without a store says so.
+	if err := memberClient.ReseedFromBackup(t.Context(), serve(primary, ca.Config(primary.id))); err == nil || !strings.Contains(err.Error(), "is the primary") {
+		t.Errorf("re-seed of the primary from a backup: %v, want it refused", err)
+	}
+	if err := memberClient.ReseedFromBackup(t.Context(), joiner); err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), "no backup store") {
+		t.Errorf("re-seed from a backup without a store: %v, want 409 saying so", err)
+	}
+	if err := client("secret", &tls.Config{RootCAs: ca.Pool()}).ReseedFromBackup(t.Context(), joiner); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("re-seed from a backup with the admin token alone: %v, want 403", err)
+	}
 	// Unknown fields are refused before anything is looked at.
 	resp, err := memberClient.HTTP.Post("https://"+joiner+"/v1/reseed", "application/json", strings.NewReader(`{"donor":"db-0","from":"x"}`))
 	if err != nil {

@@ -45,6 +45,8 @@ type Entry struct {
 	Problem string
 	// StoredBytes is what its objects take in the store, manifest excluded.
 	StoredBytes int64
+	// Verification is the outcome of its last restore test (Verifier); nil when never tested.
+	Verification *Verification `json:",omitempty"`
 }
 
 // List returns every backup of the cluster, oldest first (ids start with the start time).
@@ -74,7 +76,7 @@ func (c Catalog) List(ctx context.Context) ([]Entry, error) {
 	for _, id := range ids {
 		e := Entry{ID: id, Started: idTime(id)}
 		for name, size := range sizes[id] {
-			if name != manifestName {
+			if name != manifestName && name != verificationName {
 				e.StoredBytes += size
 			}
 		}
@@ -93,6 +95,12 @@ func (c Catalog) List(ctx context.Context) ([]Entry, error) {
 		e.Manifest = m
 		if err := presence(m, sizes[id]); err != nil {
 			e.Problem = oneLine(err)
+		}
+		if _, ok := sizes[id][verificationName]; ok {
+			if e.Verification, err = c.verification(ctx, id); err != nil {
+				// Unreadable is not a pass: say why, so a restore does not prefer it.
+				e.Verification = &Verification{Format: verificationFormat, Reason: oneLine(err)}
+			}
 		}
 		e.Valid = e.Problem == ""
 		out = append(out, e)
@@ -116,6 +124,17 @@ func presence(m *Manifest, have map[string]int64) error {
 	return errors.Join(errs...)
 }
 
+// readSmall reads an object of at most limit bytes whole (a manifest, a verification record);
+// a missing one gives an error matching fs.ErrNotExist.
+func (c Catalog) readSmall(ctx context.Context, key string, limit int64) ([]byte, error) {
+	rc, err := c.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, limit))
+}
+
 // oneLine puts a joined error on one line, for a listing.
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
@@ -124,15 +143,10 @@ func (c Catalog) Manifest(ctx context.Context, id string) (*Manifest, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("backup id %q: want YYYYMMDDTHHMMSSZ-member", id)
 	}
-	rc, err := c.Store.Get(ctx, layout{c.Cluster}.manifestKey(id))
+	b, err := c.readSmall(ctx, layout{c.Cluster}.manifestKey(id), 1<<20)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("backup %s: manifest %w (an incomplete or deleted backup)", id, ErrMissing)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: read the manifest: %w", id, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: read the manifest: %w", id, err)
 	}

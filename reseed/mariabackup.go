@@ -147,7 +147,7 @@ func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *sl
 	if err := Unpack(ctx, stream, staging, opts.Tools, log); err != nil {
 		return fail("unpack the copy", err)
 	}
-	pos, err := copyPosition(staging)
+	pos, err := CopyPosition(staging)
 	if err != nil {
 		return fail("read the copy's GTID position", err)
 	}
@@ -156,43 +156,65 @@ func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *sl
 		return fail("hand the copy to the data dir's owner", err)
 	}
 	log.Info("copy prepared; stopping mysqld to swap it in", "gtid", pos)
-	if err := opts.Service.Stop(ctx); err != nil {
-		return fail("stop mysqld", err)
-	}
-	if err := waitDown(ctx, opts.Local); err != nil {
-		return fail("stop mysqld", err)
-	}
-	old := dataDir + ".old"
-	if err := os.RemoveAll(old); err != nil {
-		return fail("clear the old data's place", err)
-	}
-	if err := os.Rename(dataDir, old); err != nil && !os.IsNotExist(err) {
-		return fail("move the old data aside", err)
-	}
-	if err := os.Rename(staging, dataDir); err != nil {
-		return fail("move the copy in", err)
-	}
-	if err := os.RemoveAll(old); err != nil {
-		return fail("remove the old data", err)
-	}
-	if err := opts.Service.Start(ctx); err != nil {
-		return fail("start mysqld", err)
-	}
-	srv, err := waitReady(ctx, opts.Local)
+	srv, err := SwapIn(ctx, opts.Local, opts.Service, staging, dataDir)
 	if err != nil {
-		return fail("start mysqld", err)
+		return fail("swap the copy in", err)
 	}
 	defer srv.Close()
 	now, err := opts.DonorBinlogState(ctx)
 	if err != nil {
 		return fail("read the donor's binlog state", err)
 	}
+	binlogState, err := PositionMariaDB(ctx, srv, pos, now)
+	if err != nil {
+		return fail("position the copy", err)
+	}
+	log.Info("re-seeded from a backup stream", "gtid", pos, "binlog_state", binlogState, "took", time.Since(begin).Round(time.Millisecond))
+	return pos, nil
+}
+
+// SwapIn replaces dataDir with staging, a data dir made ready beside it, while mysqld is down:
+// it stops mysqld, moves the old data aside, moves staging in, removes the old data, starts
+// mysqld and returns a session once it accepts one. The caller closes it.
+func SwapIn(ctx context.Context, local mysqlctl.Config, svc Service, staging, dataDir string) (*mysqlctl.Server, error) {
+	if err := svc.Stop(ctx); err != nil {
+		return nil, fmt.Errorf("stop mysqld: %w", err)
+	}
+	if err := waitDown(ctx, local); err != nil {
+		return nil, fmt.Errorf("stop mysqld: %w", err)
+	}
+	old := dataDir + ".old"
+	if err := os.RemoveAll(old); err != nil {
+		return nil, fmt.Errorf("clear the old data's place: %w", err)
+	}
+	if err := os.Rename(dataDir, old); err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("move the old data aside: %w", err)
+	}
+	if err := os.Rename(staging, dataDir); err != nil {
+		return nil, fmt.Errorf("move the copy in: %w", err)
+	}
+	if err := os.RemoveAll(old); err != nil {
+		return nil, fmt.Errorf("remove the old data: %w", err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start mysqld: %w", err)
+	}
+	srv, err := waitReady(ctx, local)
+	if err != nil {
+		return nil, fmt.Errorf("start mysqld: %w", err)
+	}
+	return srv, nil
+}
+
+// PositionMariaDB readies a MariaDB server just started on a copy taken at GTID position pos to
+// replicate from the primary: the copy has no binlog, and errant checks compare every (domain,
+// server) entry of the binlog state, so it gets the state it stands for (from now, a member's
+// gtid_binlog_state today), and replication starts at its position. It returns that state.
+func PositionMariaDB(ctx context.Context, srv *mysqlctl.Server, pos, now string) (string, error) {
 	binlogState, err := gtid.MariaDBBinlogStateAt(now, pos)
 	if err != nil {
-		return fail("binlog state of the copy", err)
+		return "", fmt.Errorf("binlog state of the copy: %w", err)
 	}
-	// The copy has no binlog: errant checks compare every (domain, server) entry of the binlog
-	// state, so it gets the state it stands for, and replication starts at its position.
 	for _, q := range []struct {
 		step, query string
 		args        []any
@@ -202,11 +224,10 @@ func Restore(ctx context.Context, stream io.Reader, opts RestoreOptions, log *sl
 		{"set gtid_slave_pos", "SET GLOBAL gtid_slave_pos = ?", []any{pos}},
 	} {
 		if _, err := srv.DB().ExecContext(ctx, q.query, q.args...); err != nil {
-			return fail(q.step, err)
+			return "", fmt.Errorf("%s: %w", q.step, err)
 		}
 	}
-	log.Info("re-seeded from a backup stream", "gtid", pos, "binlog_state", binlogState, "took", time.Since(begin).Round(time.Millisecond))
-	return pos, nil
+	return binlogState, nil
 }
 
 // Unpack makes a data dir a server can start on out of a Backup stream: it extracts the stream
@@ -231,9 +252,9 @@ func Unpack(ctx context.Context, stream io.Reader, dir string, tools Tools, log 
 	return nil
 }
 
-// copyPosition reads the GTID position mariadb-backup recorded for the copy (file, offset, GTID;
-// older versions name the file xtrabackup_binlog_info).
-func copyPosition(dir string) (string, error) {
+// CopyPosition reads the GTID position mariadb-backup recorded in the copy at dir (file, offset,
+// GTID; older versions name the file xtrabackup_binlog_info).
+func CopyPosition(dir string) (string, error) {
 	for _, name := range []string{"mariadb_backup_binlog_info", "xtrabackup_binlog_info"} {
 		f, err := os.Open(filepath.Join(dir, name))
 		if os.IsNotExist(err) {

@@ -20,9 +20,11 @@ type Rebuild struct {
 	Donor  string `json:"donor"`
 }
 
-// ReseedRequest is the leader asking a member's agent to re-seed its server from Donor.
+// ReseedRequest is the leader asking a member's agent to re-seed its server from Donor, or
+// from the newest backup in the store when FromBackup is set (Donor is then empty).
 type ReseedRequest struct {
-	Donor string `json:"donor"`
+	Donor      string `json:"donor"`
+	FromBackup bool   `json:"from_backup,omitempty"`
 }
 
 // BackupTrailer is the HTTP trailer a donor sets once its backup stream ended well: a stream
@@ -46,6 +48,12 @@ func (c Client) RequestRebuild(ctx context.Context, addr, member string) (Rebuil
 // started (the copy goes on in the background).
 func (c Client) Reseed(ctx context.Context, addr, donor string) error {
 	return c.call(ctx, http.MethodPost, addr, "/v1/reseed", ReseedRequest{Donor: donor}, nil)
+}
+
+// ReseedFromBackup asks the agent at addr to re-seed its server from the newest backup; it
+// returns once the agent has started.
+func (c Client) ReseedFromBackup(ctx context.Context, addr string) error {
+	return c.call(ctx, http.MethodPost, addr, "/v1/reseed", ReseedRequest{FromBackup: true}, nil)
 }
 
 // BackupStream opens the donor agent's backup stream (MariaDB: mariadb-backup in mbstream

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/shoal-db/shoal/agent/ha"
 )
 
 func TestBackupConfig(t *testing.T) {
@@ -42,6 +44,9 @@ func TestBackupConfig(t *testing.T) {
 		{"relative dirs", func(t *testing.T, b *Backup) { b.TmpDir, b.CloneDir, b.CloneDirLocal = "tmp", "clone", "x" },
 			[]string{"backup.tmp_dir", "backup.clone_dir:", "backup.clone_dir_local: want an absolute"}},
 		{"local clone dir alone", func(t *testing.T, b *Backup) { b.CloneDirLocal = "/x" }, []string{"set backup.clone_dir too"}},
+		{"relative verify dirs", func(t *testing.T, b *Backup) { b.VerifyDir, b.VerifyDirServer = "v", "w" },
+			[]string{"backup.verify_dir: want an absolute", "backup.verify_dir_server: want an absolute"}},
+		{"unknown reseed from backup", func(t *testing.T, b *Backup) { b.ReseedFromBackup = "sometimes" }, []string{"backup.reseed_from_backup: want never, no_donor or always"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validConfig(t)
@@ -83,5 +88,24 @@ func TestBackupSecrets(t *testing.T) {
 	s, err := c.Secrets()
 	if err != nil || s.S3AccessKeyID != "AKIA" || s.S3SecretAccessKey != "s3cr3t" || s.S3SessionToken != "" {
 		t.Errorf("Secrets() = %+v, %v", s, err)
+	}
+}
+
+// Re-seeds from a backup need a store; backup.reseed_from_backup says when.
+func TestBackupReseedPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		bucket, value string
+		want          ha.BackupReseed
+	}{
+		{"", "always", ha.BackupReseedNever},
+		{"b", "never", ha.BackupReseedNever},
+		{"b", "no_donor", ha.BackupReseedNoDonor},
+		{"b", "always", ha.BackupReseedAlways},
+	} {
+		c := Default()
+		c.Backup.S3.Bucket, c.Backup.ReseedFromBackup = tc.bucket, tc.value
+		if got := c.Policy().ReseedFromBackup; got != tc.want {
+			t.Errorf("bucket %q, backup.reseed_from_backup %s: %v, want %v", tc.bucket, tc.value, got, tc.want)
+		}
 	}
 }

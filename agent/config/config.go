@@ -91,6 +91,12 @@ type Backup struct {
 	Schedule            string
 	KeepCount           int
 	KeepAge, JobTimeout time.Duration
+
+	// Restore tests of backups (backup.Verifier) and re-seeds from backups.
+	VerifyCommand              []string
+	VerifyDir, VerifyDirServer string
+	VerifyAfterBackup          bool
+	ReseedFromBackup           string
 }
 
 // ErrHelp is returned by Load when the arguments ask for help.
@@ -138,6 +144,8 @@ func Default() Config {
 	c.Backup.ObjectSizeMiB = 8192
 	c.Backup.Compression = "fastest"
 	c.Backup.TmpDir = os.TempDir()
+	c.Backup.VerifyDir = os.TempDir()
+	c.Backup.ReseedFromBackup = "no_donor"
 	return c
 }
 
@@ -152,7 +160,22 @@ func (c Config) Policy() ha.Policy {
 		FailoverCooldown: c.HA.FailoverCooldown, CommitStallTimeout: c.HA.CommitStallTimeout, CommitProbeInterval: c.HA.CommitProbeInterval,
 		SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "", LeaderOffPrimary: c.HA.LeaderOffPrimary,
 		RebuildErrant: c.HA.RebuildErrant, RebuildMaxDonorLag: c.HA.RebuildMaxDonorLag,
-		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Membership.RemoveAfter}
+		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Membership.RemoveAfter,
+		ReseedFromBackup: c.backupReseed()}
+}
+
+// backupReseed is backup.reseed_from_backup for the leader: never without a store.
+func (c Config) backupReseed() ha.BackupReseed {
+	if c.Backup.S3.Bucket == "" {
+		return ha.BackupReseedNever
+	}
+	switch c.Backup.ReseedFromBackup {
+	case "no_donor":
+		return ha.BackupReseedNoDonor
+	case "always":
+		return ha.BackupReseedAlways
+	}
+	return ha.BackupReseedNever
 }
 
 // BackupPolicy is the backup schedule and retention the config describes. An upload without a

@@ -107,6 +107,12 @@ var keys = []key{
 	{"backup.tmp_dir", "scratch files of mariadb-backup", func(c *Config) any { return &c.Backup.TmpDir }},
 	{"backup.clone_dir", "MySQL: a directory mysqld can write where it clones before the copy is streamed; needs room for a full copy of the data; required for MySQL backups", func(c *Config) any { return &c.Backup.CloneDir }},
 	{"backup.clone_dir_local", "MySQL: backup.clone_dir as the agent sees it when mysqld runs in another mount namespace (a container, a chroot); default: backup.clone_dir", func(c *Config) any { return &c.Backup.CloneDirLocal }},
+	// Restore tests and re-seeds from backups.
+	{"backup.verify_command", "command (a list: program and arguments) that runs the server program for `shoal backup verify`'s throwaway server, which gets its options appended, e.g. /usr/sbin/mariadbd; default: mariadbd or mysqld from PATH", func(c *Config) any { return &c.Backup.VerifyCommand }},
+	{"backup.verify_dir", "where `shoal backup verify` restores a backup for its throwaway server (removed after); needs room for one restored copy", func(c *Config) any { return &c.Backup.VerifyDir }},
+	{"backup.verify_dir_server", "backup.verify_dir as the server program sees it when it runs in another mount namespace (a chroot); default: backup.verify_dir", func(c *Config) any { return &c.Backup.VerifyDirServer }},
+	{"backup.verify_after_backup", "the member that took a scheduled backup then restore-tests it as `shoal backup verify` does, within backup.job_timeout; the outcome is recorded beside the backup, and a failed test fails no job", func(c *Config) any { return &c.Backup.VerifyAfterBackup }},
+	{"backup.reseed_from_backup", "when the leader re-seeds a member holding no transactions from the newest (verified first) backup instead of a donor: never, no_donor (when no member may donate) or always; needs backup.s3.bucket", func(c *Config) any { return &c.Backup.ReseedFromBackup }},
 
 	// Kubernetes (agent/kube).
 	{"kubernetes.enabled", "publish to the Kubernetes API: the leader writes the EndpointSlices of the primary and replicas Services, role labels on the pods, and Events", func(c *Config) any { return &c.Kubernetes.Enabled }},

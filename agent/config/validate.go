@@ -363,5 +363,15 @@ func (b Backup) problems() []error {
 	if b.CloneDirLocal != "" && b.CloneDir == "" {
 		bad("backup.clone_dir_local: set backup.clone_dir too")
 	}
+	for _, d := range []struct{ name, dir string }{{"backup.verify_dir", b.VerifyDir}, {"backup.verify_dir_server", b.VerifyDirServer}} {
+		if d.dir != "" && !filepath.IsAbs(d.dir) {
+			bad("%s: want an absolute path, got %q", d.name, d.dir)
+		}
+	}
+	switch b.ReseedFromBackup {
+	case "never", "no_donor", "always":
+	default:
+		bad("backup.reseed_from_backup: want never, no_donor or always, got %q", b.ReseedFromBackup)
+	}
 	return errs
 }

@@ -93,9 +93,11 @@ type Decision struct {
 	Memory Memory
 }
 
-// Reseed names the member to re-seed and the member it copies.
+// Reseed names the member to re-seed and the member it copies, or says it restores the newest
+// backup instead (Donor is then empty).
 type Reseed struct {
 	Member, Donor string
+	FromBackup    bool
 }
 
 // Reason is the decision in one line for logs and status.

@@ -1488,6 +1488,51 @@ func decideCases(p Policy) []decideCase {
 			},
 			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
 		},
+		{
+			name:   "with backup.reseed_from_backup no_donor, a member no one may donate to restores the newest backup",
+			policy: func(p *Policy) { p.ReseedFromBackup = BackupReseedNoDonor },
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = emptyServer()
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+			},
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", FromBackup: true}, ClusterReason: why(CodeReseedBackup,
+				"re-seeding db-2 from the newest backup: "+emptyWhy+", and no member may donate: db-1: errant GTIDs")},
+			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name:   "with backup.reseed_from_backup no_donor, a donor still comes first",
+			policy: func(p *Policy) { p.ReseedFromBackup = BackupReseedNoDonor },
+			setup:  func(o *Observation) { o.Servers["db-2"] = emptyServer() },
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", Donor: "db-1"},
+				ClusterReason: why(CodeReseedBlank, "re-seeding db-2 from db-1: "+emptyWhy)},
+			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name:   "with backup.reseed_from_backup always, no member donates",
+			policy: func(p *Policy) { p.ReseedFromBackup = BackupReseedAlways },
+			setup:  func(o *Observation) { o.Servers["db-2"] = emptyServer() },
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-2", FromBackup: true}, ClusterReason: why(CodeReseedBackup,
+				"re-seeding db-2 from the newest backup (backup.reseed_from_backup is always): "+emptyWhy)},
+			memory: mem(Memory{ReseedAt: t0}),
+		},
+		{
+			name:   "a restore from a backup is not asked for again right away either",
+			policy: func(p *Policy) { p.ReseedFromBackup = BackupReseedAlways },
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = emptyServer()
+				o.Memory.ReseedAt = t0.Add(-reseedRetry + time.Millisecond)
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
+		{
+			name:   "a backup restores only a member whose agent is alive",
+			policy: func(p *Policy) { p.ReseedFromBackup = BackupReseedAlways },
+			setup: func(o *Observation) {
+				o.Servers["db-2"] = emptyServer()
+				setPeer(o, "db-2", func(p *Peer) { p.State = PeerDead })
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: db0Healthy},
+		},
 	}
 }
 

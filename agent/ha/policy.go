@@ -50,6 +50,9 @@ type Policy struct {
 	RebuildErrant bool
 	// RebuildMaxDonorLag is the most replication lag a donor may have (ha.rebuild_max_donor_lag).
 	RebuildMaxDonorLag time.Duration
+	// ReseedFromBackup says when a member is re-seeded from the newest backup instead of a donor
+	// (backup.reseed_from_backup; BackupReseedNever without a backup store).
+	ReseedFromBackup BackupReseed
 	// KillFrozenPrimary lets the agent SIGKILL its own mysqld when it stopped answering while
 	// writable and the primary lease ran out (set when mysql.pid_file names its process).
 	KillFrozenPrimary bool

@@ -82,6 +82,8 @@ const (
 	CodeReseedBlank   Code = "reseed_blank"
 	CodeReseedErrant  Code = "reseed_errant"
 	CodeReseedNoDonor Code = "reseed_no_donor"
+	// CodeReseedBackup: re-seeding a member from the newest backup (backup.reseed_from_backup).
+	CodeReseedBackup Code = "reseed_backup"
 )
 
 // Reason is why a decision was taken: a stable code and one sentence for people.

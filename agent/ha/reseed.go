@@ -46,16 +46,39 @@ func decideReseed(obs Observation, p Policy, d *Decision) {
 			continue
 		}
 		donor, unfit := pickDonor(obs, p, id)
-		if donor == "" {
+		switch {
+		case p.ReseedFromBackup == BackupReseedAlways:
+			d.Reseed = &Reseed{Member: id, FromBackup: true}
+			d.ClusterReason = because(CodeReseedBackup, "re-seeding %s from the newest backup (backup.reseed_from_backup is always): %s", id, why)
+		case donor == "" && p.ReseedFromBackup == BackupReseedNoDonor:
+			d.Reseed = &Reseed{Member: id, FromBackup: true}
+			d.ClusterReason = because(CodeReseedBackup, "re-seeding %s from the newest backup: %s, and no member may donate: %s", id, why, strings.Join(unfit, ", "))
+		case donor == "":
 			d.ClusterReason = because(CodeReseedNoDonor, "%s needs a re-seed (%s) but no member may donate: %s", id, why, strings.Join(unfit, ", "))
 			return
+		default:
+			d.Reseed = &Reseed{Member: id, Donor: donor}
+			d.ClusterReason = because(code, "re-seeding %s from %s: %s", id, donor, why)
 		}
-		d.Reseed = &Reseed{Member: id, Donor: donor}
 		d.Memory.ReseedAt = obs.Now
-		d.ClusterReason = because(code, "re-seeding %s from %s: %s", id, donor, why)
 		return
 	}
 }
+
+// BackupReseed says when the leader re-seeds a member from the newest backup rather than from a
+// donor (backup.reseed_from_backup). A backup costs no member any load but is older than a
+// donor's copy, so the member has more to replicate afterwards.
+type BackupReseed int
+
+const (
+	// BackupReseedNever: only donors; also what an agent without a backup store uses.
+	BackupReseedNever BackupReseed = iota
+	// BackupReseedNoDonor: from a backup when no member may donate (a cluster whose replicas all
+	// need a copy, a member whose only peer is unfit).
+	BackupReseedNoDonor
+	// BackupReseedAlways: from a backup even when a member could donate.
+	BackupReseedAlways
+)
 
 // pickDonor chooses whom member copies: the replica of the primary with the lowest lag among
 // those the leader reaches whose agent is alive, that are neither errant, empty, being re-seeded

@@ -21,6 +21,7 @@ import (
 	"github.com/shoal-db/shoal/agent/config"
 	"github.com/shoal-db/shoal/agent/gossip"
 	"github.com/shoal-db/shoal/agent/health"
+	"github.com/shoal-db/shoal/backup"
 	"github.com/shoal-db/shoal/consensus"
 	"github.com/shoal-db/shoal/consensus/peertls"
 	"github.com/shoal-db/shoal/dns"
@@ -129,7 +130,15 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	if len(cfg.MySQL.StartCommand) > 0 {
 		service = reseed.Commands{StopArgv: cfg.MySQL.StopCommand, StartArgv: cfg.MySQL.StartCommand}
 	}
-	backups, err := scheduledBackups(cfg, secrets, reg, log.With("component", "backup"), adminapi.NewClient("", leaseTLS(raftTLS), 30*time.Second))
+	var backupMetrics *backup.Metrics // one set on the registry: backups, restore tests and restores
+	if cfg.Backup.S3.Bucket != "" {
+		backupMetrics = backup.NewMetrics(reg)
+	}
+	backups, err := scheduledBackups(cfg, secrets, backupMetrics, log.With("component", "backup"), adminapi.NewClient("", leaseTLS(raftTLS), 30*time.Second))
+	if err != nil {
+		return err
+	}
+	restorer, err := reseedRestorer(cfg, secrets, backupMetrics, log.With("component", "restore"))
 	if err != nil {
 		return err
 	}
@@ -154,6 +163,8 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 			// No timeout: a backup stream lasts as long as the copy.
 			Client: adminapi.NewClient("", leaseTLS(raftTLS), 0),
 		},
+		// A re-seed from the store (backup.reseed_from_backup).
+		BackupRestorer: restorer,
 	})
 	if err != nil {
 		return err

@@ -26,7 +26,7 @@ func backupCommands() []command {
 	return []command{
 		{"now", "take a backup of the local member now: now [--config FILE] [--KEY VALUE ...]", backupNow},
 		{"list", "list the cluster's backups, valid and incomplete: list [-o table|json] [--config FILE] ...", backupList},
-		{"verify", "check every object of a backup against its manifest's sha256: verify ID [--config FILE] ...", backupVerify},
+		{"verify", "restore a backup into a scratch dir, start a throwaway server on it and check it reaches the manifest's GTID position, recording the outcome beside the backup (--checksums-only: only check every object's sha256): verify ID [--checksums-only] [--config FILE] ...", backupVerify},
 		{"delete", "delete a backup, manifest first: delete ID [--config FILE] ...", backupDelete},
 	}
 }
@@ -196,7 +196,7 @@ func backupList(ctx context.Context, args []string, stdout io.Writer) error {
 // writeBackupTable lists backups oldest first, one line each.
 func writeBackupTable(w io.Writer, entries []backup.Entry) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tMEMBER\tSTARTED\tSIZE\tGTID\tSTATUS")
+	fmt.Fprintln(tw, "ID\tMEMBER\tSTARTED\tSIZE\tGTID\tVERIFIED\tSTATUS")
 	for _, e := range entries {
 		member, started, gtids := "-", "-", "-"
 		size := humanBytes(e.StoredBytes)
@@ -211,9 +211,22 @@ func writeBackupTable(w io.Writer, entries []backup.Entry) error {
 		case !e.Valid:
 			status = "invalid: " + e.Problem
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, member, started, size, gtids, status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, member, started, size, gtids, verified(e.Verification), status)
 	}
 	return tw.Flush()
+}
+
+// verified is the outcome of a backup's last restore test, in a table.
+func verified(v *backup.Verification) string {
+	switch {
+	case v == nil:
+		return "-"
+	case v.OK:
+		return "ok " + v.Time.UTC().Format(time.RFC3339)
+	case v.Time.IsZero():
+		return "unreadable"
+	}
+	return "FAILED " + v.Time.UTC().Format(time.RFC3339)
 }
 
 func humanBytes(n int64) string {
@@ -230,16 +243,31 @@ func humanBytes(n int64) string {
 }
 
 func backupVerify(ctx context.Context, args []string, stdout io.Writer) error {
-	a, cat, err := parseCatalogArgs(args, 1, nil)
+	a, cat, err := parseCatalogArgs(args, 1, map[string]bool{"checksums-only": false})
 	if err != nil {
 		return err
 	}
-	m, err := cat.Verify(ctx, a.positional[0])
+	if a.own["checksums-only"] == "true" {
+		m, err := cat.Verify(ctx, a.positional[0])
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "backup %s: %d object(s), %s, every sha256 matches the manifest\n", m.ID, len(m.Objects), humanBytes(m.CompressedBytes))
+		return err
+	}
+	res, err := backupVerifier(a.cfg, cat, backup.NewMetrics(prometheus.NewRegistry()), a.logger()).Verify(ctx, a.positional[0])
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(stdout, "backup %s: %d object(s), %s, every sha256 matches the manifest\n", m.ID, len(m.Objects), humanBytes(m.CompressedBytes))
+	_, err = fmt.Fprintf(stdout, "backup %s verified in %s: %s\n", a.positional[0], time.Duration(res.Duration*float64(time.Second)).Round(time.Second), res.Reason)
 	return err
+}
+
+// backupVerifier tests backups by restoring them as the configuration says.
+func backupVerifier(cfg config.Config, cat backup.Catalog, metrics *backup.Metrics, log *slog.Logger) *backup.Verifier {
+	return &backup.Verifier{Restorer: &backup.Restorer{Catalog: cat, Metrics: metrics, Log: log},
+		Server: backup.ScratchServer{Command: cfg.Backup.VerifyCommand},
+		Dir:    cfg.Backup.VerifyDir, ServerDir: cfg.Backup.VerifyDirServer, Member: cfg.Node.ID, Log: log}
 }
 
 func backupDelete(ctx context.Context, args []string, stdout io.Writer) error {

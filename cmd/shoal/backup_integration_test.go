@@ -32,7 +32,7 @@ func TestBackupCommands(t *testing.T) {
 		"--backup.s3.endpoint", m.Endpoint, "--backup.s3.bucket", "backups", "--backup.s3.tls=false",
 		"--backup.s3.access_key_id_file", secret("id", miniotest.AccessKey),
 		"--backup.s3.secret_access_key_file", secret("key", miniotest.SecretKey),
-		"--backup.tmp_dir", t.TempDir()}
+		"--backup.tmp_dir", t.TempDir(), "--backup.verify_command", "/usr/sbin/mariadbd", "--backup.verify_dir", t.TempDir()}
 	shoal := func(args ...string) string {
 		t.Helper()
 		var out bytes.Buffer
@@ -49,8 +49,17 @@ func TestBackupCommands(t *testing.T) {
 	if list := shoal("backup", "list"); !regexp.MustCompile(id[1] + `\s+db1\s.*\svalid\n`).MatchString(list) {
 		t.Errorf("backup list:\n%s", list)
 	}
-	if out := shoal("backup", "verify", id[1]); !strings.Contains(out, "every sha256 matches") {
+	if out := shoal("backup", "verify", id[1], "--checksums-only"); !strings.Contains(out, "every sha256 matches") {
+		t.Errorf("backup verify --checksums-only: %s", out)
+	}
+	if list := shoal("backup", "list"); !regexp.MustCompile(id[1] + `\s+db1\s.*\s-\s+valid\n`).MatchString(list) {
+		t.Errorf("backup list before a restore test:\n%s", list)
+	}
+	if out := shoal("backup", "verify", id[1]); !strings.Contains(out, "at the manifest's position") {
 		t.Errorf("backup verify: %s", out)
+	}
+	if list := shoal("backup", "list"); !regexp.MustCompile(id[1] + `\s+db1\s.*\sok \S+\s+valid\n`).MatchString(list) {
+		t.Errorf("backup list after a restore test:\n%s", list)
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
 	if out := shoal("restore", "--latest", "--datadir", dataDir); !strings.Contains(out, "restored backup "+id[1]) {

@@ -44,17 +44,17 @@ func TestBackupTable(t *testing.T) {
 	m := &backup.Manifest{ID: "20261130T150000Z-db1", Member: "db1", StartTime: start, GTIDExecuted: "0-1-42", CompressedBytes: 3 << 20}
 	var out bytes.Buffer
 	err := writeBackupTable(&out, []backup.Entry{
-		{ID: m.ID, Manifest: m, Valid: true, StoredBytes: 3 << 20},
+		{ID: m.ID, Manifest: m, Valid: true, StoredBytes: 3 << 20, Verification: &backup.Verification{OK: true, Time: start.Add(time.Hour)}},
 		{ID: "20261130T160000Z-db2", Incomplete: true, Problem: "incomplete: no manifest", StoredBytes: 1500},
-		{ID: "20261130T170000Z-db1", Manifest: m, Problem: "object data-000001.zst: missing"},
+		{ID: "20261130T170000Z-db1", Manifest: m, Problem: "object data-000001.zst: missing", Verification: &backup.Verification{Time: start.Add(2 * time.Hour)}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `ID                    MEMBER  STARTED               SIZE     GTID    STATUS
-20261130T150000Z-db1  db1     2026-11-30T15:00:00Z  3.0 MiB  0-1-42  valid
-20261130T160000Z-db2  -       -                     1.5 KiB  -       incomplete
-20261130T170000Z-db1  db1     2026-11-30T15:00:00Z  3.0 MiB  0-1-42  invalid: object data-000001.zst: missing
+	want := `ID                    MEMBER  STARTED               SIZE     GTID    VERIFIED                     STATUS
+20261130T150000Z-db1  db1     2026-11-30T15:00:00Z  3.0 MiB  0-1-42  ok 2026-11-30T16:00:00Z      valid
+20261130T160000Z-db2  -       -                     1.5 KiB  -       -                            incomplete
+20261130T170000Z-db1  db1     2026-11-30T15:00:00Z  3.0 MiB  0-1-42  FAILED 2026-11-30T17:00:00Z  invalid: object data-000001.zst: missing
 `
 	if out.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", out.String(), want)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/shoal-db/shoal/agent"
 	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/agent/config"
@@ -15,7 +13,7 @@ import (
 
 // scheduledBackups turns on the leader-owned backup schedule and retention against the
 // configured store, or returns nil while backups are off (no backup.s3.bucket).
-func scheduledBackups(cfg config.Config, secrets config.Secrets, reg prometheus.Registerer, log *slog.Logger, reporter adminapi.Client) (*agent.BackupOptions, error) {
+func scheduledBackups(cfg config.Config, secrets config.Secrets, metrics *backup.Metrics, log *slog.Logger, reporter adminapi.Client) (*agent.BackupOptions, error) {
 	if cfg.Backup.S3.Bucket == "" {
 		return nil, nil
 	}
@@ -27,21 +25,37 @@ func scheduledBackups(cfg config.Config, secrets config.Secrets, reg prometheus.
 	if err != nil {
 		return nil, err
 	}
-	taker, err := backupTaker(cfg, secrets, store, backup.NewMetrics(reg), log)
+	taker, err := backupTaker(cfg, secrets, store, metrics, log)
 	if err != nil {
 		return nil, err
 	}
-	return &agent.BackupOptions{Runner: backupRunner{taker}, Catalog: backupCatalog{backup.Catalog{Store: store, Cluster: cfg.Cluster}},
+	catalog := backup.Catalog{Store: store, Cluster: cfg.Cluster}
+	runner := backupRunner{taker: taker}
+	if cfg.Backup.VerifyAfterBackup {
+		runner.verifier = backupVerifier(cfg, catalog, metrics, log)
+	}
+	return &agent.BackupOptions{Runner: runner, Catalog: backupCatalog{catalog},
 		Reporter: reporter, Policy: policy, Retention: retention}, nil
 }
 
-// backupRunner takes a scheduled job's backup of the local member.
-type backupRunner struct{ taker *backup.Taker }
+// backupRunner takes a scheduled job's backup of the local member, and restore-tests it when
+// verifier is set.
+type backupRunner struct {
+	taker    *backup.Taker
+	verifier *backup.Verifier
+}
 
 func (r backupRunner) RunBackup(ctx context.Context, jobID string) (schedule.Backup, error) {
 	m, err := r.taker.TakeForJob(ctx, jobID)
 	if err != nil {
 		return schedule.Backup{}, err
+	}
+	if r.verifier != nil {
+		// The backup is valid whatever the test finds: the outcome, recorded beside it, steers
+		// restores, and the job stays done.
+		if _, err := r.verifier.Verify(ctx, m.ID); err != nil {
+			r.taker.Log.Error("restore test of a scheduled backup failed", "backup", m.ID, "err", err)
+		}
 	}
 	return asScheduled(backup.Entry{ID: m.ID, Started: m.StartTime, Manifest: m, Valid: true}), nil
 }

@@ -21,56 +21,9 @@ import (
 // job (issue 15).
 func TestScheduledBackup(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
-		s3 := miniotest.Start(t)
-		bucket := s3.Bucket(t, "backups")
-		keys := t.TempDir()
-		for name, v := range map[string]string{"ak": miniotest.AccessKey, "sk": miniotest.SecretKey} {
-			if err := os.WriteFile(filepath.Join(keys, name), []byte(v), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-		args := []string{"--backup.s3.endpoint", s3.Endpoint, "--backup.s3.bucket", bucket, "--backup.s3.tls", "false",
-			"--backup.s3.access_key_id_file", filepath.Join(keys, "ak"), "--backup.s3.secret_access_key_file", filepath.Join(keys, "sk"),
-			"--backup.schedule", "* * * * *", "--backup.tmp_dir", t.TempDir()}
-		if flavor == gtid.MySQL {
-			// mysqld writes its clone under its chroot; every member's agent reads it there.
-			local, err := os.MkdirTemp(filepath.Join(harness.MySQLRoot(), "srv", "shoal"), "clones-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(local) })
-			if err := os.Chmod(local, 0o777); err != nil {
-				t.Fatal(err)
-			}
-			args = append(args, "--backup.clone_dir", strings.TrimPrefix(local, harness.MySQLRoot()), "--backup.clone_dir_local", local)
-		}
-		c, p, w, m := StartLoaded(t, shoalBinary, flavor, args...)
-		store, err := s3store.New(s3store.Config{Endpoint: s3.Endpoint, Bucket: bucket, Insecure: true,
-			Credentials: "static", AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey})
-		if err != nil {
-			t.Fatal(err)
-		}
-		catalog := backup.Catalog{Store: store, Cluster: ClusterName}
-		// A slot each minute: the first comes within a minute, its backup a little later.
-		var taken *backup.Manifest
-		deadline := time.Now().Add(4 * time.Minute)
-		for taken == nil {
-			if time.Now().After(deadline) {
-				t.Fatal("no valid backup within 4 minutes of a schedule with a slot each minute")
-			}
-			time.Sleep(2 * time.Second)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			entries, err := catalog.List(ctx)
-			cancel()
-			if err != nil {
-				t.Fatalf("list backups: %v", err)
-			}
-			for _, e := range entries {
-				if e.Valid {
-					taken = e.Manifest
-				}
-			}
-		}
+		args, catalog := backupStore(t, flavor)
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor, append(args, "--backup.schedule", "* * * * *")...)
+		taken := waitBackup(t, catalog, time.Time{})
 		if taken.Member == c.Name(p) {
 			t.Errorf("backup %s taken on the primary %s, with replicas serving", taken.ID, taken.Member)
 		}
@@ -87,4 +40,67 @@ func TestScheduledBackup(t *testing.T) {
 		acked := w.Stop()
 		c.Verify(acked, m.Stop())
 	})
+}
+
+// backupStore starts a real MinIO with a bucket for a cluster's backups and returns the agent
+// flags that reach it, and its catalog as the test reads it.
+func backupStore(t *testing.T, flavor gtid.Flavor) ([]string, backup.Catalog) {
+	t.Helper()
+	s3 := miniotest.Start(t)
+	bucket := s3.Bucket(t, "backups")
+	keys := t.TempDir()
+	for name, v := range map[string]string{"ak": miniotest.AccessKey, "sk": miniotest.SecretKey} {
+		if err := os.WriteFile(filepath.Join(keys, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"--backup.s3.endpoint", s3.Endpoint, "--backup.s3.bucket", bucket, "--backup.s3.tls", "false",
+		"--backup.s3.access_key_id_file", filepath.Join(keys, "ak"), "--backup.s3.secret_access_key_file", filepath.Join(keys, "sk"),
+		"--backup.tmp_dir", t.TempDir()}
+	if flavor == gtid.MySQL {
+		// mysqld writes its clone under its chroot; every member's agent reads it there.
+		local, err := os.MkdirTemp(filepath.Join(harness.MySQLRoot(), "srv", "shoal"), "clones-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(local) })
+		if err := os.Chmod(local, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--backup.clone_dir", strings.TrimPrefix(local, harness.MySQLRoot()), "--backup.clone_dir_local", local)
+	}
+	store, err := s3store.New(s3store.Config{Endpoint: s3.Endpoint, Bucket: bucket, Insecure: true,
+		Credentials: "static", AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return args, backup.Catalog{Store: store, Cluster: ClusterName}
+}
+
+// waitBackup waits for a valid backup started after since and returns the newest, with a slot each minute: the first
+// comes within a minute, its backup a little later.
+func waitBackup(t *testing.T, catalog backup.Catalog, since time.Time) *backup.Manifest {
+	t.Helper()
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("no valid backup started after %s within 4 minutes of a schedule with a slot each minute", since.Format(time.RFC3339))
+		}
+		time.Sleep(2 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		entries, err := catalog.List(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("list backups: %v", err)
+		}
+		var newest *backup.Manifest
+		for _, e := range entries {
+			if e.Valid && e.Manifest.StartTime.After(since) {
+				newest = e.Manifest
+			}
+		}
+		if newest != nil {
+			return newest
+		}
+	}
 }

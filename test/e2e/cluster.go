@@ -221,6 +221,8 @@ func (c *Cluster) StartAgent(i int) {
 	args := []string{"agent", "--cluster", ClusterName, "--node.id", s.Config.Name, "--node.data_dir", filepath.Join(c.dir, s.Config.Name),
 		"--mysql.addr", s.Socket(), "--mysql.advertise_addr", s.Addr(), "--mysql.password_file", filepath.Join(c.dir, "root.pw"),
 		"--mysql.repl_password_file", filepath.Join(c.dir, "repl.pw"), "--mysql.pid_file", filepath.Join(s.Dir(), "mysqld.pid"),
+		// As the agent sees it: a MySQL server in its chroot reports its own view.
+		"--mysql.data_dir", filepath.Join(s.Dir(), "data"),
 		"--gossip.bind", net.JoinHostPort(h, strconv.Itoa(gossipPort)), "--gossip.seeds", seeds,
 		"--gossip.key_files", filepath.Join(c.dir, "gossip.key"),
 		"--raft.bind", net.JoinHostPort(h, strconv.Itoa(raftPort)),

@@ -23,14 +23,21 @@ func reseeded(t *testing.T, breakReplica func(t *testing.T, c *Cluster, primary,
 		breakReplica(t, c, p, r)
 		c.waitReseeded(r, begin)
 		t.Logf("%s: %s re-seeded and replicating %s after the fault", flavor, c.Name(r), time.Since(begin).Round(time.Millisecond))
-		w.WaitAcked(t, w.Acked()+20)
-		acked := w.Stop()
-		out := c.Verify(acked, m.Stop())
-		if len(out.Errant) > 0 {
-			t.Errorf("errant members after the re-seed: %v", out.Errant)
-		}
-		t.Logf("%s: %d acknowledged writes, all present; %s", flavor, len(acked), out)
+		keptEveryWrite(t, c, w, m)
 	})
+}
+
+// keptEveryWrite checks, after a re-seed, that the writer goes on and every member holds every
+// acknowledged write, none errant (Verify); it stops the writer and the monitor.
+func keptEveryWrite(t *testing.T, c *Cluster, w *Writer, m *Monitor) {
+	t.Helper()
+	w.WaitAcked(t, w.Acked()+20)
+	acked := w.Stop()
+	out := c.Verify(acked, m.Stop())
+	if len(out.Errant) > 0 {
+		t.Errorf("errant members after the re-seed: %v", out.Errant)
+	}
+	t.Logf("%s: %d acknowledged writes, all present; %s", c.Flavor, len(acked), out)
 }
 
 // A replica whose data dir is emptied (a replaced disk, a new pod: it restarts initialized but
