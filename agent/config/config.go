@@ -70,6 +70,12 @@ type Config struct {
 		Enabled                                                      bool
 		Namespace, Release, PrimaryService, ReplicasService, PodName string
 		Kubeconfig                                                   string
+		// Heal is the leader's replacement of failed members' pods (ha.Heal).
+		Heal struct {
+			Enabled            bool
+			Grace, MinInterval time.Duration
+		}
+		DeleteVolume, ForceDeleteTerminating bool
 	}
 }
 
@@ -138,6 +144,10 @@ func Default() Config {
 	c.Backup.ObjectSizeMiB = 8192
 	c.Backup.Compression = "fastest"
 	c.Backup.TmpDir = os.TempDir()
+	// A member's pod goes only after minutes: a restart, a re-seed or a node back from a reboot
+	// all take less, and a deletion costs a full copy of its data.
+	c.Kubernetes.Heal.Grace = 5 * time.Minute
+	c.Kubernetes.Heal.MinInterval = 5 * time.Minute
 	return c
 }
 
@@ -153,6 +163,13 @@ func (c Config) Policy() ha.Policy {
 		SemiSyncAcks: acks, KillFrozenPrimary: c.MySQL.PIDFile != "", LeaderOffPrimary: c.HA.LeaderOffPrimary,
 		RebuildErrant: c.HA.RebuildErrant, RebuildMaxDonorLag: c.HA.RebuildMaxDonorLag,
 		BootstrapExpect: c.Raft.BootstrapExpect, RemoveAfter: c.Membership.RemoveAfter}
+}
+
+// HealPolicy is the pod healing the config allows (kubernetes.heal.*).
+func (c Config) HealPolicy() ha.HealPolicy {
+	return ha.HealPolicy{Grace: c.Kubernetes.Heal.Grace, MinInterval: c.Kubernetes.Heal.MinInterval,
+		DeleteVolume: c.Kubernetes.DeleteVolume, ForceDeleteTerminating: c.Kubernetes.ForceDeleteTerminating,
+		RebuildErrant: c.HA.RebuildErrant, LeaseBound: c.HA.Lease + c.HA.MaxClockDrift}
 }
 
 // BackupPolicy is the backup schedule and retention the config describes. An upload without a
