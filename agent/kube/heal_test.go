@@ -1,13 +1,10 @@
 package kube
 
 import (
-	"context"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -27,15 +24,7 @@ var healRules = append(slices.Clip(agentRules),
 
 // healerAt starts a publisher healing by policy, as user shoal-agent.
 func (c *cluster) healerAt(t *testing.T, policy ha.HealPolicy) *Publisher {
-	p, err := New(c.api.client(t, "shoal-agent", "", nil), Config{Target: target, Pod: "orders-1", Reporter: "orders-1",
-		Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Heal: &policy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	p.Start(ctx)
-	return p
+	return c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Heal: &policy}, "shoal-agent", nil)
 }
 
 // lostNodeView is the leader's view after orders-0's node was lost: orders-1 primary of epoch 6

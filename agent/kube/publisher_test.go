@@ -107,8 +107,13 @@ func (c *cluster) grant(t *testing.T, user string, rules []rbacv1.PolicyRule) {
 
 // publisher starts a publisher authenticated as user, its requests counted in count.
 func (c *cluster) publisher(t *testing.T, user string, count *atomic.Int64) *Publisher {
-	p, err := New(c.api.client(t, user, "", count), Config{Target: target, Pod: "orders-0", Reporter: "orders-0",
-		Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	return c.startPublisher(t, Config{Target: target, Pod: "orders-0", Reporter: "orders-0"}, user, count)
+}
+
+// startPublisher starts a publisher configured by cfg, with a log and registry of its own.
+func (c *cluster) startPublisher(t *testing.T, cfg Config, user string, count *atomic.Int64) *Publisher {
+	cfg.Log, cfg.Registry = slog.New(slog.DiscardHandler), prometheus.NewRegistry()
+	p, err := New(c.api.client(t, user, "", count), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
