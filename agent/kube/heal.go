@@ -67,6 +67,7 @@ func (p *Publisher) heal(ctx context.Context, v agent.ClusterView) error {
 	}
 	obs := healObservation(v, p.memberPods(v), h.nodeReady, h.memory)
 	d := ha.Heal(obs, h.policy)
+	prev := h.memory
 	h.memory = d.Memory
 	if d.Action == nil {
 		p.tellHeal(ctx, d, obs)
@@ -87,6 +88,14 @@ func (p *Publisher) heal(ctx context.Context, v agent.ClusterView) error {
 		result = "error"
 	}
 	h.actions.WithLabelValues(a.Kind(), result).Inc()
+	if result == "precondition_failed" || result == "gone" {
+		// Not this leader's deletion: the pod that comes is no replacement failing again.
+		if uid, ok := prev.Replaced[a.Member]; ok {
+			h.memory.Replaced[a.Member] = uid
+		} else {
+			delete(h.memory.Replaced, a.Member)
+		}
+	}
 	if err != nil {
 		d.Reason.Text += "; it failed: " + err.Error()
 	}
