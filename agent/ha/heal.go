@@ -13,6 +13,22 @@ import (
 // member is provably fenced. Heal is pure, like Decide; agent/kube gathers the observation and
 // carries out the one action.
 
+// Healing codes: what the leader decided about a failed member's pod (Heal, agent/kube); TestEveryHealCodeIsTested reads them here.
+const (
+	CodeHealDelete        Code = "heal_delete"         // a failed member's pod goes, its StatefulSet recreates it
+	CodeHealDeleteVolume  Code = "heal_delete_volume"  // its volume too: the data is unusable or on a lost node
+	CodeHealForceDelete   Code = "heal_force_delete"   // a fenced member's pod stuck Terminating on a NotReady node
+	CodeHealForceDisabled Code = "heal_force_disabled" // it would be force-deleted, but kubernetes.force_delete_terminating is off
+	CodeHealStuckUnfenced Code = "heal_stuck_unfenced" // stuck Terminating, but its member is not provably fenced yet
+	CodeHealVolumeKept    Code = "heal_volume_kept"    // only a new volume helps, and kubernetes.delete_volume is off
+	CodeHealPrimary       Code = "heal_primary"        // failed, but the writable primary: a failover must move it first
+	CodeHealInFlight      Code = "heal_in_flight"      // another member's pod is being replaced
+	CodeHealRateLimited   Code = "heal_rate_limited"   // the last deletion was less than kubernetes.heal.min_interval ago
+	CodeHealBelowMajority Code = "heal_below_majority" // fewer healthy members than a majority would be left
+	CodeHealNoMajority    Code = "heal_no_majority"    // this leader does not reach a majority: it may be the one cut off
+	CodeHealPaused        Code = "heal_paused"
+)
+
 // HealPolicy is what kubernetes.heal.*, kubernetes.delete_volume and
 // kubernetes.force_delete_terminating allow.
 type HealPolicy struct {

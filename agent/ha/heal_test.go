@@ -1,6 +1,7 @@
 package ha
 
 import (
+	_ "embed"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -53,15 +54,17 @@ func nodeLost(o *HealObservation, id string, epochAt time.Time) {
 	o.Servers["db-1"] = primaryServer(uuidA + ":1-100")
 }
 
-func TestHeal(t *testing.T) {
-	for _, tt := range []struct {
-		name   string
-		policy func(p *HealPolicy)
-		setup  func(o *HealObservation)
-		want   *HealAction
-		code   Code
-		reason string
-	}{
+type healCase struct {
+	name   string
+	policy func(p *HealPolicy)
+	setup  func(o *HealObservation)
+	want   *HealAction
+	code   Code
+	reason string
+}
+
+func healCases() []healCase {
+	return []healCase{
 		{name: "a healthy cluster: nothing", code: ""},
 		{name: "down past grace: the pod goes, with its UID as precondition",
 			setup: func(o *HealObservation) { down(o, "db-2", t0.Add(-time.Minute)) },
@@ -262,7 +265,11 @@ func TestHeal(t *testing.T) {
 				o.Record.Paused = true
 			},
 			code: CodeHealPaused},
-	} {
+	}
+}
+
+func TestHeal(t *testing.T) {
+	for _, tt := range healCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			o := healCluster(3)
 			p := healPolicy
@@ -283,6 +290,23 @@ func TestHeal(t *testing.T) {
 				t.Fatalf("a deletion must be remembered: %+v", d.Memory)
 			}
 		})
+	}
+}
+
+// healSource is heal.go, whose healing codes TestHeal must each expect.
+//
+//go:embed heal.go
+var healSource string
+
+func TestEveryHealCodeIsTested(t *testing.T) {
+	tested := map[Code]bool{}
+	for _, c := range healCases() {
+		tested[c.code] = true
+	}
+	for code, name := range declaredCodes(t, healSource) {
+		if !tested[code] {
+			t.Errorf("%s (%q) is the expected outcome of no TestHeal case", name, code)
+		}
 	}
 }
 
