@@ -162,6 +162,8 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 	for _, id := range r.MemberIDs() {
 		f, why := classify(obs, p, id)
 		if f == failNone {
+			// The pod that replaced a failed one works: a later failure is news, not the data's.
+			delete(d.Memory.Replaced, id)
 			if obs.Servers[id].Up && obs.Peers[id].Alive() {
 				healthy++
 			}

@@ -127,6 +127,14 @@ func healCases() []healCase {
 			},
 			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2", Claims: []string{"data-db-2"}}, code: CodeHealDeleteVolume,
 			reason: "a recreated pod failed the same way"},
+		{name: "a recreated pod that came up: its next failure is the pod's, not the data's",
+			policy: func(p *HealPolicy) { p.DeleteVolume = true },
+			setup: func(o *HealObservation) {
+				o.Memory.Replaced = map[string]string{"db-2": "uid-old"}
+				o.Memory = Heal(*o, healPolicy).Memory
+				down(o, "db-2", t0.Add(-time.Hour))
+			},
+			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2"}, code: CodeHealDelete},
 		{name: "a recreated pod failing again without delete_volume: kept",
 			setup: func(o *HealObservation) {
 				down(o, "db-2", t0.Add(-time.Hour))
@@ -318,7 +326,8 @@ func errant(o *HealObservation, id string) {
 }
 
 // Failure times are kept while a member stays failed, start at the first pass that sees it,
-// and go when it recovers or leaves the record.
+// and go when it recovers; a replacement is forgotten once its member works or leaves the
+// record. The input's memory is never changed.
 func TestHealMemory(t *testing.T) {
 	o := healCluster(3)
 	o.Servers["db-2"] = Server{Err: "refused"}
@@ -327,20 +336,17 @@ func TestHealMemory(t *testing.T) {
 	if got := d.Memory.FailingSince["db-2"]; !got.Equal(t0) {
 		t.Fatalf("db-2 failing since %v, want %v", got, t0)
 	}
-	if _, ok := d.Memory.Replaced["db-9"]; ok || d.Memory.Replaced["db-1"] != "uid-x" {
-		t.Fatalf("replaced = %v, want only db-1", d.Memory.Replaced)
+	if len(d.Memory.Replaced) != 0 || len(o.Memory.Replaced) != 2 {
+		t.Fatalf("replaced = %v (input %v), want none (input untouched)", d.Memory.Replaced, o.Memory.Replaced)
 	}
 	o.Now, o.Memory = t0.Add(time.Minute), d.Memory
-	if d = Heal(o, healPolicy); d.Action == nil || !d.Memory.FailingSince["db-2"].Equal(t0) {
-		t.Fatalf("a minute later: %+v, %s", d.Action, d.Reason)
+	if d = Heal(o, healPolicy); d.Action == nil || !d.Memory.FailingSince["db-2"].Equal(t0) || d.Memory.Replaced["db-2"] != "uid-db-2" {
+		t.Fatalf("a minute later: %+v, %s, %+v", d.Action, d.Reason, d.Memory)
 	}
 	o.Servers["db-2"] = replicaServer("10.0.0.1", uuidA+":1-100", uuidA+":1-100")
 	o.Memory = d.Memory
-	if d = Heal(o, healPolicy); len(d.Memory.FailingSince) != 0 {
-		t.Fatalf("recovered, still failing since %v", d.Memory.FailingSince)
-	}
-	if o.Memory.Replaced["db-9"] != "uid-y" && len(o.Memory.Replaced) != 2 {
-		t.Fatal("Heal changed its input's memory")
+	if d = Heal(o, healPolicy); len(d.Memory.FailingSince) != 0 || len(d.Memory.Replaced) != 0 {
+		t.Fatalf("recovered, still remembered: %+v", d.Memory)
 	}
 }
 
