@@ -92,10 +92,70 @@ func TestHealForceDeletionOff(t *testing.T) {
 		time.Since(begin).Round(time.Millisecond))
 }
 
-// losePrimaryNode installs the chart's MariaDB test values with healing on and the values in
-// set, waits for the cluster, and loses the primary's node. It returns the primary's pod as it
-// was, its node, and when the node was lost.
+// A replica's data dir made unusable (its system schema removed, mysqld killed): mysqld cannot
+// start again; the leader deletes the pod, the recreated pod fails the same way, so the leader
+// deletes it with its claim, and the member comes back on a new volume as a replica.
+func TestHealUnusableDataDir(t *testing.T) {
+	c := startForTestWith(t, Options{})
+	ctx := t.Context()
+	primary := installHealing(t, c, "heal.grace=45s,heal.deleteVolume=true")
+	victim := "shoal-1"
+	if primary.Name == victim {
+		victim = "shoal-2"
+	}
+	old, err := c.Client.CoreV1().Pods("default").Get(ctx, victim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldClaim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	if out, err := kubectl(t, c, "exec", victim, "-c", "mysqld", "--", "sh", "-c",
+		"rm -rf /data/mysql/mysql && kill -9 $(cat /run/mysqld/mysqld.pid)"); err != nil {
+		t.Fatalf("breaking %s's data dir: %v: %s", victim, err, out)
+	}
+	first := firstEvent(t, c, victim, "HealDelete")
+	if first.InvolvedObject.UID != old.UID {
+		t.Fatalf("the first deletion was of pod %s, want the broken %s", first.InvolvedObject.UID, old.UID)
+	}
+	t.Logf("%s's pod deleted %v after its data dir broke", victim, first.FirstTimestamp.Sub(begin).Round(time.Second))
+	second := firstEvent(t, c, victim, "HealDeleteVolume")
+	if second.InvolvedObject.UID == old.UID {
+		t.Fatal("the volume went with the first pod, not its failing successor")
+	}
+	t.Logf("its successor deleted with its volume %v after: %s", second.FirstTimestamp.Sub(begin).Round(time.Second), second.Message)
+	fresh := waitRecreatedReady(t, c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: victim, UID: second.InvolvedObject.UID}})
+	claim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim, metav1.GetOptions{})
+	if err != nil || claim.UID == oldClaim.UID {
+		t.Errorf("claim data-%s not replaced: %v", victim, err)
+	}
+	if role := waitRole(t, c, victim); role != "replica" {
+		t.Fatalf("%s rejoined as %q, want replica", victim, role)
+	}
+	t.Logf("%s back on a new volume on %s, Ready and replica after %v", victim, fresh.Spec.NodeName, time.Since(begin).Round(time.Millisecond))
+}
+
+// losePrimaryNode installs the chart with healing (installHealing) and loses the primary's
+// node. It returns the primary's pod as it was, its node, and when the node was lost.
 func losePrimaryNode(t *testing.T, c *Cluster, set string) (*corev1.Pod, *Node, time.Time) {
+	t.Helper()
+	old := installHealing(t, c, set)
+	i := slices.IndexFunc(c.Nodes(), func(n *Node) bool { return n.Name == old.Spec.NodeName })
+	if i < 0 {
+		t.Fatalf("primary %s on unknown node %q", old.Name, old.Spec.NodeName)
+	}
+	begin := time.Now()
+	if err := c.LoseNode(t.Context(), c.Nodes()[i]); err != nil {
+		t.Fatal(err)
+	}
+	return old, c.Nodes()[i], begin
+}
+
+// installHealing installs the chart's MariaDB test values with healing on and the values in
+// set, waits for the cluster, and returns the primary's pod.
+func installHealing(t *testing.T, c *Cluster, set string) *corev1.Pod {
 	t.Helper()
 	ctx := t.Context()
 	helm := exec.CommandContext(ctx, Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
@@ -106,19 +166,11 @@ func losePrimaryNode(t *testing.T, c *Cluster, set string) (*corev1.Pod, *Node, 
 	}
 	waitPodsReady(t, c, healSelector, 3)
 	first := waitPrimary(t, c, healSelector, "")
-	old, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
+	p, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := slices.IndexFunc(c.Nodes(), func(n *Node) bool { return n.Name == old.Spec.NodeName })
-	if i < 0 {
-		t.Fatalf("primary %s on unknown node %q", first, old.Spec.NodeName)
-	}
-	begin := time.Now()
-	if err := c.LoseNode(ctx, c.Nodes()[i]); err != nil {
-		t.Fatal(err)
-	}
-	return old, c.Nodes()[i], begin
+	return p
 }
 
 // waitTerminating waits until pod old is being deleted (by the leader: nothing else deletes it
