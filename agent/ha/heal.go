@@ -221,7 +221,11 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 		}
 		d.Member = id
 		if id == r.Primary || writable(obs, id) {
-			d.Reason = because(CodeHealPrimary, "%s has failed (%s) but is the primary of epoch %d: a failover must replace it before its pod may go", id, why, r.Epoch)
+			role := fmt.Sprintf("the primary of epoch %d", r.Epoch)
+			if id != r.Primary {
+				role = "writable"
+			}
+			d.Reason = because(CodeHealPrimary, "%s has failed (%s) but is %s: a failover or a fence must come before its pod may go", id, why, role)
 			return d
 		}
 		if inFlight != "" {
