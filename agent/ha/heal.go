@@ -162,10 +162,11 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 	for _, id := range r.MemberIDs() {
 		f, why := classify(obs, p, id)
 		if f == failNone {
-			// The pod that replaced a failed one works: a later failure is news, not the data's.
-			delete(d.Memory.Replaced, id)
 			if obs.Servers[id].Up && obs.Peers[id].Alive() {
 				healthy++
+				// The pod that replaced a failed one works: a later failure is news, not the
+				// data's. (A draining agent is no such proof: its server may still be down.)
+				delete(d.Memory.Replaced, id)
 			}
 			continue
 		}

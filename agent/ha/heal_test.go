@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl/state"
 )
@@ -343,7 +344,14 @@ func TestHealMemory(t *testing.T) {
 	if d = Heal(o, healPolicy); d.Action == nil || !d.Memory.FailingSince["db-2"].Equal(t0) || d.Memory.Replaced["db-2"] != "uid-db-2" {
 		t.Fatalf("a minute later: %+v, %s, %+v", d.Action, d.Reason, d.Memory)
 	}
+	// The deleted pod's agent drains while its MySQL is still down: no proof the data works.
+	o.Memory = d.Memory
+	o.Peers["db-2"] = Peer{State: PeerAlive, Report: health.Report{Draining: true}}
+	if d = Heal(o, healPolicy); d.Memory.Replaced["db-2"] != "uid-db-2" {
+		t.Fatalf("draining, the replacement is forgotten: %+v", d.Memory)
+	}
 	o.Servers["db-2"] = replicaServer("10.0.0.1", uuidA+":1-100", uuidA+":1-100")
+	o.Peers["db-2"] = Peer{State: PeerAlive, Report: replicaReport("db-0")}
 	o.Memory = d.Memory
 	if d = Heal(o, healPolicy); len(d.Memory.FailingSince) != 0 || len(d.Memory.Replaced) != 0 {
 		t.Fatalf("recovered, still remembered: %+v", d.Memory)
