@@ -70,6 +70,12 @@ type Config struct {
 		Enabled                                                      bool
 		Namespace, Release, PrimaryService, ReplicasService, PodName string
 		Kubeconfig                                                   string
+		// Heal is the leader's replacement of failed members' pods (ha.Heal).
+		Heal struct {
+			Enabled            bool
+			Grace, MinInterval time.Duration
+		}
+		DeleteVolume, ForceDeleteTerminating bool
 	}
 }
 
@@ -146,6 +152,10 @@ func Default() Config {
 	c.Backup.TmpDir = os.TempDir()
 	c.Backup.VerifyDir = os.TempDir()
 	c.Backup.ReseedFromBackup = "no_donor"
+	// A member's pod goes only after minutes: a restart, a re-seed or a node back from a reboot
+	// all take less, and a deletion costs a full copy of its data.
+	c.Kubernetes.Heal.Grace = 5 * time.Minute
+	c.Kubernetes.Heal.MinInterval = 5 * time.Minute
 	return c
 }
 
@@ -176,6 +186,13 @@ func (c Config) backupReseed() ha.BackupReseed {
 		return ha.BackupReseedAlways
 	}
 	return ha.BackupReseedNever
+}
+
+// HealPolicy is the pod healing the config allows (kubernetes.heal.*).
+func (c Config) HealPolicy() ha.HealPolicy {
+	return ha.HealPolicy{Grace: c.Kubernetes.Heal.Grace, MinInterval: c.Kubernetes.Heal.MinInterval,
+		DeleteVolume: c.Kubernetes.DeleteVolume, ForceDeleteTerminating: c.Kubernetes.ForceDeleteTerminating,
+		RebuildErrant: c.HA.RebuildErrant, LeaseBound: c.HA.Lease + c.HA.MaxClockDrift}
 }
 
 // BackupPolicy is the backup schedule and retention the config describes. An upload without a

@@ -176,8 +176,16 @@ func TestValidateKubernetes(t *testing.T) {
 	c.Kubernetes.PodName = "other-0"
 	c.Kubernetes.Namespace = "Bad_NS"
 	c.Kubernetes.PrimaryService, c.Kubernetes.ReplicasService = "same", "same"
+	c.Kubernetes.ForceDeleteTerminating = true
 	err := c.Validate()
-	for _, want := range []string{"kubernetes.pod_name:", "kubernetes.namespace:", "are both \"same\""} {
+	for _, want := range []string{"kubernetes.pod_name:", "kubernetes.namespace:", "are both \"same\"", "need kubernetes.heal.enabled"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want a problem with %s", err, want)
+		}
+	}
+	c.Kubernetes.Heal.Enabled, c.Kubernetes.Heal.Grace, c.Kubernetes.Heal.MinInterval = true, time.Second, 0
+	err = c.Validate()
+	for _, want := range []string{"kubernetes.heal.grace (1s) must be at least", "kubernetes.heal.min_interval must be positive"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want a problem with %s", err, want)
 		}

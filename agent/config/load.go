@@ -122,6 +122,11 @@ var keys = []key{
 	{"kubernetes.replicas_service", "selector-less Service whose endpoints are the serving replicas within dns.max_lag; default: <release>-replicas", func(c *Config) any { return &c.Kubernetes.ReplicasService }},
 	{"kubernetes.pod_name", "this agent's pod (from the Downward API); must be node.id, as the leader finds each member's pod by its id; default: node.id", func(c *Config) any { return &c.Kubernetes.PodName }},
 	{"kubernetes.kubeconfig", "kubeconfig file for an agent outside the cluster; empty: the in-cluster service account", func(c *Config) any { return &c.Kubernetes.Kubeconfig }},
+	{"kubernetes.heal.enabled", "let the Raft leader delete the pod of a member failed for kubernetes.heal.grace (mysqld down, replication broken, errant with ha.rebuild_errant) so its StatefulSet recreates it; needs pod delete and node get/list/watch", func(c *Config) any { return &c.Kubernetes.Heal.Enabled }},
+	{"kubernetes.heal.grace", "how long a member stays failed, and a recreated pod exists, before its pod is deleted", func(c *Config) any { return &c.Kubernetes.Heal.Grace }},
+	{"kubernetes.heal.min_interval", "least time between two pod deletions", func(c *Config) any { return &c.Kubernetes.Heal.MinInterval }},
+	{"kubernetes.delete_volume", "with kubernetes.heal.enabled: delete a healed member's PersistentVolumeClaims too when its data is unusable (errant, failing again in a new pod) or its node is lost; it re-seeds from a donor", func(c *Config) any { return &c.Kubernetes.DeleteVolume }},
+	{"kubernetes.force_delete_terminating", "with kubernetes.heal.enabled: force-delete a pod stuck Terminating on a NotReady node once its member is fenced (another primary's epoch committed, its lease run out)", func(c *Config) any { return &c.Kubernetes.ForceDeleteTerminating }},
 }
 
 // notAgentKeys are SHOAL_* variables of the test rig, not agent settings.

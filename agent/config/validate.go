@@ -185,6 +185,18 @@ func (c Config) validateKubernetes() []error {
 	if primary == replicas {
 		errs = append(errs, fmt.Errorf("kubernetes.primary_service and kubernetes.replicas_service are both %q", primary))
 	}
+	h := k.Heal
+	if !h.Enabled && (k.DeleteVolume || k.ForceDeleteTerminating) {
+		errs = append(errs, errors.New("kubernetes.delete_volume and kubernetes.force_delete_terminating need kubernetes.heal.enabled"))
+	}
+	// A member must look failed for longer than a failover takes, or a healthy primary's pod
+	// restarting would be deleted while its replacement is still being chosen.
+	if h.Enabled && h.Grace < c.HA.DetectionTimeout+c.HA.Lease {
+		errs = append(errs, fmt.Errorf("kubernetes.heal.grace (%s) must be at least ha.detection_timeout + ha.lease (%s)", h.Grace, c.HA.DetectionTimeout+c.HA.Lease))
+	}
+	if h.Enabled && h.MinInterval <= 0 {
+		errs = append(errs, fmt.Errorf("kubernetes.heal.min_interval must be positive, got %s", h.MinInterval))
+	}
 	return errs
 }
 

@@ -296,7 +296,7 @@ func TestDeepCopySharesNothing(t *testing.T) {
 // Every reason code in reason.go must be the expected outcome of some case of TestDecide, which
 // compares codes exactly: a new code without a test fails here.
 func TestEveryReasonCodeIsTested(t *testing.T) {
-	declared := declaredCodes(t)
+	declared := declaredCodes(t, reasonSource)
 	if len(declared) < 30 {
 		t.Fatalf("found only %d codes in reason.go", len(declared))
 	}
@@ -326,13 +326,13 @@ var reasonSource string
 var codeDecl = regexp.MustCompile(`(?m)^\s*(Code\w+)\s+Code\s+=\s+"([^"]*)"`)
 
 // declaredCodes reads the Code constants from reason.go, by value, with their names.
-func declaredCodes(t *testing.T) map[Code]string {
+func declaredCodes(t *testing.T, source string) map[Code]string {
 	codes := map[Code]string{}
-	for _, m := range codeDecl.FindAllStringSubmatch(reasonSource, -1) {
+	for _, m := range codeDecl.FindAllStringSubmatch(source, -1) {
 		codes[Code(m[2])] = m[1]
 	}
 	if len(codes) < 10 {
-		t.Fatalf("found only %d Code constants in reason.go: is codeDecl still right?", len(codes))
+		t.Fatalf("found only %d Code constants: is codeDecl still right?", len(codes))
 	}
 	return codes
 }

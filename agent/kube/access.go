@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,22 @@ var Permissions = []Permission{
 	{"", "events", "create"},
 }
 
+// healPermissions are the calls healing adds (kubernetes.heal.enabled): nodes are read cluster
+// wide, for their Ready condition; claims are deleted only with kubernetes.delete_volume.
+var healPermissions = []Permission{{"", "pods", "delete"}, {"", "nodes", "get"}, {"", "nodes", "list"}, {"", "nodes", "watch"}}
+
+// permissions are the calls this publisher makes.
+func (p *Publisher) permissions() []Permission {
+	perms := Permissions
+	if h := p.cfg.Heal; h != nil {
+		perms = append(slices.Clip(perms), healPermissions...)
+		if h.DeleteVolume {
+			perms = append(perms, Permission{"", "persistentvolumeclaims", "delete"})
+		}
+	}
+	return perms
+}
+
 // accessRecheck is how often a missing permission is looked for again, so granting it needs no
 // restart.
 const accessRecheck = 30 * time.Second
@@ -40,10 +57,14 @@ const accessRecheck = 30 * time.Second
 // whether this agent may make each call it needs, and returns those it may not.
 func (p *Publisher) CheckAccess(ctx context.Context) ([]Permission, error) {
 	var denied []Permission
-	for _, perm := range Permissions {
+	for _, perm := range p.permissions() {
+		ns := p.cfg.Namespace
+		if perm.Resource == "nodes" {
+			ns = "" // cluster-scoped: granted by a ClusterRole
+		}
 		r, err := p.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{
 			Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authv1.ResourceAttributes{
-				Namespace: p.cfg.Namespace, Group: perm.Group, Resource: perm.Resource, Verb: perm.Verb}},
+				Namespace: ns, Group: perm.Group, Resource: perm.Resource, Verb: perm.Verb}},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes: access review of %s: %w", perm, err)
@@ -73,7 +94,7 @@ func (p *Publisher) checkAccessUntilGranted(ctx context.Context) {
 			for i, d := range denied {
 				names[i] = d.String()
 			}
-			msg := fmt.Sprintf("kubernetes: this agent's service account may not %s in namespace %s: grant them in its Role (the chart's rbac.create)",
+			msg := fmt.Sprintf("kubernetes: this agent's service account may not %s in namespace %s: grant them in its Role and ClusterRole (the chart's rbac.create)",
 				strings.Join(names, ", "), p.cfg.Namespace)
 			p.setAccess(msg)
 			p.log.Error("kubernetes permissions missing", "missing", names, "namespace", p.cfg.Namespace)

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/shoal-db/shoal/agent"
+	"github.com/shoal-db/shoal/agent/ha"
 )
 
 // Config is what New needs.
@@ -33,6 +34,9 @@ type Config struct {
 	Reporter string
 	Log      *slog.Logger
 	Registry prometheus.Registerer
+	// Heal, when set, has the leader delete failed members' pods as ha.Heal decides
+	// (kubernetes.heal.enabled).
+	Heal *ha.HealPolicy
 }
 
 // Publisher writes a cluster view into the Kubernetes API; it implements agent.Publisher and,
@@ -51,6 +55,7 @@ type Publisher struct {
 
 	writes *prometheus.CounterVec
 	stale  prometheus.Counter
+	healer *healer // nil unless cfg.Heal is set
 
 	// Touched only by Publish, which runs on one goroutine.
 	services map[string]*corev1.Service
@@ -78,6 +83,12 @@ func New(client kubernetes.Interface, cfg Config) (*Publisher, error) {
 			return nil, fmt.Errorf("kube publisher metrics: %w", err)
 		}
 	}
+	if cfg.Heal != nil {
+		p.healer = newHealer(client, *cfg.Heal)
+		if err := p.healer.register(cfg.Registry); err != nil {
+			return nil, err
+		}
+	}
 	logger := logr.FromSlogHandler(cfg.Log.Handler())
 	opts := cache.MutationCacheOptions{TTL: time.Minute, IncludeAdds: true}
 	pods := p.factory.Core().V1().Pods().Informer()
@@ -91,6 +102,9 @@ func New(client kubernetes.Interface, cfg Config) (*Publisher, error) {
 // Start runs the informers and the permission check until ctx ends.
 func (p *Publisher) Start(ctx context.Context) {
 	p.factory.Start(ctx.Done())
+	if p.healer != nil {
+		p.healer.start(ctx)
+	}
 	go p.checkAccessUntilGranted(ctx)
 }
 
@@ -98,8 +112,17 @@ func (p *Publisher) Start(ctx context.Context) {
 func (p *Publisher) Name() string { return "kubernetes" }
 
 // Publish writes v if this agent leads: the slices first (clients follow them), then the
-// labels, each label write followed by the Events of the change it made.
+// labels, each label write followed by the Events of the change it made; then, with healing on,
+// the one deletion ha.Heal decides.
 func (p *Publisher) Publish(ctx context.Context, v agent.ClusterView) error {
+	err := p.publish(ctx, v)
+	if p.healer != nil && v.Record.Cluster != "" {
+		err = errors.Join(err, p.heal(ctx, v))
+	}
+	return err
+}
+
+func (p *Publisher) publish(ctx context.Context, v agent.ClusterView) error {
 	if !v.Leader || v.Record.Cluster == "" {
 		return nil
 	}

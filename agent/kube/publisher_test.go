@@ -71,8 +71,7 @@ func newCluster(t *testing.T) *cluster {
 			Labels: map[string]string{"app": "orders"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: sts.Name, UID: sts.UID,
 				Controller: ptr(true)}}},
-			Spec: corev1.PodSpec{NodeName: "node-" + id[len(id)-1:], Containers: []corev1.Container{{Name: "mysql", Image: "mysql",
-				Ports: []corev1.ContainerPort{{Name: "mysql", ContainerPort: 3306}}}}}}, metav1.CreateOptions{})
+			Spec: memberPodSpec(id)}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,6 +80,15 @@ func newCluster(t *testing.T) *cluster {
 		must(c.admin.CoreV1().Pods("db").UpdateStatus(ctx, p, metav1.UpdateOptions{}))
 	}
 	return c
+}
+
+// memberPodSpec is member id's pod as its StatefulSet would make it: on its node, its data on
+// claim data-<id>.
+func memberPodSpec(id string) corev1.PodSpec {
+	return corev1.PodSpec{NodeName: "node-" + id[len(id)-1:], Containers: []corev1.Container{{Name: "mysql", Image: "mysql",
+		Ports: []corev1.ContainerPort{{Name: "mysql", ContainerPort: 3306}}}},
+		Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-" + id}}}}}
 }
 
 // grant binds a Role with rules to user.
@@ -99,8 +107,13 @@ func (c *cluster) grant(t *testing.T, user string, rules []rbacv1.PolicyRule) {
 
 // publisher starts a publisher authenticated as user, its requests counted in count.
 func (c *cluster) publisher(t *testing.T, user string, count *atomic.Int64) *Publisher {
-	p, err := New(c.api.client(t, user, "", count), Config{Target: target, Pod: "orders-0", Reporter: "orders-0",
-		Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	return c.startPublisher(t, Config{Target: target, Pod: "orders-0", Reporter: "orders-0"}, user, count)
+}
+
+// startPublisher starts a publisher configured by cfg, with a log and registry of its own.
+func (c *cluster) startPublisher(t *testing.T, cfg Config, user string, count *atomic.Int64) *Publisher {
+	cfg.Log, cfg.Registry = slog.New(slog.DiscardHandler), prometheus.NewRegistry()
+	p, err := New(c.api.client(t, user, "", count), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,11 +55,16 @@ func startKubernetes(ctx context.Context, cfg config.Config, log *slog.Logger, r
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	primary, replicas := cfg.KubeServices()
-	p, err := kube.New(client, kube.Config{
+	kc := kube.Config{
 		Target: kube.Target{Namespace: ns, PrimaryService: primary, ReplicasService: replicas, MaxLag: cfg.DNS.MaxLag},
 		Pod:    cmp.Or(cfg.Kubernetes.PodName, cfg.Node.ID), Reporter: cfg.Node.ID,
 		Log: log.With("component", "kubernetes"), Registry: reg,
-	})
+	}
+	if cfg.Kubernetes.Heal.Enabled {
+		heal := cfg.HealPolicy()
+		kc.Heal = &heal
+	}
+	p, err := kube.New(client, kc)
 	if err != nil {
 		return nil, err
 	}

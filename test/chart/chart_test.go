@@ -35,7 +35,7 @@ storage:
 metrics:
   serviceMonitor: {enabled: true, labels: {release: prom}}
   dashboard: {enabled: true}
-rbac: {podDeletion: true}
+heal: {enabled: true, grace: 2m, minInterval: 10m, deleteVolume: true, forceDeleteTerminating: true}
 antiAffinity: hard
 agent:
   advertise: ip
@@ -136,6 +136,8 @@ func TestBadValuesRefused(t *testing.T) {
 		// Not the schema's: the chart explains what cannot work together.
 		{"replicas: 1", "mysql.semiSync lossless needs replicas >= 2"},
 		{"mysql: {semiSyncAcks: 3}", "mysql.semiSyncAcks (3) must be below replicas (3)"},
+		{"heal: {enabled: true, grace: 5 minutes}", "grace"},
+		{"heal: {forceDeleteTerminating: true}", "heal.deleteVolume and heal.forceDeleteTerminating need heal.enabled"},
 	} {
 		t.Run(c.values, func(t *testing.T) {
 			t.Parallel()
@@ -172,6 +174,10 @@ func typed(kind string) (any, string) {
 		return &rbacv1.Role{}, "rbac.authorization.k8s.io/v1"
 	case "RoleBinding":
 		return &rbacv1.RoleBinding{}, "rbac.authorization.k8s.io/v1"
+	case "ClusterRole":
+		return &rbacv1.ClusterRole{}, "rbac.authorization.k8s.io/v1"
+	case "ClusterRoleBinding":
+		return &rbacv1.ClusterRoleBinding{}, "rbac.authorization.k8s.io/v1"
 	case "PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}, "policy/v1"
 	case "ServiceMonitor":
@@ -351,9 +357,10 @@ func TestRoleVerbs(t *testing.T) {
 		"apps/statefulsets":               {"get", "list", "watch"},
 	}
 	for name, c := range map[string]struct {
-		values     string
-		podsDelete bool
-	}{"default": {"", false}, "pod deletion": {"rbac: {podDeletion: true}", true}} {
+		values                string
+		podsDelete, pvcDelete bool
+	}{"default": {"", false, false}, "healing": {"heal: {enabled: true}", true, false},
+		"healing with volumes": {"heal: {enabled: true, deleteVolume: true}", true, true}} {
 		t.Run(name, func(t *testing.T) {
 			m := mustRender(t, valuesFile(t, c.values))
 			var role rbacv1.Role
@@ -378,6 +385,9 @@ func TestRoleVerbs(t *testing.T) {
 			if c.podsDelete {
 				w["/pods"] = []string{"delete", "get", "list", "patch", "watch"}
 			}
+			if c.pvcDelete {
+				w["/persistentvolumeclaims"] = []string{"delete"}
+			}
 			if fmt.Sprint(got) != fmt.Sprint(w) {
 				t.Errorf("role rules\n got %v\nwant %v", got, w)
 			}
@@ -385,6 +395,23 @@ func TestRoleVerbs(t *testing.T) {
 			m.get(t, "RoleBinding", fullname, &rb)
 			if rb.RoleRef.Name != fullname || len(rb.Subjects) != 1 || rb.Subjects[0].Name != fullname || rb.Subjects[0].Namespace != namespace {
 				t.Errorf("role binding %+v", rb)
+			}
+			// Healing reads Nodes, cluster wide, and nothing else.
+			nodes := namespace + "-" + fullname + "-nodes"
+			var cr rbacv1.ClusterRole
+			var crb rbacv1.ClusterRoleBinding
+			switch {
+			case !c.podsDelete && (m.has("ClusterRole", nodes) || m.has("ClusterRoleBinding", nodes)):
+				t.Error("a ClusterRole without healing")
+			case c.podsDelete:
+				m.get(t, "ClusterRole", nodes, &cr)
+				m.get(t, "ClusterRoleBinding", nodes, &crb)
+				if fmt.Sprint(cr.Rules) != fmt.Sprint([]rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}}) {
+					t.Errorf("cluster role rules %+v", cr.Rules)
+				}
+				if crb.RoleRef.Name != nodes || len(crb.Subjects) != 1 || crb.Subjects[0].Name != fullname || crb.Subjects[0].Namespace != namespace {
+					t.Errorf("cluster role binding %+v", crb)
+				}
 			}
 			if sa := statefulSet(t, m).Spec.Template.Spec.ServiceAccountName; sa != fullname {
 				t.Errorf("pods run as service account %q, want %q", sa, fullname)

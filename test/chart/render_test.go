@@ -202,6 +202,12 @@ func decodeStrict(y []byte, into any) error {
 	return errors.Join(strict...)
 }
 
+// has reports whether kind/name is rendered.
+func (m manifests) has(kind, name string) bool {
+	_, ok := m[kind+"/"+name]
+	return ok
+}
+
 func (m manifests) keys() []string {
 	var ks []string
 	for k := range m {

@@ -38,28 +38,40 @@ func TestChartInstall(t *testing.T) {
 	}
 	next := waitPrimary(t, c, selector, first)
 	t.Logf("primary pod %s deleted: %s primary and in the slice after %v", first, next, time.Since(begin).Round(time.Millisecond))
-	err = poll(ctx, 3*time.Minute, "the recreated "+first+" Ready", func() error {
-		p, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
-		if err != nil {
+	waitRecreatedReady(t, c, old)
+	if role := waitRole(t, c, first); role != "replica" {
+		t.Fatalf("the recreated %s rejoined as %q, want replica", first, role)
+	}
+	t.Logf("recreated %s Ready and labelled replica %v after the deletion", first, time.Since(begin).Round(time.Millisecond))
+}
+
+// waitRecreatedReady waits until pod old is replaced by a pod of its name that is Ready, and
+// returns that pod.
+func waitRecreatedReady(t *testing.T, c *Cluster, old *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	ctx := t.Context()
+	var p *corev1.Pod
+	err := poll(ctx, 3*time.Minute, "the recreated "+old.Name+" Ready", func() error {
+		var err error
+		if p, err = c.Client.CoreV1().Pods("default").Get(ctx, old.Name, metav1.GetOptions{}); err != nil {
 			return err
 		}
 		if p.UID == old.UID {
-			return fmt.Errorf("%s not recreated yet", first)
+			return fmt.Errorf("%s not recreated yet", old.Name)
 		}
 		for _, cond := range p.Status.Conditions {
 			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
 				return nil
 			}
 		}
-		return fmt.Errorf("%s not Ready", first)
+		return fmt.Errorf("%s not Ready", old.Name)
 	})
 	if err != nil {
-		t.Fatal(err)
+		out, _ := kubectl(t, c, "get", "pods,pvc", "-o", "wide", "-L", "shoal.io/role")
+		logs, _ := kubectl(t, c, "logs", "--tail", "30", old.Name, "--all-containers", "--prefix")
+		t.Fatalf("%v\n%s\n%s", err, out, logs)
 	}
-	if role := waitRole(t, c, first); role != "replica" {
-		t.Fatalf("the recreated %s rejoined as %q, want replica", first, role)
-	}
-	t.Logf("recreated %s Ready and labelled replica %v after the deletion", first, time.Since(begin).Round(time.Millisecond))
+	return p
 }
 
 // waitPrimary waits until exactly one pod of selector other than not is labelled primary and the

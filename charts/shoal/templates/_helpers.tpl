@@ -81,3 +81,10 @@ allowPrivilegeEscalation: false
 capabilities:
   drop: [ALL]
 {{- end -}}
+
+{{/*
+The ClusterRole reading Nodes for healing: cluster-wide, so the namespace is in its name.
+*/}}
+{{- define "shoal.nodeReader" -}}
+{{- printf "%s-%s-nodes" .Release.Namespace (include "shoal.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

@@ -1,0 +1,239 @@
+package kube
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/shoal-db/shoal/agent"
+	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/mysqlctl/state"
+)
+
+// healRules are the chart's Role rules with healing and kubernetes.delete_volume on.
+var healRules = append(slices.Clip(agentRules),
+	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"delete"}},
+	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"delete"}})
+
+// healerAt starts a publisher healing by policy, as user shoal-agent.
+func (c *cluster) healerAt(t *testing.T, policy ha.HealPolicy) *Publisher {
+	return c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Heal: &policy}, "shoal-agent", nil)
+}
+
+// lostNodeView is the leader's view after orders-0's node was lost: orders-1 primary of epoch 6
+// since epochAt, orders-2 replicating from it, orders-0's agent and MySQL gone.
+func lostNodeView(at, epochAt time.Time) agent.ClusterView {
+	v := view(6, "orders-1", true, epoch6)
+	v.At, v.Record.LastPrimaryChange = at, epochAt
+	v.Servers = map[string]ha.Server{
+		"orders-0": {Err: "dial tcp: i/o timeout", Stalled: true},
+		"orders-1": {Up: true},
+		"orders-2": {Up: true, Status: state.Status{ReadOnly: true, SuperReadOnly: true,
+			Replica: &state.Replica{IOState: "Yes", SQLRunning: true}}},
+	}
+	return v
+}
+
+// On a real API server: the pod of a member on a lost node is deleted gracefully and stays
+// Terminating (no kubelet confirms); with force deletion off it stays and an Event says why;
+// with it on, once the member is fenced, the pod goes at once and its claim with it. A deletion
+// racing the pod's recreation is refused by the UID precondition, and the claim is kept.
+func TestHealOnAPIServer(t *testing.T) {
+	c := newCluster(t)
+	ctx := t.Context()
+	c.grant(t, "shoal-agent", healRules)
+	c.grantNodes(t, "shoal-agent")
+	for i, id := range ids {
+		c.node(t, "node-"+id[len(id)-1:], i != 0)
+		_, err := c.admin.CoreV1().PersistentVolumeClaims("db").Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "data-" + id},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := ha.HealPolicy{Grace: time.Minute, MinInterval: time.Minute, LeaseBound: 1750 * time.Millisecond}
+	p := c.healerAt(t, policy)
+	old := c.pod(t, "orders-0")
+
+	now := time.Now()
+	if err := publish(t, p, lostNodeView(now, now)); err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	if err := p.Publish(ctx, lostNodeView(now.Add(time.Minute), now)); err != nil {
+		t.Fatalf("pass past the grace: %v", err)
+	}
+	got := c.pod(t, "orders-0")
+	if got.UID != old.UID || got.DeletionTimestamp == nil {
+		t.Fatalf("orders-0 after the grace: uid %s (was %s), deletion %v; want it terminating", got.UID, old.UID, got.DeletionTimestamp)
+	}
+	stuck := got.DeletionTimestamp.Add(time.Second)
+	waitFor(t, "the healer to see orders-0 terminating and tell why it stays", func() bool {
+		if err := p.Publish(ctx, lostNodeView(stuck, now)); err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(c.events(t), "Pod/orders-0 HealForceDisabled")
+	})
+	if got := c.pod(t, "orders-0"); got.UID != old.UID {
+		t.Fatalf("orders-0 replaced with force deletion off")
+	}
+	if n := testutil.ToFloat64(p.healer.actions.WithLabelValues("delete_pod", "done")); n != 1 {
+		t.Errorf("delete_pod done = %v, want 1", n)
+	}
+
+	policy.ForceDeleteTerminating, policy.DeleteVolume = true, true
+	force := c.healerAt(t, policy)
+	if err := publish(t, force, lostNodeView(stuck, stuck.Add(-1749*time.Millisecond))); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.pod(t, "orders-0"); got.UID != old.UID {
+		t.Fatal("orders-0 force-deleted before its lease bound passed")
+	}
+	if err := force.Publish(ctx, lostNodeView(stuck, stuck.Add(-1750*time.Millisecond))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.admin.CoreV1().Pods("db").Get(ctx, "orders-0", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("orders-0 after the force deletion: %v, want not found", err)
+	}
+	if !c.claimGone(t, "data-orders-0") {
+		t.Error("data-orders-0 kept after the force deletion with delete_volume on")
+	}
+	if n := testutil.ToFloat64(force.healer.actions.WithLabelValues("force_delete_pod_and_volume", "done")); n != 1 {
+		t.Errorf("force_delete_pod_and_volume done = %v, want 1", n)
+	}
+	evs := c.events(t)
+	for _, want := range []string{"Pod/orders-0 HealDelete", "Pod/orders-0 HealForceDisabled", "Pod/orders-0 HealStuckUnfenced", "Pod/orders-0 HealForceDelete"} {
+		if !slices.Contains(evs, want) {
+			t.Errorf("events %q lack %q", evs, want)
+		}
+	}
+
+	// The race: orders-2 is recreated (a new UID) after the leader observed it.
+	stale := c.pod(t, "orders-2")
+	if err := c.admin.CoreV1().Pods("db").Delete(ctx, "orders-2", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := c.admin.CoreV1().Pods("db").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-2",
+		Labels: map[string]string{"app": "orders"}}, Spec: memberPodSpec("orders-2")}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []ha.HealAction{
+		{Member: "orders-2", Pod: "orders-2", UID: string(stale.UID)},
+		{Member: "orders-2", Pod: "orders-2", UID: string(stale.UID), Force: true, Claims: []string{"data-orders-2"}},
+	} {
+		if err := force.deleteMember(ctx, a); !apierrors.IsConflict(err) {
+			t.Errorf("%s of the old orders-2: %v, want a conflict", a.Kind(), err)
+		}
+	}
+	if got := c.pod(t, "orders-2"); got.UID != fresh.UID || got.DeletionTimestamp != nil {
+		t.Errorf("the recreated orders-2 was deleted")
+	}
+	if c.claimGone(t, "data-orders-2") {
+		t.Error("the recreated orders-2's claim was deleted")
+	}
+}
+
+func (c *cluster) pod(t *testing.T, name string) *corev1.Pod {
+	t.Helper()
+	p, err := c.admin.CoreV1().Pods("db").Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// claimGone reports whether claim is deleted or being deleted (the protection finalizer keeps it
+// while no controller runs).
+func (c *cluster) claimGone(t *testing.T, claim string) bool {
+	pvc, err := c.admin.CoreV1().PersistentVolumeClaims("db").Get(t.Context(), claim, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return true
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pvc.DeletionTimestamp != nil
+}
+
+// node creates a Node with its Ready condition.
+func (c *cluster) node(t *testing.T, name string, ready bool) {
+	n, err := c.admin.CoreV1().Nodes().Create(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	if _, err := c.admin.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// grantNodes lets user read Nodes cluster wide, as the chart's ClusterRole does.
+func (c *cluster) grantNodes(t *testing.T, user string) {
+	ctx := t.Context()
+	name := user + "-nodes"
+	if _, err := c.admin.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The observation ha.Heal reads: pods with their node's readiness, deletion time and claims;
+// a majority by gossip's live agents.
+func TestHealObservation(t *testing.T) {
+	v := lostNodeView(t0, t0)
+	deleting := metav1.NewTime(t0.Add(30 * time.Second))
+	pods := map[string]*corev1.Pod{}
+	for _, id := range ids {
+		p := pod(id, "", 0)
+		p.Spec.Volumes = memberPodSpec(id).Volumes
+		pods[id] = p
+	}
+	pods["orders-0"].DeletionTimestamp = &deleting
+	obs := healObservation(v, pods, func(node string) bool { return node != "node-0" }, ha.HealMemory{})
+	want := ha.Pod{Name: "orders-0", UID: "uid-orders-0", Node: "node-0", Terminating: deleting.Time, Claims: []string{"data-orders-0"}}
+	if got := obs.Pods["orders-0"]; !got.Terminating.Equal(want.Terminating) || got.NodeReady || got.UID != want.UID ||
+		!slices.Equal(got.Claims, want.Claims) || got.Node != want.Node {
+		t.Errorf("orders-0 = %+v, want %+v", got, want)
+	}
+	if !obs.Pods["orders-1"].NodeReady || !obs.Majority {
+		t.Errorf("orders-1 %+v, majority %v", obs.Pods["orders-1"], obs.Majority)
+	}
+	v.Peers["orders-2"] = ha.Peer{State: ha.PeerSuspect}
+	if healObservation(v, pods, func(string) bool { return true }, ha.HealMemory{}).Majority {
+		t.Error("one live agent of three is a majority")
+	}
+	if got := eventReason(ha.CodeHealForceDisabled); got != "HealForceDisabled" {
+		t.Errorf("event reason %q", got)
+	}
+}

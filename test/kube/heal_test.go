@@ -1,0 +1,219 @@
+package kube
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+)
+
+const healSelector = "app.kubernetes.io/instance=shoal"
+
+// The primary's node is lost, with healing, force deletion and volume deletion on (the rig's
+// local volumes bind a pod to its node): another member takes over; the leader deletes the old
+// primary's pod and its claim, the pod stays Terminating (no kubelet confirms), and the leader
+// force-deletes it once the new epoch is committed and the old lease has run out; the
+// StatefulSet recreates both on another node, and the member rejoins as a replica.
+func TestHealLostPrimaryNode(t *testing.T) {
+	c := startForTestWith(t, Options{})
+	ctx := t.Context()
+	// The grace is also what a recreated pod gets to start: an empty data dir is initialized first.
+	old, lost, begin := losePrimaryNode(t, c, "heal.grace=60s,heal.deleteVolume=true,heal.forceDeleteTerminating=true")
+	first := old.Name
+	oldClaim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+first, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := waitPrimary(t, c, healSelector, first)
+	t.Logf("node %s of primary %s lost: %s primary after %v", lost.Name, first, next, time.Since(begin).Round(time.Millisecond))
+	waitTerminating(t, c, old)
+	t.Logf("%s terminating after %v", first, time.Since(begin).Round(time.Millisecond))
+
+	fresh := waitRecreatedReady(t, c, old)
+	t.Logf("%s recreated on %s and Ready after %v", first, fresh.Spec.NodeName, time.Since(begin).Round(time.Millisecond))
+	if fresh.Spec.NodeName == lost.Name {
+		t.Errorf("%s recreated on the lost node %s", first, lost.Name)
+	}
+	claim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+first, metav1.GetOptions{})
+	if err != nil || claim.UID == oldClaim.UID {
+		t.Errorf("claim data-%s not replaced: %v", first, err)
+	}
+	if role := waitRole(t, c, first); role != "replica" {
+		t.Fatalf("the recreated %s rejoined as %q, want replica", first, role)
+	}
+	t.Logf("%s labelled replica after %v", first, time.Since(begin).Round(time.Millisecond))
+
+	// The force deletion came after the failover's epoch and the lease bound (ha.lease +
+	// ha.max_clock_drift, 1.75 s by default); Event times have a resolution of a second. The
+	// node was NotReady before the grace ran out, so the graceful deletion took the claim.
+	failover, force := firstEvent(t, c, next, "Failover").FirstTimestamp.Time, firstEvent(t, c, first, "HealForceDelete").FirstTimestamp.Time
+	if gap := force.Sub(failover); gap < 2*time.Second {
+		t.Errorf("force deletion %v after the failover Event, want at least the lease bound", gap)
+	} else {
+		t.Logf("force deletion %v after the failover Event", gap)
+	}
+	if deleted := firstEvent(t, c, first, "HealDeleteVolume").FirstTimestamp.Time; deleted.After(force) {
+		t.Errorf("the graceful deletion's Event (%v) after the force deletion's (%v)", deleted, force)
+	}
+}
+
+// The primary's node is lost with force deletion off: the old pod, deleted by the leader, stays
+// Terminating and an Event on it says why; the node back, its kubelet ends the deletion and the
+// member comes back on it, with its volume, as a replica.
+func TestHealForceDeletionOff(t *testing.T) {
+	c := startForTestWith(t, Options{})
+	ctx := t.Context()
+	old, lost, begin := losePrimaryNode(t, c, "heal.grace=30s")
+	waitPrimary(t, c, healSelector, old.Name)
+	waitTerminating(t, c, old)
+	told := firstEvent(t, c, old.Name, "HealForceDisabled")
+	t.Logf("%s terminating, told it stays after %v", old.Name, told.FirstTimestamp.Sub(begin).Round(time.Second))
+	if !strings.Contains(told.Message, "kubernetes.force_delete_terminating is off: the pod stays") {
+		t.Fatalf("the Event does not say why the pod stays: %s", told.Message)
+	}
+	if p, err := c.Client.CoreV1().Pods("default").Get(ctx, old.Name, metav1.GetOptions{}); err != nil || p.UID != old.UID {
+		t.Fatalf("%s gone with force deletion off: %v", old.Name, err)
+	}
+
+	if err := c.RestoreNode(ctx, lost); err != nil {
+		t.Fatal(err)
+	}
+	fresh := waitRecreatedReady(t, c, old)
+	if role := waitRole(t, c, old.Name); role != "replica" {
+		t.Fatalf("the recreated %s rejoined as %q, want replica", old.Name, role)
+	}
+	t.Logf("node %s back: %s recreated on %s, Ready and replica after %v", lost.Name, old.Name, fresh.Spec.NodeName,
+		time.Since(begin).Round(time.Millisecond))
+}
+
+// A replica's data dir made unusable (its system schema removed, mysqld killed): mysqld cannot
+// start again; the leader deletes the pod, the recreated pod fails the same way, so the leader
+// deletes it with its claim, and the member comes back on a new volume as a replica.
+func TestHealUnusableDataDir(t *testing.T) {
+	c := startForTestWith(t, Options{})
+	ctx := t.Context()
+	primary := installHealing(t, c, "heal.grace=45s,heal.deleteVolume=true")
+	victim := "shoal-1"
+	if primary.Name == victim {
+		victim = "shoal-2"
+	}
+	old, err := c.Client.CoreV1().Pods("default").Get(ctx, victim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldClaim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	if out, err := kubectl(t, c, "exec", victim, "-c", "mysqld", "--", "sh", "-c",
+		"rm -rf /data/mysql/mysql && kill -9 $(cat /run/mysqld/mysqld.pid)"); err != nil {
+		t.Fatalf("breaking %s's data dir: %v: %s", victim, err, out)
+	}
+	first := firstEvent(t, c, victim, "HealDelete")
+	if first.InvolvedObject.UID != old.UID {
+		t.Fatalf("the first deletion was of pod %s, want the broken %s", first.InvolvedObject.UID, old.UID)
+	}
+	t.Logf("%s's pod deleted %v after its data dir broke", victim, first.FirstTimestamp.Sub(begin).Round(time.Second))
+	second := firstEvent(t, c, victim, "HealDeleteVolume")
+	if second.InvolvedObject.UID == old.UID {
+		t.Fatal("the volume went with the first pod, not its failing successor")
+	}
+	t.Logf("its successor deleted with its volume %v after: %s", second.FirstTimestamp.Sub(begin).Round(time.Second), second.Message)
+	fresh := waitRecreatedReady(t, c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: victim, UID: second.InvolvedObject.UID}})
+	claim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim, metav1.GetOptions{})
+	if err != nil || claim.UID == oldClaim.UID {
+		t.Errorf("claim data-%s not replaced: %v", victim, err)
+	}
+	if role := waitRole(t, c, victim); role != "replica" {
+		t.Fatalf("%s rejoined as %q, want replica", victim, role)
+	}
+	t.Logf("%s back on a new volume on %s, Ready and replica after %v", victim, fresh.Spec.NodeName, time.Since(begin).Round(time.Millisecond))
+}
+
+// losePrimaryNode installs the chart with healing (installHealing) and loses the primary's
+// node. It returns the primary's pod as it was, its node, and when the node was lost.
+func losePrimaryNode(t *testing.T, c *Cluster, set string) (*corev1.Pod, *Node, time.Time) {
+	t.Helper()
+	old := installHealing(t, c, set)
+	i := slices.IndexFunc(c.Nodes(), func(n *Node) bool { return n.Name == old.Spec.NodeName })
+	if i < 0 {
+		t.Fatalf("primary %s on unknown node %q", old.Name, old.Spec.NodeName)
+	}
+	begin := time.Now()
+	if err := c.LoseNode(t.Context(), c.Nodes()[i]); err != nil {
+		t.Fatal(err)
+	}
+	return old, c.Nodes()[i], begin
+}
+
+// installHealing installs the chart's MariaDB test values with healing on and the values in
+// set, waits for the cluster, and returns the primary's pod.
+func installHealing(t *testing.T, c *Cluster, set string) *corev1.Pod {
+	t.Helper()
+	ctx := t.Context()
+	helm := exec.CommandContext(ctx, Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
+		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default",
+		"--set", "heal.enabled=true,heal.minInterval=30s,"+set)
+	if out, err := helm.CombinedOutput(); err != nil {
+		t.Fatalf("helm install: %v: %s", err, out)
+	}
+	waitPodsReady(t, c, healSelector, 3)
+	first := waitPrimary(t, c, healSelector, "")
+	p, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitTerminating waits until pod old is being deleted (by the leader: nothing else deletes it
+// within the rig's tests).
+func waitTerminating(t *testing.T, c *Cluster, old *corev1.Pod) {
+	t.Helper()
+	err := poll(t.Context(), 3*time.Minute, old.Name+" deleted by the leader and terminating", func() error {
+		p, err := c.Client.CoreV1().Pods("default").Get(t.Context(), old.Name, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			return err
+		case p.UID != old.UID:
+			return fmt.Errorf("%s replaced before it was seen terminating", old.Name)
+		case p.DeletionTimestamp == nil:
+			return fmt.Errorf("%s not deleted yet", old.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// firstEvent returns the first Event of reason on pod, waiting a minute for one.
+func firstEvent(t *testing.T, c *Cluster, pod, reason string) corev1.Event {
+	t.Helper()
+	var first corev1.Event
+	err := poll(t.Context(), time.Minute, "a "+reason+" Event on "+pod, func() error {
+		evs, err := c.Client.CoreV1().Events("default").List(t.Context(), metav1.ListOptions{
+			FieldSelector: fields.AndSelectors(fields.OneTermEqualSelector("involvedObject.name", pod),
+				fields.OneTermEqualSelector("reason", reason)).String()})
+		if err != nil {
+			return err
+		}
+		if len(evs.Items) == 0 {
+			return fmt.Errorf("no %s Event on %s", reason, pod)
+		}
+		first = slices.MinFunc(evs.Items, func(a, b corev1.Event) int { return a.FirstTimestamp.Compare(b.FirstTimestamp.Time) })
+		return nil
+	})
+	if err != nil {
+		out, _ := kubectl(t, c, "get", "events", "--sort-by=.firstTimestamp")
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	return first
+}
