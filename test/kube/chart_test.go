@@ -1,8 +1,8 @@
 package kube
 
 import (
+	"context"
 	"fmt"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -16,12 +16,7 @@ import (
 func TestChartInstall(t *testing.T) {
 	c := startForTestWith(t, Options{})
 	ctx := t.Context()
-	helm := exec.CommandContext(ctx, Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
-		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default")
-	if out, err := helm.CombinedOutput(); err != nil {
-		t.Fatalf("helm install: %v: %s", err, out)
-	}
-	const selector = "app.kubernetes.io/instance=shoal"
+	selector := installChart(t, c, "mariadb").selector
 	begin := time.Now()
 	waitPodsReady(t, c, selector, 3)
 	first := waitPrimary(t, c, selector, "")
@@ -46,12 +41,10 @@ func TestChartInstall(t *testing.T) {
 		if p.UID == old.UID {
 			return fmt.Errorf("%s not recreated yet", first)
 		}
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				return nil
-			}
+		if !podReady(p) {
+			return fmt.Errorf("%s not Ready", first)
 		}
-		return fmt.Errorf("%s not Ready", first)
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -82,18 +75,9 @@ func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
 			return fmt.Errorf("%d pods labelled primary", len(primaries))
 		}
 		p := primaries[0]
-		eps, err := c.Client.DiscoveryV1().EndpointSlices("default").List(t.Context(),
-			metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=shoal-primary"})
+		ips, err := readyAddresses(t.Context(), c, "shoal-primary")
 		if err != nil {
 			return err
-		}
-		var ips []string
-		for _, s := range eps.Items {
-			for _, e := range s.Endpoints {
-				if e.Conditions.Ready != nil && *e.Conditions.Ready {
-					ips = append(ips, e.Addresses...)
-				}
-			}
 		}
 		if len(ips) != 1 || ips[0] != p.Status.PodIP {
 			return fmt.Errorf("primary %s at %s, the slice has %v", p.Name, p.Status.PodIP, ips)
@@ -107,6 +91,24 @@ func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
 		t.Fatalf("%v\n%s\n%s", err, out, logs)
 	}
 	return name
+}
+
+// readyAddresses lists the ready endpoints' addresses of service's EndpointSlices.
+func readyAddresses(ctx context.Context, c *Cluster, service string) ([]string, error) {
+	eps, err := c.Client.DiscoveryV1().EndpointSlices("default").List(ctx,
+		metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + service})
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, s := range eps.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && *e.Conditions.Ready {
+				ips = append(ips, e.Addresses...)
+			}
+		}
+	}
+	return ips, nil
 }
 
 // waitRole waits until pod name carries a shoal.io/role label, and returns it.
