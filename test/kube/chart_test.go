@@ -57,7 +57,7 @@ func TestChartInstall(t *testing.T) {
 
 // waitPrimary waits until exactly one pod of selector other than not is labelled primary and the
 // primary Service's EndpointSlice lists that pod's IP, ready; it returns the pod's name.
-func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
+func waitPrimary(t testing.TB, c *Cluster, selector, not string) string {
 	t.Helper()
 	var name string
 	err := poll(t.Context(), 3*time.Minute, "one primary, named by the -primary EndpointSlice", func() error {
@@ -112,7 +112,7 @@ func readyAddresses(ctx context.Context, c *Cluster, service string) ([]string, 
 }
 
 // waitRole waits until pod name carries a shoal.io/role label, and returns it.
-func waitRole(t *testing.T, c *Cluster, name string) string {
+func waitRole(t testing.TB, c *Cluster, name string) string {
 	t.Helper()
 	var role string
 	err := poll(t.Context(), time.Minute, name+" labelled with its role", func() error {

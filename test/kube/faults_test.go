@@ -30,11 +30,11 @@ func TestWritesAcrossFaults(t *testing.T) {
 // nil when it is not expected to (its node is gone).
 type fault struct {
 	name string
-	do   func(t *testing.T, c *Cluster, p *corev1.Pod) (back func(*corev1.Pod) error)
+	do   func(t testing.TB, c *Cluster, p *corev1.Pod) (back func(*corev1.Pod) error)
 }
 
-var primaryFaults = []fault{
-	{"primary pod deleted", func(t *testing.T, c *Cluster, p *corev1.Pod) func(*corev1.Pod) error {
+var (
+	deletePrimaryPod = fault{"primary pod deleted", func(t testing.TB, c *Cluster, p *corev1.Pod) func(*corev1.Pod) error {
 		if err := c.Client.CoreV1().Pods("default").Delete(t.Context(), p.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -44,8 +44,8 @@ var primaryFaults = []fault{
 			}
 			return nil
 		}
-	}},
-	{"mysqld killed in the primary's container", func(t *testing.T, c *Cluster, p *corev1.Pod) func(*corev1.Pod) error {
+	}}
+	killPrimaryMySQLD = fault{"mysqld killed in the primary's container", func(t testing.TB, c *Cluster, p *corev1.Pod) func(*corev1.Pod) error {
 		st := containerStatus(p, "mysqld")
 		pid, err := c.ContainerPID(t.Context(), p.Spec.NodeName, st.ContainerID)
 		if err != nil {
@@ -60,8 +60,8 @@ var primaryFaults = []fault{
 			}
 			return nil
 		}
-	}},
-	{"primary's node lost", func(t *testing.T, c *Cluster, p *corev1.Pod) func(*corev1.Pod) error {
+	}}
+	losePrimaryNode = fault{"primary's node lost", func(t testing.TB, c *Cluster, p *corev1.Pod) func(*corev1.Pod) error {
 		i := slices.IndexFunc(c.Nodes(), func(n *Node) bool { return n.Name == p.Spec.NodeName })
 		if i < 0 {
 			t.Fatalf("%s is on %q, not a node of the rig", p.Name, p.Spec.NodeName)
@@ -70,8 +70,8 @@ var primaryFaults = []fault{
 			t.Fatal(err)
 		}
 		return nil
-	}},
-}
+	}}
+)
 
 func writesAcrossFaults(t *testing.T, flavor string) {
 	c := startForTestWith(t, Options{})
@@ -86,7 +86,7 @@ func writesAcrossFaults(t *testing.T, flavor string) {
 	w := startWriter(t, r)
 	w.firstAckBy(t, primary, begin)
 
-	for _, f := range primaryFaults {
+	for _, f := range []fault{deletePrimaryPod, killPrimaryMySQLD, losePrimaryNode} {
 		old := r.pod(t, primary)
 		before := len(w.acked())
 		begin := time.Now()
@@ -122,7 +122,7 @@ func containerStatus(p *corev1.Pod, name string) corev1.ContainerStatus {
 
 // waitRejoined waits until pod name, once back says so, is Ready, labelled replica and listed by
 // the -replicas EndpointSlice.
-func waitRejoined(t *testing.T, c *Cluster, name string, back func(*corev1.Pod) error) {
+func waitRejoined(t testing.TB, c *Cluster, name string, back func(*corev1.Pod) error) {
 	t.Helper()
 	err := poll(t.Context(), 3*time.Minute, name+" back as a serving replica", func() error {
 		p, err := c.Client.CoreV1().Pods("default").Get(t.Context(), name, metav1.GetOptions{})
