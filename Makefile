@@ -48,7 +48,7 @@ SOAK ?= 30m
 soak: deps
 	set -o pipefail; SHOAL_SOAK=$(SOAK) SHOAL_CHAOS_SEED=$(SEED) go test ./test/chaos -run TestSoak -count=1 -timeout 0 -v 2>&1 | tee /tmp/shoal-soak.log | grep --line-buffered -E '^SOAK|killed|FAIL|^ok'
 
-## bench: failover and switchover timings, idle agent cost, on real clusters and on the Kubernetes rig (SHOAL_BENCH_RUNS faults each, default 10)
+## bench: failover and switchover timings, idle agent cost, on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
 bench: deps
 	go test -p 1 ./test/e2e ./agent/gossip ./test/kube -run '^$$' -bench . -benchtime 1x -timeout 150m | tee /tmp/shoal-bench.log
 	@grep '^BENCH' /tmp/shoal-bench.log
