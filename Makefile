@@ -50,7 +50,7 @@ soak: deps
 
 ## bench: failover and switchover timings, idle agent cost, on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
 bench: deps
-	go test -p 1 ./test/e2e ./agent/gossip -run '^$$' -bench . -benchtime 1x -timeout 150m | tee /tmp/shoal-bench.log
+	go test -p 1 ./test/e2e ./agent/gossip ./test/kube -run '^$$' -bench . -benchtime 1x -timeout 150m | tee /tmp/shoal-bench.log
 	@grep '^BENCH' /tmp/shoal-bench.log
 
 ## model-check: spin on the failover protocol: 3 members exhaustive (one fault, either first leader), bitstate with two faults and with 5 members
@@ -85,3 +85,8 @@ kube-up: deps
 kube-down:
 	go run ./test/cmd/kube down
 .PHONY: kube-up kube-down
+
+## demo-k8s: the Kubernetes walk-through: the rig's 3 nodes, the chart installed, the primary's pod deleted, the Service following it (FLAVOR=mysql for MySQL)
+demo-k8s: deps
+	bash test/demo/demo-k8s.sh
+.PHONY: demo-k8s

@@ -1,8 +1,8 @@
 package kube
 
 import (
+	"context"
 	"fmt"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -16,12 +16,7 @@ import (
 func TestChartInstall(t *testing.T) {
 	c := startForTestWith(t, Options{})
 	ctx := t.Context()
-	helm := exec.CommandContext(ctx, Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
-		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default")
-	if out, err := helm.CombinedOutput(); err != nil {
-		t.Fatalf("helm install: %v: %s", err, out)
-	}
-	const selector = "app.kubernetes.io/instance=shoal"
+	selector := installChart(t, c, "mariadb").selector
 	begin := time.Now()
 	waitPodsReady(t, c, selector, 3)
 	first := waitPrimary(t, c, selector, "")
@@ -59,12 +54,10 @@ func waitRecreatedReady(t *testing.T, c *Cluster, old *corev1.Pod) *corev1.Pod {
 		if p.UID == old.UID {
 			return fmt.Errorf("%s not recreated yet", old.Name)
 		}
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				return nil
-			}
+		if !podReady(p) {
+			return fmt.Errorf("%s not Ready", old.Name)
 		}
-		return fmt.Errorf("%s not Ready", old.Name)
+		return nil
 	})
 	if err != nil {
 		out, _ := kubectl(t, c, "get", "pods,pvc", "-o", "wide", "-L", "shoal.io/role")
@@ -76,7 +69,7 @@ func waitRecreatedReady(t *testing.T, c *Cluster, old *corev1.Pod) *corev1.Pod {
 
 // waitPrimary waits until exactly one pod of selector other than not is labelled primary and the
 // primary Service's EndpointSlice lists that pod's IP, ready; it returns the pod's name.
-func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
+func waitPrimary(t testing.TB, c *Cluster, selector, not string) string {
 	t.Helper()
 	var name string
 	err := poll(t.Context(), 3*time.Minute, "one primary, named by the -primary EndpointSlice", func() error {
@@ -94,18 +87,9 @@ func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
 			return fmt.Errorf("%d pods labelled primary", len(primaries))
 		}
 		p := primaries[0]
-		eps, err := c.Client.DiscoveryV1().EndpointSlices("default").List(t.Context(),
-			metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=shoal-primary"})
+		ips, err := readyAddresses(t.Context(), c, "shoal-primary")
 		if err != nil {
 			return err
-		}
-		var ips []string
-		for _, s := range eps.Items {
-			for _, e := range s.Endpoints {
-				if e.Conditions.Ready != nil && *e.Conditions.Ready {
-					ips = append(ips, e.Addresses...)
-				}
-			}
 		}
 		if len(ips) != 1 || ips[0] != p.Status.PodIP {
 			return fmt.Errorf("primary %s at %s, the slice has %v", p.Name, p.Status.PodIP, ips)
@@ -121,8 +105,26 @@ func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
 	return name
 }
 
+// readyAddresses lists the ready endpoints' addresses of service's EndpointSlices.
+func readyAddresses(ctx context.Context, c *Cluster, service string) ([]string, error) {
+	eps, err := c.Client.DiscoveryV1().EndpointSlices("default").List(ctx,
+		metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + service})
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, s := range eps.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && *e.Conditions.Ready {
+				ips = append(ips, e.Addresses...)
+			}
+		}
+	}
+	return ips, nil
+}
+
 // waitRole waits until pod name carries a shoal.io/role label, and returns it.
-func waitRole(t *testing.T, c *Cluster, name string) string {
+func waitRole(t testing.TB, c *Cluster, name string) string {
 	t.Helper()
 	var role string
 	err := poll(t.Context(), time.Minute, name+" labelled with its role", func() error {

@@ -24,7 +24,7 @@ func TestHealLostPrimaryNode(t *testing.T) {
 	c := startForTestWith(t, Options{})
 	ctx := t.Context()
 	// The grace is also what a recreated pod gets to start: an empty data dir is initialized first.
-	old, lost, begin := losePrimaryNode(t, c, "heal.grace=60s,heal.deleteVolume=true,heal.forceDeleteTerminating=true")
+	old, lost, begin := loseHealingPrimaryNode(t, c, "heal.grace=60s,heal.deleteVolume=true,heal.forceDeleteTerminating=true")
 	first := old.Name
 	oldClaim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+first, metav1.GetOptions{})
 	if err != nil {
@@ -69,7 +69,7 @@ func TestHealLostPrimaryNode(t *testing.T) {
 func TestHealForceDeletionOff(t *testing.T) {
 	c := startForTestWith(t, Options{})
 	ctx := t.Context()
-	old, lost, begin := losePrimaryNode(t, c, "heal.grace=30s")
+	old, lost, begin := loseHealingPrimaryNode(t, c, "heal.grace=30s")
 	waitPrimary(t, c, healSelector, old.Name)
 	waitTerminating(t, c, old)
 	told := firstEvent(t, c, old.Name, "HealForceDisabled")
@@ -137,9 +137,9 @@ func TestHealUnusableDataDir(t *testing.T) {
 	t.Logf("%s back on a new volume on %s, Ready and replica after %v", victim, fresh.Spec.NodeName, time.Since(begin).Round(time.Millisecond))
 }
 
-// losePrimaryNode installs the chart with healing (installHealing) and loses the primary's
+// loseHealingPrimaryNode installs the chart with healing (installHealing) and loses the primary's
 // node. It returns the primary's pod as it was, its node, and when the node was lost.
-func losePrimaryNode(t *testing.T, c *Cluster, set string) (*corev1.Pod, *Node, time.Time) {
+func loseHealingPrimaryNode(t *testing.T, c *Cluster, set string) (*corev1.Pod, *Node, time.Time) {
 	t.Helper()
 	old := installHealing(t, c, set)
 	i := slices.IndexFunc(c.Nodes(), func(n *Node) bool { return n.Name == old.Spec.NodeName })

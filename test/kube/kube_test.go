@@ -26,7 +26,7 @@ import (
 func startForTest(t *testing.T) *Cluster { return startForTestWith(t, Options{NoShoalImage: true}) }
 
 // startForTestWith starts the rig with o (its Log set here) and stops it when the test ends.
-func startForTestWith(t *testing.T, o Options) *Cluster {
+func startForTestWith(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	if m := Missing(); len(m) > 0 {
 		t.Fatalf("kube rig not built (make deps builds it): missing %v", m)
@@ -56,7 +56,7 @@ func startForTestWith(t *testing.T, o Options) *Cluster {
 	return c
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -73,12 +73,12 @@ func readSysctls() map[string]string {
 	return vals
 }
 
-func dumpLogs(t *testing.T, c *Cluster) {
+func dumpLogs(t testing.TB, c *Cluster) {
 	out, _ := exec.Command("sh", "-c", "tail -n 15 "+c.Dir()+"/logs/*.log").CombinedOutput()
 	t.Logf("component logs:\n%s", out)
 }
 
-func kubectl(t *testing.T, c *Cluster, args ...string) (string, error) {
+func kubectl(t testing.TB, c *Cluster, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
@@ -114,7 +114,7 @@ wait`
 	}
 }
 
-func waitPodsReady(t *testing.T, c *Cluster, selector string, n int) []corev1.Pod {
+func waitPodsReady(t testing.TB, c *Cluster, selector string, n int) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
 	err := poll(t.Context(), 3*time.Minute, fmt.Sprintf("%d pods %s Ready", n, selector), func() error {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -289,6 +291,31 @@ func (c *Cluster) RestoreNode(ctx context.Context, n *Node) error {
 		return err
 	}
 	return c.startKubelet(n)
+}
+
+// ContainerPID is the host PID of a running container's first process, as its node's containerd
+// reports it. containerID is the id from the pod's status, with or without "containerd://".
+func (c *Cluster) ContainerPID(ctx context.Context, node, containerID string) (int, error) {
+	i := slices.IndexFunc(c.nodes, func(n *Node) bool { return n.Name == node })
+	if i < 0 {
+		return 0, fmt.Errorf("no node %q in this rig", node)
+	}
+	id := strings.TrimPrefix(containerID, "containerd://")
+	out, err := output(ctx, "ctr", "--address", c.nodes[i].socket(), "-n", "k8s.io", "tasks", "ls")
+	if err != nil {
+		return 0, err
+	}
+	// TASK PID STATUS, one task a line after the header.
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == id {
+			if f[2] != "RUNNING" {
+				return 0, fmt.Errorf("container %s on %s is %s", id, node, f[2])
+			}
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, fmt.Errorf("no task %s on %s", id, node)
 }
 
 func (c *Cluster) cut(n *Node, op string) error {

@@ -3,6 +3,7 @@
 //	go run ./test/cmd/kube up          # three nodes; prints the admin kubeconfig path
 //	go run ./test/cmd/kube kubeconfig  # the admin kubeconfig path of the running rig
 //	go run ./test/cmd/kube down        # stop everything and undo the host changes
+//	go run ./test/cmd/kube bindir      # where kubectl and helm are
 package main
 
 import (
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -24,7 +26,7 @@ func main() {
 	nodes := fs.Int("nodes", 3, "number of nodes (1-9)")
 	noShoal := fs.Bool("no-shoal-image", false, "do not build and import "+kube.ShoalImage)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: kube [flags] up|down|kubeconfig\n")
+		fmt.Fprintf(fs.Output(), "usage: kube [flags] up|down|kubeconfig|bindir\n")
 		fs.PrintDefaults()
 	}
 	_ = fs.Parse(os.Args[1:])
@@ -54,6 +56,8 @@ func main() {
 		if _, err = os.Stat(path); err == nil {
 			fmt.Println(path)
 		}
+	case "bindir":
+		fmt.Println(filepath.Dir(kube.Bin("kubectl")))
 	default:
 		fs.Usage()
 		os.Exit(2)
