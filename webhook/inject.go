@@ -338,8 +338,8 @@ func agentContainer(cfg Config, data string) corev1.Container {
 		Ports: []corev1.ContainerPort{
 			{Name: "gossip", ContainerPort: cfg.Ports.Gossip, Protocol: corev1.ProtocolTCP},
 			{Name: "gossip-udp", ContainerPort: cfg.Ports.Gossip, Protocol: corev1.ProtocolUDP},
-			{Name: "raft", ContainerPort: cfg.Ports.Raft, Protocol: corev1.ProtocolTCP},
-			{Name: "admin", ContainerPort: cfg.Ports.Admin, Protocol: corev1.ProtocolTCP},
+			{Name: "raft", ContainerPort: cfg.Ports.Raft},
+			{Name: "admin", ContainerPort: cfg.Ports.Admin},
 		},
 		LivenessProbe:  probe("/healthz", cfg.Probes.LivenessFailureThreshold),
 		ReadinessProbe: probe("/readyz", cfg.Probes.ReadinessFailureThreshold),
