@@ -24,7 +24,7 @@ func TestChartInstall(t *testing.T) {
 	const selector = "app.kubernetes.io/instance=shoal"
 	begin := time.Now()
 	waitPodsReady(t, c, selector, 3)
-	first := waitPrimary(t, c, selector, "")
+	first := waitPrimary(t, c, selector, "shoal", "")
 	t.Logf("installed: 3 pods Ready, %s primary and named by the -primary EndpointSlice after %v", first,
 		time.Since(begin).Round(time.Millisecond))
 
@@ -36,35 +36,18 @@ func TestChartInstall(t *testing.T) {
 	if err := c.Client.CoreV1().Pods("default").Delete(ctx, first, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	next := waitPrimary(t, c, selector, first)
+	next := waitPrimary(t, c, selector, "shoal", first)
 	t.Logf("primary pod %s deleted: %s primary and in the slice after %v", first, next, time.Since(begin).Round(time.Millisecond))
-	err = poll(ctx, 3*time.Minute, "the recreated "+first+" Ready", func() error {
-		p, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if p.UID == old.UID {
-			return fmt.Errorf("%s not recreated yet", first)
-		}
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("%s not Ready", first)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitRecreated(t, c, old)
 	if role := waitRole(t, c, first); role != "replica" {
 		t.Fatalf("the recreated %s rejoined as %q, want replica", first, role)
 	}
 	t.Logf("recreated %s Ready and labelled replica %v after the deletion", first, time.Since(begin).Round(time.Millisecond))
 }
 
-// waitPrimary waits until exactly one pod of selector other than not is labelled primary and the
-// primary Service's EndpointSlice lists that pod's IP, ready; it returns the pod's name.
-func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
+// waitPrimary waits until exactly one pod of selector other than not is labelled primary and
+// cluster's primary Service's EndpointSlice lists that pod's IP, ready; it returns the pod's name.
+func waitPrimary(t *testing.T, c *Cluster, selector, cluster, not string) string {
 	t.Helper()
 	var name string
 	err := poll(t.Context(), 3*time.Minute, "one primary, named by the -primary EndpointSlice", func() error {
@@ -83,7 +66,7 @@ func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
 		}
 		p := primaries[0]
 		eps, err := c.Client.DiscoveryV1().EndpointSlices("default").List(t.Context(),
-			metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=shoal-primary"})
+			metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + cluster + "-primary"})
 		if err != nil {
 			return err
 		}
@@ -107,6 +90,31 @@ func waitPrimary(t *testing.T, c *Cluster, selector, not string) string {
 		t.Fatalf("%v\n%s\n%s", err, out, logs)
 	}
 	return name
+}
+
+// waitRecreated waits until the StatefulSet has recreated the deleted pod old (same name, a new
+// UID) and the new pod is Ready.
+func waitRecreated(t *testing.T, c *Cluster, old *corev1.Pod) {
+	t.Helper()
+	ctx := t.Context()
+	err := poll(ctx, 3*time.Minute, "the recreated "+old.Name+" Ready", func() error {
+		p, err := c.Client.CoreV1().Pods("default").Get(ctx, old.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.UID == old.UID {
+			return fmt.Errorf("%s not recreated yet", old.Name)
+		}
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not Ready", old.Name)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitRole waits until pod name carries a shoal.io/role label, and returns it.
