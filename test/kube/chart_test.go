@@ -28,15 +28,23 @@ func TestChartInstall(t *testing.T) {
 	t.Logf("installed: 3 pods Ready, %s primary and named by the -primary EndpointSlice after %v", first,
 		time.Since(begin).Round(time.Millisecond))
 
+	deletePrimaryPod(t, c, selector, "shoal", first)
+}
+
+// deletePrimaryPod deletes the primary's pod first and waits for another member of cluster to be
+// primary, then for the recreated pod to be Ready and labelled replica.
+func deletePrimaryPod(t *testing.T, c *Cluster, selector, cluster, first string) {
+	t.Helper()
+	ctx := t.Context()
 	old, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	begin = time.Now()
+	begin := time.Now()
 	if err := c.Client.CoreV1().Pods("default").Delete(ctx, first, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	next := waitPrimary(t, c, selector, "shoal", first)
+	next := waitPrimary(t, c, selector, cluster, first)
 	t.Logf("primary pod %s deleted: %s primary and in the slice after %v", first, next, time.Since(begin).Round(time.Millisecond))
 	waitRecreated(t, c, old)
 	if role := waitRole(t, c, first); role != "replica" {

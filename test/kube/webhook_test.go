@@ -103,21 +103,7 @@ func TestWebhookInjection(t *testing.T) {
 		t.Fatalf("second admission of %s: allowed %v, patch %s", live.Name, resp.Allowed, resp.Patch)
 	}
 
-	old, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	begin = time.Now()
-	if err := c.Client.CoreV1().Pods("default").Delete(ctx, first, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	next := waitPrimary(t, c, selector, "db", first)
-	t.Logf("primary pod %s deleted: %s primary and in the slice after %v", first, next, time.Since(begin).Round(time.Millisecond))
-	waitRecreated(t, c, old)
-	if role := waitRole(t, c, first); role != "replica" {
-		t.Fatalf("the recreated %s rejoined as %q, want replica", first, role)
-	}
-	t.Logf("recreated %s injected, Ready and labelled replica %v after the deletion", first, time.Since(begin).Round(time.Millisecond))
+	deletePrimaryPod(t, c, selector, "db", first)
 
 	// The webhook gone: pods without the label never call it; labelled ones wait (Fail).
 	if out, err := kubectl(t, c, "scale", "deployment/db-webhook", "--replicas=0"); err != nil {
