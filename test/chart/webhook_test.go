@@ -1,14 +1,19 @@
 package chart
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"log/slog"
 	"maps"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -271,4 +276,102 @@ func jsonEqual(t *testing.T, a, b any) bool {
 		t.Fatal(err)
 	}
 	return string(x) == string(y)
+}
+
+// The webhook behind a real API server: the chart installed in webhook mode (its serving
+// certificate kept by an upgrade), the registration pointed at an in-process webhook with the
+// chart's injection config. A labelled pod of the StatefulSet is created injected, valid for the
+// API server (service account admission included); the injected pod created again comes back as
+// it was; with the webhook gone, an unlabelled pod is admitted and a labelled one refused.
+func TestWebhookOnAPIServer(t *testing.T) {
+	s := startAPIServer(t)
+	values := valuesFile(t, webhookMode)
+	s.helm(t, "install", release, chartDir(t), "--namespace", namespace, "--create-namespace", "--values", values)
+	before, _ := s.secret(t, fullname+"-webhook-tls")
+	s.helm(t, "upgrade", release, chartDir(t), "--namespace", namespace, "--values", values)
+	after, _ := s.secret(t, fullname+"-webhook-tls")
+	for _, k := range []string{"ca.crt", "tls.crt", "tls.key"} {
+		if len(before.Data[k]) == 0 || !bytes.Equal(before.Data[k], after.Data[k]) {
+			t.Errorf("webhook secret %s not kept by the upgrade", k)
+		}
+	}
+
+	var cm corev1.ConfigMap
+	if _, err := s.do("GET", "/api/v1/namespaces/"+namespace+"/configmaps/"+fullname+"-webhook", nil, &cm); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := webhook.ParseConfig([]byte(cm.Data["config.json"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := webhook.NewHandler(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	mwcPath := "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/shoal-inject." + namespace + "." + fullname
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if _, err := s.do("GET", mwcPath, nil, &mwc); err != nil {
+		t.Fatal(err)
+	}
+	// The API server here has no nodes, so no Service reaches a pod: call the webhook by URL.
+	url := srv.URL + "/mutate"
+	mwc.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &url,
+		CABundle: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})}
+	if _, err := s.do("PUT", mwcPath, mwc, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	user := func(name string, labels map[string]string) *corev1.Pod {
+		return &corev1.Pod{
+			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: fullname, UID: "0c9c5f7e", Controller: new(true)}}},
+			Spec: corev1.PodSpec{
+				SecurityContext: &corev1.PodSecurityContext{RunAsUser: new(int64(999))},
+				Containers: []corev1.Container{{
+					Name: "mariadb", Image: "docker.io/library/mariadb:11.8", Args: []string{"--max-connections=100"},
+					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/var/lib/mysql"}},
+				}},
+				Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			}}
+	}
+	podsPath := "/api/v1/namespaces/" + namespace + "/pods"
+	// What the controller manager, not run here, makes in every namespace.
+	defaultSA := corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	if _, err := s.do("POST", "/api/v1/namespaces/"+namespace+"/serviceaccounts", defaultSA, nil); err != nil {
+		t.Fatal(err)
+	}
+	var created corev1.Pod
+	if _, err := s.do("POST", podsPath, user(fullname+"-0", map[string]string{"app": "db", webhook.InjectLabel: "true"}), &created); err != nil {
+		t.Fatalf("the API server refused the injected pod: %v", err)
+	}
+	if got := names(created.Spec.InitContainers); !slices.Equal(got, []string{"shoal-init", webhook.AgentContainer}) {
+		t.Fatalf("init containers %v", got)
+	}
+	if created.Spec.ServiceAccountName != fullname || created.Spec.Subdomain != fullname+"-headless" {
+		t.Errorf("service account %q subdomain %q", created.Spec.ServiceAccountName, created.Spec.Subdomain)
+	}
+
+	// The injected pod admitted again (under another name: the first one exists): nothing added.
+	again := created.DeepCopy()
+	again.ObjectMeta = metav1.ObjectMeta{Name: fullname + "-1", Labels: created.Labels, OwnerReferences: created.OwnerReferences}
+	again.Spec.NodeName = ""
+	var second corev1.Pod
+	if _, err := s.do("POST", podsPath, again, &second); err != nil {
+		t.Fatal(err)
+	}
+	if !jsonEqual(t, second.Spec, created.Spec) || !maps.Equal(second.Labels, created.Labels) {
+		t.Errorf("the second admission changed the pod:\n%+v\n%+v", second.Spec, created.Spec)
+	}
+
+	srv.Close()
+	if _, err := s.do("POST", podsPath, user("plain", nil), nil); err != nil {
+		t.Errorf("an unlabelled pod refused with the webhook down: %v", err)
+	}
+	_, err = s.do("POST", podsPath, user(fullname+"-2", map[string]string{webhook.InjectLabel: "true"}), nil)
+	if err == nil || !strings.Contains(err.Error(), "inject.shoal.io") {
+		t.Errorf("a labelled pod with the webhook down: %v, want a refusal by failurePolicy Fail", err)
+	}
 }
