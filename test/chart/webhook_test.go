@@ -286,7 +286,10 @@ func jsonEqual(t *testing.T, a, b any) bool {
 func TestWebhookOnAPIServer(t *testing.T) {
 	s := startAPIServer(t)
 	values := valuesFile(t, webhookMode)
-	s.helm(t, "install", release, chartDir(t), "--namespace", namespace, "--create-namespace", "--values", values)
+	notes := s.helm(t, "install", release, chartDir(t), "--namespace", namespace, "--create-namespace", "--values", values)
+	if !strings.Contains(notes, "shoal.io/inject=true") || !strings.Contains(notes, "must be named "+fullname) {
+		t.Errorf("the release notes do not say what the user's StatefulSet needs:\n%s", notes)
+	}
 	before, _ := s.secret(t, fullname+"-webhook-tls")
 	s.helm(t, "upgrade", release, chartDir(t), "--namespace", namespace, "--values", values)
 	after, _ := s.secret(t, fullname+"-webhook-tls")
