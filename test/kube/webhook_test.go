@@ -16,10 +16,21 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// userStatefulSet is a user's own MariaDB StatefulSet, as they would write it without shoal: the
-// rig's MariaDB image, a data volume at /var/lib/mysql, a few server options; only the label
+// userDB is the user's database server of a flavor: the rig's image and a few small-server options.
+type userDB struct {
+	flavor, image string
+	args          []string
+}
+
+var userDBs = []userDB{
+	{"mariadb", MariaDBImage, []string{"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--performance-schema=OFF", "--max-connections=100"}},
+	{"mysql", MySQLImage, []string{"--innodb-buffer-pool-size=64M", "--innodb-redo-log-capacity=32M", "--mysqlx=OFF", "--performance-schema=OFF", "--max-connections=100"}},
+}
+
+// userStatefulSet is a user's own MySQL or MariaDB StatefulSet, as they would write it without
+// shoal: the image, a data volume at /var/lib/mysql, a few server options; only the label
 // shoal.io/inject=true asks for the agent.
-func userStatefulSet() *appsv1.StatefulSet {
+func userStatefulSet(db userDB) *appsv1.StatefulSet {
 	labels := map[string]string{"app": "db"}
 	tmplLabels := map[string]string{"app": "db", "shoal.io/inject": "true"}
 	return &appsv1.StatefulSet{
@@ -35,8 +46,8 @@ func userStatefulSet() *appsv1.StatefulSet {
 					TerminationGracePeriodSeconds: new(int64(30)),
 					SecurityContext:               &corev1.PodSecurityContext{RunAsUser: new(int64(999)), RunAsGroup: new(int64(999)), FSGroup: new(int64(999))},
 					Containers: []corev1.Container{{
-						Name: "mariadb", Image: MariaDBImage, ImagePullPolicy: corev1.PullNever,
-						Args:  []string{"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--performance-schema=OFF", "--max-connections=100"},
+						Name: db.flavor, Image: db.image, ImagePullPolicy: corev1.PullNever,
+						Args:  db.args,
 						Ports: []corev1.ContainerPort{{Name: "mysql", ContainerPort: 3306}},
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
@@ -58,17 +69,23 @@ func userStatefulSet() *appsv1.StatefulSet {
 	}
 }
 
-// The chart in webhook mode on the rig: the user's plain MariaDB StatefulSet becomes a shoal
+// The chart in webhook mode on the rig, per flavor: the user's plain StatefulSet becomes a shoal
 // cluster (one primary labelled and in the -primary EndpointSlice), the primary's pod deleted is
 // followed and its recreation injected again; the live injected pod sent to the webhook again
 // comes back unchanged; with the webhook scaled to 0, an unlabelled pod is admitted and a
 // labelled one refused (failurePolicy Fail).
 func TestWebhookInjection(t *testing.T) {
+	for _, db := range userDBs {
+		t.Run(db.flavor, func(t *testing.T) { testWebhookInjection(t, db) })
+	}
+}
+
+func testWebhookInjection(t *testing.T, db userDB) {
 	c := startForTestWith(t, Options{})
 	ctx := t.Context()
 	helm := exec.CommandContext(ctx, Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "db", "../../charts/shoal",
 		"--namespace", "default", "--wait", "--timeout", "3m",
-		"--set", "injection=webhook", "--set", "fullnameOverride=db",
+		"--set", "injection=webhook", "--set", "fullnameOverride=db", "--set", "flavor="+db.flavor,
 		"--set", "agent.image.repository=shoal.local/shoal", "--set", "agent.image.tag=dev", "--set", "agent.image.pullPolicy=Never",
 		"--set", "agent.log.level=debug", "--set", "webhook.log.level=debug")
 	begin := time.Now()
@@ -80,7 +97,7 @@ func TestWebhookInjection(t *testing.T) {
 	t.Logf("chart in webhook mode installed, 2 webhook replicas Ready after %v", time.Since(begin).Round(time.Millisecond))
 
 	begin = time.Now()
-	if _, err := c.Client.AppsV1().StatefulSets("default").Create(ctx, userStatefulSet(), metav1.CreateOptions{}); err != nil {
+	if _, err := c.Client.AppsV1().StatefulSets("default").Create(ctx, userStatefulSet(db), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	const selector = "app=db"
@@ -152,8 +169,8 @@ func admitAgain(t *testing.T, c *Cluster, pod *corev1.Pod) *admissionv1.Admissio
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
 			UID: "again", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
-			Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
-			Name:      pod.Name, Namespace: pod.Namespace, Operation: admissionv1.Create,
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+			Name:     pod.Name, Namespace: pod.Namespace, Operation: admissionv1.Create,
 			Object: runtime.RawExtension{Raw: raw},
 		},
 	})
