@@ -82,6 +82,11 @@ func TestWebhookModeRenders(t *testing.T) {
 	if sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector); err != nil || sel.Matches(webhookPods) {
 		t.Errorf("the members' PDB selects the webhook's pods (%v)", err)
 	}
+	var wpdb policyv1.PodDisruptionBudget
+	m.get(t, "PodDisruptionBudget", fullname+"-webhook", &wpdb)
+	if sel, err := metav1.LabelSelectorAsSelector(wpdb.Spec.Selector); err != nil || !sel.Matches(webhookPods) {
+		t.Errorf("the webhook's PDB does not select its pods (%v)", err)
+	}
 	// ... and the injected members are the ones they select.
 	if !labels.SelectorFromSet(headless.Spec.Selector).Matches(labels.Set(webhookConfig(t, m).Labels)) {
 		t.Error("the headless Service does not select the labels the webhook gives the members")
