@@ -101,10 +101,10 @@ func (h *Handler) mutate(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("refused a pod", "uid", req.UID, "namespace", req.Namespace, "pod", pod.Name, "reason", refusal)
 	case len(result.Patch) > 0:
 		h.reviews.WithLabelValues("injected").Inc()
-		h.log.Info(result.Reason, "uid", req.UID, "namespace", req.Namespace, "ops", len(result.Patch))
+		h.log.Info("injected the agent", "reason", result.Reason, "uid", req.UID, "namespace", req.Namespace, "ops", len(result.Patch))
 	default:
 		h.reviews.WithLabelValues("unchanged").Inc()
-		h.log.Debug(result.Reason, "uid", req.UID, "namespace", req.Namespace)
+		h.log.Debug("left a pod unchanged", "reason", result.Reason, "uid", req.UID, "namespace", req.Namespace)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
