@@ -25,6 +25,8 @@ type Config struct {
 	// StatefulSet is the user's StatefulSet whose pods are injected; also the shoal cluster's name
 	// and the prefix of the member certificates (<statefulSet>-<ordinal>.crt).
 	StatefulSet string `json:"statefulSet"`
+	// Replicas is the number of members the chart made certificates and gossip seeds for.
+	Replicas int `json:"replicas"`
 	// Flavor is mysql or mariadb.
 	Flavor string `json:"flavor"`
 	// MySQLD is the server program, run directly (the image's entrypoint is not used).
@@ -147,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if c.RunAsUser < 1 || c.RunAsGroup < 1 || c.FSGroup < 1 {
 		errs = append(errs, errors.New("runAsUser, runAsGroup, fsGroup: required, not root"))
+	}
+	if c.Replicas < 1 {
+		errs = append(errs, fmt.Errorf("replicas %d: want at least 1", c.Replicas))
 	}
 	if c.ServerIDOffset < 1 {
 		errs = append(errs, fmt.Errorf("serverIdOffset %d: want at least 1 (server_id 0 cannot replicate)", c.ServerIDOffset))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -60,6 +61,9 @@ func Inject(pod *corev1.Pod, cfg Config) (Result, error) {
 	}
 	if pod.Name == "" {
 		return Result{}, fmt.Errorf("pod of StatefulSet %s has no name: its member identity comes from the name", cfg.StatefulSet)
+	}
+	if err := checkOrdinal(pod.Name, cfg); err != nil {
+		return Result{}, err
 	}
 	i, err := mysqlContainer(pod)
 	if err != nil {
@@ -128,6 +132,19 @@ func ownedBy(pod *corev1.Pod, sts string) bool {
 		}
 	}
 	return false
+}
+
+// checkOrdinal refuses a member the chart made no certificate for: its agent could not start.
+func checkOrdinal(name string, cfg Config) error {
+	ordinal, err := strconv.Atoi(strings.TrimPrefix(name, cfg.StatefulSet+"-"))
+	if err != nil || ordinal < 0 || !strings.HasPrefix(name, cfg.StatefulSet+"-") {
+		return fmt.Errorf("pod %s: not named %s-<ordinal>, as a StatefulSet's pods are", name, cfg.StatefulSet)
+	}
+	if ordinal >= cfg.Replicas {
+		return fmt.Errorf("pod %s: the chart is installed for %d members (%s-0 to %s-%d), with no certificate for this one: upgrade it with replicas=%d or more",
+			name, cfg.Replicas, cfg.StatefulSet, cfg.StatefulSet, cfg.Replicas-1, ordinal+1)
+	}
+	return nil
 }
 
 func mysqlContainer(pod *corev1.Pod) (int, error) {

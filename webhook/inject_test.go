@@ -13,7 +13,7 @@ import (
 
 func testConfig() Config {
 	return Config{
-		StatefulSet: "db", Flavor: "mariadb", MySQLD: "/usr/sbin/mariadbd",
+		StatefulSet: "db", Replicas: 3, Flavor: "mariadb", MySQLD: "/usr/sbin/mariadbd",
 		Image: "shoal.local/shoal:dev", ImagePullPolicy: corev1.PullNever,
 		ConfigMap: "db", Secrets: Secrets{Auth: "db-auth", Gossip: "db-gossip", Admin: "db-admin", TLS: "db-tls"},
 		ServiceAccount: "db", HeadlessService: "db-headless", ClusterDomain: "cluster.local", Advertise: "dns",
@@ -228,6 +228,9 @@ func TestInjectLeavesOrRefuses(t *testing.T) {
 			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "run", MountPath: runMySQLD})
 		}, "already mounts /run/mysqld"},
 		{"no name", func(p *corev1.Pod) { p.Name = "" }, "has no name"},
+		{"beyond the chart's replicas", func(p *corev1.Pod) { p.Name = "db-3" }, "upgrade it with replicas=4"},
+		{"not an ordinal", func(p *corev1.Pod) { p.Name = "db-x" }, "not named db-<ordinal>"},
+		{"negative ordinal", func(p *corev1.Pod) { p.Name = "db--1" }, "not named db-<ordinal>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := userPod()
@@ -284,7 +287,7 @@ func TestParseConfig(t *testing.T) {
 		t.Errorf("unknown key: %v", err)
 	}
 	_, err = ParseConfig([]byte(`{"flavor":"postgres","mysqlPort":70000}`))
-	for _, want := range []string{"statefulSet: required", `flavor "postgres"`, "mysqlPort 70000", "secrets.tls: required", "labels: required", "serverIdOffset 0"} {
+	for _, want := range []string{"replicas 0", "statefulSet: required", `flavor "postgres"`, "mysqlPort 70000", "secrets.tls: required", "labels: required", "serverIdOffset 0"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("want %q among the problems, got %v", want, err)
 		}

@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-const webhookConfig = `{"statefulSet":"db","flavor":"mariadb","mysqld":"/usr/sbin/mariadbd","image":"shoal:dev",
+const webhookConfig = `{"statefulSet":"db","replicas":3,"flavor":"mariadb","mysqld":"/usr/sbin/mariadbd","image":"shoal:dev",
 "configMap":"db","secrets":{"auth":"a","gossip":"g","admin":"ad","tls":"t"},"serviceAccount":"db",
 "headlessService":"db-headless","clusterDomain":"cluster.local","advertise":"dns","mysqlPort":3306,
 "serverIdOffset":100,"accounts":{"adminUser":"shoal_admin"},"ports":{"gossip":7946,"raft":7947,"admin":7948},
