@@ -59,9 +59,6 @@ func Inject(pod *corev1.Pod, cfg Config) (Result, error) {
 	if slices.ContainsFunc(pod.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == AgentContainer }) {
 		return Result{Reason: fmt.Sprintf("pod %s already has the agent: left as it is", pod.Name)}, nil
 	}
-	if pod.Name == "" {
-		return Result{}, fmt.Errorf("pod of StatefulSet %s has no name: its member identity comes from the name", cfg.StatefulSet)
-	}
 	if err := checkOrdinal(pod.Name, cfg); err != nil {
 		return Result{}, err
 	}
@@ -134,7 +131,8 @@ func ownedBy(pod *corev1.Pod, sts string) bool {
 	return false
 }
 
-// checkOrdinal refuses a member the chart made no certificate for: its agent could not start.
+// checkOrdinal refuses a pod without a member's name (the member's identity, server_id and
+// certificate come from it) or one the chart made no certificate for: its agent could not start.
 func checkOrdinal(name string, cfg Config) error {
 	ordinal, err := strconv.Atoi(strings.TrimPrefix(name, cfg.StatefulSet+"-"))
 	if err != nil || ordinal < 0 || !strings.HasPrefix(name, cfg.StatefulSet+"-") {

@@ -227,7 +227,7 @@ func TestInjectLeavesOrRefuses(t *testing.T) {
 		{"mount path taken", func(p *corev1.Pod) {
 			p.Spec.Containers[0].VolumeMounts = append(p.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "run", MountPath: runMySQLD})
 		}, "already mounts /run/mysqld"},
-		{"no name", func(p *corev1.Pod) { p.Name = "" }, "has no name"},
+		{"no name", func(p *corev1.Pod) { p.Name = "" }, "not named db-<ordinal>"},
 		{"beyond the chart's replicas", func(p *corev1.Pod) { p.Name = "db-3" }, "upgrade it with replicas=4"},
 		{"not an ordinal", func(p *corev1.Pod) { p.Name = "db-x" }, "not named db-<ordinal>"},
 		{"negative ordinal", func(p *corev1.Pod) { p.Name = "db--1" }, "not named db-<ordinal>"},
