@@ -60,7 +60,7 @@ func benchPrimaryChange(b *testing.B, flavor string) {
 	r := installChart(b, c, flavor, "--set-json", `agent.config={"ha":{"failover_cooldown":"3s"}}`)
 	begin := time.Now()
 	waitPodsReady(b, c, r.selector, 3)
-	primary := waitPrimary(b, c, r.selector, "")
+	primary := waitPrimary(b, c, r.selector, releaseName, "")
 	sw := watchSlices(b, c, releaseName+"-primary")
 	admin := adminClient(b, c)
 	w := startWriter(b, r)
@@ -72,7 +72,7 @@ func benchPrimaryChange(b *testing.B, flavor string) {
 			old := r.pod(b, primary)
 			begin := time.Now()
 			back := f.do(b, c, old)
-			next := waitPrimary(b, c, r.selector, primary)
+			next := waitPrimary(b, c, r.selector, releaseName, primary)
 			ip := r.pod(b, next).Status.PodIP
 			rec := admin.primaryRecord(b, ip)
 			if rec.Primary != next {

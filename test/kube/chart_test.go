@@ -15,23 +15,30 @@ import (
 // another takes over, the labels and the slice follow, and the recreated pod is Ready again.
 func TestChartInstall(t *testing.T) {
 	c := startForTestWith(t, Options{})
-	ctx := t.Context()
 	selector := installChart(t, c, "mariadb").selector
 	begin := time.Now()
 	waitPodsReady(t, c, selector, 3)
-	first := waitPrimary(t, c, selector, "")
+	first := waitPrimary(t, c, selector, releaseName, "")
 	t.Logf("installed: 3 pods Ready, %s primary and named by the -primary EndpointSlice after %v", first,
 		time.Since(begin).Round(time.Millisecond))
 
+	deletePrimaryAndRejoin(t, c, selector, releaseName, first)
+}
+
+// deletePrimaryAndRejoin deletes the primary's pod first and waits for another member of cluster to be
+// primary, then for the recreated pod to be Ready and labelled replica.
+func deletePrimaryAndRejoin(t *testing.T, c *Cluster, selector, cluster, first string) {
+	t.Helper()
+	ctx := t.Context()
 	old, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	begin = time.Now()
+	begin := time.Now()
 	if err := c.Client.CoreV1().Pods("default").Delete(ctx, first, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	next := waitPrimary(t, c, selector, first)
+	next := waitPrimary(t, c, selector, cluster, first)
 	t.Logf("primary pod %s deleted: %s primary and in the slice after %v", first, next, time.Since(begin).Round(time.Millisecond))
 	waitRecreatedReady(t, c, old)
 	if role := waitRole(t, c, first); role != "replica" {
@@ -67,9 +74,9 @@ func waitRecreatedReady(t *testing.T, c *Cluster, old *corev1.Pod) *corev1.Pod {
 	return p
 }
 
-// waitPrimary waits until exactly one pod of selector other than not is labelled primary and the
-// primary Service's EndpointSlice lists that pod's IP, ready; it returns the pod's name.
-func waitPrimary(t testing.TB, c *Cluster, selector, not string) string {
+// waitPrimary waits until exactly one pod of selector other than not is labelled primary and
+// cluster's primary Service's EndpointSlice lists that pod's IP, ready; it returns the pod's name.
+func waitPrimary(t testing.TB, c *Cluster, selector, cluster, not string) string {
 	t.Helper()
 	var name string
 	err := poll(t.Context(), 3*time.Minute, "one primary, named by the -primary EndpointSlice", func() error {
@@ -87,7 +94,7 @@ func waitPrimary(t testing.TB, c *Cluster, selector, not string) string {
 			return fmt.Errorf("%d pods labelled primary", len(primaries))
 		}
 		p := primaries[0]
-		ips, err := readyAddresses(t.Context(), c, "shoal-primary")
+		ips, err := readyAddresses(t.Context(), c, cluster+"-primary")
 		if err != nil {
 			return err
 		}

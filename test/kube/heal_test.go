@@ -30,7 +30,7 @@ func TestHealLostPrimaryNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := waitPrimary(t, c, healSelector, first)
+	next := waitPrimary(t, c, healSelector, releaseName, first)
 	t.Logf("node %s of primary %s lost: %s primary after %v", lost.Name, first, next, time.Since(begin).Round(time.Millisecond))
 	waitTerminating(t, c, old)
 	t.Logf("%s terminating after %v", first, time.Since(begin).Round(time.Millisecond))
@@ -70,7 +70,7 @@ func TestHealForceDeletionOff(t *testing.T) {
 	c := startForTestWith(t, Options{})
 	ctx := t.Context()
 	old, lost, begin := loseHealingPrimaryNode(t, c, "heal.grace=30s")
-	waitPrimary(t, c, healSelector, old.Name)
+	waitPrimary(t, c, healSelector, releaseName, old.Name)
 	waitTerminating(t, c, old)
 	told := firstEvent(t, c, old.Name, "HealForceDisabled")
 	t.Logf("%s terminating, told it stays after %v", old.Name, told.FirstTimestamp.Sub(begin).Round(time.Second))
@@ -165,7 +165,7 @@ func installHealing(t *testing.T, c *Cluster, set string) *corev1.Pod {
 		t.Fatalf("helm install: %v: %s", err, out)
 	}
 	waitPodsReady(t, c, healSelector, 3)
-	first := waitPrimary(t, c, healSelector, "")
+	first := waitPrimary(t, c, healSelector, releaseName, "")
 	p, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
