@@ -73,6 +73,8 @@ func PlanReplay(flavor gtid.Flavor, from gtid.Set, files []*BinlogManifest, targ
 				continue
 			}
 			if !target.Time.IsZero() && f.FirstTime.After(target.Time) {
+				// The history goes on past the target time: what follows is not needed.
+				passedTime = true
 				continue
 			}
 			if next == nil {
@@ -84,6 +86,7 @@ func PlanReplay(flavor gtid.Flavor, from gtid.Set, files []*BinlogManifest, targ
 		if next == nil {
 			break
 		}
+		passedTime = false
 		steps = append(steps, ReplayStep{File: next, Covered: covered})
 		u, err := covered.Union(next.after())
 		if err != nil {
