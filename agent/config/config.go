@@ -91,6 +91,13 @@ type Backup struct {
 	Schedule            string
 	KeepCount           int
 	KeepAge, JobTimeout time.Duration
+
+	// Binlogs is the primary's binlog archive (backup/binlogarchive.go), for point-in-time restores.
+	Binlogs struct {
+		Enabled                 bool
+		Interval, FlushInterval time.Duration
+		Dir                     string
+	}
 }
 
 // ErrHelp is returned by Load when the arguments ask for help.
@@ -138,6 +145,8 @@ func Default() Config {
 	c.Backup.ObjectSizeMiB = 8192
 	c.Backup.Compression = "fastest"
 	c.Backup.TmpDir = os.TempDir()
+	c.Backup.Binlogs.Interval = 10 * time.Second
+	c.Backup.Binlogs.FlushInterval = 5 * time.Minute
 	return c
 }
 

@@ -107,6 +107,10 @@ var keys = []key{
 	{"backup.tmp_dir", "scratch files of mariadb-backup", func(c *Config) any { return &c.Backup.TmpDir }},
 	{"backup.clone_dir", "MySQL: a directory mysqld can write where it clones before the copy is streamed; needs room for a full copy of the data; required for MySQL backups", func(c *Config) any { return &c.Backup.CloneDir }},
 	{"backup.clone_dir_local", "MySQL: backup.clone_dir as the agent sees it when mysqld runs in another mount namespace (a container, a chroot); default: backup.clone_dir", func(c *Config) any { return &c.Backup.CloneDirLocal }},
+	{"backup.binlogs.enabled", "the primary's agent archives each closed binlog file to the store, for point-in-time restores (needs backup.s3.bucket)", func(c *Config) any { return &c.Backup.Binlogs.Enabled }},
+	{"backup.binlogs.interval", "how often the primary's agent looks for closed binlog files to archive", func(c *Config) any { return &c.Backup.Binlogs.Interval }},
+	{"backup.binlogs.flush_interval", "FLUSH BINARY LOGS when the file being written has grown and is this old, bounding the recovery point on a quiet primary (0: never)", func(c *Config) any { return &c.Backup.Binlogs.FlushInterval }},
+	{"backup.binlogs.dir", "the binlog directory as the agent sees it; default: the directory of the server's log_bin_basename (set it when mysqld runs in another mount namespace)", func(c *Config) any { return &c.Backup.Binlogs.Dir }},
 
 	// Kubernetes (agent/kube).
 	{"kubernetes.enabled", "publish to the Kubernetes API: the leader writes the EndpointSlices of the primary and replicas Services, role labels on the pods, and Events", func(c *Config) any { return &c.Kubernetes.Enabled }},
