@@ -64,6 +64,8 @@ type Options struct {
 	Reseed ReseedOptions
 	// Backup turns scheduled backups on (backupschedule.go); nil: off.
 	Backup *BackupOptions
+	// BinlogArchive turns the primary's binlog archive on (binlogarchive.go); nil: off.
+	BinlogArchive *BinlogArchiveOptions
 	// Readiness are further conditions of /readyz beside MySQL's own (admin.go).
 	Readiness []ReadinessCheck
 }
@@ -195,6 +197,7 @@ func (a *Agent) Trigger() {
 func (a *Agent) Run(ctx context.Context) error {
 	a.startPublishers()
 	a.startBackupWatcher()
+	a.startBinlogArchive()
 	// The heartbeat goes on while a draining primary hands over, and ends before the
 	// connections close.
 	probeCtx, stopProbe := context.WithCancel(context.WithoutCancel(ctx))

@@ -408,3 +408,35 @@ func TestBinlogManifestChecks(t *testing.T) {
 
 // jsonOf encodes a manifest without Marshal's checks, as a damaged or foreign one would be.
 func jsonOf(m *BinlogManifest) ([]byte, error) { return json.Marshal(m) }
+
+func TestBackupFor(t *testing.T) {
+	backupAt := func(id string, end int, pos, max string, valid bool) Entry {
+		return Entry{ID: id, Valid: valid, Manifest: &Manifest{ID: id, Flavor: gtid.MySQL, EndTime: at(end), GTIDExecuted: pos, GTIDExecutedMax: max}}
+	}
+	entries := []Entry{
+		backupAt("b1", 10, uuidA+":1-10", "", true),
+		backupAt("b2", 20, uuidA+":1-20", uuidA+":1-22", true),
+		backupAt("b3", 30, uuidA+":1-30", "", false),
+		{ID: "b4"}, // incomplete
+	}
+	for _, c := range []struct {
+		target BinlogTarget
+		want   string
+	}{
+		{BinlogTarget{}, "b2"},
+		{BinlogTarget{Time: at(25)}, "b2"},
+		{BinlogTarget{Time: at(19)}, "b1"},
+		{BinlogTarget{Time: at(9)}, ""},
+		{BinlogTarget{GTID: uuidA + ":23"}, "b2"},
+		{BinlogTarget{GTID: uuidA + ":21"}, "b1"}, // b2 may hold it
+		{BinlogTarget{GTID: uuidA + ":5"}, ""},
+	} {
+		m, err := BackupFor(entries, c.target)
+		switch {
+		case c.want == "" && !errors.Is(err, ErrNoBackup):
+			t.Errorf("%s: got %v, %v; want ErrNoBackup", c.target, m, err)
+		case c.want != "" && (err != nil || m.ID != c.want):
+			t.Errorf("%s: got %v, %v; want %s", c.target, m, err, c.want)
+		}
+	}
+}

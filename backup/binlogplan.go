@@ -175,3 +175,33 @@ func cutTxns(flavor gtid.Flavor, covered gtid.Set, target BinlogTarget, txns []B
 	}
 	return start, end, n, false, nil
 }
+
+// BackupFor picks the backup a point-in-time restore to target starts from: the newest valid
+// one that ended by the target time, or whose copy cannot hold the target GTID, or the newest
+// for the latest point. entries are oldest first, as Catalog.List returns them.
+func BackupFor(entries []Entry, target BinlogTarget) (*Manifest, error) {
+	for _, e := range slices.Backward(entries) {
+		m := e.Manifest
+		if !e.Valid || m == nil {
+			continue
+		}
+		switch {
+		case !target.Time.IsZero():
+			if m.EndTime.After(target.Time) {
+				continue
+			}
+		case target.GTID != "":
+			g, err := parseOneGTID(m.Flavor, target.GTID)
+			if err != nil {
+				return nil, fmt.Errorf("target: %w", err)
+			}
+			high := cmp.Or(m.GTIDExecutedMax, m.GTIDExecuted)
+			pos, err := gtid.Parse(m.Flavor, high)
+			if err != nil || covers(m.Flavor, pos, g) {
+				continue
+			}
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("%w from which to reach %s", ErrNoBackup, target)
+}
