@@ -341,3 +341,74 @@ func backupCovers(flavor gtid.Flavor, have, want gtid.Set) bool {
 	ok, _ := have.Contains(want)
 	return ok
 }
+
+// The archive keeps up with a server taking writes, its files closed by the archiver's own
+// FLUSH BINARY LOGS on the interval; a restore to the latest point holds every write.
+func TestBinlogArchiveWhileWriting(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		r := newRig(t, flavor)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+		defer cancel()
+		s := r.db(t, ctx)
+		mustExec(t, ctx, s, "CREATE TABLE app.w (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))")
+		m, err := r.taker.Take(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arch := r.archiver()
+		arch.FlushEvery = 300 * time.Millisecond
+		stop, stopped := make(chan struct{}), make(chan error, 1)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					stopped <- nil
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				if _, err := s.DB().ExecContext(ctx, "INSERT INTO app.w (at) VALUES (NOW(6))"); err != nil {
+					stopped <- err
+					return
+				}
+			}
+		}()
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			if err := arch.Pass(ctx); err != nil {
+				close(stop)
+				t.Fatal(err)
+			}
+		}
+		close(stop)
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+		var written int
+		if err := s.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM app.w").Scan(&written); err != nil {
+			t.Fatal(err)
+		}
+		want := executed(t, ctx, s)
+		flushed := metric(t, r.reg, "shoal_backup_binlog_files_total", "archived")
+		mustExec(t, ctx, s, "FLUSH BINARY LOGS")
+		if err := arch.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if flushed < 3 {
+			t.Errorf("%v files archived while writing for 3 s with a flush every 300 ms; want several", flushed)
+		}
+		rep, s2, err := r.restoreTo(t, ctx, m, backup.BinlogTarget{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := s2.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM app.w").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d rows written, %d files archived, %d transactions replayed", flavor, written, int(metric(t, r.reg, "shoal_backup_binlog_files_total", "archived")), rep.Transactions)
+		if got != written || rep.Transactions != written {
+			t.Errorf("restored %d rows with %d transactions; %d were written", got, rep.Transactions, written)
+		}
+		if at := executed(t, ctx, s2); !backupCovers(flavor, at, want) {
+			t.Errorf("restored server at %s, the source was at %s", at, want)
+		}
+	})
+}
