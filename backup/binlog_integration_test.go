@@ -357,29 +357,14 @@ func TestBinlogArchiveWhileWriting(t *testing.T) {
 		}
 		arch := r.archiver()
 		arch.FlushEvery = 300 * time.Millisecond
-		stop, stopped := make(chan struct{}), make(chan error, 1)
-		go func() {
-			for {
-				select {
-				case <-stop:
-					stopped <- nil
-					return
-				case <-time.After(5 * time.Millisecond):
-				}
-				if _, err := s.DB().ExecContext(ctx, "INSERT INTO app.w (at) VALUES (NOW(6))"); err != nil {
-					stopped <- err
-					return
-				}
-			}
-		}()
+		stopWriting := writeEvery(ctx, s, 5*time.Millisecond, "INSERT INTO app.w (at) VALUES (NOW(6))")
 		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 			if err := arch.Pass(ctx); err != nil {
-				close(stop)
+				stopWriting()
 				t.Fatal(err)
 			}
 		}
-		close(stop)
-		if err := <-stopped; err != nil {
+		if err := stopWriting(); err != nil {
 			t.Fatal(err)
 		}
 		var written int

@@ -275,12 +275,7 @@ func readBinlogIndex(ctx context.Context, store Store, cluster string, known map
 }
 
 func readBinlogManifest(ctx context.Context, store Store, key string) (*BinlogManifest, error) {
-	rc, err := store.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("read binlog manifest %s: %w", key, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	b, err := readSmall(ctx, store, key)
 	if err != nil {
 		return nil, fmt.Errorf("read binlog manifest %s: %w", key, err)
 	}

@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -73,14 +72,9 @@ func (m *BinlogManifest) after() gtid.Set  { return gtid.MustParse(m.Flavor, m.G
 // ParseBinlogManifest reads a binlog file's manifest and checks it is complete and consistent;
 // unknown fields and trailing data are refused, as for a backup's manifest.
 func ParseBinlogManifest(b []byte) (*BinlogManifest, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var m BinlogManifest
-	if err := dec.Decode(&m); err != nil {
+	if err := decodeStrict(b, &m); err != nil {
 		return nil, fmt.Errorf("binlog manifest: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("binlog manifest: trailing data after the JSON object")
 	}
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("binlog manifest: %w", err)

@@ -124,15 +124,10 @@ func (c Catalog) Manifest(ctx context.Context, id string) (*Manifest, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("backup id %q: want YYYYMMDDTHHMMSSZ-member", id)
 	}
-	rc, err := c.Store.Get(ctx, layout{c.Cluster}.manifestKey(id))
+	b, err := readSmall(ctx, c.Store, layout{c.Cluster}.manifestKey(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("backup %s: manifest %w (an incomplete or deleted backup)", id, ErrMissing)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: read the manifest: %w", id, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: read the manifest: %w", id, err)
 	}
@@ -144,6 +139,16 @@ func (c Catalog) Manifest(ctx context.Context, id string) (*Manifest, error) {
 		return nil, fmt.Errorf("backup %s: the manifest is of backup %s of cluster %s", id, m.ID, m.Cluster)
 	}
 	return m, nil
+}
+
+// readSmall reads a manifest-sized object (at most 1 MiB is read).
+func readSmall(ctx context.Context, store Store, key string) ([]byte, error) {
+	rc, err := store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, 1<<20))
 }
 
 // Latest returns the newest valid backup.

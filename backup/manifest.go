@@ -101,19 +101,27 @@ var jobPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9]{1,3}$`)
 // are errors: a manifest is written by shoal only, and a field we do not know may change what
 // the backup means.
 func ParseManifest(b []byte) (*Manifest, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var m Manifest
-	if err := dec.Decode(&m); err != nil {
+	if err := decodeStrict(b, &m); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("manifest: trailing data after the JSON object")
 	}
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
 	return &m, nil
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields and trailing data.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
 }
 
 // Marshal encodes the manifest after the checks ParseManifest makes, so what is written can

@@ -23,10 +23,9 @@ import (
 	"github.com/shoal-db/shoal/test/harness"
 )
 
-// The commands wired end to end against a real MariaDB and MinIO: backup now, list, verify,
-// restore --latest, delete. Both flavors' backups are tested in package backup; this checks
-// that the configuration reaches them.
-func TestBackupCommands(t *testing.T) {
+// backupRig starts a MariaDB server and a MinIO with a bucket "backups", and returns the
+// agent configuration flags that reach them.
+func backupRig(t *testing.T) (*harness.Server, *miniotest.Server, []string) {
 	srv := harness.StartN(t, gtid.MariaDB, 1, nil)[0]
 	m := miniotest.Start(t)
 	m.Bucket(t, "backups")
@@ -37,12 +36,19 @@ func TestBackupCommands(t *testing.T) {
 		}
 		return p
 	}
-	cfg := []string{"--cluster", "c1", "--node.id", "db1", "--mysql.addr", srv.Addr(),
+	return srv, m, []string{"--cluster", "c1", "--node.id", "db1", "--mysql.addr", srv.Addr(),
 		"--mysql.password_file", secret("mysql", harness.RootPassword),
 		"--backup.s3.endpoint", m.Endpoint, "--backup.s3.bucket", "backups", "--backup.s3.tls=false",
 		"--backup.s3.access_key_id_file", secret("id", miniotest.AccessKey),
 		"--backup.s3.secret_access_key_file", secret("key", miniotest.SecretKey),
 		"--backup.tmp_dir", t.TempDir()}
+}
+
+// The commands wired end to end against a real MariaDB and MinIO: backup now, list, verify,
+// restore --latest, delete. Both flavors' backups are tested in package backup; this checks
+// that the configuration reaches them.
+func TestBackupCommands(t *testing.T) {
+	_, _, cfg := backupRig(t)
 	shoal := func(args ...string) string {
 		t.Helper()
 		var out bytes.Buffer
@@ -79,22 +85,8 @@ func TestBackupCommands(t *testing.T) {
 // agent's configuration sets up: the restored data dir holds exactly the rows up to the target,
 // and a missing archived file stops the restore with nothing left behind.
 func TestPointInTimeRestoreCommand(t *testing.T) {
-	srv := harness.StartN(t, gtid.MariaDB, 1, nil)[0]
-	m := miniotest.Start(t)
-	m.Bucket(t, "backups")
-	secret := func(name, value string) string {
-		p := filepath.Join(t.TempDir(), name)
-		if err := os.WriteFile(p, []byte(value+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	cfgArgs := []string{"--cluster", "c1", "--node.id", "db1", "--mysql.addr", srv.Addr(),
-		"--mysql.password_file", secret("mysql", harness.RootPassword),
-		"--backup.s3.endpoint", m.Endpoint, "--backup.s3.bucket", "backups", "--backup.s3.tls=false",
-		"--backup.s3.access_key_id_file", secret("id", miniotest.AccessKey),
-		"--backup.s3.secret_access_key_file", secret("key", miniotest.SecretKey),
-		"--backup.tmp_dir", t.TempDir(), "--backup.binlogs.enabled", "true", "--backup.binlogs.dir", filepath.Join(srv.Dir(), "data")}
+	srv, m, cfgArgs := backupRig(t)
+	cfgArgs = append(cfgArgs, "--backup.binlogs.enabled", "true", "--backup.binlogs.dir", filepath.Join(srv.Dir(), "data"))
 	shoal := func(args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(t.Context(), append(args, cfgArgs...), &out, &out)
