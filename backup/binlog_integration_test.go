@@ -351,13 +351,17 @@ func TestBinlogArchiveWhileWriting(t *testing.T) {
 		defer cancel()
 		s := r.db(t, ctx)
 		mustExec(t, ctx, s, "CREATE TABLE app.w (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))")
+		// Writes go on through the backup: a MySQL clone's position is then only bracketed, and
+		// the replay from its lower bound meets transactions the copy holds, which the server
+		// skips.
+		stopWriting := writeEvery(ctx, s, 5*time.Millisecond, "INSERT INTO app.w (at) VALUES (NOW(6))")
 		m, err := r.taker.Take(ctx)
 		if err != nil {
+			stopWriting()
 			t.Fatal(err)
 		}
 		arch := r.archiver()
 		arch.FlushEvery = 300 * time.Millisecond
-		stopWriting := writeEvery(ctx, s, 5*time.Millisecond, "INSERT INTO app.w (at) VALUES (NOW(6))")
 		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 			if err := arch.Pass(ctx); err != nil {
 				stopWriting()
@@ -388,8 +392,8 @@ func TestBinlogArchiveWhileWriting(t *testing.T) {
 		if err := s2.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM app.w").Scan(&got); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: %d rows written, %d files archived, %d transactions replayed", flavor, written, int(metric(t, r.reg, "shoal_backup_binlog_files_total", "archived")), rep.Transactions)
-		if got != written || rep.Transactions != written {
+		t.Logf("%s: %d rows written, backup at %s (at most %s), %d files archived, %d transactions replayed", flavor, written, m.GTIDExecuted, m.GTIDExecutedMax, int(metric(t, r.reg, "shoal_backup_binlog_files_total", "archived")), rep.Transactions)
+		if got != written || rep.Transactions > written {
 			t.Errorf("restored %d rows with %d transactions; %d were written", got, rep.Transactions, written)
 		}
 		if at := executed(t, ctx, s2); !backupCovers(flavor, at, want) {
