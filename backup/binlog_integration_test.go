@@ -185,6 +185,26 @@ func TestBinlogArchivePointInTime(t *testing.T) {
 		if rep.Last.GTID != g4 {
 			t.Errorf("replay ended at %s, want %s", rep.Last.GTID, g4)
 		}
+
+		// Pruning: nothing while the first backup is kept; once a backup at g4 is the oldest, the
+		// first file (all before g4) goes and the second (which has a later transaction) stays.
+		if pruned, err := r.catalog.PruneBinlogs(ctx); err != nil || len(pruned) != 0 {
+			t.Errorf("pruned %v (%v) while the first backup is kept", pruned, err)
+		}
+		time.Sleep(time.Second) // backup ids have a second's resolution
+		if _, err := r.taker.Take(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.catalog.Delete(ctx, m.ID); err != nil {
+			t.Fatal(err)
+		}
+		pruned, err := r.catalog.PruneBinlogs(ctx)
+		if err != nil || len(pruned) != 1 || pruned[0].File != files[0].File {
+			t.Errorf("pruned %v (%v), want the first file only", pruned, err)
+		}
+		if left, err := r.catalog.ListBinlogs(ctx); err != nil || len(left) != len(files)-1 {
+			t.Errorf("left %v (%v)", left, err)
+		}
 	})
 }
 

@@ -440,3 +440,27 @@ func TestBackupFor(t *testing.T) {
 		}
 	}
 }
+
+func TestPrunable(t *testing.T) {
+	f1 := file(gtid.MySQL, "db1", "binlog.000001", "", uuidA+":1-10", 1, 10)
+	f2 := file(gtid.MySQL, "db1", "binlog.000002", uuidA+":1-10", uuidA+":1-20", 11, 20)
+	g := file(gtid.MySQL, "db2", "binlog.000007", uuidA+":1-5", uuidA+":1-12,"+uuidB+":1-3", 6, 14)
+	m1 := file(gtid.MariaDB, "db1", "binlog.000001", "", "0-1-10", 1, 10)
+	m2 := file(gtid.MariaDB, "db2", "binlog.000002", "0-1-10", "0-1-10,0-2-15", 11, 15)
+	files := []*BinlogManifest{f1, f2, g, m1, m2}
+	for _, c := range []struct {
+		name   string
+		oldest map[gtid.Flavor]gtid.Set
+		want   []*BinlogManifest
+	}{
+		{"no backup: keep all", nil, nil},
+		{"backup inside the first file", map[gtid.Flavor]gtid.Set{gtid.MySQL: gtid.MustParse(gtid.MySQL, uuidA+":1-9")}, nil},
+		{"backup at the end of the first file", map[gtid.Flavor]gtid.Set{gtid.MySQL: gtid.MustParse(gtid.MySQL, uuidA+":1-10")}, []*BinlogManifest{f1}},
+		{"overlapping file of the new primary kept until covered", map[gtid.Flavor]gtid.Set{gtid.MySQL: gtid.MustParse(gtid.MySQL, uuidA+":1-20")}, []*BinlogManifest{f1, f2}},
+		{"mariadb by domain", map[gtid.Flavor]gtid.Set{gtid.MariaDB: gtid.MustParse(gtid.MariaDB, "0-2-15")}, []*BinlogManifest{m1, m2}},
+	} {
+		if got := prunable(c.oldest, files); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}
