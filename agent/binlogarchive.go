@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/shoal-db/shoal/backup/schedule"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
@@ -19,6 +20,20 @@ type BinlogArchiver interface {
 type BinlogArchiveOptions struct {
 	Archiver BinlogArchiver
 	Interval time.Duration
+}
+
+// BinlogPruner deletes the archived binlog files no kept backup needs, returning how many.
+type BinlogPruner interface {
+	PruneBinlogs(ctx context.Context) (int, error)
+}
+
+// withWindow is r with the point-in-time window of the given length ending at now: retention
+// keeps the backup every instant of it replays from. 0: r as it is.
+func withWindow(r schedule.Retention, now time.Time, window time.Duration) schedule.Retention {
+	if window > 0 {
+		r.RestorableSince = now.Add(-window)
+	}
+	return r
 }
 
 // archivesBinlogs decides whether this member archives its binlog now. Only the primary the

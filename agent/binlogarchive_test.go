@@ -3,12 +3,14 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/shoal-db/shoal/backup/schedule"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
@@ -66,4 +68,28 @@ func TestBinlogArchiveOnlyOnThePrimary(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// The window reaches retention as the start of what must stay restorable; a backup that ended
+// before it is the window's base and kept, older ones go.
+func TestRetentionWithWindow(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	backups := []schedule.Backup{
+		{ID: "d1", End: now.Add(-6 * day), Valid: true},
+		{ID: "d2", End: now.Add(-4 * day), Valid: true},
+		{ID: "d3", End: now.Add(-2 * day), Valid: true},
+		{ID: "d4", End: now.Add(-day), Valid: true},
+	}
+	r := schedule.Retention{KeepCount: 1}
+	if got := withWindow(r, now, 0); got != r {
+		t.Errorf("no window: %+v", got)
+	}
+	var deleted []string
+	for _, d := range schedule.Retain(now, backups, nil, withWindow(r, now, 3*day)) {
+		deleted = append(deleted, d.ID)
+	}
+	if fmt.Sprint(deleted) != "[d1]" {
+		t.Errorf("deleted %v with a 3-day window, want [d1] (d2 is its base)", deleted)
+	}
 }

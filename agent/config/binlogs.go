@@ -19,5 +19,8 @@ func (b Backup) binlogProblems() []error {
 	if l.FlushInterval != 0 && l.FlushInterval < l.Interval {
 		bad("backup.binlogs.flush_interval: 0 (never) or at least backup.binlogs.interval (%s), got %s", l.Interval, l.FlushInterval)
 	}
+	if l.Window < 0 {
+		bad("backup.binlogs.window: must not be negative, got %s", l.Window)
+	}
 	return errs
 }

@@ -94,9 +94,9 @@ type Backup struct {
 
 	// Binlogs is the primary's binlog archive (backup/binlogarchive.go), for point-in-time restores.
 	Binlogs struct {
-		Enabled                 bool
-		Interval, FlushInterval time.Duration
-		Dir                     string
+		Enabled                         bool
+		Interval, FlushInterval, Window time.Duration
+		Dir                             string
 	}
 }
 

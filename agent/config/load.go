@@ -111,6 +111,7 @@ var keys = []key{
 	{"backup.binlogs.interval", "how often the primary's agent looks for closed binlog files to archive", func(c *Config) any { return &c.Backup.Binlogs.Interval }},
 	{"backup.binlogs.flush_interval", "FLUSH BINARY LOGS when the file being written has grown and is this old, bounding the recovery point on a quiet primary (0: never)", func(c *Config) any { return &c.Backup.Binlogs.FlushInterval }},
 	{"backup.binlogs.dir", "the binlog directory as the agent sees it; default: the directory of the server's log_bin_basename (set it when mysqld runs in another mount namespace)", func(c *Config) any { return &c.Backup.Binlogs.Dir }},
+	{"backup.binlogs.window", "point-in-time window: retention keeps the backups every instant this far back replays from, and the archived binlogs no kept backup needs are deleted (0: no window)", func(c *Config) any { return &c.Backup.Binlogs.Window }},
 
 	// Kubernetes (agent/kube).
 	{"kubernetes.enabled", "publish to the Kubernetes API: the leader writes the EndpointSlices of the primary and replicas Services, role labels on the pods, and Events", func(c *Config) any { return &c.Kubernetes.Enabled }},

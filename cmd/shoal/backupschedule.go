@@ -31,8 +31,12 @@ func scheduledBackups(cfg config.Config, secrets config.Secrets, reg prometheus.
 	if err != nil {
 		return nil, err
 	}
-	return &agent.BackupOptions{Runner: backupRunner{taker}, Catalog: backupCatalog{backup.Catalog{Store: store, Cluster: cfg.Cluster}},
-		Reporter: reporter, Policy: policy, Retention: retention}, nil
+	o := &agent.BackupOptions{Runner: backupRunner{taker}, Catalog: backupCatalog{backup.Catalog{Store: store, Cluster: cfg.Cluster}},
+		Reporter: reporter, Policy: policy, Retention: retention}
+	if cfg.Backup.Binlogs.Enabled {
+		o.PointInTimeWindow, o.Binlogs = cfg.Backup.Binlogs.Window, binlogPruner{backup.Catalog{Store: store, Cluster: cfg.Cluster}}
+	}
+	return o, nil
 }
 
 // backupRunner takes a scheduled job's backup of the local member.

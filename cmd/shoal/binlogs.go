@@ -43,6 +43,14 @@ func binlogArchive(cfg config.Config, secrets config.Secrets, reg prometheus.Reg
 		Metrics: backup.NewBinlogMetrics(reg), Log: log}}, nil
 }
 
+// binlogPruner prunes the binlog archive after retention.
+type binlogPruner struct{ catalog backup.Catalog }
+
+func (p binlogPruner) PruneBinlogs(ctx context.Context) (int, error) {
+	done, err := p.catalog.PruneBinlogs(ctx)
+	return len(done), err
+}
+
 // pointInTimeFlags are restore's flags for a point-in-time restore.
 var pointInTimeFlags = map[string]bool{"to-time": true, "to-gtid": true, "to-latest": false, "server-command": true,
 	"binlog-tool": true, "client": true}
