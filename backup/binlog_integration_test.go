@@ -83,8 +83,9 @@ func replayTools(t testing.TB, srv *harness.Server) (backup.ReplayTools, string)
 }
 
 func (r *rig) archiver() *backup.BinlogArchiver {
+	// The binlog is found through the server's /proc/<pid>/root: the MySQL server runs in a chroot.
 	return &backup.BinlogArchiver{Store: r.store, Cluster: "c1", Member: r.srv.Config.Name, Local: r.local,
-		Dir: filepath.Join(r.srv.Dir(), "data"), Metrics: backup.NewBinlogMetrics(r.reg)}
+		PIDFile: filepath.Join(r.srv.Dir(), "mysqld.pid"), Metrics: backup.NewBinlogMetrics(r.reg)}
 }
 
 // restoreTo restores backup m into the rig's server (stopped, its data dir emptied), restarts it

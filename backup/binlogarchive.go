@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,8 +34,10 @@ type BinlogArchiver struct {
 	// Local is the agent's connection to its own server.
 	Local mysqlctl.Config
 	// Dir is the binlog directory as the agent sees it; "" means the directory of the server's
-	// log_bin_basename (right when the server runs in the agent's mount namespace).
-	Dir string
+	// log_bin_basename, seen through /proc/<pid>/root when PIDFile names the server's pid file
+	// (so a server in a chroot or a container of the agent's pid namespace needs no Dir), else
+	// as it is.
+	Dir, PIDFile string
 	// FlushEvery bounds the recovery point on a quiet server: when the file being written has
 	// grown and no file was closed for this long, Pass runs FLUSH BINARY LOGS. 0: never.
 	FlushEvery time.Duration
@@ -220,7 +223,19 @@ func (a *BinlogArchiver) dir(ctx context.Context, db *sql.DB) (string, error) {
 	if !base.Valid || base.String == "" {
 		return "", errors.New("log_bin_basename is empty: the binlog must be on")
 	}
-	return filepath.Dir(base.String), nil
+	dir := filepath.Dir(base.String)
+	if a.PIDFile == "" {
+		return dir, nil
+	}
+	b, err := os.ReadFile(a.PIDFile)
+	if err != nil {
+		return "", fmt.Errorf("the server's pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return "", fmt.Errorf("the server's pid file %s holds %q, not a pid", a.PIDFile, b)
+	}
+	return filepath.Join("/proc", strconv.Itoa(pid), "root", dir), nil
 }
 
 // refresh reads the manifests written since the last pass (by any member).

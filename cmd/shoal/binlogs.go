@@ -39,7 +39,7 @@ func binlogArchive(cfg config.Config, secrets config.Secrets, reg prometheus.Reg
 		return nil, err
 	}
 	return &agent.BinlogArchiveOptions{Interval: b.Interval, Archiver: &backup.BinlogArchiver{Store: store, Cluster: cfg.Cluster,
-		Member: cfg.Node.ID, Local: localMySQL(cfg, secrets), Dir: b.Dir, FlushEvery: b.FlushInterval,
+		Member: cfg.Node.ID, Local: localMySQL(cfg, secrets), Dir: b.Dir, PIDFile: cfg.MySQL.PIDFile, FlushEvery: b.FlushInterval,
 		Metrics: backup.NewBinlogMetrics(reg), Log: log}}, nil
 }
 
