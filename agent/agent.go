@@ -67,6 +67,8 @@ type Options struct {
 	BackupRestorer BackupRestorer
 	// Backup turns scheduled backups on (backupschedule.go); nil: off.
 	Backup *BackupOptions
+	// BinlogArchive turns the primary's binlog archive on (binlogarchive.go); nil: off.
+	BinlogArchive *BinlogArchiveOptions
 	// Readiness are further conditions of /readyz beside MySQL's own (admin.go).
 	Readiness []ReadinessCheck
 }
@@ -201,6 +203,7 @@ func (a *Agent) Trigger() {
 func (a *Agent) Run(ctx context.Context) error {
 	a.startPublishers()
 	a.startBackupWatcher()
+	a.startBinlogArchive()
 	// The heartbeat goes on while a draining primary hands over, and ends before the
 	// connections close.
 	probeCtx, stopProbe := context.WithCancel(context.WithoutCancel(ctx))

@@ -55,6 +55,11 @@ type BackupOptions struct {
 	Interval time.Duration
 	// RetentionEvery is how often the leader applies retention (default 10 minutes).
 	RetentionEvery time.Duration
+	// PointInTimeWindow keeps every instant this far back restorable from a backup and the
+	// binlog archive (retention keeps the backups it needs); 0: no window.
+	PointInTimeWindow time.Duration
+	// Binlogs, when set, deletes the archived binlog files no kept backup needs, after retention.
+	Binlogs BinlogPruner
 }
 
 type backupMetrics struct {
@@ -206,7 +211,8 @@ func (s *backupScheduler) retain(ctx context.Context) {
 			running[j.ID()] = true
 		}
 	}
-	for _, del := range schedule.Retain(a.now(), backups, running, s.o.Retention) {
+	now := a.now()
+	for _, del := range schedule.Retain(now, backups, running, withWindow(s.o.Retention, now, s.o.PointInTimeWindow)) {
 		err := s.o.Catalog.Delete(ctx, del.ID)
 		s.metrics.deletions.WithLabelValues(reseedResult(err)).Inc()
 		if err != nil {
@@ -214,6 +220,15 @@ func (s *backupScheduler) retain(ctx context.Context) {
 			continue
 		}
 		a.log.Info("retention: backup deleted", "backup", del.ID, "reason", del.Reason)
+	}
+	if s.o.Binlogs != nil {
+		n, err := s.o.Binlogs.PruneBinlogs(ctx)
+		if err != nil {
+			a.log.Warn("retention: pruning the binlog archive failed", "err", err)
+		}
+		if n > 0 {
+			a.log.Info("retention: archived binlog files no backup needs deleted", "files", n)
+		}
 	}
 }
 

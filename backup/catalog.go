@@ -126,8 +126,8 @@ func presence(m *Manifest, have map[string]int64) error {
 
 // readSmall reads an object of at most limit bytes whole (a manifest, a verification record);
 // a missing one gives an error matching fs.ErrNotExist.
-func (c Catalog) readSmall(ctx context.Context, key string, limit int64) ([]byte, error) {
-	rc, err := c.Store.Get(ctx, key)
+func readSmall(ctx context.Context, store Store, key string, limit int64) ([]byte, error) {
+	rc, err := store.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (c Catalog) Manifest(ctx context.Context, id string) (*Manifest, error) {
 	if !ValidID(id) {
 		return nil, fmt.Errorf("backup id %q: want YYYYMMDDTHHMMSSZ-member", id)
 	}
-	b, err := c.readSmall(ctx, layout{c.Cluster}.manifestKey(id), 1<<20)
+	b, err := readSmall(ctx, c.Store, layout{c.Cluster}.manifestKey(id), 1<<20)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("backup %s: manifest %w (an incomplete or deleted backup)", id, ErrMissing)
 	}

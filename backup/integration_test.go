@@ -153,6 +153,27 @@ func fillWith(t testing.TB, ctx context.Context, s *mysqlctl.Server, rows int, v
 	}
 }
 
+// writeEvery runs query on s every interval until the returned function is called, which
+// returns the first error.
+func writeEvery(ctx context.Context, s *mysqlctl.Server, interval time.Duration, query string) (stop func() error) {
+	quit, stopped := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-quit:
+				stopped <- nil
+				return
+			case <-time.After(interval):
+			}
+			if _, err := s.DB().ExecContext(ctx, query); err != nil {
+				stopped <- err
+				return
+			}
+		}
+	}()
+	return func() error { close(quit); return <-stopped }
+}
+
 // digest fingerprints app.r: equal on servers with equal rows.
 func digest(t *testing.T, ctx context.Context, s *mysqlctl.Server) string {
 	t.Helper()
@@ -191,28 +212,10 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		base := executed(t, ctx, s)
-		stop, stopped := make(chan struct{}), make(chan error, 1)
-		go func() {
-			for {
-				select {
-				case <-stop:
-					stopped <- nil
-					return
-				case <-time.After(5 * time.Millisecond):
-				}
-				if _, err := s.DB().ExecContext(ctx, "INSERT INTO app.w VALUES ()"); err != nil {
-					stopped <- err
-					return
-				}
-			}
-		}()
+		stopWriting := writeEvery(ctx, s, 5*time.Millisecond, "INSERT INTO app.w VALUES ()")
 		m, err := r.taker.Take(ctx)
-		close(stop)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := <-stopped; err != nil {
-			t.Fatal(err)
+		if werr := stopWriting(); err != nil || werr != nil {
+			t.Fatal(errors.Join(err, werr))
 		}
 		t.Logf("%s: backup %s: %d raw bytes, %d compressed in %d objects, GTID %s (at most %s)", flavor, m.ID, m.RawBytes,
 			m.CompressedBytes, len(m.Objects), m.GTIDExecuted, m.GTIDExecutedMax)

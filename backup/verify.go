@@ -60,7 +60,7 @@ func ParseVerification(b []byte) (*Verification, error) {
 
 // verification reads the record of a backup's last restore test; nil when there is none.
 func (c Catalog) verification(ctx context.Context, id string) (*Verification, error) {
-	b, err := c.readSmall(ctx, layout{c.Cluster}.key(id, verificationName), 64<<10)
+	b, err := readSmall(ctx, c.Store, layout{c.Cluster}.key(id, verificationName), 64<<10)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

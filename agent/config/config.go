@@ -103,6 +103,12 @@ type Backup struct {
 	VerifyDir, VerifyDirServer string
 	VerifyAfterBackup          bool
 	ReseedFromBackup           string
+	// Binlogs is the primary's binlog archive (backup/binlogarchive.go), for point-in-time restores.
+	Binlogs struct {
+		Enabled                         bool
+		Interval, FlushInterval, Window time.Duration
+		Dir                             string
+	}
 }
 
 // ErrHelp is returned by Load when the arguments ask for help.
@@ -156,6 +162,8 @@ func Default() Config {
 	// all take less, and a deletion costs a full copy of its data.
 	c.Kubernetes.Heal.Grace = 5 * time.Minute
 	c.Kubernetes.Heal.MinInterval = 5 * time.Minute
+	c.Backup.Binlogs.Interval = 10 * time.Second
+	c.Backup.Binlogs.FlushInterval = 5 * time.Minute
 	return c
 }
 

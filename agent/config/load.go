@@ -113,6 +113,11 @@ var keys = []key{
 	{"backup.verify_dir_server", "backup.verify_dir as the server program sees it when it runs in another mount namespace (a chroot); default: backup.verify_dir", func(c *Config) any { return &c.Backup.VerifyDirServer }},
 	{"backup.verify_after_backup", "the member that took a scheduled backup then restore-tests it as `shoal backup verify` does, within backup.job_timeout; the outcome is recorded beside the backup, and a failed test fails no job", func(c *Config) any { return &c.Backup.VerifyAfterBackup }},
 	{"backup.reseed_from_backup", "when the leader re-seeds a member holding no transactions from the newest (verified first) backup instead of a donor: never, no_donor (when no member may donate) or always; needs backup.s3.bucket", func(c *Config) any { return &c.Backup.ReseedFromBackup }},
+	{"backup.binlogs.enabled", "the primary's agent archives each closed binlog file to the store, for point-in-time restores (needs backup.s3.bucket)", func(c *Config) any { return &c.Backup.Binlogs.Enabled }},
+	{"backup.binlogs.interval", "how often the primary's agent looks for closed binlog files to archive", func(c *Config) any { return &c.Backup.Binlogs.Interval }},
+	{"backup.binlogs.flush_interval", "FLUSH BINARY LOGS when the file being written has grown and is this old, bounding the recovery point on a quiet primary (0: never)", func(c *Config) any { return &c.Backup.Binlogs.FlushInterval }},
+	{"backup.binlogs.dir", "the binlog directory as the agent sees it; default: the directory of the server's log_bin_basename, through /proc/<pid>/root when mysql.pid_file is set (set it when mysqld runs in another mount namespace and its pid is not visible)", func(c *Config) any { return &c.Backup.Binlogs.Dir }},
+	{"backup.binlogs.window", "point-in-time window: retention keeps the backups every instant this far back replays from, and the archived binlogs no kept backup needs are deleted (0: no window)", func(c *Config) any { return &c.Backup.Binlogs.Window }},
 
 	// Kubernetes (agent/kube).
 	{"kubernetes.enabled", "publish to the Kubernetes API: the leader writes the EndpointSlices of the primary and replicas Services, role labels on the pods, and Events", func(c *Config) any { return &c.Kubernetes.Enabled }},

@@ -159,6 +159,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Backup.problems()...)
+	errs = append(errs, c.Backup.binlogProblems()...)
 	errs = append(errs, c.validateKubernetes()...)
 	return errors.Join(errs...)
 }

@@ -142,6 +142,10 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	archive, err := binlogArchive(cfg, secrets, reg, log.With("component", "binlog-archive"))
+	if err != nil {
+		return err
+	}
 	a, err := agent.New(agent.Options{
 		NodeID: cfg.Node.ID, Cluster: cfg.Cluster, Policy: cfg.Policy(),
 		LocalMySQLAddr: cfg.MySQL.Addr, MySQLAddr: cfg.MySQLAdvertise(), RaftAddr: node.Addr(),
@@ -153,8 +157,8 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		Log:          log, Registry: reg, Dial: agent.MySQLDialer(dial), Raft: node, Gossip: g,
 		LeaseClient: adminapi.NewClient("", leaseTLS(raftTLS), 5*time.Second),
 		Publishers:  publishers,
-		Backup:      backups,
-		Readiness:   readiness,
+		Backup:      backups, BinlogArchive: archive,
+		Readiness: readiness,
 		Reseed: agent.ReseedOptions{
 			Local: mysqlctl.Config{Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
 				ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -19,7 +20,6 @@ import (
 	"github.com/shoal-db/shoal/agent/config"
 	"github.com/shoal-db/shoal/backup"
 	"github.com/shoal-db/shoal/backup/s3store"
-	"github.com/shoal-db/shoal/mysqlctl"
 )
 
 func backupCommands() []command {
@@ -124,9 +124,7 @@ func backupTaker(cfg config.Config, secrets config.Secrets, store backup.Store, 
 	if !ok {
 		return nil, fmt.Errorf("backup.compression: unknown level %q", cfg.Backup.Compression)
 	}
-	return &backup.Taker{Store: store, Cluster: cfg.Cluster, Member: cfg.Node.ID,
-		Local: mysqlctl.Config{Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,
-			ConnectTimeout: cfg.MySQL.ConnectTimeout, ReadTimeout: cfg.MySQL.ReadTimeout},
+	return &backup.Taker{Store: store, Cluster: cfg.Cluster, Member: cfg.Node.ID, Local: localMySQL(cfg, secrets),
 		TmpDir: cfg.Backup.TmpDir, BytesPerSecond: int64(cfg.Backup.MaxMiBPerSecond) << 20,
 		CloneDir: cfg.Backup.CloneDir, CloneDirLocal: cfg.Backup.CloneDirLocal,
 		ObjectSize: int64(cfg.Backup.ObjectSizeMiB) << 20, Level: level, Metrics: metrics, Log: log}, nil
@@ -284,9 +282,17 @@ func backupDelete(ctx context.Context, args []string, stdout io.Writer) error {
 
 // runRestore is `shoal restore`: a backup into an empty data dir, for a server to start on.
 func runRestore(ctx context.Context, args []string, stdout io.Writer) error {
-	a, cat, err := parseCatalogArgs(args, 0, map[string]bool{"latest": false, "id": true, "datadir": true})
+	own := map[string]bool{"latest": false, "id": true, "datadir": true}
+	maps.Copy(own, pointInTimeFlags)
+	a, cat, err := parseCatalogArgs(args, 0, own)
 	if err != nil {
 		return err
+	}
+	if target, ok, err := restoreTarget(a.own); err != nil || ok {
+		if err != nil {
+			return err
+		}
+		return runPointInTime(ctx, a, cat, target, stdout)
 	}
 	id, latest, dataDir := a.own["id"], a.own["latest"] == "true", a.own["datadir"]
 	if (id != "") == latest || dataDir == "" {

@@ -34,8 +34,12 @@ func scheduledBackups(cfg config.Config, secrets config.Secrets, metrics *backup
 	if cfg.Backup.VerifyAfterBackup {
 		runner.verifier = backupVerifier(cfg, catalog, metrics, log)
 	}
-	return &agent.BackupOptions{Runner: runner, Catalog: backupCatalog{catalog},
-		Reporter: reporter, Policy: policy, Retention: retention}, nil
+	o := &agent.BackupOptions{Runner: runner, Catalog: backupCatalog{catalog},
+		Reporter: reporter, Policy: policy, Retention: retention}
+	if cfg.Backup.Binlogs.Enabled {
+		o.PointInTimeWindow, o.Binlogs = cfg.Backup.Binlogs.Window, binlogPruner{catalog}
+	}
+	return o, nil
 }
 
 // backupRunner takes a scheduled job's backup of the local member, and restore-tests it when

@@ -34,7 +34,7 @@ func commands() []command {
 		{"certs", "write a cluster CA and member certificates for Raft and the admin API: certs MEMBER[=HOST,...]...", runCerts},
 		{"mysql", "inspect and drive MySQL/MariaDB servers directly (status, promote, replicate, fence, errant)", runMySQL},
 		{"backup", "back the local member up to S3 and manage the backups (now, list, verify, delete)", runBackup},
-		{"restore", "restore a backup into an empty data dir: restore --latest|--id ID --datadir DIR", runRestore},
+		{"restore", "restore a backup into an empty data dir: restore --latest|--id ID --datadir DIR; to a point in time from the binlog archive: restore --to-time T|--to-gtid G|--to-latest [--id ID] --datadir DIR --server-command CMD", runRestore},
 		{"webhook", "serve the admission webhook that injects the agent into a labelled StatefulSet's pods", runWebhook},
 		{"version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
 			_, err := fmt.Fprintln(w, "shoal", version)
