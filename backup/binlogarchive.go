@@ -322,7 +322,7 @@ func (a *BinlogArchiver) archive(ctx context.Context, flavor gtid.Flavor, dir st
 	case scan.Txns == 0:
 		a.count("empty")
 		return nil
-	case len(a.index) > 0 && covers(flavor, archived, scan.After):
+	case archivedAll(archived, scan.After):
 		log.Debug("binlog file already archived (by GTID)", "gtid_after", scan.After)
 		a.count("already_archived")
 		return nil
@@ -362,6 +362,14 @@ func (a *BinlogArchiver) count(result string) {
 	if a.Metrics != nil {
 		a.Metrics.files.WithLabelValues(result).Inc()
 	}
+}
+
+// archivedAll reports whether the archive's end states hold every transaction of a file ending
+// at after. The sets are compared as they are, MariaDB's per domain and server: a new primary's
+// transactions that reuse seqnos a lost branch of the old one archived are not taken for them.
+func archivedAll(archived, after gtid.Set) bool {
+	ok, err := archived.Contains(after)
+	return err == nil && ok
 }
 
 // upload puts the file's bytes, checking they are still those scanned.

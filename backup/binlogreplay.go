@@ -31,6 +31,9 @@ type Replay struct {
 	// Transactions is how many the replay applies; Last is the last one (zero when none).
 	Transactions int
 	Last         BinlogTxn
+	// Abandoned are archived files of a history the cluster did not go on with (see PlanReplay):
+	// not replayed.
+	Abandoned []*BinlogManifest
 }
 
 // PreparedStep is one downloaded file and the byte range of it to replay.
@@ -62,11 +65,11 @@ func PrepareReplay(ctx context.Context, c Catalog, m *Manifest, target BinlogTar
 	if err != nil {
 		return fail(fmt.Errorf("the backup's GTID position: %w", err))
 	}
-	steps, err := PlanReplay(m.Flavor, from, index, target)
+	steps, abandoned, err := PlanReplay(m.Flavor, from, index, target)
 	if err != nil {
 		return fail(err)
 	}
-	r := &Replay{Flavor: m.Flavor, Target: target}
+	r := &Replay{Flavor: m.Flavor, Target: target, Abandoned: abandoned}
 	for i, s := range steps {
 		name := fmt.Sprintf("%03d-%s-%s", i, s.File.Member, s.File.File)
 		path := filepath.Join(stageDir, name)

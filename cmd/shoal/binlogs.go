@@ -115,6 +115,10 @@ func runPointInTime(ctx context.Context, a *backupArgs, cat backup.Catalog, targ
 		return err
 	}
 	log.Info("binlogs downloaded and checked", "files", len(replay.Steps), "transactions", replay.Transactions)
+	for _, f := range replay.Abandoned {
+		log.Warn("archived binlog of a lost history not replayed: the cluster went on without its transactions",
+			"file", f.File, "member", f.Member, "gtid_after", f.GTIDAfter)
+	}
 	work := dataDir + ".pitr"
 	defer func() {
 		if err != nil {
