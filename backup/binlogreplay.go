@@ -237,3 +237,27 @@ func pipe(ctx context.Context, from, to []string) error {
 	}
 	return nil
 }
+
+// BinlogPresence checks, without reading them, that the objects of files are in the store with
+// the sizes their manifests say; each problem matches ErrMissing or ErrCorrupt.
+func (c Catalog) BinlogPresence(ctx context.Context, files []*BinlogManifest) error {
+	objs, err := c.Store.List(ctx, layout{c.Cluster}.binlogRoot())
+	if err != nil {
+		return fmt.Errorf("list the binlog archive: %w", err)
+	}
+	have := map[string]int64{}
+	for _, o := range objs {
+		have[o.Key] = o.Size
+	}
+	var errs []error
+	for _, f := range files {
+		size, ok := have[f.ObjectKey()]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("binlog %s of %s: %w", f.File, f.Member, ErrMissing))
+		case size != f.Size:
+			errs = append(errs, fmt.Errorf("binlog %s of %s: %d bytes, its manifest says %d: %w", f.File, f.Member, size, f.Size, ErrCorrupt))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -28,6 +28,7 @@ func backupCommands() []command {
 		{"list", "list the cluster's backups, valid and incomplete: list [-o table|json] [--config FILE] ...", backupList},
 		{"verify", "check every object of a backup against its manifest's sha256: verify ID [--config FILE] ...", backupVerify},
 		{"delete", "delete a backup, manifest first: delete ID [--config FILE] ...", backupDelete},
+		{"binlogs", "list the archived binlogs the newest valid backup replays, failing on a gap: binlogs [--config FILE] ...", backupBinlogs},
 	}
 }
 
