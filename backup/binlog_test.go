@@ -37,6 +37,14 @@ func file(flavor gtid.Flavor, member, name, before, after string, first, last in
 var wantAbandoned = map[string][]string{
 	"diverged: the later history":                        {"db1/binlog.000001", "db1/binlog.000002"},
 	"diverged: mariadb seqnos reused by the new primary": {"db1/binlog.000001"},
+	"diverged: the higher epoch":                         {"db1/binlog.000001"},
+}
+
+// withEpoch is a copy of f archived in epoch, skew hours after its last transaction.
+func withEpoch(f *BinlogManifest, epoch uint64, skew int) *BinlogManifest {
+	c := *f
+	c.Epoch, c.ArchivedAt = epoch, f.LastTime.Add(time.Duration(skew)*time.Hour)
+	return &c
 }
 
 func TestPlanReplay(t *testing.T) {
@@ -87,6 +95,8 @@ func TestPlanReplay(t *testing.T) {
 		// file continues that lost branch. db2's history is the one replayed, with no gap.
 		{"diverged: the later history", my, uuidA + ":1-5", []*BinlogManifest{x, x2, y, y2}, BinlogTarget{}, []string{"db2/binlog.000007", "db2/binlog.000008"}, ""},
 		{"diverged: mariadb seqnos reused by the new primary", ma, "0-1-5", []*BinlogManifest{mx, my1}, BinlogTarget{}, []string{"db2/binlog.000002"}, ""},
+		// The epochs order the primaries although db1's clock ran ahead.
+		{"diverged: the higher epoch", my, uuidA + ":1-5", []*BinlogManifest{withEpoch(x, 3, 100), withEpoch(y, 4, 0)}, BinlogTarget{}, []string{"db2/binlog.000007"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

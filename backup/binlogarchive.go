@@ -45,6 +45,8 @@ type BinlogArchiver struct {
 	Log        *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Epoch is the cluster record's epoch, stamped in each manifest (nil: 0).
+	Epoch func() uint64
 
 	index map[string]*BinlogManifest // by manifest key; a manifest never changes once written
 	done  map[string]int64           // local file name -> size, archived or found not needed
@@ -338,6 +340,9 @@ func (a *BinlogArchiver) archive(ctx context.Context, flavor gtid.Flavor, dir st
 		File: f.Name, Size: scan.Size, SHA256: sum, GTIDBefore: scan.Before.String(), GTIDAfter: scan.After.String(),
 		FirstGTID: scan.First.GTID, LastGTID: scan.Last.GTID, FirstTime: scan.First.Time, LastTime: scan.Last.Time,
 		Transactions: scan.Txns, ArchivedAt: a.now().UTC()}
+	if a.Epoch != nil {
+		m.Epoch = a.Epoch()
+	}
 	body, err := m.Marshal()
 	if err != nil {
 		return err

@@ -47,7 +47,7 @@ type ReplayStep struct {
 // state holds the others' is taken and the transactions a step's Covered holds are skipped, so
 // no transaction is replayed twice. When neither holds the other, the history diverged: the old
 // primary archived transactions the new one never got. The later archived file (the history the
-// cluster went on with) is taken; the others, and every file continuing from them, are returned
+// cluster went on with: the highest record epoch, then the last archived) is taken; the others, and every file continuing from them, are returned
 // as abandoned. A gap before the target is ErrGap, naming what is missing.
 func PlanReplay(flavor gtid.Flavor, from gtid.Set, files []*BinlogManifest, target BinlogTarget) (steps []ReplayStep, abandoned []*BinlogManifest, err error) {
 	var goal gtid.Set
@@ -144,7 +144,8 @@ func PlanReplay(flavor gtid.Flavor, from gtid.Set, files []*BinlogManifest, targ
 // choose picks, among files that all start within what is covered, the one whose end state
 // holds every other's (compared as GTID sets: for MariaDB per domain and server, so two
 // servers' transactions of one seqno range are told apart); when none does, the history
-// diverged and the last archived one wins. files are in archive order.
+// diverged and the file of the newest primary wins: the highest record epoch, then the last
+// archived. files are in archive order.
 func choose(files []*BinlogManifest) *BinlogManifest {
 	for _, f := range files {
 		all := true
@@ -158,7 +159,13 @@ func choose(files []*BinlogManifest) *BinlogManifest {
 			return f
 		}
 	}
-	return files[len(files)-1]
+	newest := files[len(files)-1]
+	for _, f := range files {
+		if f.Epoch > newest.Epoch {
+			newest = f
+		}
+	}
+	return newest
 }
 
 // firstUnreachable is the earliest archived file that adds to covered but does not start

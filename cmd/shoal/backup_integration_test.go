@@ -119,7 +119,7 @@ func TestPointInTimeRestoreCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	archive, err := binlogArchive(cfg, secrets, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	archive, err := binlogArchive(cfg, secrets, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), func() uint64 { return 7 })
 	if err != nil {
 		t.Fatal(err)
 	}

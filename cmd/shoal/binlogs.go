@@ -30,7 +30,7 @@ func localMySQL(cfg config.Config, secrets config.Secrets) mysqlctl.Config {
 }
 
 // binlogArchive turns on the primary's binlog archive, or returns nil while it is off.
-func binlogArchive(cfg config.Config, secrets config.Secrets, reg prometheus.Registerer, log *slog.Logger) (*agent.BinlogArchiveOptions, error) {
+func binlogArchive(cfg config.Config, secrets config.Secrets, reg prometheus.Registerer, log *slog.Logger, epoch func() uint64) (*agent.BinlogArchiveOptions, error) {
 	b := cfg.Backup.Binlogs
 	if !b.Enabled {
 		return nil, nil
@@ -41,7 +41,7 @@ func binlogArchive(cfg config.Config, secrets config.Secrets, reg prometheus.Reg
 	}
 	return &agent.BinlogArchiveOptions{Interval: b.Interval, Archiver: &backup.BinlogArchiver{Store: store, Cluster: cfg.Cluster,
 		Member: cfg.Node.ID, Local: localMySQL(cfg, secrets), Dir: b.Dir, PIDFile: cfg.MySQL.PIDFile, FlushEvery: b.FlushInterval,
-		Metrics: backup.NewBinlogMetrics(reg), Log: log}}, nil
+		Metrics: backup.NewBinlogMetrics(reg), Log: log, Epoch: epoch}}, nil
 }
 
 // binlogPruner prunes the binlog archive after retention.
