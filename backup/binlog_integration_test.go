@@ -301,7 +301,9 @@ func TestBinlogArchiveAcrossFailover(t *testing.T) {
 		}
 		archA := r.archiver()
 		archB := &backup.BinlogArchiver{Store: r.store, Cluster: "c1", Member: "db2", Local: mysqlctl.Config{Addr: srvB.Addr(),
-			User: harness.RootUser, Password: harness.RootPassword}, Dir: filepath.Join(srvB.Dir(), "data"), Metrics: archA.Metrics}
+			User: harness.RootUser, Password: harness.RootPassword}, Dir: filepath.Join(srvB.Dir(), "data"), Metrics: archA.Metrics,
+			Epoch: func() uint64 { return 2 }}
+		archA.Epoch = func() uint64 { return 1 }
 
 		mustExec(t, ctx, a, "INSERT INTO app.p VALUES (2)")
 		caughtUp()
@@ -330,6 +332,9 @@ func TestBinlogArchiveAcrossFailover(t *testing.T) {
 		}
 		for _, f := range files {
 			t.Logf("%s: archived %s of %s: %s .. %s", flavor, f.File, f.Member, f.GTIDBefore, f.GTIDAfter)
+			if want := map[string]uint64{"db1": 1, "db2": 2}[f.Member]; f.Epoch != want {
+				t.Errorf("%s of %s archived in epoch %d, want %d", f.File, f.Member, f.Epoch, want)
+			}
 		}
 		if got := metric(t, r.reg, "shoal_backup_binlog_files_total", "already_archived"); got != 1 {
 			t.Errorf("%v files skipped as already archived; want db2's first", got)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,20 @@ func file(flavor gtid.Flavor, member, name, before, after string, first, last in
 		FirstTime: at(first), LastTime: at(last), Transactions: 1, ArchivedAt: at(last + 1)}
 }
 
+// wantAbandoned are TestPlanReplay's lost branches, by case.
+var wantAbandoned = map[string][]string{
+	"diverged: the later history":                        {"db1/binlog.000001", "db1/binlog.000002"},
+	"diverged: mariadb seqnos reused by the new primary": {"db1/binlog.000001"},
+	"diverged: the higher epoch":                         {"db1/binlog.000001"},
+}
+
+// withEpoch is a copy of f archived in epoch, skew hours after its last transaction.
+func withEpoch(f *BinlogManifest, epoch uint64, skew int) *BinlogManifest {
+	c := *f
+	c.Epoch, c.ArchivedAt = epoch, f.LastTime.Add(time.Duration(skew)*time.Hour)
+	return &c
+}
+
 func TestPlanReplay(t *testing.T) {
 	my, ma := gtid.MySQL, gtid.MariaDB
 	f1 := file(my, "db1", "binlog.000001", "", uuidA+":1-10", 1, 10)
@@ -41,6 +56,12 @@ func TestPlanReplay(t *testing.T) {
 	g := file(my, "db2", "binlog.000007", uuidA+":1-5", uuidA+":1-12,"+uuidB+":1-3", 6, 14)
 	m1 := file(ma, "db1", "binlog.000001", "", "0-1-10", 1, 10)
 	m2 := file(ma, "db2", "binlog.000002", "0-1-8", "0-1-10,0-2-15", 9, 15)
+	x := file(my, "db1", "binlog.000001", uuidA+":1-5", uuidA+":1-12", 6, 12)
+	x2 := file(my, "db1", "binlog.000002", uuidA+":1-12", uuidA+":1-14", 13, 14)
+	y := file(my, "db2", "binlog.000007", uuidA+":1-5", uuidA+":1-10,"+uuidB+":1-3", 6, 16)
+	y2 := file(my, "db2", "binlog.000008", uuidA+":1-10,"+uuidB+":1-3", uuidA+":1-10,"+uuidB+":1-8", 17, 20)
+	mx := file(ma, "db1", "binlog.000001", "0-1-5", "0-1-12", 6, 12)
+	my1 := file(ma, "db2", "binlog.000002", "0-1-5", "0-1-10,0-2-11", 6, 16)
 	cases := []struct {
 		name   string
 		flavor gtid.Flavor
@@ -70,10 +91,16 @@ func TestPlanReplay(t *testing.T) {
 		{"mariadb across servers of a domain", ma, "0-1-5", []*BinlogManifest{m2, m1}, BinlogTarget{GTID: "0-2-12"}, []string{"db1/binlog.000001", "db2/binlog.000002"}, ""},
 		{"mariadb position of the new primary covers the old one's", ma, "0-2-12", []*BinlogManifest{m1, m2}, BinlogTarget{}, []string{"db2/binlog.000002"}, ""},
 		{"mariadb gap", ma, "0-1-5", []*BinlogManifest{m2}, BinlogTarget{}, nil, "gap"},
+		// Divergence: db1 archived A:11-12 that db2, promoted at A:10, never got; db1's next
+		// file continues that lost branch. db2's history is the one replayed, with no gap.
+		{"diverged: the later history", my, uuidA + ":1-5", []*BinlogManifest{x, x2, y, y2}, BinlogTarget{}, []string{"db2/binlog.000007", "db2/binlog.000008"}, ""},
+		{"diverged: mariadb seqnos reused by the new primary", ma, "0-1-5", []*BinlogManifest{mx, my1}, BinlogTarget{}, []string{"db2/binlog.000002"}, ""},
+		// The epochs order the primaries although db1's clock ran ahead.
+		{"diverged: the higher epoch", my, uuidA + ":1-5", []*BinlogManifest{withEpoch(x, 3, 100), withEpoch(y, 4, 0)}, BinlogTarget{}, []string{"db2/binlog.000007"}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			steps, err := PlanReplay(c.flavor, gtid.MustParse(c.flavor, c.from), c.files, c.target)
+			steps, abandoned, err := PlanReplay(c.flavor, gtid.MustParse(c.flavor, c.from), c.files, c.target)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("got %v, want an error containing %q", err, c.err)
@@ -92,6 +119,14 @@ func TestPlanReplay(t *testing.T) {
 			}
 			if fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Fatalf("steps %v, want %v", got, c.want)
+			}
+			// What is neither replayed nor covered by the replay must be a lost branch.
+			var lost []string
+			for _, f := range abandoned {
+				lost = append(lost, f.Member+"/"+f.File)
+			}
+			if want := wantAbandoned[c.name]; fmt.Sprint(lost) != fmt.Sprint(want) {
+				t.Fatalf("abandoned %v, want %v", lost, want)
 			}
 		})
 	}
@@ -464,3 +499,81 @@ func TestPrunable(t *testing.T) {
 		}
 	}
 }
+
+// Random failovers over one linear history: the old primary archives some of its closed files,
+// the new one (which logged the same history as a replica, cut into other files) archives what
+// adds to the archive, as the archiver decides. From any backup position the plan then has no
+// gap, and cutting its files replays every later transaction exactly once, in order.
+func TestReplayPlanRandomFailovers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 500 {
+		n := 5 + rng.IntN(60)
+		// cuts splits 1..upto into files of a member; each transaction is 10 bytes.
+		cuts := func(member string, upto int) []*BinlogManifest {
+			var files []*BinlogManifest
+			for start := 1; start <= upto; {
+				end := min(upto, start+rng.IntN(8))
+				f := file(gtid.MySQL, member, fmt.Sprintf("binlog.%06d", len(files)+1), "", uuidA+fmt.Sprintf(":1-%d", end), start, end)
+				if start > 1 {
+					f.GTIDBefore = uuidA + fmt.Sprintf(":1-%d", start-1)
+				}
+				files = append(files, f)
+				start = end + 1
+			}
+			return files
+		}
+		failover := 1 + rng.IntN(n)
+		var archive []*BinlogManifest
+		archived := gtid.MustParse(gtid.MySQL, "")
+		add := func(f *BinlogManifest, at int) {
+			if ok, _ := archived.Contains(f.after()); ok {
+				return // the archiver skips it
+			}
+			f.ArchivedAt = at0(at)
+			archive = append(archive, f)
+			archived, _ = archived.Union(f.after())
+		}
+		old := cuts("db1", failover)
+		for _, f := range old[:rng.IntN(len(old)+1)] { // the rest was still open, or not yet looked at
+			add(f, 0)
+		}
+		for _, f := range cuts("db2", n) {
+			add(f, 1)
+		}
+		pos := rng.IntN(n)
+		from := gtid.MustParse(gtid.MySQL, "")
+		if pos > 0 {
+			from = gtid.MustParse(gtid.MySQL, fmt.Sprintf("%s:1-%d", uuidA, pos))
+		}
+		steps, abandoned, err := PlanReplay(gtid.MySQL, from, archive, BinlogTarget{})
+		if err != nil || len(abandoned) > 0 {
+			t.Fatalf("round %d: %v (abandoned %d)", round, err, len(abandoned))
+		}
+		var replayed []int
+		for _, s := range steps {
+			var txns []BinlogTxn
+			lo, hi := s.File.FirstTime.Sub(t0)/time.Second, s.File.LastTime.Sub(t0)/time.Second
+			for g := int(lo); g <= int(hi); g++ {
+				txns = append(txns, BinlogTxn{GTID: fmt.Sprintf("%s:%d", uuidA, g), Start: int64(g * 10), End: int64(g*10 + 10), Time: at(g)})
+			}
+			start, end, k, _, err := cutTxns(gtid.MySQL, s.Covered, BinlogTarget{}, txns)
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			for g := start / 10; k > 0 && g < end/10; g++ {
+				replayed = append(replayed, int(g))
+			}
+		}
+		for i, g := range replayed {
+			if g != pos+1+i {
+				t.Fatalf("round %d: from %d to %d, replayed %v", round, pos, n, replayed)
+			}
+		}
+		if len(replayed) != n-pos {
+			t.Fatalf("round %d: from %d to %d, replayed %v", round, pos, n, replayed)
+		}
+	}
+}
+
+// at0 is an archive time: the new primary's files are archived after the old one's.
+func at0(i int) time.Time { return t0.Add(time.Duration(i) * time.Hour) }

@@ -45,6 +45,8 @@ type BinlogArchiver struct {
 	Log        *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Epoch is the cluster record's epoch, stamped in each manifest (nil: 0).
+	Epoch func() uint64
 
 	index map[string]*BinlogManifest // by manifest key; a manifest never changes once written
 	done  map[string]int64           // local file name -> size, archived or found not needed
@@ -322,7 +324,7 @@ func (a *BinlogArchiver) archive(ctx context.Context, flavor gtid.Flavor, dir st
 	case scan.Txns == 0:
 		a.count("empty")
 		return nil
-	case len(a.index) > 0 && covers(flavor, archived, scan.After):
+	case archivedAll(archived, scan.After):
 		log.Debug("binlog file already archived (by GTID)", "gtid_after", scan.After)
 		a.count("already_archived")
 		return nil
@@ -338,6 +340,9 @@ func (a *BinlogArchiver) archive(ctx context.Context, flavor gtid.Flavor, dir st
 		File: f.Name, Size: scan.Size, SHA256: sum, GTIDBefore: scan.Before.String(), GTIDAfter: scan.After.String(),
 		FirstGTID: scan.First.GTID, LastGTID: scan.Last.GTID, FirstTime: scan.First.Time, LastTime: scan.Last.Time,
 		Transactions: scan.Txns, ArchivedAt: a.now().UTC()}
+	if a.Epoch != nil {
+		m.Epoch = a.Epoch()
+	}
 	body, err := m.Marshal()
 	if err != nil {
 		return err
@@ -362,6 +367,14 @@ func (a *BinlogArchiver) count(result string) {
 	if a.Metrics != nil {
 		a.Metrics.files.WithLabelValues(result).Inc()
 	}
+}
+
+// archivedAll reports whether the archive's end states hold every transaction of a file ending
+// at after. The sets are compared as they are, MariaDB's per domain and server: a new primary's
+// transactions that reuse seqnos a lost branch of the old one archived are not taken for them.
+func archivedAll(archived, after gtid.Set) bool {
+	ok, err := archived.Contains(after)
+	return err == nil && ok
 }
 
 // upload puts the file's bytes, checking they are still those scanned.

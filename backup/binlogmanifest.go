@@ -44,6 +44,9 @@ type BinlogManifest struct {
 	LastTime     time.Time `json:"last_time"`
 	Transactions int       `json:"transactions"`
 	ArchivedAt   time.Time `json:"archived_at"`
+	// Epoch is the cluster record's epoch when the file was archived (0: not known): it orders
+	// two primaries' files exactly, where ArchivedAt depends on their clocks.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 var (

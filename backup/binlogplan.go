@@ -43,18 +43,21 @@ type ReplayStep struct {
 
 // PlanReplay chooses the archived files that take a server at GTID state from to the target:
 // each file must start within what is covered so far (no gap) and add to it. Where files of
-// two members overlap (the old primary's and the new one's after a failover), the one reaching
-// furthest is taken and the transactions a step's Covered holds are skipped, so no transaction
-// is replayed twice. A gap before the target is ErrGap, naming what is missing.
-func PlanReplay(flavor gtid.Flavor, from gtid.Set, files []*BinlogManifest, target BinlogTarget) ([]ReplayStep, error) {
+// two members overlap (the old primary's and the new one's after a failover), the one whose end
+// state holds the others' is taken and the transactions a step's Covered holds are skipped, so
+// no transaction is replayed twice. When neither holds the other, the history diverged: the old
+// primary archived transactions the new one never got. The later archived file (the history the
+// cluster went on with: the highest record epoch, then the last archived) is taken; the others, and every file continuing from them, are returned
+// as abandoned. A gap before the target is ErrGap, naming what is missing.
+func PlanReplay(flavor gtid.Flavor, from gtid.Set, files []*BinlogManifest, target BinlogTarget) (steps []ReplayStep, abandoned []*BinlogManifest, err error) {
 	var goal gtid.Set
 	if target.GTID != "" {
 		g, err := parseOneGTID(flavor, target.GTID)
 		if err != nil {
-			return nil, fmt.Errorf("target: %w", err)
+			return nil, nil, fmt.Errorf("target: %w", err)
 		}
 		if covers(flavor, from, g) {
-			return nil, fmt.Errorf("target GTID %s is already in the backup (at %s): restore an older backup", target.GTID, from)
+			return nil, nil, fmt.Errorf("target GTID %s is already in the backup (at %s): restore an older backup", target.GTID, from)
 		}
 		goal = g
 	}
@@ -64,12 +67,21 @@ func PlanReplay(flavor gtid.Flavor, from gtid.Set, files []*BinlogManifest, targ
 		return cmp.Or(a.ArchivedAt.Compare(b.ArchivedAt), cmp.Compare(a.ObjectKey(), b.ObjectKey()))
 	})
 	covered := from
-	var steps []ReplayStep
+	lost := gtid.MustParse(flavor, "") // the abandoned branches' transactions
+	dropped := map[*BinlogManifest]bool{}
+	// onLostBranch: the file was abandoned, or starts after transactions of an abandoned branch.
+	onLostBranch := func(f *BinlogManifest) bool {
+		if dropped[f] {
+			return true
+		}
+		rest, err := lost.Subtract(f.before())
+		return err == nil && rest.Count() < lost.Count()
+	}
 	passedTime := false
 	for target.GTID == "" || !covers(flavor, covered, goal) {
-		var next *BinlogManifest
+		var cands []*BinlogManifest
 		for _, f := range files {
-			if !covers(flavor, covered, f.before()) || covers(flavor, covered, f.after()) {
+			if onLostBranch(f) || !covers(flavor, covered, f.before()) || covers(flavor, covered, f.after()) {
 				continue
 			}
 			if !target.Time.IsZero() && f.FirstTime.After(target.Time) {
@@ -77,42 +89,83 @@ func PlanReplay(flavor gtid.Flavor, from gtid.Set, files []*BinlogManifest, targ
 				passedTime = true
 				continue
 			}
-			if next == nil {
-				next = f
-			} else if c, err := gtid.MoreAdvanced(f.after(), next.after()); err == nil && c > 0 {
-				next = f
-			}
+			cands = append(cands, f)
 		}
-		if next == nil {
+		if len(cands) == 0 {
 			break
+		}
+		next := choose(cands)
+		for _, c := range cands {
+			if ok, _ := next.after().Contains(c.after()); !ok {
+				dropped[c] = true
+				abandoned = append(abandoned, c)
+				extra, err := c.after().Subtract(next.after())
+				if err == nil {
+					lost, err = lost.Union(extra)
+				}
+				if err != nil {
+					return nil, nil, err
+				}
+			}
 		}
 		passedTime = false
 		steps = append(steps, ReplayStep{File: next, Covered: covered})
-		u, err := covered.Union(next.after())
-		if err != nil {
-			return nil, err
+		if covered, err = covered.Union(next.after()); err != nil {
+			return nil, nil, err
 		}
-		covered = u
 		if !target.Time.IsZero() && next.LastTime.After(target.Time) {
 			passedTime = true
 			break
 		}
 	}
+	reachable := slices.DeleteFunc(slices.Clone(files), onLostBranch)
 	if target.GTID != "" && !covers(flavor, covered, goal) {
-		if f := firstUnreachable(flavor, covered, files); f != nil && covers(flavor, f.after(), goal) {
-			return nil, gapError(flavor, covered, f)
+		if f := firstUnreachable(flavor, covered, reachable); f != nil && covers(flavor, f.after(), goal) {
+			return nil, nil, gapError(flavor, covered, f)
 		}
-		return nil, fmt.Errorf("target GTID %s is not in the binlog archive (it reaches %s)", target.GTID, covered)
+		return nil, nil, fmt.Errorf("target GTID %s is not in the binlog archive (it reaches %s)", target.GTID, covered)
 	}
 	if target.GTID == "" && !passedTime {
 		// Whatever the archive holds beyond the walk is after a gap. For the latest point, or a
 		// time the walk did not pass, the missing transactions may be before the target: what
 		// they are, and when, is not known.
-		if f := firstUnreachable(flavor, covered, files); f != nil {
-			return nil, gapError(flavor, covered, f)
+		if f := firstUnreachable(flavor, covered, reachable); f != nil {
+			return nil, nil, gapError(flavor, covered, f)
 		}
 	}
-	return steps, nil
+	for _, f := range files {
+		if onLostBranch(f) && !dropped[f] {
+			abandoned = append(abandoned, f)
+		}
+	}
+	return steps, abandoned, nil
+}
+
+// choose picks, among files that all start within what is covered, the one whose end state
+// holds every other's (compared as GTID sets: for MariaDB per domain and server, so two
+// servers' transactions of one seqno range are told apart); when none does, the history
+// diverged and the file of the newest primary wins: the highest record epoch, then the last
+// archived. files are in archive order.
+func choose(files []*BinlogManifest) *BinlogManifest {
+	for _, f := range files {
+		all := true
+		for _, g := range files {
+			if ok, _ := f.after().Contains(g.after()); !ok {
+				all = false
+				break
+			}
+		}
+		if all {
+			return f
+		}
+	}
+	newest := files[len(files)-1]
+	for _, f := range files {
+		if f.Epoch > newest.Epoch {
+			newest = f
+		}
+	}
+	return newest
 }
 
 // firstUnreachable is the earliest archived file that adds to covered but does not start

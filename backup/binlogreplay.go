@@ -31,6 +31,9 @@ type Replay struct {
 	// Transactions is how many the replay applies; Last is the last one (zero when none).
 	Transactions int
 	Last         BinlogTxn
+	// Abandoned are archived files of a history the cluster did not go on with (see PlanReplay):
+	// not replayed.
+	Abandoned []*BinlogManifest
 }
 
 // PreparedStep is one downloaded file and the byte range of it to replay.
@@ -62,11 +65,11 @@ func PrepareReplay(ctx context.Context, c Catalog, m *Manifest, target BinlogTar
 	if err != nil {
 		return fail(fmt.Errorf("the backup's GTID position: %w", err))
 	}
-	steps, err := PlanReplay(m.Flavor, from, index, target)
+	steps, abandoned, err := PlanReplay(m.Flavor, from, index, target)
 	if err != nil {
 		return fail(err)
 	}
-	r := &Replay{Flavor: m.Flavor, Target: target}
+	r := &Replay{Flavor: m.Flavor, Target: target, Abandoned: abandoned}
 	for i, s := range steps {
 		name := fmt.Sprintf("%03d-%s-%s", i, s.File.Member, s.File.File)
 		path := filepath.Join(stageDir, name)
@@ -233,4 +236,28 @@ func pipe(ctx context.Context, from, to []string) error {
 		return fmt.Errorf("%s: %w: %s", from[0], sErr, strings.TrimSpace(srcErr.String()))
 	}
 	return nil
+}
+
+// BinlogPresence checks, without reading them, that the objects of files are in the store with
+// the sizes their manifests say; each problem matches ErrMissing or ErrCorrupt.
+func (c Catalog) BinlogPresence(ctx context.Context, files []*BinlogManifest) error {
+	objs, err := c.Store.List(ctx, layout{c.Cluster}.binlogRoot())
+	if err != nil {
+		return fmt.Errorf("list the binlog archive: %w", err)
+	}
+	have := map[string]int64{}
+	for _, o := range objs {
+		have[o.Key] = o.Size
+	}
+	var errs []error
+	for _, f := range files {
+		size, ok := have[f.ObjectKey()]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("binlog %s of %s: %w", f.File, f.Member, ErrMissing))
+		case size != f.Size:
+			errs = append(errs, fmt.Errorf("binlog %s of %s: %d bytes, its manifest says %d: %w", f.File, f.Member, size, f.Size, ErrCorrupt))
+		}
+	}
+	return errors.Join(errs...)
 }

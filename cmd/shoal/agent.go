@@ -142,7 +142,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	archive, err := binlogArchive(cfg, secrets, reg, log.With("component", "binlog-archive"))
+	archive, err := binlogArchive(cfg, secrets, reg, log.With("component", "binlog-archive"), func() uint64 { return node.Record().Epoch })
 	if err != nil {
 		return err
 	}

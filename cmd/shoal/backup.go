@@ -28,6 +28,7 @@ func backupCommands() []command {
 		{"list", "list the cluster's backups, valid and incomplete: list [-o table|json] [--config FILE] ...", backupList},
 		{"verify", "restore a backup into a scratch dir, start a throwaway server on it and check it reaches the manifest's GTID position, recording the outcome beside the backup (--checksums-only: only check every object's sha256): verify ID [--checksums-only] [--config FILE] ...", backupVerify},
 		{"delete", "delete a backup, manifest first: delete ID [--config FILE] ...", backupDelete},
+		{"binlogs", "list the archived binlogs the newest valid backup replays, failing on a gap: binlogs [--config FILE] ...", backupBinlogs},
 	}
 }
 

@@ -128,12 +128,16 @@ func TestPointInTimeRestoreCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	archive, err := binlogArchive(cfg, secrets, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	archive, err := binlogArchive(cfg, secrets, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), func() uint64 { return 7 })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := archive.Archiver.Pass(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if out, err := shoal("backup", "binlogs"); err != nil || !strings.Contains(out, "binlog.000001") ||
+		!regexp.MustCompile(`and 1 of 1 archived files replay without a gap to \S+Z\n$`).MatchString(out) {
+		t.Errorf("backup binlogs: %v\n%s", err, out)
 	}
 
 	server := "/usr/sbin/mariadbd --no-defaults --user=root --log-bin=binlog --server-id=9 --gtid-strict-mode=ON"
@@ -184,6 +188,9 @@ func TestPointInTimeRestoreCommand(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+	if out, err := shoal("backup", "binlogs"); !errors.Is(err, backup.ErrMissing) {
+		t.Errorf("backup binlogs with an object missing: %v\n%s", err, out)
 	}
 	dataDir2 := filepath.Join(t.TempDir(), "data")
 	if out, err := shoal("restore", "--to-latest", "--datadir", dataDir2, "--server-command", server); !errors.Is(err, backup.ErrMissing) {
