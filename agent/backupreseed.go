@@ -32,13 +32,29 @@ func (a *Agent) startBackupReseed() error {
 	if a.opts.BackupRestorer == nil {
 		return errNoBackupStore
 	}
-	return a.runReseed("from", "the newest backup", a.reseedFromBackup)
+	var id, pos string
+	return a.runReseed("from", "the newest backup", reseedSteps{
+		// Checked before replication stops and before the download: the leader asks again while
+		// the member stays empty, and a copy the primary's binlogs cannot bring up to date would
+		// be fetched and swapped in for nothing each time (and a stopped receiver no longer
+		// shows why the member needs a copy).
+		check: func(ctx context.Context) (err error) {
+			if id, pos, err = a.opts.BackupRestorer.Pick(ctx); err != nil {
+				return fmt.Errorf("re-seed from a backup: %w", err)
+			}
+			if err := a.primaryCanCatchUp(ctx, pos); err != nil {
+				return fmt.Errorf("re-seed from backup %s: %w", id, err)
+			}
+			return nil
+		},
+		copy: func(ctx context.Context, flavor gtid.Flavor) error { return a.reseedFromBackup(ctx, flavor, id, pos) },
+	})
 }
 
 // reseedFromBackup replaces the local server's data with the newest backup: restored and checked
 // beside the data dir while mysqld still runs, swapped in while it is down, so the server never
 // starts on half a copy. The agent's next passes point it at the primary.
-func (a *Agent) reseedFromBackup(ctx context.Context, flavor gtid.Flavor) error {
+func (a *Agent) reseedFromBackup(ctx context.Context, flavor gtid.Flavor, id, pos string) error {
 	o := a.opts.Reseed
 	if o.Service == nil {
 		return errors.New("re-seed from a backup: mysqld must be stopped and started around the swap: set mysql.stop_command and mysql.start_command")
@@ -53,16 +69,6 @@ func (a *Agent) reseedFromBackup(ctx context.Context, flavor gtid.Flavor) error 
 		return fmt.Errorf("re-seed from a backup: clear %s: %w", staging, err)
 	}
 	defer os.RemoveAll(staging)
-	id, pos, err := a.opts.BackupRestorer.Pick(ctx)
-	if err != nil {
-		return fmt.Errorf("re-seed from a backup: %w", err)
-	}
-	// Checked before the download: the leader asks again while the member stays empty, and a
-	// copy the primary's binlogs cannot bring up to date would be fetched and swapped in for
-	// nothing each time.
-	if err := a.primaryCanCatchUp(ctx, flavor, pos); err != nil {
-		return fmt.Errorf("re-seed from backup %s: %w", id, err)
-	}
 	if err := a.opts.BackupRestorer.Restore(ctx, id, staging); err != nil {
 		return fmt.Errorf("re-seed from a backup: %w", err)
 	}
@@ -132,7 +138,7 @@ func (a *Agent) binlogState(ctx context.Context, addr string) (string, error) {
 
 // primaryCanCatchUp fails when the primary's binary logs start after pos, a copy's position: a
 // member restored there could not replicate what lies between.
-func (a *Agent) primaryCanCatchUp(ctx context.Context, flavor gtid.Flavor, pos string) error {
+func (a *Agent) primaryCanCatchUp(ctx context.Context, pos string) error {
 	rec := a.raft.Record()
 	cfg := a.opts.Reseed.Local
 	cfg.Addr = rec.Members[rec.Primary].MySQLAddr
@@ -141,6 +147,7 @@ func (a *Agent) primaryCanCatchUp(ctx context.Context, flavor gtid.Flavor, pos s
 		return fmt.Errorf("read the primary's oldest binlog position: %w", err)
 	}
 	defer srv.Close()
+	flavor := srv.Flavor()
 	var start string
 	if flavor == gtid.MySQL {
 		err = srv.DB().QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_purged").Scan(&start)

@@ -93,14 +93,21 @@ func (a *Agent) askReseed(ctx context.Context, rec record.Record, rs ha.Reseed) 
 
 // startReseed starts re-seeding the local server from donor in the background.
 func (a *Agent) startReseed(donor record.Member) error {
-	return a.runReseed("donor", donor.ID, func(ctx context.Context, flavor gtid.Flavor) error {
+	return a.runReseed("donor", donor.ID, reseedSteps{copy: func(ctx context.Context, flavor gtid.Flavor) error {
 		return a.reseedFrom(ctx, flavor, donor)
-	})
+	}})
 }
 
-// runReseed runs copy in the background, once replication stopped, unless a re-seed runs
-// already; source and id say where the copy comes from in the logs ("donor", "db-2").
-func (a *Agent) runReseed(source, id string, copy func(ctx context.Context, flavor gtid.Flavor) error) error {
+// reseedSteps are a re-seed's own steps: check (optional) runs while replication still runs, so
+// a refusal leaves the server as it was; copy replaces the data once replication stopped.
+type reseedSteps struct {
+	check func(ctx context.Context) error
+	copy  func(ctx context.Context, flavor gtid.Flavor) error
+}
+
+// runReseed runs steps in the background unless a re-seed runs already; source and id say where
+// the copy comes from in the logs ("donor", "db-2").
+func (a *Agent) runReseed(source, id string, steps reseedSteps) error {
 	if !a.reseeding.CompareAndSwap(false, true) {
 		return errReseedRunning
 	}
@@ -109,13 +116,20 @@ func (a *Agent) runReseed(source, id string, copy func(ctx context.Context, flav
 		defer a.reseeding.Store(false)
 		begin := a.now()
 		a.log.Info("re-seed starting", source, id)
-		// A pass that began before the flag was set may still act on the server (start its
-		// replication, say): replication stops once it ended, and later passes see the flag.
-		a.passing.Lock()
-		flavor, err := a.stopReplication(a.backgroundCtx)
-		a.passing.Unlock()
+		var err error
+		if steps.check != nil {
+			err = steps.check(a.backgroundCtx)
+		}
+		var flavor gtid.Flavor
 		if err == nil {
-			err = copy(a.backgroundCtx, flavor)
+			// A pass that began before the flag was set may still act on the server (start its
+			// replication, say): replication stops once it ended, and later passes see the flag.
+			a.passing.Lock()
+			flavor, err = a.stopReplication(a.backgroundCtx)
+			a.passing.Unlock()
+		}
+		if err == nil {
+			err = steps.copy(a.backgroundCtx, flavor)
 		}
 		a.reseedMetrics.runs.WithLabelValues("joiner", reseedResult(err)).Inc()
 		if err != nil {
