@@ -44,9 +44,7 @@ func TestHealLostPrimaryNode(t *testing.T) {
 	if err != nil || claim.UID == oldClaim.UID {
 		t.Errorf("claim data-%s not replaced: %v", first, err)
 	}
-	if role := waitRole(t, c, first); role != "replica" {
-		t.Fatalf("the recreated %s rejoined as %q, want replica", first, role)
-	}
+	waitReplica(t, c, first)
 	t.Logf("%s labelled replica after %v", first, time.Since(begin).Round(time.Millisecond))
 
 	// The force deletion came after the failover's epoch and the lease bound (ha.lease +
@@ -85,9 +83,7 @@ func TestHealForceDeletionOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := waitRecreatedReady(t, c, old)
-	if role := waitRole(t, c, old.Name); role != "replica" {
-		t.Fatalf("the recreated %s rejoined as %q, want replica", old.Name, role)
-	}
+	waitReplica(t, c, old.Name)
 	t.Logf("node %s back: %s recreated on %s, Ready and replica after %v", lost.Name, old.Name, fresh.Spec.NodeName,
 		time.Since(begin).Round(time.Millisecond))
 }
@@ -131,9 +127,7 @@ func TestHealUnusableDataDir(t *testing.T) {
 	if err != nil || claim.UID == oldClaim.UID {
 		t.Errorf("claim data-%s not replaced: %v", victim, err)
 	}
-	if role := waitRole(t, c, victim); role != "replica" {
-		t.Fatalf("%s rejoined as %q, want replica", victim, role)
-	}
+	waitReplica(t, c, victim)
 	t.Logf("%s back on a new volume on %s, Ready and replica after %v", victim, fresh.Spec.NodeName, time.Since(begin).Round(time.Millisecond))
 }
 
