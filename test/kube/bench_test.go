@@ -71,7 +71,7 @@ func benchPrimaryChange(b *testing.B, flavor string) {
 		for _, f := range []fault{killPrimaryMySQLD, deletePrimaryPod} {
 			old := r.pod(b, primary)
 			begin := time.Now()
-			back := f.do(b, c, old)
+			back := f.inject(b, c, old, w)
 			next := waitPrimary(b, c, r.selector, primary)
 			ip := r.pod(b, next).Status.PodIP
 			rec := admin.primaryRecord(b, ip)

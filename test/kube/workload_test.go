@@ -80,10 +80,12 @@ type ack struct {
 type writer struct {
 	dsn        string
 	stop, done chan struct{}
-	mu         sync.Mutex
-	acks       []ack
-	lastErr    error
-	errs       []failure // the first error of each run of failed attempts
+	// gate is held for each write; pause holds it, so no write is in flight while paused.
+	gate    sync.Mutex
+	mu      sync.Mutex
+	acks    []ack
+	lastErr error
+	errs    []failure // the first error of each run of failed attempts
 }
 
 // failure is a write attempt that failed, and when.
@@ -159,7 +161,10 @@ func (w *writer) run() {
 			}
 		}
 		next++
-		if _, err := conn.ExecContext(ctx, "INSERT INTO acks (id) VALUES (?)", next); err != nil {
+		w.gate.Lock()
+		_, err := conn.ExecContext(ctx, "INSERT INTO acks (id) VALUES (?)", next)
+		w.gate.Unlock()
+		if err != nil {
 			w.setErr(err)
 			conn.Close()
 			conn = nil
@@ -175,6 +180,10 @@ func (w *writer) run() {
 		conn.Close()
 	}
 }
+
+// pause waits for the write in flight, if any, and holds the next until resume.
+func (w *writer) pause()  { w.gate.Lock() }
+func (w *writer) resume() { w.gate.Unlock() }
 
 func (w *writer) setErr(err error) {
 	w.mu.Lock()
