@@ -90,16 +90,7 @@ var (
 
 func writesAcrossFaults(t *testing.T, flavor string) {
 	c := startForTestWith(t, Options{})
-	// The second failover follows the first within seconds: without a short cooldown it would
-	// wait out the default 30 s anti-flap cooldown (ha.failover_cooldown), by design.
-	r := installChart(t, c, flavor, "--set-json", `agent.config={"ha":{"failover_cooldown":"3s"}}`)
-	begin := time.Now()
-	waitPodsReady(t, c, r.selector, 3)
-	primary := waitPrimary(t, c, r.selector, "")
-	t.Logf("%s: 3 pods Ready, %s primary after %v", flavor, primary, time.Since(begin).Round(time.Millisecond))
-	m := startMonitor(t, r)
-	w := startWriter(t, r)
-	w.firstAckBy(t, primary, begin)
+	r, primary, w, m := installLoaded(t, c, flavor)
 
 	for _, f := range []fault{deletePrimaryPod, killPrimaryMySQLD, losePrimaryNode} {
 		old := r.pod(t, primary)

@@ -24,18 +24,12 @@ import (
 // first, whatever the roles, and the primary's preStop hands its role over when its turn comes.
 func TestHelmUpgradeRolls(t *testing.T) {
 	c := startForTestWith(t, Options{})
-	r := installChart(t, c, "mariadb")
-	begin := time.Now()
-	waitPodsReady(t, c, r.selector, 3)
-	primary := waitPrimary(t, c, r.selector, "")
-	m := startMonitor(t, r)
-	w := startWriter(t, r)
-	w.firstAckBy(t, primary, begin)
+	r, primary, w, m := installLoaded(t, c, "mariadb")
 	admin := adminClient(t, c)
 	epoch := admin.primaryRecord(t, r.pod(t, primary).Status.PodIP).Epoch
 	deletions := watchDeletions(t, c, r.selector)
 
-	begin = time.Now()
+	begin := time.Now()
 	helm := exec.CommandContext(t.Context(), Bin("helm"), "--kubeconfig", c.Kubeconfig, "upgrade", releaseName, "../../charts/shoal",
 		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default", "--set", "agent.log.level=info")
 	if out, err := helm.CombinedOutput(); err != nil {

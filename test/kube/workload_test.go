@@ -47,6 +47,23 @@ func installChart(t testing.TB, c *Cluster, flavor string, extra ...string) *rel
 		adminPW: string(sec.Data["admin-password"]), appPW: string(sec.Data["app-password"])}
 }
 
+// installLoaded installs the chart for flavor, waits for three pods Ready and a primary named by
+// its label and the slice, and starts the monitor and the writer. Faults follow each other
+// within seconds: the default 30 s anti-flap cooldown (ha.failover_cooldown) would hold every
+// failover after the first back to it, by design, so it is 3 s here.
+func installLoaded(tb testing.TB, c *Cluster, flavor string) (r *release, primary string, w *writer, m *monitor) {
+	tb.Helper()
+	r = installChart(tb, c, flavor, "--set-json", `agent.config={"ha":{"failover_cooldown":"3s"}}`)
+	begin := time.Now()
+	waitPodsReady(tb, c, r.selector, 3)
+	primary = waitPrimary(tb, c, r.selector, "")
+	tb.Logf("%s: 3 pods Ready, %s primary after %v", flavor, primary, time.Since(begin).Round(time.Millisecond))
+	m = startMonitor(tb, r)
+	w = startWriter(tb, r)
+	w.firstAckBy(tb, primary, begin)
+	return r, primary, w, m
+}
+
 // adminDB opens the admin account of the server at ip (a pod IP).
 func (r *release) adminDB(ip string) (*sql.DB, error) {
 	dsn := fmt.Sprintf("shoal_admin:%s@tcp(%s)/?timeout=1s&readTimeout=2s&writeTimeout=2s", r.adminPW, net.JoinHostPort(ip, "3306"))
