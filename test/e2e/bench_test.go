@@ -10,18 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoal-db/shoal/test/benchstat"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
 // Benchmarks measure, they do not assert times: `make bench` runs them with -benchtime 1x and
 // SHOAL_BENCH_RUNS faults each (default 10), on one cluster per flavor, and prints median and
 // max. Each run also passes the safety checks of Verify at the end.
-func benchRuns() int {
-	if n, err := strconv.Atoi(os.Getenv("SHOAL_BENCH_RUNS")); err == nil && n > 0 {
-		return n
-	}
-	return 10
-}
 
 type faultFn func(c *Cluster, p int) (recover func())
 
@@ -32,7 +27,7 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 			var detected, published, acked, inDNS []time.Duration
 			var agentCPU []float64
 			rss := 0
-			for range benchRuns() {
+			for range benchstat.Runs() {
 				w.WaitAcked(b, w.Acked()+20)
 				survivors, cpu0 := c.otherAgents(b, p)
 				t0 := time.Now()
@@ -66,10 +61,10 @@ func measureFailover(b *testing.B, name string, fault faultFn) {
 			}
 			out := c.Verify(w.Stop(), m.Stop())
 			prefix := name + " " + string(flavor) + ": "
-			report(b, prefix+"leader judges the primary down", detected)
-			report(b, prefix+"new primary published", published)
-			report(b, prefix+"first write acknowledged", acked)
-			report(b, prefix+"DNS SRV names the new primary", inDNS)
+			benchstat.Report(b, prefix+"leader judges the primary down", detected)
+			benchstat.Report(b, prefix+"new primary published", published)
+			benchstat.Report(b, prefix+"first write acknowledged", acked)
+			benchstat.Report(b, prefix+"DNS SRV names the new primary", inDNS)
 			slices.Sort(agentCPU)
 			line := fmt.Sprintf("%sCPU of each surviving agent from fault to first write: median %.1f%%, max %.1f%% of a core; RSS max %d MB",
 				prefix, agentCPU[len(agentCPU)/2], agentCPU[len(agentCPU)-1], rss)
@@ -91,21 +86,6 @@ func (c *Cluster) otherAgents(b *testing.B, p int) (pids []int, cpu []time.Durat
 		}
 	}
 	return pids, cpu
-}
-
-func report(b *testing.B, what string, ds []time.Duration) {
-	if len(ds) == 0 {
-		b.Errorf("%s: no measurement", what)
-		return
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	// Nearest-rank percentiles: with fewer than 100 runs p99 is the maximum.
-	pct := func(p int) time.Duration { return s[min(len(s)-1, (len(s)*p+99)/100-1)].Round(time.Millisecond) }
-	line := fmt.Sprintf("%s over %d runs: median %s, p90 %s, p99 %s, min %s, max %s", what, len(s),
-		pct(50), pct(90), pct(99), s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
-	b.Log(line)
-	fmt.Println("BENCH", line)
 }
 
 func BenchmarkFailoverHostCrash(b *testing.B) {
@@ -145,7 +125,7 @@ func BenchmarkRaftElection(b *testing.B) {
 			c := Start(b, shoalBinary, flavor, 3, "--ha.failover_cooldown", "1s")
 			c.WaitReplicating(c.WaitPrimary(-1, 60*time.Second))
 			var elections []time.Duration
-			for range benchRuns() {
+			for range benchstat.Runs() {
 				leader := c.RaftLeader(context.Background())
 				if leader < 0 {
 					b.Fatal("no Raft leader before the fault")
@@ -165,7 +145,7 @@ func BenchmarkRaftElection(b *testing.B) {
 				c.StartAgent(leader)
 				c.RepairErrant(c.WaitPrimary(-1, 60*time.Second))
 			}
-			report(b, "raft election after the leader's agent is killed "+string(flavor)+": new leader", elections)
+			benchstat.Report(b, "raft election after the leader's agent is killed "+string(flavor)+": new leader", elections)
 		})
 	}
 }
@@ -179,7 +159,7 @@ func BenchmarkSwitchover(b *testing.B) {
 		b.Run(string(flavor), func(b *testing.B) {
 			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--ha.failover_cooldown", "1s") // back-to-back runs
 			var gaps []time.Duration
-			for run := range benchRuns() {
+			for run := range benchstat.Runs() {
 				w.WaitAcked(b, w.Acked()+50)
 				t0 := time.Now()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -205,7 +185,7 @@ func BenchmarkSwitchover(b *testing.B) {
 				p = next
 			}
 			out := c.Verify(w.Stop(), m.Stop())
-			report(b, "switchover "+string(flavor)+": longest write gap", gaps)
+			benchstat.Report(b, "switchover "+string(flavor)+": longest write gap", gaps)
 			b.Logf("switchover %s: %s", flavor, out)
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/test/benchstat"
 	"github.com/shoal-db/shoal/test/harness"
 )
 
@@ -29,9 +30,9 @@ func BenchmarkReseed(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("SHOAL_BENCH_RESEED_MB")); err == nil && n > 0 {
 		mb = n
 	}
-	runs := min(benchRuns(), 3)
+	runs := min(benchstat.Runs(), 3)
 	if os.Getenv("SHOAL_BENCH_RUNS") != "" {
-		runs = benchRuns()
+		runs = benchstat.Runs()
 	}
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {

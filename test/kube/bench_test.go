@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,15 +20,8 @@ import (
 	kubepub "github.com/shoal-db/shoal/agent/kube"
 	"github.com/shoal-db/shoal/consensus/peertls"
 	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/test/benchstat"
 )
-
-// benchRuns is SHOAL_BENCH_RUNS, the rounds of faults per flavor (default 10).
-func benchRuns() int {
-	if n, err := strconv.Atoi(os.Getenv("SHOAL_BENCH_RUNS")); err == nil && n > 0 {
-		return n
-	}
-	return 10
-}
 
 // BenchmarkPrimaryChangeOnKubernetes: the chart on the rig, per flavor, SHOAL_BENCH_RUNS rounds
 // of two primary changes: the primary's mysqld SIGKILLed (a failover), and once that member
@@ -55,23 +47,16 @@ func BenchmarkPrimaryChangeOnKubernetes(b *testing.B) {
 
 func benchPrimaryChange(b *testing.B, flavor string) {
 	c := startForTestWith(b, Options{})
-	// Rounds follow each other within seconds; the default 30 s anti-flap cooldown would
-	// hold every failover back to it.
-	r := installChart(b, c, flavor, "--set-json", `agent.config={"ha":{"failover_cooldown":"3s"}}`)
-	begin := time.Now()
-	waitPodsReady(b, c, r.selector, 3)
-	primary := waitPrimary(b, c, r.selector, releaseName, "")
+	r, primary, w, m := installLoaded(b, c, flavor)
 	sw := watchSlices(b, c, releaseName+"-primary")
 	admin := adminClient(b, c)
-	w := startWriter(b, r)
-	w.firstAckBy(b, primary, begin)
 
 	var failover, switchover, firstWrite []time.Duration
-	for i := range benchRuns() {
+	for i := range benchstat.Runs() {
 		for _, f := range []fault{killPrimaryMySQLD, deletePrimaryPod} {
 			old := r.pod(b, primary)
 			begin := time.Now()
-			back := f.do(b, c, old)
+			back := f.inject(b, c, old, w)
 			next := waitPrimary(b, c, r.selector, releaseName, primary)
 			ip := r.pod(b, next).Status.PodIP
 			rec := admin.primaryRecord(b, ip)
@@ -93,25 +78,10 @@ func benchPrimaryChange(b *testing.B, flavor string) {
 		}
 	}
 	checkAcked(b, r, w, primary)
-	report(b, flavor+": failover (mysqld killed) decided -> -primary EndpointSlice seen by a watch", failover)
-	report(b, flavor+": switchover (primary pod deleted) decided -> -primary EndpointSlice seen by a watch", switchover)
-	report(b, flavor+": primary pod deleted -> first write acknowledged through the -primary Service", firstWrite)
-}
-
-// report prints median, p90 and max, on a BENCH line `make bench` collects.
-func report(b *testing.B, what string, ds []time.Duration) {
-	if len(ds) == 0 {
-		b.Errorf("%s: no measurement", what)
-		return
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	// Nearest rank.
-	pct := func(p int) time.Duration { return s[min(len(s)-1, (len(s)*p+99)/100-1)].Round(time.Millisecond) }
-	line := fmt.Sprintf("kube %s over %d runs: median %s, p90 %s, min %s, max %s", what, len(s),
-		pct(50), pct(90), s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
-	b.Log(line)
-	fmt.Println("BENCH", line)
+	m.check(b)
+	benchstat.Report(b, "kube "+flavor+": failover (mysqld killed) decided -> -primary EndpointSlice seen by a watch", failover)
+	benchstat.Report(b, "kube "+flavor+": switchover (primary pod deleted) decided -> -primary EndpointSlice seen by a watch", switchover)
+	benchstat.Report(b, "kube "+flavor+": primary pod deleted -> first write acknowledged through the -primary Service", firstWrite)
 }
 
 // sliceWatch records every version of a Service's EndpointSlices a watch delivers, when.

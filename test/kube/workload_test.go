@@ -47,6 +47,23 @@ func installChart(t testing.TB, c *Cluster, flavor string, extra ...string) *rel
 		adminPW: string(sec.Data["admin-password"]), appPW: string(sec.Data["app-password"])}
 }
 
+// installLoaded installs the chart for flavor, waits for three pods Ready and a primary named by
+// its label and the slice, and starts the monitor and the writer. Faults follow each other
+// within seconds: the default 30 s anti-flap cooldown (ha.failover_cooldown) would hold every
+// failover after the first back to it, by design, so it is 3 s here.
+func installLoaded(tb testing.TB, c *Cluster, flavor string) (r *release, primary string, w *writer, m *monitor) {
+	tb.Helper()
+	r = installChart(tb, c, flavor, "--set-json", `agent.config={"ha":{"failover_cooldown":"3s"}}`)
+	begin := time.Now()
+	waitPodsReady(tb, c, r.selector, 3)
+	primary = waitPrimary(tb, c, r.selector, releaseName, "")
+	tb.Logf("%s: 3 pods Ready, %s primary after %v", flavor, primary, time.Since(begin).Round(time.Millisecond))
+	m = startMonitor(tb, r)
+	w = startWriter(tb, r)
+	w.firstAckBy(tb, primary, begin)
+	return r, primary, w, m
+}
+
 // adminDB opens the admin account of the server at ip (a pod IP).
 func (r *release) adminDB(ip string) (*sql.DB, error) {
 	dsn := fmt.Sprintf("shoal_admin:%s@tcp(%s)/?timeout=1s&readTimeout=2s&writeTimeout=2s", r.adminPW, net.JoinHostPort(ip, "3306"))
@@ -80,10 +97,12 @@ type ack struct {
 type writer struct {
 	dsn        string
 	stop, done chan struct{}
-	mu         sync.Mutex
-	acks       []ack
-	lastErr    error
-	errs       []failure // the first error of each run of failed attempts
+	// gate is held for each write; pause holds it, so no write is in flight while paused.
+	gate    sync.Mutex
+	mu      sync.Mutex
+	acks    []ack
+	lastErr error
+	errs    []failure // the first error of each run of failed attempts
 }
 
 // failure is a write attempt that failed, and when.
@@ -159,7 +178,10 @@ func (w *writer) run() {
 			}
 		}
 		next++
-		if _, err := conn.ExecContext(ctx, "INSERT INTO acks (id) VALUES (?)", next); err != nil {
+		w.gate.Lock()
+		_, err := conn.ExecContext(ctx, "INSERT INTO acks (id) VALUES (?)", next)
+		w.gate.Unlock()
+		if err != nil {
 			w.setErr(err)
 			conn.Close()
 			conn = nil
@@ -175,6 +197,10 @@ func (w *writer) run() {
 		conn.Close()
 	}
 }
+
+// pause waits for the write in flight, if any, and holds the next until resume.
+func (w *writer) pause()  { w.gate.Lock() }
+func (w *writer) resume() { w.gate.Unlock() }
 
 func (w *writer) setErr(err error) {
 	w.mu.Lock()
