@@ -10,21 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// The chart installed on the rig's three nodes with its MariaDB test values: three pods Ready,
-// exactly one labelled primary, the -primary EndpointSlice naming it; the primary's pod deleted,
-// another takes over, the labels and the slice follow, and the recreated pod is Ready again.
-func TestChartInstall(t *testing.T) {
-	c := startForTestWith(t, Options{})
-	selector := installChart(t, c, "mariadb").selector
-	begin := time.Now()
-	waitPodsReady(t, c, selector, 3)
-	first := waitPrimary(t, c, selector, releaseName, "")
-	t.Logf("installed: 3 pods Ready, %s primary and named by the -primary EndpointSlice after %v", first,
-		time.Since(begin).Round(time.Millisecond))
-
-	deletePrimaryAndRejoin(t, c, selector, releaseName, first)
-}
-
 // deletePrimaryAndRejoin deletes the primary's pod first and waits for another member of cluster to be
 // primary, then for the recreated pod to be Ready and labelled replica.
 func deletePrimaryAndRejoin(t *testing.T, c *Cluster, selector, cluster, first string) {
