@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 export SHOAL_CACHE ?= /var/cache/shoal-test
 STATICCHECK := $(SHOAL_CACHE)/bin/staticcheck-v0.8.2
-GO_TEST_TIMEOUT ?= 20m
+GO_TEST_TIMEOUT ?= 45m
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: all build deps test test-go lint demo bench clean model-check model-mutations model-mutation-lease model-mutation-cas model-mutation-relay mutation chaos soak
