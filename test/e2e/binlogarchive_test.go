@@ -2,14 +2,10 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/shoal-db/shoal/backup"
-	"github.com/shoal-db/shoal/backup/miniotest"
-	"github.com/shoal-db/shoal/backup/s3store"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
 	"github.com/shoal-db/shoal/test/harness"
 )
@@ -22,26 +18,11 @@ func TestBinlogArchiveFailover(t *testing.T) {
 }
 
 func testBinlogArchiveFailover(t *testing.T, flavor gtid.Flavor) {
-	s3 := miniotest.Start(t)
-	bucket := s3.Bucket(t, "backups")
-	keys := t.TempDir()
-	for name, v := range map[string]string{"ak": miniotest.AccessKey, "sk": miniotest.SecretKey} {
-		if err := os.WriteFile(filepath.Join(keys, name), []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c, p, w, m := StartLoaded(t, shoalBinary, flavor, "--backup.s3.endpoint", s3.Endpoint, "--backup.s3.bucket", bucket,
-		"--backup.s3.tls", "false", "--backup.s3.access_key_id_file", filepath.Join(keys, "ak"),
-		"--backup.s3.secret_access_key_file", filepath.Join(keys, "sk"), "--ha.failover_cooldown", "1s",
-		"--backup.binlogs.enabled", "true", "--backup.binlogs.interval", "1s", "--backup.binlogs.flush_interval", "2s")
+	args, catalog := backupStore(t, flavor)
 	// The agents find their binlogs through /proc/<pid>/root of the server named by
 	// mysql.pid_file: the MySQL servers run in a chroot.
-	store, err := s3store.New(s3store.Config{Endpoint: s3.Endpoint, Bucket: bucket, Insecure: true,
-		Credentials: "static", AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	catalog := backup.Catalog{Store: store, Cluster: ClusterName}
+	c, p, w, m := StartLoaded(t, shoalBinary, flavor, append(args, "--ha.failover_cooldown", "1s",
+		"--backup.binlogs.enabled", "true", "--backup.binlogs.interval", "1s", "--backup.binlogs.flush_interval", "2s")...)
 	waitFiles := func(member string, n int) {
 		t.Helper()
 		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
