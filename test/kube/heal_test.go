@@ -63,7 +63,7 @@ func TestHealLostPrimaryNode(t *testing.T) {
 
 // The primary's node is lost with force deletion off: the old pod, deleted by the leader, stays
 // Terminating and an Event on it says why; the node back, its kubelet ends the deletion and the
-// member comes back on it, with its volume, as a replica.
+// member comes back on it, with its volume.
 func TestHealForceDeletionOff(t *testing.T) {
 	c := startForTestWith(t, Options{})
 	ctx := t.Context()
@@ -82,9 +82,31 @@ func TestHealForceDeletionOff(t *testing.T) {
 	if err := c.RestoreNode(ctx, lost); err != nil {
 		t.Fatal(err)
 	}
-	fresh := waitRecreatedReady(t, c, old)
-	waitReplica(t, c, old.Name)
-	t.Logf("node %s back: %s recreated on %s, Ready and replica after %v", lost.Name, old.Name, fresh.Spec.NodeName,
+	// The kubelet back ends the deletion, and the member comes back on its node with its volume.
+	// It replicates, or, when it was killed holding a commit no replica acknowledged (seen once
+	// in three runs), it is errant and stays fenced: right either way, and for an operator (or
+	// ha.rebuild_errant with heal.deleteVolume) to settle.
+	var back *corev1.Pod
+	err := poll(ctx, 3*time.Minute, "the recreated "+old.Name+" a replica or errant", func() error {
+		p, err := c.Client.CoreV1().Pods("default").Get(ctx, old.Name, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			return err
+		case p.UID == old.UID:
+			return fmt.Errorf("%s not recreated yet", old.Name)
+		case p.Labels["shoal.io/role"] != "replica" && p.Labels["shoal.io/role"] != "errant":
+			return fmt.Errorf("%s labelled %q", old.Name, p.Labels["shoal.io/role"])
+		}
+		back = p
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Spec.NodeName != lost.Name {
+		t.Errorf("%s came back on %s, want its node %s (its volume is there)", old.Name, back.Spec.NodeName, lost.Name)
+	}
+	t.Logf("node %s back: %s recreated on it, %s after %v", lost.Name, old.Name, back.Labels["shoal.io/role"],
 		time.Since(begin).Round(time.Millisecond))
 }
 
