@@ -449,10 +449,28 @@ func TestStartApplierDrainsRelayLog(t *testing.T) {
 		waitCaughtUp(t, primary, replica)
 		must(t, replica.ctl.StartApplier(ctx(t))) // running already: nothing to do
 
-		// Receiver stopped too, as after a candidate's quarantine.
-		stopApplierAndWrite(20, 40)
-		must(t, replica.ctl.StopIOThread(ctx(t)))
-		err := replica.ctl.StartApplier(ctx(t))
+		// StopIOThread (a failover's quarantine or prepare) never leaves both threads stopped with
+		// an unapplied relay log on MariaDB: it starts the applier first.
+		if flavor == gtid.MariaDB {
+			stopApplierAndWrite(20, 30)
+			must(t, replica.ctl.StopIOThread(ctx(t)))
+			if rep := status(t, replica).Replica; rep == nil || !rep.SQLRunning {
+				t.Fatalf("MariaDB StopIOThread left the stopped applier stopped: %+v", rep)
+			}
+			waitCaughtUp(t, primary, replica)
+			_, err := root.ExecContext(ctx(t), "START SLAVE IO_THREAD")
+			must(t, err)
+		}
+
+		// Receiver stopped too, by hand.
+		stopApplierAndWrite(30, 40)
+		stopIO := "STOP REPLICA IO_THREAD"
+		if flavor == gtid.MariaDB {
+			stopIO = "STOP SLAVE IO_THREAD"
+		}
+		_, err := root.ExecContext(ctx(t), stopIO)
+		must(t, err)
+		err = replica.ctl.StartApplier(ctx(t))
 		if flavor == gtid.MySQL {
 			must(t, err)
 			waitCaughtUp(t, primary, replica)

@@ -137,7 +137,15 @@ func (s *Server) StopReplica(ctx context.Context) error {
 // the receiver checks it after every read and every connect before it queues anything, so once
 // the statement is in its "Killing ..." stage, what was received is final. The statement is then
 // left to finish on its own connection.
+//
+// On MariaDB a replica whose applier is stopped without an error has it started first: with both
+// threads stopped, the next start of either purges the relay log (StartApplier), and what it
+// received but did not apply, perhaps the only copy of an acknowledged write, would be lost with
+// its source. Stopping the receiver is a failover's step, when such an applier is started anyway.
 func (s *Server) StopIOThread(ctx context.Context) error {
+	if err := s.keepRelayLogApplied(ctx); err != nil {
+		return err
+	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return s.errorf("stop IO thread: connect", err)
@@ -181,6 +189,22 @@ func (s *Server) StopIOThread(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// keepRelayLogApplied starts a MariaDB replica's applier that is stopped without an error while
+// its receiver still runs, before StopIOThread stops the receiver.
+func (s *Server) keepRelayLogApplied(ctx context.Context) error {
+	if s.flavor != gtid.MariaDB {
+		return nil
+	}
+	st, err := s.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("mysql %s: stop IO thread: %w", s.addr, err)
+	}
+	if rep := st.Replica; rep == nil || rep.SQLRunning || rep.LastSQLErrno != 0 || rep.IOState == "No" {
+		return nil
+	}
+	return s.exec(ctx, "stop IO thread: start the stopped applier first", s.dialect.startApplier)
 }
 
 // ErrRelayLogAtRisk: starting the applier would discard the relay log it is meant to apply.
