@@ -399,15 +399,8 @@ func (c *Cluster) Primary(ctx context.Context) int {
 // WaitPrimary waits until a member other than not is the writable primary, and returns it.
 func (c *Cluster) WaitPrimary(not int, limit time.Duration) int {
 	c.t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		p := c.Primary(ctx)
-		cancel()
-		if p >= 0 && p != not {
-			return p
-		}
-		time.Sleep(50 * time.Millisecond)
+	if p := c.primaryOtherThan(not, limit); p >= 0 {
+		return p
 	}
 	for i := range c.Servers {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -416,6 +409,19 @@ func (c *Cluster) WaitPrimary(not int, limit time.Duration) int {
 		c.t.Logf("%s: record primary %q epoch %d, local %+v, reason %q, err %v", c.Name(i), v.Record.Primary, v.Record.Epoch, v.Local, v.Reason, err)
 	}
 	c.t.Fatalf("no writable primary other than %s within %s", c.Name(max(not, 0)), limit)
+	return -1
+}
+
+// primaryOtherThan waits up to limit for a writable primary other than not, and returns it, or -1.
+func (c *Cluster) primaryOtherThan(not int, limit time.Duration) int {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		p := c.Primary(ctx)
+		cancel()
+		if p >= 0 && p != not {
+			return p
+		}
+	}
 	return -1
 }
 

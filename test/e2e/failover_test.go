@@ -186,11 +186,25 @@ func TestPlannedSwitchover(t *testing.T) {
 		if err := c.Admin.Lease(ctx, c.AdminAddr(p), lease); err == nil || !strings.Contains(err.Error(), "403") {
 			t.Fatalf("lease renewal with the admin token and no member certificate: %v, want 403", err)
 		}
-		if _, err := c.Admin.Switchover(ctx, c.AdminAddr(p), c.Name(target)); err != nil {
-			t.Fatal(err)
-		}
-		if got := c.WaitPrimary(p, 30*time.Second); got != target {
-			t.Fatalf("switchover went to %s, asked for %s", c.Name(got), c.Name(target))
+		// On a loaded machine the leader may cancel a switchover whose target's probes time out,
+		// and name the old primary again in a new epoch: safe, and what an operator would see and
+		// ask again. Two cancellations in a row fail the test (CI: one, beside the rig's tests).
+		for attempt := 1; ; attempt++ {
+			ask, cancelAsk := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := c.Admin.Switchover(ask, c.AdminAddr(p), c.Name(target))
+			cancelAsk()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.primaryOtherThan(p, 30*time.Second)
+			if got == target {
+				break
+			}
+			if got >= 0 || attempt == 2 {
+				c.WaitPrimary(p, 0) // fails, showing every member's state
+				t.Fatalf("switchover went to %s, asked for %s", c.Name(max(got, 0)), c.Name(target))
+			}
+			t.Logf("%s: switchover to %s not done in 30 s (cancelled by the leader?); asking again", flavor, c.Name(target))
 		}
 		w.WaitAcked(t, w.Acked()+50)
 		gaps := w.Gaps
