@@ -36,3 +36,18 @@ func Report(tb testing.TB, what string, ds []time.Duration) {
 	tb.Log(line)
 	fmt.Println("BENCH", line)
 }
+
+// Rates is "median (min-max) over n runs" of rates such as MB/s.
+func Rates(r []float64) string {
+	s := slices.Clone(r)
+	slices.Sort(s)
+	return fmt.Sprintf("median %.1f (%.1f-%.1f) over %d runs", s[len(s)/2], s[0], s[len(s)-1], len(s))
+}
+
+// RunsOr is SHOAL_BENCH_RUNS when it is set, else n: for benchmarks too long for Runs' default.
+func RunsOr(n int) int {
+	if os.Getenv("SHOAL_BENCH_RUNS") != "" {
+		return Runs()
+	}
+	return n
+}

@@ -44,7 +44,7 @@ func TestScheduledBackup(t *testing.T) {
 
 // backupStore starts a real MinIO with a bucket for a cluster's backups and returns the agent
 // flags that reach it, and its catalog as the test reads it.
-func backupStore(t *testing.T, flavor gtid.Flavor) ([]string, backup.Catalog) {
+func backupStore(t testing.TB, flavor gtid.Flavor) ([]string, backup.Catalog) {
 	t.Helper()
 	s3 := miniotest.Start(t)
 	bucket := s3.Bucket(t, "backups")

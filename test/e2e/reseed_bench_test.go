@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,10 +29,7 @@ func BenchmarkReseed(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("SHOAL_BENCH_RESEED_MB")); err == nil && n > 0 {
 		mb = n
 	}
-	runs := min(benchstat.Runs(), 3)
-	if os.Getenv("SHOAL_BENCH_RUNS") != "" {
-		runs = benchstat.Runs()
-	}
+	runs := benchstat.RunsOr(3)
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
 			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--reseed.max_mib_per_second", "0")
@@ -78,20 +74,13 @@ func BenchmarkReseed(b *testing.B) {
 			}
 			out := c.Verify(w.Stop(), m.Stop())
 			line := fmt.Sprintf("re-seed %s, %.0f MB of data, unthrottled: shoal rebuild %s MB/s; plain %s on the same data %s MB/s",
-				flavor, dataMB, rates(product), map[gtid.Flavor]string{gtid.MySQL: "CLONE INSTANCE + restart",
-					gtid.MariaDB: "mariadb-backup --stream | mbstream -x + --prepare"}[flavor], rates(plain))
+				flavor, dataMB, benchstat.Rates(product), map[gtid.Flavor]string{gtid.MySQL: "CLONE INSTANCE + restart",
+					gtid.MariaDB: "mariadb-backup --stream | mbstream -x + --prepare"}[flavor], benchstat.Rates(plain))
 			b.Log(line)
 			fmt.Println("BENCH", line)
 			b.Logf("%s: %s", flavor, out)
 		})
 	}
-}
-
-// rates is "median (min-max) over n runs".
-func rates(r []float64) string {
-	s := slices.Clone(r)
-	slices.Sort(s)
-	return fmt.Sprintf("median %.1f (%.1f-%.1f) over %d runs", s[len(s)/2], s[0], s[len(s)-1], len(s))
 }
 
 // loadBenchData fills app.bulk on the primary with about mb MB of rows, waits until the replicas
@@ -105,8 +94,10 @@ func loadBenchData(ctx context.Context, b *testing.B, c *Cluster, p, mb int) flo
 	}
 	exec("CREATE TABLE app.bulk (id INT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(1000))")
 	exec("INSERT INTO app.bulk (pad) VALUES (REPEAT('x', 1000))")
-	for rows := 1; rows < mb<<10; rows *= 2 { // about 1 KB a row
-		exec("INSERT INTO app.bulk (pad) SELECT CONCAT(id, REPEAT('y', 990)) FROM app.bulk")
+	// About 1 KB a row, in transactions of at most 8 MB: a loaded machine takes seconds to
+	// commit a bigger one under semi-sync.
+	for rows := 1; rows < mb<<10; rows += min(rows, 8192) {
+		exec("INSERT INTO app.bulk (pad) SELECT CONCAT(id, REPEAT('y', 990)) FROM app.bulk LIMIT 8192")
 	}
 	exec("ANALYZE TABLE app.bulk")
 	var size float64

@@ -18,7 +18,7 @@ need_root() {
   fi
 }
 
-apt_packages=(mariadb-server mariadb-client mariadb-backup debootstrap iptables iproute2 spin gcc bind9-dnsutils zstd curl containerd runc containernetworking-plugins)
+apt_packages=(mariadb-server mariadb-client mariadb-backup debootstrap iptables iproute2 spin gcc bind9-dnsutils zstd curl containerd runc containernetworking-plugins rclone)
 
 install_apt() {
   local missing=()
