@@ -48,9 +48,10 @@ SOAK ?= 30m
 soak: deps
 	set -o pipefail; SHOAL_SOAK=$(SOAK) SHOAL_CHAOS_SEED=$(SEED) go test ./test/chaos -run TestSoak -count=1 -timeout 0 -v 2>&1 | tee /tmp/shoal-soak.log | grep --line-buffered -E '^SOAK|killed|FAIL|^ok'
 
-## bench: failover and switchover timings, idle agent cost, on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
+## bench: failover and switchover timings, idle agent cost, re-seeding and backups, on real clusters (SHOAL_BENCH_RUNS faults each, default 10)
+BACKUP_MB ?= 5000
 bench: deps
-	go test -p 1 ./test/e2e ./agent/gossip ./test/kube -run '^$$' -bench . -benchtime 1x -timeout 150m | tee /tmp/shoal-bench.log
+	SHOAL_BENCH_BACKUP_MB=$(BACKUP_MB) go test -p 1 ./test/e2e ./agent/gossip ./test/kube ./backup -run '^$$' -bench . -benchtime 1x -timeout 240m | tee /tmp/shoal-bench.log
 	@grep '^BENCH' /tmp/shoal-bench.log
 
 ## model-check: spin on the failover protocol: 3 members exhaustive (one fault, either first leader), bitstate with two faults and with 5 members
