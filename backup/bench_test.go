@@ -45,9 +45,9 @@ func BenchmarkBackupRestore(b *testing.B) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
 			r := newRig(b, flavor)
-			// The product's part size, not the tests' least one.
+			// The product's default parts (backup.s3.part_size_mib, parallel_parts), not the tests'.
 			r.store = newStore(b, s3store.Config{Endpoint: r.minio.Endpoint, Bucket: r.bucket, Prefix: "shoal", Insecure: true,
-				AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey})
+				AccessKeyID: miniotest.AccessKey, SecretAccessKey: miniotest.SecretKey, ParallelParts: 2})
 			r.catalog.Store, r.taker.Store = r.store, r.store
 			r.restore.Catalog = r.catalog
 			r.taker.ObjectSize, r.taker.ProgressInterval = 0, 30*time.Second

@@ -38,6 +38,7 @@ func TestBackupConfig(t *testing.T) {
 			b.S3.AccessKeyIDFile, _ = keys(t)
 		}, []string{"key files go with"}},
 		{"tiny parts", func(t *testing.T, b *Backup) { b.S3.PartSizeMiB = 1 }, []string{"part_size_mib"}},
+		{"no parts in flight", func(t *testing.T, b *Backup) { b.S3.ParallelParts = 0 }, []string{"parallel_parts: want 1..64"}},
 		{"objects beyond 10000 parts", func(t *testing.T, b *Backup) { b.S3.PartSizeMiB, b.ObjectSizeMiB = 5, 50001 }, []string{"object_size_mib: want 5..50000"}},
 		{"objects below a part", func(t *testing.T, b *Backup) { b.ObjectSizeMiB = 1 }, []string{"object_size_mib"}},
 		{"negative rate", func(t *testing.T, b *Backup) { b.MaxMiBPerSecond = -1 }, []string{"max_mib_per_second"}},

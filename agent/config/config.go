@@ -88,7 +88,7 @@ type Backup struct {
 		TLS                                                                 bool
 		SSE, SSEKMSKeyID                                                    string
 		Credentials, AccessKeyIDFile, SecretAccessKeyFile, SessionTokenFile string
-		PartSizeMiB                                                         int
+		PartSizeMiB, ParallelParts                                          int
 	}
 	ObjectSizeMiB, MaxMiBPerSecond  int
 	Compression                     string
@@ -153,6 +153,7 @@ func Default() Config {
 	c.Backup.S3.SSE = "none"
 	c.Backup.S3.Credentials = "static"
 	c.Backup.S3.PartSizeMiB = 16
+	c.Backup.S3.ParallelParts = 2
 	c.Backup.ObjectSizeMiB = 8192
 	c.Backup.Compression = "fastest"
 	c.Backup.TmpDir = os.TempDir()

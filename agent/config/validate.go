@@ -354,6 +354,9 @@ func (b Backup) problems() []error {
 	default:
 		bad("backup.s3.credentials: want static, env or iam, got %q", s3.Credentials)
 	}
+	if s3.ParallelParts < 1 || s3.ParallelParts > 64 {
+		bad("backup.s3.parallel_parts: want 1..64, got %d", s3.ParallelParts)
+	}
 	if s3.PartSizeMiB < 5 || s3.PartSizeMiB > 5120 {
 		bad("backup.s3.part_size_mib: want 5..5120 (S3's part limits), got %d", s3.PartSizeMiB)
 	} else if b.ObjectSizeMiB < s3.PartSizeMiB || b.ObjectSizeMiB > s3.PartSizeMiB*10000 {

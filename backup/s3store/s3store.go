@@ -73,6 +73,10 @@ type Config struct {
 	AccessKeyID, SecretAccessKey, SessionToken string
 	// PartSize is the multipart part size in bytes; 0 is 16 MiB.
 	PartSize int64
+	// ParallelParts is how many parts of one upload are sent at once (0 or 1: one), each
+	// holding a part in memory. The stream fills the next part while the others are sent, so
+	// compression and upload overlap instead of taking turns.
+	ParallelParts int
 	// MaxRetries bounds the attempts of each request (minio-go's default, 10, when 0).
 	MaxRetries int
 }
@@ -84,6 +88,7 @@ type Store struct {
 	prefix   string
 	sse      encrypt.ServerSide
 	partSize int64
+	parallel int
 	endpoint string
 }
 
@@ -149,7 +154,7 @@ func New(cfg Config) (*Store, error) {
 		partSize = defaultPartSize
 	}
 	return &Store{client: client, bucket: cfg.Bucket, prefix: strings.Trim(cfg.Prefix, "/"), sse: sse,
-		partSize: partSize, endpoint: cfg.Endpoint}, nil
+		partSize: partSize, parallel: cfg.ParallelParts, endpoint: cfg.Endpoint}, nil
 }
 
 func credentialsFor(cfg Config) (*credentials.Credentials, error) {
@@ -199,7 +204,8 @@ func (s *Store) Check(ctx context.Context) error {
 // when it fails.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	info, err := s.client.PutObject(ctx, s.bucket, s.full(key), r, -1, minio.PutObjectOptions{
-		PartSize: uint64(s.partSize), ServerSideEncryption: s.sse, ContentType: "application/octet-stream"})
+		PartSize: uint64(s.partSize), ServerSideEncryption: s.sse, ContentType: "application/octet-stream",
+		ConcurrentStreamParts: s.parallel > 1, NumThreads: uint(max(1, s.parallel))})
 	if err != nil {
 		return 0, s.explain("upload "+key, err)
 	}

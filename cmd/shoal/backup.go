@@ -116,7 +116,8 @@ func backupStore(cfg config.Config, secrets config.Secrets) (*s3store.Store, err
 	return s3store.New(s3store.Config{Endpoint: s3.Endpoint, Bucket: s3.Bucket, Prefix: s3.Prefix, Region: s3.Region,
 		Insecure: !s3.TLS, CAFile: s3.CAFile, Lookup: s3.Lookup, SSE: sse, KMSKeyID: s3.SSEKMSKeyID,
 		Credentials: s3.Credentials, AccessKeyID: secrets.S3AccessKeyID, SecretAccessKey: secrets.S3SecretAccessKey,
-		SessionToken: secrets.S3SessionToken, PartSize: int64(s3.PartSizeMiB) << 20})
+		SessionToken: secrets.S3SessionToken, PartSize: int64(s3.PartSizeMiB) << 20,
+		ParallelParts: s3.ParallelParts})
 }
 
 // backupTaker takes backups of the local member as the configuration says.
