@@ -56,7 +56,7 @@ func BenchmarkBackupRestore(b *testing.B) {
 			db := r.db(b, ctx).DB()
 			dataMB := benchFill(b, ctx, db, mb)
 			plain := plainPipe{b: b, r: r, db: db, flavor: flavor}
-			var product, piped, restored, ratio []float64
+			var product, piped, restored, plainRestored, ratio []float64
 			var archiveMB, storedMB float64
 			for run := range runs {
 				var shoalTook, plainTook time.Duration
@@ -81,8 +81,15 @@ func BenchmarkBackupRestore(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				takePlain := func() { plainTook = plain.run(ctx, run) }
-				if run%2 == 0 {
+				takePlain := func() {
+					var restoreTook time.Duration
+					plainTook, restoreTook = plain.run(ctx, run)
+					plainRestored = append(plainRestored, archiveMB/restoreTook.Seconds())
+				}
+				if run == 0 {
+					takeShoal() // first: the plain restore's rate needs the archive's size
+					takePlain()
+				} else if run%2 == 1 {
 					takePlain()
 					takeShoal()
 				} else {
@@ -97,7 +104,8 @@ func BenchmarkBackupRestore(b *testing.B) {
 			lines := []string{
 				fmt.Sprintf("backup %s, %.0f MB of table data, %.0f MB archive, %.0f MB stored: shoal %s MB/s; plain %s %s MB/s; shoal at %s %% of the plain pipe",
 					flavor, dataMB, archiveMB, storedMB, benchstat.Rates(product), plain.name(), benchstat.Rates(piped), benchstat.Rates(ratio)),
-				fmt.Sprintf("restore %s, %.0f MB archive, prepare included: %s MB/s", flavor, archiveMB, benchstat.Rates(restored)),
+				fmt.Sprintf("restore %s, %.0f MB archive, prepare included: shoal %s MB/s; plain %s %s MB/s",
+					flavor, archiveMB, benchstat.Rates(restored), plain.restoreName(), benchstat.Rates(plainRestored)),
 				fmt.Sprintf("backup and restore %s: peak RSS of the process that ran them %.0f MiB", flavor, peakRSSMiB(b)),
 			}
 			for _, line := range lines {
@@ -158,8 +166,16 @@ func (p plainPipe) name() string {
 	return "mariadb-backup --stream | zstd -1 -T0 | rclone rcat"
 }
 
-// run takes the plain backup as object plain/<run>, removes it, and returns how long it took.
-func (p plainPipe) run(ctx context.Context, run int) time.Duration {
+func (p plainPipe) restoreName() string {
+	if p.flavor == gtid.MySQL {
+		return "rclone cat | zstd -d | tar -x"
+	}
+	return "rclone cat | zstd -d | mbstream -x + mariadb-backup --prepare"
+}
+
+// run takes the plain backup as object plain/<run>, restores it into an empty directory,
+// removes both, and returns how long the backup and the restore took.
+func (p plainPipe) run(ctx context.Context, run int) (backup, restore time.Duration) {
 	b := p.b
 	scratch := b.TempDir()
 	object := fmt.Sprintf("bench:%s/plain/%d", p.r.bucket, run)
@@ -201,13 +217,33 @@ func (p plainPipe) run(ctx context.Context, run int) time.Duration {
 		log, _ := os.ReadFile(filepath.Join(scratch, "backup.log"))
 		b.Fatalf("plain pipe: %v: %s\n%s", err, out, log)
 	}
-	took := time.Since(begin)
+	backup = time.Since(begin)
+
+	target := filepath.Join(scratch, "restored")
+	if err := os.Mkdir(target, 0o750); err != nil {
+		b.Fatal(err)
+	}
+	unpack := "tar -x -C " + target
+	if p.flavor == gtid.MariaDB {
+		unpack = fmt.Sprintf("mbstream -x -C %[1]s && mariadb-backup --prepare --target-dir=%[1]s 2>%[2]s", target, filepath.Join(scratch, "prepare.log"))
+	}
+	begin = time.Now()
+	cmd = exec.CommandContext(ctx, "bash", "-c", "set -o pipefail; rclone cat "+object+" | zstd -d -q | "+unpack)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(scratch, "prepare.log"))
+		b.Fatalf("plain restore: %v: %s\n%s", err, out, log)
+	}
+	restore = time.Since(begin)
+	if err := os.RemoveAll(target); err != nil {
+		b.Fatal(err)
+	}
 	rm := exec.CommandContext(ctx, "rclone", "deletefile", object)
 	rm.Env = env
 	if out, err := rm.CombinedOutput(); err != nil {
 		b.Fatalf("remove the plain backup: %v: %s", err, strings.TrimSpace(string(out)))
 	}
-	return took
+	return backup, restore
 }
 
 // peakRSSMiB is this process's peak resident memory (VmHWM): the backup and restore ran in it.
