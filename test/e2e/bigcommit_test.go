@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+	"github.com/shoal-db/shoal/test/harness"
+)
+
+// bigCommitStallTimeout is the lowest ha.commit_stall_timeout the policy accepts with the
+// default detection timeout and probe interval, so that a big commit clearly outlasts it.
+const bigCommitStallTimeout = 2 * time.Second
+
+// bigCommitTimes sizes the transaction per flavor, in BigTransactionBytes, for its commit to
+// outlast bigCommitStallTimeout here (measured: MariaDB writes and ships 64 MB in about a second,
+// MySQL in about six).
+var bigCommitTimes = map[gtid.Flavor]int{gtid.MariaDB: 4, gtid.MySQL: 1}
+
+// A user's big transaction commits for longer than ha.commit_stall_timeout: the
+// heartbeat queues behind its binlog write and its semi-sync ack, but the commit path moves all
+// along. That is no stall: no failover, and the transaction commits (issue 12 item 3).
+func TestBigCommitIsNoStall(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		// The binlogs in memory: a shared disk busy with them starved the agents' Raft here (a
+		// lease lost, the primary fenced), which is another test.
+		binlogFS := func(_ int, cfg *harness.ServerConfig) { cfg.BinlogFSBytes = 1 << 30 }
+		c, p, w, m := StartLoadedWith(t, shoalBinary, flavor, binlogFS, "--ha.commit_stall_timeout", bigCommitStallTimeout.String())
+		w.WaitAcked(t, 20)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		begin := time.Now()
+		done := c.BigTransactionTimes(ctx, p, bigCommitTimes[flavor])
+		var longest time.Duration
+	wait:
+		for {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("the big transaction failed: %v", err)
+				}
+				break wait
+			case <-time.After(100 * time.Millisecond):
+			}
+			qctx, qcancel := context.WithTimeout(ctx, time.Second)
+			v, err := c.Admin.Status(qctx, c.AdminAddr(p))
+			qcancel()
+			if err == nil {
+				longest = max(longest, time.Duration(v.Local.CommitWaitMs)*time.Millisecond)
+			}
+		}
+		t.Logf("%s: the big transaction committed on %s after %s; the longest heartbeat wait seen: %s", flavor, c.Name(p),
+			time.Since(begin).Round(time.Millisecond), longest)
+		if now := c.Primary(ctx); now != p {
+			t.Fatalf("the primary moved from %s to member %d during the big commit", c.Name(p), now)
+		}
+		if at, ok := c.FirstDecision(begin, string(ha.CodeCommitStalled)); ok {
+			t.Fatalf("an agent judged the commit path stalled at %s", at.Format(time.RFC3339Nano))
+		}
+		// What makes this test worth anything: a heartbeat waited past the stall timeout.
+		if _, ok := c.FirstDecision(begin, string(ha.CodeCommitMoving)); !ok || longest < bigCommitStallTimeout {
+			t.Fatalf("no heartbeat waited past ha.commit_stall_timeout (%s; longest seen %s, %s logged: %t): the commit was too quick to show anything",
+				bigCommitStallTimeout, longest, ha.CodeCommitMoving, ok)
+		}
+		w.WaitAcked(t, w.Acked()+20)
+		out := c.Verify(w.Stop(), m.Stop())
+		t.Logf("%s: %s", flavor, out)
+	})
+}
