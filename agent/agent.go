@@ -69,6 +69,9 @@ type Options struct {
 	Backup *BackupOptions
 	// BinlogArchive turns the primary's binlog archive on (binlogarchive.go); nil: off.
 	BinlogArchive *BinlogArchiveOptions
+	// BinlogDir is the local server's binlog directory as the agent sees it (backup.binlogs.dir);
+	// "": log_bin_basename's, seen through MySQLPIDFile's process (commitpath.go).
+	BinlogDir string
 	// Readiness are further conditions of /readyz beside MySQL's own (admin.go).
 	Readiness []ReadinessCheck
 }
@@ -120,6 +123,8 @@ type Agent struct {
 	// (ClusterView.Sightings); owned by the loop goroutine.
 	sightings map[string]Sighting
 	commits   *commitProbe
+	// binlogErr is the last failure to read the binlog's size on disk, logged when it changes.
+	binlogErr string
 
 	// reseeding is set while a re-seed of the local server runs; passing is held by each pass,
 	// so the re-seed can wait out one that began before it.

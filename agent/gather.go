@@ -125,6 +125,11 @@ func (a *Agent) gatherOnce(ctx context.Context) ha.Observation {
 	// an ack it will not get would hold up the fence.
 	writer := rec.Primary == a.opts.NodeID && obs.Local.Up && obs.Local.Status.Writable() && a.now().Before(a.leaseUntil)
 	obs.CommitWaitingSince = a.commits.observe(writer, rec.Epoch)
+	if !obs.CommitWaitingSince.IsZero() {
+		// Only while a heartbeat waits: the binlog's growth then tells a long commit from a
+		// stalled one.
+		obs.BinlogWritten = a.binlogWritten(obs.Local.Status.BinlogBasename)
+	}
 	probes := map[string]string{} // member id -> address
 	if p := rec.Primary; p != "" && p != a.opts.NodeID {
 		probes[p] = rec.Members[p].MySQLAddr

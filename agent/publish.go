@@ -157,7 +157,7 @@ func (a *Agent) report(obs ha.Observation, d ha.Decision) health.Report {
 // LagMillis) as status st shows them; a replica's source is named by its member id in rec.
 func withRole(r health.Report, rec record.Record, st state.Status) health.Report {
 	r.Writable = st.Writable()
-	r.Source, r.IOConnected, r.SQLRunning, r.LagMillis = "", false, false, -1
+	r.Source, r.IOConnected, r.SQLRunning, r.LagMillis, r.SourceRead = "", false, false, -1, ""
 	switch {
 	case st.Replica != nil:
 		r.Role = health.RoleReplica
@@ -165,6 +165,7 @@ func withRole(r health.Report, rec record.Record, st state.Status) health.Report
 		r.Source = memberAt(rec, rep.SourceAddr())
 		r.IOConnected = rep.IORunning()
 		r.SQLRunning = rep.SQLRunning
+		r.SourceRead = rep.ReadPos
 		if rep.Lag != nil {
 			r.LagMillis = rep.Lag.Milliseconds()
 		}

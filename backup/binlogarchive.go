@@ -225,19 +225,25 @@ func (a *BinlogArchiver) dir(ctx context.Context, db *sql.DB) (string, error) {
 	if !base.Valid || base.String == "" {
 		return "", errors.New("log_bin_basename is empty: the binlog must be on")
 	}
-	dir := filepath.Dir(base.String)
-	if a.PIDFile == "" {
-		return dir, nil
+	return SeenPath(filepath.Dir(base.String), a.PIDFile)
+}
+
+// SeenPath is path, as the server whose pid file is pidFile sees it, as this process sees it:
+// through /proc/<pid>/root, so a server in a chroot or a container of this pid namespace needs
+// no configured path; as it is when pidFile is "".
+func SeenPath(path, pidFile string) (string, error) {
+	if pidFile == "" {
+		return path, nil
 	}
-	b, err := os.ReadFile(a.PIDFile)
+	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		return "", fmt.Errorf("the server's pid file: %w", err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return "", fmt.Errorf("the server's pid file %s holds %q, not a pid", a.PIDFile, b)
+		return "", fmt.Errorf("the server's pid file %s holds %q, not a pid", pidFile, b)
 	}
-	return filepath.Join("/proc", strconv.Itoa(pid), "root", dir), nil
+	return filepath.Join("/proc", strconv.Itoa(pid), "root", path), nil
 }
 
 // refresh reads the manifests written since the last pass (by any member).

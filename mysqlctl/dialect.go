@@ -20,7 +20,8 @@ type dialect struct {
 	prepareGTIDPosition string
 	// netTimeoutVar is how long a replica waits for data or a heartbeat before it reconnects.
 	netTimeoutVar string
-	// identity returns server_id, server_uuid, read_only, super_read_only and the executed GTIDs.
+	// identity returns server_id, server_uuid, read_only, super_read_only, the executed GTIDs and
+	// log_bin_basename.
 	// Executed is MySQL's gtid_executed and MariaDB's gtid_binlog_state (per domain and server, with
 	// log_slave_updates), the set errant-transaction checks compare.
 	identity string
@@ -38,6 +39,8 @@ type dialect struct {
 	colReceived string
 	// colAutoPosition reads "1" (MySQL Auto_Position) or "Slave_Pos"/"Current_Pos" (MariaDB Using_Gtid).
 	colAutoPosition string
+	// colReadFile and colReadPos are how far the receiver has read its source's binlog.
+	colReadFile, colReadPos string
 
 	// Semi-sync variable and status name prefixes, e.g. "rpl_semi_sync_source_".
 	semiSource, semiReplica             string
@@ -74,7 +77,7 @@ var mysqlDialect = dialect{
 		"SOURCE_PASSWORD = ?, SOURCE_AUTO_POSITION = 1, SOURCE_CONNECT_RETRY = ?, SOURCE_RETRY_COUNT = 86400, " +
 		"SOURCE_HEARTBEAT_PERIOD = ?, GET_SOURCE_PUBLIC_KEY = 1",
 	identity: "SELECT @@GLOBAL.server_id, @@GLOBAL.server_uuid, @@GLOBAL.read_only, " +
-		"@@GLOBAL.super_read_only, @@GLOBAL.gtid_executed",
+		"@@GLOBAL.super_read_only, @@GLOBAL.gtid_executed, @@GLOBAL.log_bin_basename",
 	waitApplied:   "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?)",
 	netTimeoutVar: "replica_net_timeout",
 	fenceVars:     []string{"super_read_only"}, // implies read_only
@@ -87,6 +90,8 @@ var mysqlDialect = dialect{
 	colLag:          "Seconds_Behind_Source",
 	colReceived:     "Retrieved_Gtid_Set",
 	colAutoPosition: "Auto_Position",
+	colReadFile:     "Source_Log_File",
+	colReadPos:      "Read_Source_Log_Pos",
 
 	semiSource:           "rpl_semi_sync_source_",
 	semiReplica:          "rpl_semi_sync_replica_",
@@ -115,7 +120,7 @@ var mariadbDialect = dialect{
 		"MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = ?, MASTER_HEARTBEAT_PERIOD = ?",
 	prepareGTIDPosition: "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_current_pos",
 	identity: "SELECT @@GLOBAL.server_id, NULL, @@GLOBAL.read_only, @@GLOBAL.read_only, " +
-		"@@GLOBAL.gtid_binlog_state",
+		"@@GLOBAL.gtid_binlog_state, @@GLOBAL.log_bin_basename",
 	waitApplied:   "SELECT MASTER_GTID_WAIT(?, ?)",
 	netTimeoutVar: "slave_net_timeout",
 	fenceVars:     []string{"read_only"},
@@ -128,6 +133,8 @@ var mariadbDialect = dialect{
 	colLag:          "Seconds_Behind_Master",
 	colReceived:     "Gtid_IO_Pos",
 	colAutoPosition: "Using_Gtid",
+	colReadFile:     "Master_Log_File",
+	colReadPos:      "Read_Master_Log_Pos",
 
 	semiSource:           "rpl_semi_sync_master_",
 	semiReplica:          "rpl_semi_sync_slave_",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -151,6 +152,10 @@ func TestPromoteAndRepoint(t *testing.T) {
 		if rst.Writable() || rst.Replica == nil || !rst.Replica.IORunning() || !rst.Replica.SQLRunning ||
 			!rst.Replica.AutoPosition || rst.Replica.SourcePort != old.proc.Port() || !rst.SemiSync.ReplicaActive {
 			t.Fatalf("replica status = %+v writable=%v semi-sync=%+v", rst.Replica, rst.Writable(), rst.SemiSync)
+		}
+		// How far the receiver read, in the primary's binlog as the primary names its files.
+		if base := filepath.Base(st.BinlogBasename); st.BinlogBasename == "" || !strings.HasPrefix(rst.Replica.ReadPos, base+".") {
+			t.Fatalf("replica read position %q, primary log_bin_basename %q", rst.Replica.ReadPos, st.BinlogBasename)
 		}
 
 		// Planned promotion of a replica: fence the old primary, promote, repoint the rest.

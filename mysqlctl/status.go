@@ -36,9 +36,9 @@ func (s *Server) Status(ctx context.Context) (state.Status, error) {
 	// Each result set in turn; a failed statement ends the query, and NextResultSet then
 	// reports it through rows.Err.
 	var (
-		executed, uuid sql.NullString
-		replica        map[string]string
-		vars, status   map[string]string
+		executed, uuid, basename sql.NullString
+		replica                  map[string]string
+		vars, status             map[string]string
 	)
 	steps := []struct {
 		what string
@@ -48,7 +48,7 @@ func (s *Server) Status(ctx context.Context) (state.Status, error) {
 			if !r.Next() {
 				return errors.Join(r.Err(), errors.New("no row"))
 			}
-			return r.Scan(&st.ServerID, &uuid, &st.ReadOnly, &st.SuperReadOnly, &executed)
+			return r.Scan(&st.ServerID, &uuid, &st.ReadOnly, &st.SuperReadOnly, &executed, &basename)
 		}},
 		{"read replica status", func(r *sql.Rows) (err error) { replica, err = oneRow(r); return err }},
 		{"read semi-sync variables", func(r *sql.Rows) (err error) { vars, err = nameValueRows(r); return err }},
@@ -62,7 +62,7 @@ func (s *Server) Status(ctx context.Context) (state.Status, error) {
 			return st, s.errorf(step.what, err)
 		}
 	}
-	st.ServerUUID = uuid.String
+	st.ServerUUID, st.BinlogBasename = uuid.String, basename.String
 	if st.Executed, err = gtid.Parse(s.flavor, executed.String); err != nil {
 		return st, s.errorf("parse executed GTIDs", err)
 	}
@@ -88,6 +88,9 @@ func (s *Server) replicaStatus(row map[string]string, executed gtid.Set) (*state
 		LastIOError:  row["Last_IO_Error"],
 		LastSQLErrno: atoi(row["Last_SQL_Errno"]),
 		LastSQLError: row["Last_SQL_Error"],
+	}
+	if file, pos := row[d.colReadFile], row[d.colReadPos]; file != "" {
+		r.ReadPos = file + ":" + pos
 	}
 	switch v := row[d.colAutoPosition]; s.flavor {
 	case gtid.MariaDB:

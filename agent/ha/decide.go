@@ -197,6 +197,9 @@ func decideNode(obs Observation, p Policy) Decision {
 	}
 	writable := obs.Local.Status.Writable()
 	d.Memory.LocalWritable = writable
+	// Kept through a pass whose probe of the local server failed (above): a busy server that
+	// misses one probe in a long commit must not lose the moves seen so far.
+	d.Memory.CommitBinlog, d.Memory.CommitReads, d.Memory.CommitMovedAt = "", "", time.Time{}
 	switch {
 	case r.Cluster == "" || r.Primary == "":
 		if writable {
@@ -246,11 +249,22 @@ func decidePrimary(obs Observation, p Policy, leaseHeld, writable bool, d *Decis
 }
 
 // judgeCommits tells a serving primary's stalled commit path from a healthy one: a heartbeat
-// commit that waited ha.commit_stall_timeout is a stall. With fewer semi-sync replicas connected
-// than a commit needs, it waits for acks, and another primary would wait the same way.
+// commit that waited ha.commit_stall_timeout is a stall, unless the commit path moved meanwhile
+// (see commitMoved): a big transaction ahead of the heartbeat commits for as long as writing it
+// to the binlog and shipping it to a replica take, and the clock starts again at each move. With
+// fewer semi-sync replicas connected than a commit needs, it waits for acks, and another primary
+// would wait the same way.
 func judgeCommits(obs Observation, p Policy, d *Decision) {
 	since := obs.CommitWaitingSince
-	if since.IsZero() || obs.Now.Sub(since) < p.CommitStallTimeout {
+	if since.IsZero() {
+		return
+	}
+	reads, moved := replicaReads(obs), obs.Memory.CommitMovedAt
+	if commitMoved(obs, reads) {
+		moved = obs.Now
+	}
+	d.Memory.CommitBinlog, d.Memory.CommitReads, d.Memory.CommitMovedAt = obs.BinlogWritten, encodeReads(reads), moved
+	if obs.Now.Sub(since) < p.CommitStallTimeout {
 		return
 	}
 	waited, epoch := obs.Now.Sub(since).Round(time.Millisecond), obs.Record.Epoch
@@ -260,9 +274,68 @@ func judgeCommits(obs Observation, p Policy, d *Decision) {
 			"acknowledging replicas it needs connected: a replica must connect, failing over cannot help", epoch, waited, semi.Clients, semi.AcksRequired)
 		return
 	}
+	if moved.After(since) && obs.Now.Sub(moved) < p.CommitStallTimeout {
+		// No times in the sentence: it would change, and be logged, every pass of a long commit
+		// (the status shows the wait).
+		d.NodeReason = because(CodeCommitMoving, "primary of epoch %d: a heartbeat commit waits past ha.commit_stall_timeout behind commits "+
+			"that still move (its binlog grows, or a replica reads more of it): slow, not stalled", epoch)
+		return
+	}
+	idle := waited
+	if moved.After(since) {
+		idle = obs.Now.Sub(moved).Round(time.Millisecond)
+	}
 	d.CommitStall = health.StallCommit
-	d.NodeReason = because(CodeCommitStalled, "primary of epoch %d: a heartbeat commit has waited %s, past ha.commit_stall_timeout: "+
-		"the commit path is stalled, reported for the leader to fail over", epoch, waited)
+	d.NodeReason = because(CodeCommitStalled, "primary of epoch %d: a heartbeat commit has waited %s, and neither its binlog nor a replica's read of it "+
+		"moved for %s, past ha.commit_stall_timeout: the commit path is stalled, reported for the leader to fail over", epoch, waited, idle)
+}
+
+// replicaReads is how far each replica of the local primary has read its binlog, by member id,
+// as their agents report it.
+func replicaReads(obs Observation) map[string]string {
+	reads := map[string]string{}
+	for id, peer := range obs.Peers {
+		if r := peer.Report; r.Source == obs.Self && r.SourceRead != "" {
+			reads[id] = r.SourceRead
+		}
+	}
+	return reads
+}
+
+// encodeReads and decodeReads keep replicaReads in Memory.CommitReads.
+func encodeReads(reads map[string]string) string {
+	lines := make([]string, 0, len(reads))
+	for _, id := range slices.Sorted(maps.Keys(reads)) {
+		lines = append(lines, id+"\t"+reads[id])
+	}
+	return strings.Join(lines, "\n")
+}
+
+func decodeReads(s string) map[string]string {
+	reads := map[string]string{}
+	for line := range strings.Lines(s) {
+		if id, at, ok := strings.Cut(strings.TrimSuffix(line, "\n"), "\t"); ok {
+			reads[id] = at
+		}
+	}
+	return reads
+}
+
+// commitMoved reports whether the commit path moved since the previous pass: a replica read
+// more of the binlog (its transactions are on their way to an ack), or the binlog grew while no
+// commit waits for an ack. With acks stopped every new commit still writes the binlog before it
+// waits, and a stream of them would hide the stall; a big transaction's write comes before its
+// own ack wait, and the commits queued behind it wait for it, not for acks. A replica whose
+// report comes or goes is no move.
+func commitMoved(obs Observation, reads map[string]string) bool {
+	before := decodeReads(obs.Memory.CommitReads)
+	for id, at := range reads {
+		if prev, ok := before[id]; ok && prev != at {
+			return true
+		}
+	}
+	prev := obs.Memory.CommitBinlog
+	return prev != "" && obs.BinlogWritten != "" && prev != obs.BinlogWritten && obs.Local.Status.SemiSync.WaitSessions == 0
 }
 
 func decideReplica(obs Observation, p Policy, writable bool, d *Decision) {

@@ -104,6 +104,16 @@ func stalledPrimary(o *Observation, clients int) {
 	o.LeaseUntil = t0.Add(time.Second)
 }
 
+// movingWhy is why a primary's agent reports a long heartbeat wait as no stall.
+var movingWhy = why(CodeCommitMoving, "primary of epoch 3: a heartbeat commit waits past ha.commit_stall_timeout behind commits "+
+	"that still move (its binlog grows, or a replica reads more of it): slow, not stalled")
+
+// stalledWhy is why a primary's agent reports its commit path stalled.
+func stalledWhy(waited, idle string) Reason {
+	return why(CodeCommitStalled, "primary of epoch 3: a heartbeat commit has waited "+waited+", and neither its binlog nor a replica's read of it moved for "+
+		idle+", past ha.commit_stall_timeout: the commit path is stalled, reported for the leader to fail over")
+}
+
 // stallWhy is why the leader judges a primary down whose agent reports a commit stall.
 const stallWhy = "its agent reports a heartbeat commit waiting past ha.commit_stall_timeout"
 
@@ -735,8 +745,7 @@ func decideCases(p Policy) []decideCase {
 				stalledPrimary(o, 2)
 				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout)
 			},
-			want: Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: why(CodeCommitStalled, "primary of epoch 3: a heartbeat commit has waited 5s, "+
-				"past ha.commit_stall_timeout: the commit path is stalled, reported for the leader to fail over")},
+			want:   Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: stalledWhy("5s", "5s")},
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
@@ -744,6 +753,138 @@ func decideCases(p Policy) []decideCase {
 			setup: func(o *Observation) {
 				stalledPrimary(o, 2)
 				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout + time.Millisecond)
+			},
+			want:   Decision{RenewLease: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "a heartbeat commit waiting past ha.commit_stall_timeout behind a binlog that grows, no commit waiting for an ack, is slow, not stalled",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.CommitWaitingSince = t0.Add(-10 * time.Second)
+				o.BinlogWritten = "binlog.000001:2000"
+				o.Memory.CommitBinlog = "binlog.000001:1000"
+			},
+			want:   Decision{RenewLease: true, NodeReason: movingWhy},
+			memory: mem(Memory{LocalWritable: true, CommitBinlog: "binlog.000001:2000", CommitMovedAt: t0}),
+		},
+		{
+			// With acks stopped each new commit still writes the binlog before it waits.
+			name: "a binlog that grows while commits wait for acks is no move",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.Local.Status.SemiSync.WaitSessions = 3
+				o.CommitWaitingSince = t0.Add(-10 * time.Second)
+				o.BinlogWritten = "binlog.000001:2000"
+				o.Memory.CommitBinlog = "binlog.000001:1000"
+			},
+			want:   Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: stalledWhy("10s", "10s")},
+			memory: mem(Memory{LocalWritable: true, CommitBinlog: "binlog.000001:2000"}),
+		},
+		{
+			name: "a replica reading more of the binlog while the heartbeat waits for its ack is a move",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.Local.Status.SemiSync.WaitSessions = 2
+				o.CommitWaitingSince = t0.Add(-10 * time.Second)
+				o.BinlogWritten = "binlog.000001:9000"
+				setPeer(o, "db-1", func(p *Peer) { p.Report.SourceRead = "binlog.000001:5000" })
+				setPeer(o, "db-2", func(p *Peer) { p.Report.SourceRead = "binlog.000001:3000" })
+				o.Memory.CommitBinlog, o.Memory.CommitReads = "binlog.000001:9000", "db-1\tbinlog.000001:4000\ndb-2\tbinlog.000001:3000"
+			},
+			want: Decision{RenewLease: true, NodeReason: movingWhy},
+			memory: mem(Memory{LocalWritable: true, CommitBinlog: "binlog.000001:9000",
+				CommitReads: "db-1\tbinlog.000001:5000\ndb-2\tbinlog.000001:3000", CommitMovedAt: t0}),
+		},
+		{
+			name: "the stall clock starts again at the last move: still moving just under ha.commit_stall_timeout after it",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.CommitWaitingSince = t0.Add(-time.Minute)
+				o.BinlogWritten = "binlog.000002:400"
+				o.Memory.CommitBinlog, o.Memory.CommitMovedAt = "binlog.000002:400", t0.Add(-p.CommitStallTimeout+time.Millisecond)
+			},
+			want:   Decision{RenewLease: true, NodeReason: movingWhy},
+			memory: mem(Memory{LocalWritable: true, CommitBinlog: "binlog.000002:400", CommitMovedAt: t0.Add(-p.CommitStallTimeout + time.Millisecond)}),
+		},
+		{
+			name: "a stop after moves is a stall ha.commit_stall_timeout after the last move",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.CommitWaitingSince = t0.Add(-time.Minute)
+				o.BinlogWritten = "binlog.000002:400"
+				o.Memory.CommitBinlog, o.Memory.CommitMovedAt = "binlog.000002:400", t0.Add(-p.CommitStallTimeout)
+			},
+			want:   Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: stalledWhy("1m0s", "5s")},
+			memory: mem(Memory{LocalWritable: true, CommitBinlog: "binlog.000002:400", CommitMovedAt: t0.Add(-p.CommitStallTimeout)}),
+		},
+		{
+			name: "a move before the heartbeat began does not count for it",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout)
+				o.BinlogWritten = "binlog.000002:400"
+				o.Memory.CommitBinlog, o.Memory.CommitMovedAt = "binlog.000002:400", t0.Add(-p.CommitStallTimeout-time.Millisecond)
+			},
+			want:   Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: stalledWhy("5s", "5s")},
+			memory: mem(Memory{LocalWritable: true, CommitBinlog: "binlog.000002:400", CommitMovedAt: t0.Add(-p.CommitStallTimeout - time.Millisecond)}),
+		},
+		{
+			// A first read is no move, nor a replica whose report appears, nor the binlog read
+			// again after a pass that could not read it.
+			name: "what was not seen in the previous pass is no move",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout)
+				o.BinlogWritten = "binlog.000002:400"
+				setPeer(o, "db-1", func(p *Peer) { p.Report.SourceRead = "binlog.000002:400" })
+				setPeer(o, "db-2", func(p *Peer) { p.Report.SourceRead = "binlog.000002:300" })
+				o.Memory.CommitReads = "db-2\tbinlog.000002:300"
+			},
+			want: Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: stalledWhy("5s", "5s")},
+			memory: mem(Memory{LocalWritable: true, CommitBinlog: "binlog.000002:400",
+				CommitReads: "db-1\tbinlog.000002:400\ndb-2\tbinlog.000002:300"}),
+		},
+		{
+			name: "a replica of another source is no move of this primary's commit path",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout)
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Source, p.Report.SourceRead = "db-2", "binlog.000009:500" })
+				o.Memory.CommitReads = "db-1\tbinlog.000009:100"
+			},
+			want:   Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: stalledWhy("5s", "5s")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "with too few semi-sync replicas connected the wait is for acks, whatever moves",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 0)
+				o.CommitWaitingSince = t0.Add(-time.Minute)
+				o.BinlogWritten = "binlog.000001:2000"
+				o.Memory.CommitBinlog = "binlog.000001:1000"
+			},
+			want: Decision{RenewLease: true, CommitStall: health.StallNoAck, NodeReason: why(CodeCommitStallNoAck, "primary of epoch 3: a heartbeat commit has waited 1m0s "+
+				"for semi-sync acks with 0 of the 1 acknowledging replicas it needs connected: a replica must connect, failing over cannot help")},
+			memory: mem(Memory{LocalWritable: true, CommitBinlog: "binlog.000001:2000", CommitMovedAt: t0}),
+		},
+		{
+			name: "a pass whose probe of the local server failed keeps what was seen of the commit path",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.Local = Server{Err: "read semi-sync status: context deadline exceeded", Stalled: true}
+				o.CommitWaitingSince = t0.Add(-time.Minute)
+				o.Memory = Memory{LocalWritable: true, CommitBinlog: "binlog.000001:1000", CommitReads: "db-1\tbinlog.000001:900", CommitMovedAt: t0.Add(-time.Second)}
+			},
+			want: Decision{RenewLease: true, NodeReason: why(CodeLeaseKeptStalled, "local MySQL is unreachable (read semi-sync status: context deadline exceeded): "+
+				"still the primary, keeping the lease until the leader revokes it")},
+			memory: mem(Memory{LocalWritable: true, LocalStalls: 1, LocalDownSince: t0, CommitBinlog: "binlog.000001:1000", CommitReads: "db-1\tbinlog.000001:900", CommitMovedAt: t0.Add(-time.Second)}),
+		},
+		{
+			name: "no heartbeat waiting: nothing of the commit path is remembered",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 2)
+				o.Memory.CommitBinlog, o.Memory.CommitReads, o.Memory.CommitMovedAt = "binlog.000001:1000", "db-1\tbinlog.000001:1000", t0.Add(-time.Second)
 			},
 			want:   Decision{RenewLease: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held")},
 			memory: mem(Memory{LocalWritable: true}),
@@ -819,8 +960,7 @@ func decideCases(p Policy) []decideCase {
 				o.Local.Status.SemiSync.SourceEnabled = false
 				o.CommitWaitingSince = t0.Add(-p.CommitStallTimeout)
 			},
-			want: Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: why(CodeCommitStalled, "primary of epoch 3: a heartbeat commit has waited 5s, "+
-				"past ha.commit_stall_timeout: the commit path is stalled, reported for the leader to fail over")},
+			want:   Decision{RenewLease: true, CommitStall: health.StallCommit, NodeReason: stalledWhy("5s", "5s")},
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{

@@ -33,6 +33,10 @@ type Observation struct {
 	// CommitWaitingSince is when the oldest heartbeat write on the local server that has not
 	// returned began (the primary's agent writes one at a time); zero when none waits.
 	CommitWaitingSince time.Time
+	// BinlogWritten is how far the local server's binlog is written on disk ("file:size" of the
+	// newest file), read while a heartbeat waits; "" when unknown. With the replicas' reads of it
+	// (Peer.Report.SourceRead) it shows a commit path that moves while one commit takes long.
+	BinlogWritten string
 	// LeaseUntil is when this agent's primary lease ends (its own clock); zero when it holds none.
 	LeaseUntil time.Time
 	// Grant is the leader's record of the lease it granted the current primary (leader only).
@@ -133,6 +137,14 @@ type Memory struct {
 	// acks available): the failover it began goes on although the fence, which kills the stalled
 	// sessions, makes the primary look healthy again.
 	StallEpoch uint64
+	// CommitBinlog and CommitReads are what the previous pass saw of the local primary's commit
+	// path while a heartbeat waited: its binlog on disk (Observation.BinlogWritten) and each
+	// replica's read of it (one "member\tfile:position" line each, sorted: Memory stays
+	// comparable); CommitMovedAt is when either last moved during that wait: the stall clock
+	// starts again there.
+	CommitBinlog  string
+	CommitReads   string
+	CommitMovedAt time.Time
 	// PrimaryMisses counts the passes in a row in which this replica's probe of the recorded
 	// primary failed.
 	PrimaryMisses int

@@ -26,6 +26,9 @@ const (
 	// acks that failing over cannot bring.
 	CodeCommitStalled    Code = "commit_stalled"
 	CodeCommitStallNoAck Code = "commit_stall_no_ack"
+	// A heartbeat commit waited ha.commit_stall_timeout behind a commit path that still moves (a
+	// big transaction written to the binlog, streaming to the replicas): slow, not stalled.
+	CodeCommitMoving Code = "commit_moving"
 
 	CodeReplicaWritable    Code = "replica_writable" // writable but not the primary: fenced
 	CodePrimaryUnreachable Code = "primary_unreachable"

@@ -63,6 +63,9 @@ type Report struct {
 	SQLRunning         bool `json:"sql,omitempty"`
 	// LagMillis is the replica's lag; -1 when unknown.
 	LagMillis int64 `json:"lag"`
+	// SourceRead is how far the replica's receiver has read Source's binlog ("file:position"):
+	// while it moves, the primary's commits are on their way to an ack, however long one takes.
+	SourceRead string `json:"sr,omitempty"`
 	// CommitStall: the agent's heartbeat commit has waited ha.commit_stall_timeout (primary only).
 	CommitStall CommitStall `json:"cs,omitempty"`
 	// Errant: the server has transactions the primary lacks and is fenced until rebuilt.

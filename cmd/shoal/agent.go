@@ -158,6 +158,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		LeaseClient: adminapi.NewClient("", leaseTLS(raftTLS), 5*time.Second),
 		Publishers:  publishers,
 		Backup:      backups, BinlogArchive: archive,
+		BinlogDir: cfg.Backup.Binlogs.Dir,
 		Readiness: readiness,
 		Reseed: agent.ReseedOptions{
 			Local: mysqlctl.Config{Addr: cfg.MySQL.Addr, User: cfg.MySQL.User, Password: secrets.MySQLPassword,

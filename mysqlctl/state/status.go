@@ -26,6 +26,8 @@ type Status struct {
 	// Replica is nil when the server has no replication source configured.
 	Replica  *Replica
 	SemiSync SemiSync
+	// BinlogBasename is log_bin_basename, as the server sees it ("" without a binlog).
+	BinlogBasename string
 }
 
 // Writable reports whether ordinary clients can write.
@@ -57,6 +59,9 @@ type Replica struct {
 	Received gtid.Set
 	// Lag is nil when the server cannot tell (SQL or IO thread stopped).
 	Lag *time.Duration
+	// ReadPos is how far the receiver has read the source's binlog, "file:position"; it moves
+	// while a transaction streams in, long before its GTID counts as received.
+	ReadPos string
 }
 
 // IORunning reports whether the IO thread is connected to its source.

@@ -21,6 +21,12 @@ const BigTransactionBytes = 150 * 150 * 3000
 // root with no read timeout, so only the server ends it.
 func (c *Cluster) BigTransaction(ctx context.Context, i int) <-chan error {
 	c.t.Helper()
+	return c.BigTransactionTimes(ctx, i, 1)
+}
+
+// BigTransactionTimes is BigTransaction writing n times as much.
+func (c *Cluster) BigTransactionTimes(ctx context.Context, i, n int) <-chan error {
+	c.t.Helper()
 	cfg := c.Servers[i].DSN(harness.RootUser, harness.RootPassword)
 	db, err := sql.Open("mysql", cfg+"&readTimeout=0")
 	if err != nil {
@@ -45,7 +51,7 @@ func (c *Cluster) BigTransaction(ctx context.Context, i int) <-chan error {
 	done := make(chan error, 1)
 	go func() {
 		defer db.Close()
-		_, err := db.ExecContext(ctx, "INSERT INTO bulk.big (pad) SELECT REPEAT('x', 3000) FROM bulk.seq a, bulk.seq b")
+		_, err := db.ExecContext(ctx, fmt.Sprintf("INSERT INTO bulk.big (pad) SELECT REPEAT('x', %d) FROM bulk.seq a, bulk.seq b", 3000*n))
 		done <- err
 	}()
 	return done
