@@ -123,8 +123,12 @@ type Agent struct {
 	// (ClusterView.Sightings); owned by the loop goroutine.
 	sightings map[string]Sighting
 	commits   *commitProbe
-	// binlogErr is the last failure to read the binlog's size on disk, logged when it changes.
-	binlogErr string
+	// binlogErr is the last failure to read the binlog's size on disk, logged when it changes;
+	// binlogPending is a read that outlasted its pass (binlogWritten).
+	binlogErr     string
+	binlogPending chan binlogRead
+	// readBinlog replaces newestBinlog in tests that make the file system hang.
+	readBinlog func(basename string) (string, error)
 
 	// reseeding is set while a re-seed of the local server runs; passing is held by each pass,
 	// so the re-seed can wait out one that began before it.
