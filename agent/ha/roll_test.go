@@ -47,10 +47,27 @@ func updated(o *RollObservation, id string) {
 	o.Pods[id] = pod
 }
 
-func lag(o *RollObservation, id string, ms int64) {
+// switchedOver is the replicas updated, then a switchover to `to` done: every other member
+// replicates from it in epoch 4.
+func switchedOver(o *RollObservation, to string) {
+	updated(o, "db-1")
+	updated(o, "db-2")
+	o.Record.Epoch, o.Record.Primary = 4, to
+	for _, id := range o.Record.MemberIDs() {
+		serveReplica(o, id, to)
+	}
+	servePrimary(o, to)
+}
+
+// report changes member id's gossip report by f.
+func report(o *RollObservation, id string, f func(*health.Report)) {
 	p := o.Peers[id]
-	p.Report.LagMillis = ms
+	f(&p.Report)
 	o.Peers[id] = p
+}
+
+func lag(o *RollObservation, id string, ms int64) {
+	report(o, id, func(r *health.Report) { r.LagMillis = ms })
 }
 
 type rollCase struct {
@@ -104,15 +121,8 @@ func rollCases() []rollCase {
 			},
 			code: CodeRollNoTarget, reason: "no updated replica lags less than 5s"},
 		{name: "the old primary, a replica now the record names db-2: its pod goes last",
-			setup: func(o *RollObservation) {
-				updated(o, "db-1")
-				updated(o, "db-2")
-				o.Record.Epoch, o.Record.Primary = 4, "db-2"
-				servePrimary(o, "db-2")
-				serveReplica(o, "db-0", "db-2")
-				serveReplica(o, "db-1", "db-2")
-			},
-			want: &RollAction{Member: "db-0", Pod: "db-0", UID: "uid-db-0"}, code: CodeRollDelete},
+			setup: func(o *RollObservation) { switchedOver(o, "db-2") },
+			want:  &RollAction{Member: "db-0", Pod: "db-0", UID: "uid-db-0"}, code: CodeRollDelete},
 		{name: "the switchover requested, not carried out yet: nothing",
 			setup: func(o *RollObservation) {
 				updated(o, "db-1")
@@ -122,11 +132,7 @@ func rollCases() []rollCase {
 			code: CodeRollWait, reason: "a switchover is pending"},
 		{name: "the old primary fenced, not yet replicating from the new one: nothing",
 			setup: func(o *RollObservation) {
-				updated(o, "db-1")
-				updated(o, "db-2")
-				o.Record.Epoch, o.Record.Primary = 4, "db-2"
-				servePrimary(o, "db-2")
-				serveReplica(o, "db-1", "db-2")
+				switchedOver(o, "db-2")
 				o.Servers["db-0"] = replicaServer("", uuidA+":1-100", uuidA+":1-100")
 				o.Peers["db-0"] = Peer{State: PeerAlive, Report: health.Report{MySQLUp: true, Role: health.RoleFenced}}
 			},
@@ -161,9 +167,7 @@ func rollCases() []rollCase {
 		{name: "the new pod Ready but its receiver not connected: nothing",
 			setup: func(o *RollObservation) {
 				updated(o, "db-2")
-				p := o.Peers["db-2"]
-				p.Report.IOConnected = false
-				o.Peers["db-2"] = p
+				report(o, "db-2", func(r *health.Report) { r.IOConnected = false })
 			},
 			code: CodeRollWait, reason: "db-2 does not replicate from the primary db-0"},
 		{name: "a member's agent gone from gossip: nothing",
@@ -173,26 +177,14 @@ func rollCases() []rollCase {
 			setup: func(o *RollObservation) { o.Servers["db-1"] = Server{Err: "connection refused", Gone: true} },
 			code:  CodeRollWait, reason: "db-1's MySQL is unreachable"},
 		{name: "a member draining: nothing",
-			setup: func(o *RollObservation) {
-				p := o.Peers["db-1"]
-				p.Report.Draining = true
-				o.Peers["db-1"] = p
-			},
-			code: CodeRollWait, reason: "db-1's agent is shutting down"},
+			setup: func(o *RollObservation) { report(o, "db-1", func(r *health.Report) { r.Draining = true }) },
+			code:  CodeRollWait, reason: "db-1's agent is shutting down"},
 		{name: "a member re-seeding: nothing",
-			setup: func(o *RollObservation) {
-				p := o.Peers["db-1"]
-				p.Report.Reseeding = true
-				o.Peers["db-1"] = p
-			},
-			code: CodeRollWait, reason: "db-1 is being re-seeded"},
+			setup: func(o *RollObservation) { report(o, "db-1", func(r *health.Report) { r.Reseeding = true }) },
+			code:  CodeRollWait, reason: "db-1 is being re-seeded"},
 		{name: "an errant member: nothing",
-			setup: func(o *RollObservation) {
-				p := o.Peers["db-1"]
-				p.Report.Errant = true
-				o.Peers["db-1"] = p
-			},
-			code: CodeRollWait, reason: "db-1 holds errant transactions"},
+			setup: func(o *RollObservation) { report(o, "db-1", func(r *health.Report) { r.Errant = true }) },
+			code:  CodeRollWait, reason: "db-1 holds errant transactions"},
 		{name: "a writable replica: nothing",
 			setup: func(o *RollObservation) { o.Servers["db-1"] = primaryServer(uuidA + ":1-100") },
 			code:  CodeRollWait, reason: "db-1 is writable but not the primary"},
