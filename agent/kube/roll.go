@@ -86,6 +86,7 @@ func (p *Publisher) roll(ctx context.Context, v agent.ClusterView) error {
 	sts := r.statefulSet(pods)
 	obs := rollObservation(v, pods, sts, r.memory)
 	d := ha.Roll(obs, r.policy)
+	prev := r.memory
 	r.memory = d.Memory
 	r.outdated.Set(float64(d.Outdated))
 	if d.Action == nil {
@@ -106,6 +107,10 @@ func (p *Publisher) roll(ctx context.Context, v agent.ClusterView) error {
 		err = p.client.CoreV1().Pods(p.cfg.Namespace).Delete(ctx, a.Pod, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
 		if err != nil {
 			err = fmt.Errorf("kubernetes: delete pod %s (uid %s): %w", a.Pod, a.UID, err)
+			if !apierrors.IsNotFound(err) {
+				// The pod was not deleted: it is no member being replaced.
+				r.memory.Deleted = prev.Deleted
+			}
 		} else {
 			p.writes.WithLabelValues("pods", "delete").Inc()
 		}

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -225,22 +226,31 @@ func TestRollOnAPIServer(t *testing.T) {
 	}
 }
 
-// Without the StatefulSet reads and pod delete, a rolling agent reports what it misses.
+// Without pod delete, a rolling agent reports what it misses; a deletion refused is counted, and
+// the pod is not taken for one being replaced.
 func TestRollAccessChecked(t *testing.T) {
 	c := newCluster(t)
-	c.grant(t, "shoal-agent", agentRules)
+	c.grant(t, "shoal-agent", append(slices.Clip(agentRules), rollRules[len(rollRules)-1]))
+	c.onDelete(t)
 	policy := ha.RollPolicy{MinInterval: time.Second}
 	p := c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Roll: &policy, Proposer: &recordProposer{}}, "shoal-agent", nil)
 	denied, err := p.CheckAccess(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, d := range denied {
-		got = append(got, d.String())
+	if len(denied) != 1 || denied[0].String() != "delete pods" {
+		t.Errorf("denied %v, want delete pods", denied)
 	}
-	if want := []string{"delete pods", "get statefulsets.apps", "list statefulsets.apps", "watch statefulsets.apps"}; !slices.Equal(got, want) {
-		t.Errorf("denied %q, want %q", got, want)
+	rec := view(5, "orders-0", false, epoch5).Record
+	if err := publish(t, p, rollView(t0, rec, nil)); err != nil {
+		t.Fatal(err)
+	}
+	err = p.roll(t.Context(), rollView(t0.Add(time.Second), rec, nil))
+	if !apierrors.IsForbidden(err) || p.roller.memory.Deleted != "" || !p.roller.memory.LastAction.Equal(t0.Add(time.Second)) {
+		t.Errorf("a refused deletion: %v, memory %+v", err, p.roller.memory)
+	}
+	if n := testutil.ToFloat64(p.roller.actions.WithLabelValues("delete_pod", "error")); n != 1 {
+		t.Errorf("delete_pod error = %v, want 1", n)
 	}
 	if _, err := New(c.admin, Config{Target: target, Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Roll: &policy}); err == nil {
 		t.Error("a roller without a proposer was made")
