@@ -129,7 +129,9 @@ func (c *cluster) recreate(t *testing.T, id string) {
 }
 
 // terminating reports whether pod id is being deleted.
-func (c *cluster) terminating(t *testing.T, id string) bool { return c.pod(t, id).DeletionTimestamp != nil }
+func (c *cluster) terminating(t *testing.T, id string) bool {
+	return c.pod(t, id).DeletionTimestamp != nil
+}
 
 // On a real API server, an update of the OnDelete StatefulSet: the leader's first pass (a whole
 // Publish) waits an interval (another leader may just have acted); then orders-2's pod goes, and nothing more

@@ -360,7 +360,7 @@ func TestRoleVerbs(t *testing.T) {
 		values                         string
 		podsDelete, pvcDelete, rolling bool
 	}{"default": {"", true, false, true}, "RollingUpdate": {"updateStrategy: {type: RollingUpdate}", false, false, false},
-		"healing": {"updateStrategy: {type: RollingUpdate}\nheal: {enabled: true}", true, false, false},
+		"healing":              {"updateStrategy: {type: RollingUpdate}\nheal: {enabled: true}", true, false, false},
 		"healing with volumes": {"heal: {enabled: true, deleteVolume: true}", true, true, true}} {
 		t.Run(name, func(t *testing.T) {
 			m := mustRender(t, valuesFile(t, c.values))
