@@ -41,7 +41,7 @@ func TestHelmUpgradeRolls(t *testing.T) {
 
 	begin := time.Now()
 	helm := exec.CommandContext(t.Context(), Bin("helm"), "--kubeconfig", c.Kubeconfig, "upgrade", releaseName, "../../charts/shoal",
-		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default", "--set", "agent.log.level=info")
+		"-f", "../../charts/shoal/ci/test-values-"+r.flavor+".yaml", "--namespace", "default", "--set", "agent.log.level=info")
 	if out, err := helm.CombinedOutput(); err != nil {
 		t.Fatalf("helm upgrade: %v: %s", err, out)
 	}
