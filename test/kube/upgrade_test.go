@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -95,22 +96,29 @@ func TestHelmUpgradeRolls(t *testing.T) {
 		revision, rolled.Round(time.Millisecond), order, primary, next, epoch, after, len(w.acked()), next)
 }
 
-// switchover asks the leader, through whichever agent answers, to move the primary to `to`.
+// switchover asks the leader to move the primary to `to`, through each pod's IP in turn (the
+// record's admin addresses are cluster DNS names, which the test's host does not resolve), again
+// while leadership moves (right after the first election the primary's agent hands it away).
 func (a agentAdmin) switchover(t *testing.T, r *release, to string) {
 	t.Helper()
-	pods, err := r.c.Client.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{LabelSelector: r.selector})
+	err := poll(t.Context(), time.Minute, "the leader to take a switchover to "+to, func() error {
+		pods, err := r.c.Client.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{LabelSelector: r.selector})
+		if err != nil {
+			return err
+		}
+		var errs []string
+		for _, p := range pods.Items {
+			if _, err := a.client.Switchover(t.Context(), net.JoinHostPort(p.Status.PodIP, "7948"), to); err != nil {
+				errs = append(errs, p.Name+": "+err.Error())
+				continue
+			}
+			return nil
+		}
+		return errors.New(strings.Join(errs, "; "))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var errs []string
-	for _, p := range pods.Items {
-		if _, err := a.client.Switchover(t.Context(), net.JoinHostPort(p.Status.PodIP, "7948"), to); err != nil {
-			errs = append(errs, p.Name+": "+err.Error())
-			continue
-		}
-		return
-	}
-	t.Fatalf("switchover to %s: %s", to, strings.Join(errs, "; "))
 }
 
 // waitPrimaryIs waits until pod name is the one primary, in its label and the slice.
