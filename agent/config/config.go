@@ -76,6 +76,11 @@ type Config struct {
 			Grace, MinInterval time.Duration
 		}
 		DeleteVolume, ForceDeleteTerminating bool
+		// Roll is the leader's rolling of an OnDelete StatefulSet's pods after an update (ha.Roll).
+		Roll struct {
+			Enabled     bool
+			MinInterval time.Duration
+		}
 	}
 }
 
@@ -163,6 +168,8 @@ func Default() Config {
 	// all take less, and a deletion costs a full copy of its data.
 	c.Kubernetes.Heal.Grace = 5 * time.Minute
 	c.Kubernetes.Heal.MinInterval = 5 * time.Minute
+	// Each step of a roll waits for every member to serve anyway: this only spaces them.
+	c.Kubernetes.Roll.MinInterval = 10 * time.Second
 	c.Backup.Binlogs.Interval = 10 * time.Second
 	c.Backup.Binlogs.FlushInterval = 5 * time.Minute
 	return c
@@ -202,6 +209,12 @@ func (c Config) HealPolicy() ha.HealPolicy {
 	return ha.HealPolicy{Grace: c.Kubernetes.Heal.Grace, MinInterval: c.Kubernetes.Heal.MinInterval,
 		DeleteVolume: c.Kubernetes.DeleteVolume, ForceDeleteTerminating: c.Kubernetes.ForceDeleteTerminating,
 		RebuildErrant: c.HA.RebuildErrant, LeaseBound: c.HA.Lease + c.HA.MaxClockDrift}
+}
+
+// RollPolicy is the rolling of an OnDelete StatefulSet the config allows (kubernetes.roll.*): a
+// switchover target lags at most dns.max_lag, as the replicas the -replicas Service lists.
+func (c Config) RollPolicy() ha.RollPolicy {
+	return ha.RollPolicy{MinInterval: c.Kubernetes.Roll.MinInterval, MaxLag: c.DNS.MaxLag}
 }
 
 // BackupPolicy is the backup schedule and retention the config describes. An upload without a

@@ -133,6 +133,8 @@ var keys = []key{
 	{"kubernetes.heal.min_interval", "least time between two pod deletions", func(c *Config) any { return &c.Kubernetes.Heal.MinInterval }},
 	{"kubernetes.delete_volume", "with kubernetes.heal.enabled: delete a healed member's PersistentVolumeClaims too when its data is unusable (errant, failing again in a new pod) or its node is lost; it re-seeds from a donor", func(c *Config) any { return &c.Kubernetes.DeleteVolume }},
 	{"kubernetes.force_delete_terminating", "with kubernetes.heal.enabled: force-delete a pod stuck Terminating on a NotReady node once its member is fenced (another primary's epoch committed, its lease run out)", func(c *Config) any { return &c.Kubernetes.ForceDeleteTerminating }},
+	{"kubernetes.roll.enabled", "let the Raft leader roll an OnDelete StatefulSet's pods after an update: the replicas' one at a time while every member serves, then a switchover, the old primary's last; needs pod delete and statefulset get/list/watch", func(c *Config) any { return &c.Kubernetes.Roll.Enabled }},
+	{"kubernetes.roll.min_interval", "least time between two steps of a roll (a pod deletion, a switchover request)", func(c *Config) any { return &c.Kubernetes.Roll.MinInterval }},
 }
 
 // notAgentKeys are SHOAL_* variables of the test rig, not agent settings.

@@ -37,13 +37,25 @@ var Permissions = []Permission{
 // wide, for their Ready condition; claims are deleted only with kubernetes.delete_volume.
 var healPermissions = []Permission{{"", "pods", "delete"}, {"", "nodes", "get"}, {"", "nodes", "list"}, {"", "nodes", "watch"}}
 
+// rollPermissions are the calls rolling adds (kubernetes.roll.enabled): the StatefulSet's update
+// revision and strategy are read, the outdated pods deleted.
+var rollPermissions = []Permission{{"", "pods", "delete"}, {"apps", "statefulsets", "get"}, {"apps", "statefulsets", "list"},
+	{"apps", "statefulsets", "watch"}}
+
 // permissions are the calls this publisher makes.
 func (p *Publisher) permissions() []Permission {
-	perms := Permissions
+	perms := slices.Clip(Permissions)
 	if h := p.cfg.Heal; h != nil {
-		perms = append(slices.Clip(perms), healPermissions...)
+		perms = append(perms, healPermissions...)
 		if h.DeleteVolume {
 			perms = append(perms, Permission{"", "persistentvolumeclaims", "delete"})
+		}
+	}
+	if p.cfg.Roll != nil {
+		for _, perm := range rollPermissions {
+			if !slices.Contains(perms, perm) {
+				perms = append(perms, perm)
+			}
 		}
 	}
 	return perms

@@ -76,19 +76,9 @@ func (p *Publisher) heal(ctx context.Context, v agent.ClusterView) error {
 	a := *d.Action
 	p.log.Warn("healing a failed member", "member", a.Member, "pod", a.Pod, "action", a.Kind(), "code", d.Reason.Code, "reason", d.Reason.Text)
 	err := p.deleteMember(ctx, a)
-	result := "done"
-	switch {
-	case err == nil:
-	case apierrors.IsConflict(err):
-		// The UID precondition failed: the pod was recreated since the observation.
-		result = "precondition_failed"
-	case apierrors.IsNotFound(err):
-		result = "gone"
-	default:
-		result = "error"
-	}
-	h.actions.WithLabelValues(a.Kind(), result).Inc()
-	if result == "precondition_failed" || result == "gone" {
+	res := result(err)
+	h.actions.WithLabelValues(a.Kind(), res).Inc()
+	if res == "precondition_failed" || res == "gone" {
 		// Not this leader's deletion: the pod that comes is no replacement failing again.
 		if uid, ok := prev.Replaced[a.Member]; ok {
 			h.memory.Replaced[a.Member] = uid
@@ -199,18 +189,10 @@ func (p *Publisher) memberPods(v agent.ClusterView) map[string]*corev1.Pod {
 	return out
 }
 
-// healObservation is what ha.Heal reads, from the view and the objects the informers hold. The
-// leader reaches a majority when gossip shows a majority of the members' agents alive (itself
-// included): a leader cut off from the others would otherwise see them all failed.
+// healObservation is what ha.Heal reads, from the view and the objects the informers hold.
 func healObservation(v agent.ClusterView, pods map[string]*corev1.Pod, nodeReady func(string) bool, mem ha.HealMemory) ha.HealObservation {
-	obs := ha.HealObservation{Now: v.At, Record: v.Record, Peers: v.Peers, Servers: v.Servers, Pods: map[string]ha.Pod{}, Memory: mem}
-	alive := 0
-	for id := range v.Record.Members {
-		if v.Peers[id].State == ha.PeerAlive {
-			alive++
-		}
-	}
-	obs.Majority = alive > len(v.Record.Members)/2
+	obs := ha.HealObservation{Now: v.At, Record: v.Record, Peers: v.Peers, Servers: v.Servers, Pods: map[string]ha.Pod{}, Memory: mem,
+		Majority: reachesMajority(v)}
 	for id, pod := range pods {
 		hp := ha.Pod{Name: pod.Name, UID: string(pod.UID), Node: pod.Spec.NodeName, Created: pod.CreationTimestamp.Time,
 			NodeReady: pod.Spec.NodeName == "" || nodeReady(pod.Spec.NodeName)}
@@ -225,6 +207,18 @@ func healObservation(v agent.ClusterView, pods map[string]*corev1.Pod, nodeReady
 		obs.Pods[id] = hp
 	}
 	return obs
+}
+
+// reachesMajority reports whether gossip shows a majority of the members' agents alive, this
+// leader's own included: a leader cut off from the others would see them all failed.
+func reachesMajority(v agent.ClusterView) bool {
+	alive := 0
+	for id := range v.Record.Members {
+		if v.Peers[id].State == ha.PeerAlive {
+			alive++
+		}
+	}
+	return alive > len(v.Record.Members)/2
 }
 
 // register registers the healer's metric; start runs its node informer.

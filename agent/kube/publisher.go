@@ -37,6 +37,10 @@ type Config struct {
 	// Heal, when set, has the leader delete failed members' pods as ha.Heal decides
 	// (kubernetes.heal.enabled).
 	Heal *ha.HealPolicy
+	// Roll, when set, has the leader roll the members' OnDelete StatefulSet after an update as
+	// ha.Roll decides (kubernetes.roll.enabled), asking Proposer for its switchover.
+	Roll     *ha.RollPolicy
+	Proposer Proposer
 }
 
 // Publisher writes a cluster view into the Kubernetes API; it implements agent.Publisher and,
@@ -56,6 +60,7 @@ type Publisher struct {
 	writes *prometheus.CounterVec
 	stale  prometheus.Counter
 	healer *healer // nil unless cfg.Heal is set
+	roller *roller // nil unless cfg.Roll is set
 
 	// Touched only by Publish, which runs on one goroutine.
 	services map[string]*corev1.Service
@@ -89,6 +94,15 @@ func New(client kubernetes.Interface, cfg Config) (*Publisher, error) {
 			return nil, err
 		}
 	}
+	if cfg.Roll != nil {
+		if cfg.Proposer == nil {
+			return nil, errors.New("kube publisher: Roll needs a Proposer for its switchover")
+		}
+		p.roller = p.newRoller(*cfg.Roll, cfg.Proposer)
+		if err := p.roller.register(cfg.Registry); err != nil {
+			return nil, err
+		}
+	}
 	logger := logr.FromSlogHandler(cfg.Log.Handler())
 	opts := cache.MutationCacheOptions{TTL: time.Minute, IncludeAdds: true}
 	pods := p.factory.Core().V1().Pods().Informer()
@@ -113,11 +127,14 @@ func (p *Publisher) Name() string { return "kubernetes" }
 
 // Publish writes v if this agent leads: the slices first (clients follow them), then the
 // labels, each label write followed by the Events of the change it made; then, with healing on,
-// the one deletion ha.Heal decides.
+// the one deletion ha.Heal decides, and with rolling on the one step ha.Roll decides.
 func (p *Publisher) Publish(ctx context.Context, v agent.ClusterView) error {
 	err := p.publish(ctx, v)
 	if p.healer != nil && v.Record.Cluster != "" {
 		err = errors.Join(err, p.heal(ctx, v))
+	}
+	if p.roller != nil && v.Record.Cluster != "" {
+		err = errors.Join(err, p.roll(ctx, v))
 	}
 	return err
 }

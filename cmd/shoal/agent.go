@@ -120,7 +120,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		// primary's leader still publishes the hand-over.
 		kubeCtx, stopKube := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopKube()
-		kp, err := startKubernetes(kubeCtx, cfg, log, reg)
+		kp, err := startKubernetes(kubeCtx, cfg, log, reg, node)
 		if err != nil {
 			return err
 		}

@@ -22,8 +22,9 @@ import (
 const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 // startKubernetes connects to the Kubernetes API (in-cluster, or kubernetes.kubeconfig) and
-// starts the publisher's informers and permission check, which run until ctx ends.
-func startKubernetes(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*kube.Publisher, error) {
+// starts the publisher's informers and permission check, which run until ctx ends. A roll asks
+// for its switchover through propose (the Raft node).
+func startKubernetes(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer, propose kube.Proposer) (*kube.Publisher, error) {
 	var (
 		rc  *rest.Config
 		err error
@@ -63,6 +64,10 @@ func startKubernetes(ctx context.Context, cfg config.Config, log *slog.Logger, r
 	if cfg.Kubernetes.Heal.Enabled {
 		heal := cfg.HealPolicy()
 		kc.Heal = &heal
+	}
+	if cfg.Kubernetes.Roll.Enabled {
+		roll := cfg.RollPolicy()
+		kc.Roll, kc.Proposer = &roll, propose
 	}
 	p, err := kube.New(client, kc)
 	if err != nil {

@@ -37,7 +37,7 @@ current-context: x
 			cfg := config.Default()
 			cfg.Cluster, cfg.Kubernetes.Enabled = "orders", true
 			cfg.Kubernetes.Kubeconfig, cfg.Kubernetes.Namespace = tt.kubeconfig, tt.namespace
-			_, err := startKubernetes(t.Context(), cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+			_, err := startKubernetes(t.Context(), cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want one containing %q", err, tt.want)
 			}

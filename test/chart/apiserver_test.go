@@ -242,7 +242,8 @@ func TestInstallUpgradeOnAPIServer(t *testing.T) {
 		{"create", "discovery.k8s.io", "endpointslices", namespace, true},
 		{"create", "", "events", namespace, true},
 		{"get", "apps", "statefulsets", namespace, true},
-		{"delete", "", "pods", namespace, false}, // heal.enabled is off
+		{"delete", "", "pods", namespace, true},                    // updateStrategy OnDelete: the leader rolls the pods
+		{"delete", "", "persistentvolumeclaims", namespace, false}, // heal.deleteVolume is off
 		{"get", "", "secrets", namespace, false},
 		{"delete", "discovery.k8s.io", "endpointslices", namespace, true},
 		{"delete", "", "services", namespace, false},

@@ -354,13 +354,14 @@ func TestRoleVerbs(t *testing.T) {
 		"/services":                       {"create", "get", "update"},
 		"/events":                         {"create", "patch"},
 		"events.k8s.io/events":            {"create", "patch"},
-		"apps/statefulsets":               {"get", "list", "watch"},
 	}
+	// The default updateStrategy OnDelete has the leader read the StatefulSet and delete pods.
 	for name, c := range map[string]struct {
-		values                string
-		podsDelete, pvcDelete bool
-	}{"default": {"", false, false}, "healing": {"heal: {enabled: true}", true, false},
-		"healing with volumes": {"heal: {enabled: true, deleteVolume: true}", true, true}} {
+		values                         string
+		podsDelete, pvcDelete, rolling bool
+	}{"default": {"", true, false, true}, "RollingUpdate": {"updateStrategy: {type: RollingUpdate}", false, false, false},
+		"healing":              {"updateStrategy: {type: RollingUpdate}\nheal: {enabled: true}", true, false, false},
+		"healing with volumes": {"heal: {enabled: true, deleteVolume: true}", true, true, true}} {
 		t.Run(name, func(t *testing.T) {
 			m := mustRender(t, valuesFile(t, c.values))
 			var role rbacv1.Role
@@ -388,6 +389,9 @@ func TestRoleVerbs(t *testing.T) {
 			if c.pvcDelete {
 				w["/persistentvolumeclaims"] = []string{"delete"}
 			}
+			if c.rolling {
+				w["apps/statefulsets"] = []string{"get", "list", "watch"}
+			}
 			if fmt.Sprint(got) != fmt.Sprint(w) {
 				t.Errorf("role rules\n got %v\nwant %v", got, w)
 			}
@@ -397,13 +401,14 @@ func TestRoleVerbs(t *testing.T) {
 				t.Errorf("role binding %+v", rb)
 			}
 			// Healing reads Nodes, cluster wide, and nothing else.
+			healing := strings.Contains(c.values, "heal:")
 			nodes := namespace + "-" + fullname + "-nodes"
 			var cr rbacv1.ClusterRole
 			var crb rbacv1.ClusterRoleBinding
 			switch {
-			case !c.podsDelete && (m.has("ClusterRole", nodes) || m.has("ClusterRoleBinding", nodes)):
+			case !healing && (m.has("ClusterRole", nodes) || m.has("ClusterRoleBinding", nodes)):
 				t.Error("a ClusterRole without healing")
-			case c.podsDelete:
+			case healing:
 				m.get(t, "ClusterRole", nodes, &cr)
 				m.get(t, "ClusterRoleBinding", nodes, &crb)
 				if fmt.Sprint(cr.Rules) != fmt.Sprint([]rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}}) {
