@@ -84,9 +84,13 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 	objects := &objectsReader{ctx: ctx, catalog: r.Catalog, id: id, objects: m.Objects,
 		onRead: func(n int) { prog.add(n); r.Metrics.moved("download", n) }}
 	defer objects.Close()
-	// One decoding goroutine, the caller's: after a failure nothing else reads the objects, so
-	// the object being read can be checked to the end (cause).
-	dec, err := zstd.NewReader(objects, zstd.WithDecoderConcurrency(1))
+	// The objects are fetched and checked on a goroutine of their own, 4 MiB chunks ahead of the
+	// decoder; on the caller's, one decoding goroutine. After a failure the readahead is stopped
+	// first, so nothing else reads the objects and the object being read can be checked to the
+	// end (cause).
+	ahead := newReadahead(objects, restoreAheadChunks, restoreChunkSize)
+	defer ahead.Stop()
+	dec, err := zstd.NewReader(ahead, zstd.WithDecoderConcurrency(1))
 	if err != nil {
 		return fail("zstd", err)
 	}
@@ -108,11 +112,12 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 	case err != nil:
 		// A damaged object makes the decoder or the unpacker fail before its checksum is reached:
 		// say which object it was rather than what choked on it.
+		ahead.Stop()
 		if cause := objects.cause(); cause != nil {
 			err = fmt.Errorf("%w (%w)", cause, err)
 		}
 		return fail("unpack", err)
-	case !objects.finished():
+	case !ahead.drained() || !objects.finished():
 		return fail("unpack", fmt.Errorf("the archive ended before its last object: %w", ErrCorrupt))
 	case raw.n != m.RawBytes:
 		return fail("unpack", fmt.Errorf("%d bytes unpacked, the manifest says %d: %w", raw.n, m.RawBytes, ErrCorrupt))
@@ -177,6 +182,13 @@ func syncDir(dir string) error {
 }
 
 // objectsReader reads a backup's objects one after another as one stream, each checked.
+// A restore reads ahead this many chunks of this size: enough to keep the download going while
+// a chunk is decoded and written, little memory.
+const (
+	restoreAheadChunks = 4
+	restoreChunkSize   = 1 << 20
+)
+
 type objectsReader struct {
 	ctx     context.Context
 	catalog Catalog
