@@ -10,10 +10,10 @@ import (
 // them instead of taking turns on one goroutine. Stop ends the goroutine and waits for it; only
 // then may src be used again (a restore's failure explains itself by reading on from src).
 type readahead struct {
-	full chan []byte // chunks read, in order
-	free chan []byte // chunks to read into
-	stop chan struct{}
-	done chan struct{}
+	full  chan []byte // chunks read, in order
+	free  chan []byte // chunks to read into
+	stop  chan struct{}
+	done  chan struct{}
 	err   error  // src's error, set before full is closed
 	chunk []byte // the chunk being read from, whole
 	cur   []byte // what is left of it
