@@ -84,7 +84,7 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 	objects := &objectsReader{ctx: ctx, catalog: r.Catalog, id: id, objects: m.Objects,
 		onRead: func(n int) { prog.add(n); r.Metrics.moved("download", n) }}
 	defer objects.Close()
-	// The objects are fetched and checked on a goroutine of their own, 4 MiB chunks ahead of the
+	// The objects are fetched and checked on a goroutine of their own, up to 4 MiB ahead of the
 	// decoder; on the caller's, one decoding goroutine. After a failure the readahead is stopped
 	// first, so nothing else reads the objects and the object being read can be checked to the
 	// end (cause).
