@@ -168,9 +168,9 @@ func (p plainPipe) name() string {
 
 func (p plainPipe) restoreName() string {
 	if p.flavor == gtid.MySQL {
-		return "rclone cat | zstd -d | tar -x"
+		return "rclone cat | zstd -d | tar -x + sync"
 	}
-	return "rclone cat | zstd -d | mbstream -x + mariadb-backup --prepare"
+	return "rclone cat | zstd -d | mbstream -x + mariadb-backup --prepare + sync"
 }
 
 // run takes the plain backup as object plain/<run>, restores it into an empty directory,
@@ -223,9 +223,11 @@ func (p plainPipe) run(ctx context.Context, run int) (backup, restore time.Durat
 	if err := os.Mkdir(target, 0o750); err != nil {
 		b.Fatal(err)
 	}
-	unpack := "tar -x -C " + target
+	// Synced at the end, as a restore must be before a server starts on it.
+	unpack := fmt.Sprintf("tar -x -C %[1]s && sync -f %[1]s", target)
 	if p.flavor == gtid.MariaDB {
-		unpack = fmt.Sprintf("mbstream -x -C %[1]s && mariadb-backup --prepare --target-dir=%[1]s 2>%[2]s", target, filepath.Join(scratch, "prepare.log"))
+		unpack = fmt.Sprintf("mbstream -x -C %[1]s && mariadb-backup --prepare --target-dir=%[1]s 2>%[2]s && sync -f %[1]s",
+			target, filepath.Join(scratch, "prepare.log"))
 	}
 	begin = time.Now()
 	cmd = exec.CommandContext(ctx, "bash", "-c", "set -o pipefail; rclone cat "+object+" | zstd -d -q | "+unpack)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal-db/shoal/reseed"
 )
@@ -125,6 +126,9 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 	if err := reseed.ChownLike(staging, dataDir); err != nil {
 		return fail("hand the files to the data dir's owner", err)
 	}
+	if err := syncFS(staging); err != nil {
+		return fail("sync the restored files", err)
+	}
 	// rename(2) replaces an empty directory (os.Rename refuses to), so an empty dataDir made
 	// ready by an operator is replaced at once, and one filled meanwhile is not (ENOTEMPTY).
 	if err := syscall.Rename(staging, dataDir); err != nil {
@@ -170,6 +174,19 @@ func checkEmpty(dir string) error {
 		return fmt.Errorf("%s is not empty (it holds %s): restore only into an empty or new directory", dir, names[0])
 	}
 	return nil
+}
+
+// syncFS flushes the file system holding dir (syncfs(2)), so that everything a restore wrote
+// there is on disk before the rename makes it the data dir: mbstream -x does not sync what it
+// writes, and one flush at the end lets the writes go out while the rest unpacks, where a sync
+// per file made each file's end wait for its writeback.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
 }
 
 func syncDir(dir string) error {
@@ -303,10 +320,7 @@ func writeFile(name string, r io.Reader, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, r)
-	if err == nil {
-		err = f.Sync()
-	}
+	_, err = io.Copy(f, r) // synced with the rest of the restore (syncFS)
 	return errors.Join(err, f.Close())
 }
 
