@@ -304,22 +304,22 @@ func TestCluster(t *testing.T) {
 		waitPodsReady(t, c, "app=rig-mariadb", 3)
 		t.Logf("%s Ready and its pod serving again %v after restore", n.Name, time.Since(restored).Round(time.Millisecond))
 	})
-}
 
-// A run that died without Stop leaves every process, mount, address and chain behind; the next
-// Start must clean all of it and come up.
-func TestStartAfterCrashedRun(t *testing.T) {
-	crashed := startForTest(t)
-	crashed.unlock() // the crashed process's lock died with it; nothing was torn down
-	c, err := Start(t.Context(), Options{NoShoalImage: true, Nodes: 1})
-	if err != nil {
-		t.Fatalf("start over a crashed run: %v", err)
-	}
-	nodes, err := c.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
-	if err != nil || len(nodes.Items) != 1 {
-		t.Fatalf("nodes after restart: %v, %v; want only node-1 of the new run", nodes, err)
-	}
-	if err := c.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	// Last, as it ends c: a run that died without Stop leaves every process, mount, address and
+	// chain behind (here the pods, Service and RBAC objects above too); the next Start must
+	// clean all of it and come up.
+	t.Run("Start after a crashed run", func(t *testing.T) {
+		c.unlock() // the crashed process's lock died with it; nothing was torn down
+		next, err := Start(t.Context(), Options{NoShoalImage: true, Nodes: 1})
+		if err != nil {
+			t.Fatalf("start over a crashed run: %v", err)
+		}
+		nodes, err := next.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+		if err != nil || len(nodes.Items) != 1 {
+			t.Fatalf("nodes after restart: %v, %v; want only node-1 of the new run", nodes, err)
+		}
+		if err := next.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
