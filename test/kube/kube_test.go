@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +31,13 @@ func startForTestWith(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	if m := Missing(); len(m) > 0 {
 		t.Fatalf("kube rig not built (make deps builds it): missing %v", m)
+	}
+	if !o.NoShoalImage && o.ShoalImage == "" {
+		tar, err := builtShoalImage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.ShoalImage = tar
 	}
 	before := readSysctls()
 	start := time.Now()
@@ -55,6 +63,12 @@ func startForTestWith(t testing.TB, o Options) *Cluster {
 	})
 	return c
 }
+
+// builtShoalImage builds the shoal image once for the test binary: the source does not change
+// while it runs, and a build (go build and link) costs each rig start seconds of CPU.
+var builtShoalImage = sync.OnceValues(func() (string, error) {
+	return BuildShoalImage(context.Background(), slog.New(slog.DiscardHandler))
+})
 
 type testWriter struct{ t testing.TB }
 
