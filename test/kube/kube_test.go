@@ -51,9 +51,11 @@ func startForTestWith(t testing.TB, o Options) *Cluster {
 		if t.Failed() {
 			dumpLogs(t, c)
 		}
+		stop := time.Now()
 		if err := c.Stop(context.Background()); err != nil {
 			t.Errorf("stop: %v", err)
 		}
+		t.Logf("cluster stopped in %v", time.Since(stop).Round(time.Millisecond))
 		if left := Leftovers(c.Dir()); len(left) > 0 {
 			t.Errorf("left after Stop:\n%s", strings.Join(left, "\n"))
 		}
