@@ -20,8 +20,7 @@ const healSelector = "app.kubernetes.io/instance=shoal"
 // the primary's node lost. The grace, 30 s, is what a recreated pod on a new volume gets to
 // initialize its data dir and start re-seeding (7-30 s measured on the rig), and more than a lost
 // node takes to be NotReady (10-22 s: its lease is renewed every 10 s, node-monitor-grace-period
-// is 20 s), so its pod's first deletion takes the claim. The pods' own termination grace is 5 s:
-// a deletion of a pod on a lost node waits it out before force deletion may follow.
+// is 20 s), so its pod's first deletion takes the claim.
 func TestHealDeletingVolumes(t *testing.T) {
 	c := startForTestWith(t, Options{})
 	primary := installHealing(t, c, "heal.grace=30s,heal.deleteVolume=true,heal.forceDeleteTerminating=true")
@@ -187,15 +186,16 @@ func losePrimaryNodeOf(t *testing.T, c *Cluster) (*corev1.Pod, *Node, time.Time)
 }
 
 // installHealing installs the chart's MariaDB test values with healing on and the values in
-// set, waits for the cluster, and returns the primary's pod. The pods' termination grace is 5 s
+// set, waits for the cluster, and returns the primary's pod. The pods' termination grace is 10 s
 // (30 s in the test values): a pod deleted on a lost node stays Terminating for it before the
-// leader may force-delete it, and nothing in these tests stops a primary gracefully.
+// leader may force-delete it (long enough for waitTerminating to see it), and nothing in these
+// tests stops a primary gracefully.
 func installHealing(t *testing.T, c *Cluster, set string) *corev1.Pod {
 	t.Helper()
 	ctx := t.Context()
 	helm := exec.CommandContext(ctx, Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
 		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default",
-		"--set", "terminationGracePeriodSeconds=5,heal.enabled=true,heal.minInterval=30s,"+set)
+		"--set", "terminationGracePeriodSeconds=10,heal.enabled=true,heal.minInterval=30s,"+set)
 	if out, err := helm.CombinedOutput(); err != nil {
 		t.Fatalf("helm install: %v: %s", err, out)
 	}
