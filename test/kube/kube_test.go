@@ -92,6 +92,13 @@ func readSysctls() map[string]string {
 func dumpLogs(t testing.TB, c *Cluster) {
 	out, _ := exec.Command("sh", "-c", "tail -n 15 "+c.Dir()+"/logs/*.log").CombinedOutput()
 	t.Logf("component logs:\n%s", out)
+	// What the agents saw and decided (a heal that did not come, a failover that did): the
+	// test's context is done by now, so kubectl gets its own.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _ = exec.CommandContext(ctx, Bin("kubectl"), "--kubeconfig", c.Kubeconfig, "logs", "-l", "shoal.io/role",
+		"-c", "shoal", "--tail", "40", "--prefix").CombinedOutput()
+	t.Logf("agent logs:\n%s", out)
 }
 
 func kubectl(t testing.TB, c *Cluster, args ...string) (string, error) {
