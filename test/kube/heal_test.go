@@ -16,59 +16,17 @@ import (
 const healSelector = "app.kubernetes.io/instance=shoal"
 
 // Healing with volume deletion and force deletion on (the rig's local volumes bind a pod to its
-// node), one install for two scenes one after the other: a replica's data dir made unusable, then
-// the primary's node lost. The grace, 30 s, is what a recreated pod on a new volume gets to
+// node), one install for two scenes one after the other: the primary's node lost, then (on the
+// nodes left) a replica's data dir made unusable. The grace, 30 s, is what a recreated pod on a new volume gets to
 // initialize its data dir and start re-seeding (7-30 s measured on the rig), and more than a lost
 // node takes to be NotReady (10-22 s: its lease is renewed every 10 s, node-monitor-grace-period
 // is 20 s), so its pod's first deletion takes the claim.
 func TestHealDeletingVolumes(t *testing.T) {
 	c := startForTestWith(t, Options{})
-	primary := installHealing(t, c, "heal.grace=30s,heal.deleteVolume=true,heal.forceDeleteTerminating=true")
-	ok := t.Run("unusable data dir", func(t *testing.T) { healUnusableDataDir(t, c, primary) })
-	if ok {
-		t.Run("lost primary node", func(t *testing.T) { healLostPrimaryNode(t, c) })
+	installHealing(t, c, "heal.grace=30s,heal.deleteVolume=true,heal.forceDeleteTerminating=true")
+	if t.Run("lost primary node", func(t *testing.T) { healLostPrimaryNode(t, c) }) {
+		t.Run("unusable data dir", func(t *testing.T) { healUnusableDataDir(t, c) })
 	}
-}
-
-// A replica's data dir made unusable (its system schema removed, mysqld killed): mysqld cannot
-// start again; the leader deletes the pod, the recreated pod fails the same way, so the leader
-// deletes it with its claim, and the member comes back on a new volume as a replica.
-func healUnusableDataDir(t *testing.T, c *Cluster, primary *corev1.Pod) {
-	ctx := t.Context()
-	victim := "shoal-1"
-	if primary.Name == victim {
-		victim = "shoal-2"
-	}
-	old, err := c.Client.CoreV1().Pods("default").Get(ctx, victim, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldClaim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	begin := time.Now()
-	if out, err := kubectl(t, c, "exec", victim, "-c", "mysqld", "--", "sh", "-c",
-		"rm -rf /data/mysql/mysql && kill -9 $(cat /run/mysqld/mysqld.pid)"); err != nil {
-		t.Fatalf("breaking %s's data dir: %v: %s", victim, err, out)
-	}
-	first := firstEvent(t, c, victim, "HealDelete", begin)
-	if first.InvolvedObject.UID != old.UID {
-		t.Fatalf("the first deletion was of pod %s, want the broken %s", first.InvolvedObject.UID, old.UID)
-	}
-	t.Logf("%s's pod deleted %v after its data dir broke", victim, first.FirstTimestamp.Sub(begin).Round(time.Second))
-	second := firstEvent(t, c, victim, "HealDeleteVolume", begin)
-	if second.InvolvedObject.UID == old.UID {
-		t.Fatal("the volume went with the first pod, not its failing successor")
-	}
-	t.Logf("its successor deleted with its volume %v after: %s", second.FirstTimestamp.Sub(begin).Round(time.Second), second.Message)
-	fresh := waitRecreatedReady(t, c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: victim, UID: second.InvolvedObject.UID}})
-	claim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim, metav1.GetOptions{})
-	if err != nil || claim.UID == oldClaim.UID {
-		t.Errorf("claim data-%s not replaced: %v", victim, err)
-	}
-	waitReplica(t, c, victim)
-	t.Logf("%s back on a new volume on %s, Ready and replica after %v", victim, fresh.Spec.NodeName, time.Since(begin).Round(time.Millisecond))
 }
 
 // The primary's node is lost: another member takes over; the leader deletes the old primary's
@@ -112,6 +70,47 @@ func healLostPrimaryNode(t *testing.T, c *Cluster) {
 	if deleted := firstEvent(t, c, first, "HealDeleteVolume", begin).FirstTimestamp.Time; deleted.After(force) {
 		t.Errorf("the graceful deletion's Event (%v) after the force deletion's (%v)", deleted, force)
 	}
+}
+
+// A replica's data dir made unusable (its system schema removed, mysqld killed): mysqld cannot
+// start again; the leader deletes the pod, the recreated pod fails the same way, so the leader
+// deletes it with its claim, and the member comes back on a new volume as a replica.
+func healUnusableDataDir(t *testing.T, c *Cluster) {
+	ctx := t.Context()
+	victim := "shoal-1"
+	if waitPrimary(t, c, healSelector, releaseName, "") == victim {
+		victim = "shoal-2"
+	}
+	old, err := c.Client.CoreV1().Pods("default").Get(ctx, victim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldClaim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	if out, err := kubectl(t, c, "exec", victim, "-c", "mysqld", "--", "sh", "-c",
+		"rm -rf /data/mysql/mysql && kill -9 $(cat /run/mysqld/mysqld.pid)"); err != nil {
+		t.Fatalf("breaking %s's data dir: %v: %s", victim, err, out)
+	}
+	first := firstEvent(t, c, victim, "HealDelete", begin)
+	if first.InvolvedObject.UID != old.UID {
+		t.Fatalf("the first deletion was of pod %s, want the broken %s", first.InvolvedObject.UID, old.UID)
+	}
+	t.Logf("%s's pod deleted %v after its data dir broke", victim, first.FirstTimestamp.Sub(begin).Round(time.Second))
+	second := firstEvent(t, c, victim, "HealDeleteVolume", begin)
+	if second.InvolvedObject.UID == old.UID {
+		t.Fatal("the volume went with the first pod, not its failing successor")
+	}
+	t.Logf("its successor deleted with its volume %v after: %s", second.FirstTimestamp.Sub(begin).Round(time.Second), second.Message)
+	fresh := waitRecreatedReady(t, c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: victim, UID: second.InvolvedObject.UID}})
+	claim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim, metav1.GetOptions{})
+	if err != nil || claim.UID == oldClaim.UID {
+		t.Errorf("claim data-%s not replaced: %v", victim, err)
+	}
+	waitReplica(t, c, victim)
+	t.Logf("%s back on a new volume on %s, Ready and replica after %v", victim, fresh.Spec.NodeName, time.Since(begin).Round(time.Millisecond))
 }
 
 // The primary's node is lost with force deletion off: the old pod, deleted by the leader, stays
@@ -186,26 +185,20 @@ func losePrimaryNodeOf(t *testing.T, c *Cluster) (*corev1.Pod, *Node, time.Time)
 }
 
 // installHealing installs the chart's MariaDB test values with healing on and the values in
-// set, waits for the cluster, and returns the primary's pod. The pods' termination grace is 10 s
+// set, and waits for the cluster: three pods Ready, one primary. The pods' termination grace is 10 s
 // (30 s in the test values): a pod deleted on a lost node stays Terminating for it before the
 // leader may force-delete it (long enough for waitTerminating to see it), and nothing in these
 // tests stops a primary gracefully.
-func installHealing(t *testing.T, c *Cluster, set string) *corev1.Pod {
+func installHealing(t *testing.T, c *Cluster, set string) {
 	t.Helper()
-	ctx := t.Context()
-	helm := exec.CommandContext(ctx, Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
+	helm := exec.CommandContext(t.Context(), Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
 		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default",
 		"--set", "terminationGracePeriodSeconds=10,heal.enabled=true,heal.minInterval=30s,"+set)
 	if out, err := helm.CombinedOutput(); err != nil {
 		t.Fatalf("helm install: %v: %s", err, out)
 	}
 	waitPodsReady(t, c, healSelector, 3)
-	first := waitPrimary(t, c, healSelector, releaseName, "")
-	p, err := c.Client.CoreV1().Pods("default").Get(ctx, first, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	waitPrimary(t, c, healSelector, releaseName, "")
 }
 
 // waitTerminating waits until pod old is being deleted (by the leader: nothing else deletes it
