@@ -93,6 +93,9 @@ type Options struct {
 	Nodes int // 1-9
 	// NoShoalImage skips building shoal.local/shoal:dev from ./cmd/shoal (tests of the rig itself).
 	NoShoalImage bool
+	// ShoalImage is a tarball BuildShoalImage made earlier from the same source; empty builds
+	// one while the control plane starts.
+	ShoalImage string
 	// PVsPerNode local PersistentVolumes of class StorageClass per node (default 4).
 	PVsPerNode int
 	Log        *slog.Logger
@@ -289,9 +292,12 @@ func (c *Cluster) start(ctx context.Context, o Options) error {
 		err error
 	}
 	shoalImage := make(chan built, 1)
-	if o.NoShoalImage {
+	switch {
+	case o.NoShoalImage:
 		shoalImage <- built{}
-	} else {
+	case o.ShoalImage != "":
+		shoalImage <- built{tar: o.ShoalImage}
+	default:
 		// Built while the control plane starts; nodes import it.
 		go func() { tar, err := BuildShoalImage(ctx, c.log); shoalImage <- built{tar, err} }()
 	}

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,13 @@ func startForTestWith(t testing.TB, o Options) *Cluster {
 	if m := Missing(); len(m) > 0 {
 		t.Fatalf("kube rig not built (make deps builds it): missing %v", m)
 	}
+	if !o.NoShoalImage && o.ShoalImage == "" {
+		tar, err := builtShoalImage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.ShoalImage = tar
+	}
 	before := readSysctls()
 	start := time.Now()
 	o.Log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
@@ -43,9 +51,11 @@ func startForTestWith(t testing.TB, o Options) *Cluster {
 		if t.Failed() {
 			dumpLogs(t, c)
 		}
+		stop := time.Now()
 		if err := c.Stop(context.Background()); err != nil {
 			t.Errorf("stop: %v", err)
 		}
+		t.Logf("cluster stopped in %v", time.Since(stop).Round(time.Millisecond))
 		if left := Leftovers(c.Dir()); len(left) > 0 {
 			t.Errorf("left after Stop:\n%s", strings.Join(left, "\n"))
 		}
@@ -55,6 +65,12 @@ func startForTestWith(t testing.TB, o Options) *Cluster {
 	})
 	return c
 }
+
+// builtShoalImage builds the shoal image once for the test binary: the source does not change
+// while it runs, and a build (go build and link) costs each rig start seconds of CPU.
+var builtShoalImage = sync.OnceValues(func() (string, error) {
+	return BuildShoalImage(context.Background(), slog.New(slog.DiscardHandler))
+})
 
 type testWriter struct{ t testing.TB }
 
@@ -76,6 +92,13 @@ func readSysctls() map[string]string {
 func dumpLogs(t testing.TB, c *Cluster) {
 	out, _ := exec.Command("sh", "-c", "tail -n 15 "+c.Dir()+"/logs/*.log").CombinedOutput()
 	t.Logf("component logs:\n%s", out)
+	// What the agents saw and decided (a heal that did not come, a failover that did): the
+	// test's context is done by now, so kubectl gets its own.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _ = exec.CommandContext(ctx, Bin("kubectl"), "--kubeconfig", c.Kubeconfig, "logs", "-l", "shoal.io/role",
+		"-c", "shoal", "--tail", "40", "--prefix").CombinedOutput()
+	t.Logf("agent logs:\n%s", out)
 }
 
 func kubectl(t testing.TB, c *Cluster, args ...string) (string, error) {
@@ -304,22 +327,22 @@ func TestCluster(t *testing.T) {
 		waitPodsReady(t, c, "app=rig-mariadb", 3)
 		t.Logf("%s Ready and its pod serving again %v after restore", n.Name, time.Since(restored).Round(time.Millisecond))
 	})
-}
 
-// A run that died without Stop leaves every process, mount, address and chain behind; the next
-// Start must clean all of it and come up.
-func TestStartAfterCrashedRun(t *testing.T) {
-	crashed := startForTest(t)
-	crashed.unlock() // the crashed process's lock died with it; nothing was torn down
-	c, err := Start(t.Context(), Options{NoShoalImage: true, Nodes: 1})
-	if err != nil {
-		t.Fatalf("start over a crashed run: %v", err)
-	}
-	nodes, err := c.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
-	if err != nil || len(nodes.Items) != 1 {
-		t.Fatalf("nodes after restart: %v, %v; want only node-1 of the new run", nodes, err)
-	}
-	if err := c.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	// Last, as it ends c: a run that died without Stop leaves every process, mount, address and
+	// chain behind (here the pods, Service and RBAC objects above too); the next Start must
+	// clean all of it and come up.
+	t.Run("Start after a crashed run", func(t *testing.T) {
+		c.unlock() // the crashed process's lock died with it; nothing was torn down
+		next, err := Start(t.Context(), Options{NoShoalImage: true, Nodes: 1})
+		if err != nil {
+			t.Fatalf("start over a crashed run: %v", err)
+		}
+		nodes, err := next.Client.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{})
+		if err != nil || len(nodes.Items) != 1 {
+			t.Fatalf("nodes after restart: %v, %v; want only node-1 of the new run", nodes, err)
+		}
+		if err := next.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
