@@ -31,13 +31,7 @@ import (
 //
 //	SHOAL_BENCH_BACKUP_MB=5000 go test ./backup -run '^$' -bench BackupRestore -benchtime 1x -timeout 150m
 func BenchmarkBackupRestore(b *testing.B) {
-	mb := 500
-	if v := os.Getenv("SHOAL_BENCH_BACKUP_MB"); v != "" {
-		var err error
-		if mb, err = strconv.Atoi(v); err != nil {
-			b.Fatalf("SHOAL_BENCH_BACKUP_MB=%q: %v", v, err)
-		}
-	}
+	mb := benchstat.Size(b, "SHOAL_BENCH_BACKUP_MB", 500)
 	if _, err := exec.LookPath("rclone"); err != nil {
 		b.Fatalf("the plain pipe needs rclone (make deps installs it): %v", err)
 	}

@@ -51,3 +51,18 @@ func RunsOr(n int) int {
 	}
 	return n
 }
+
+// Size is the positive whole number in the environment variable name (a data size, in MB), or
+// def when it is unset; anything else fails the benchmark rather than run on a size not asked for.
+func Size(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive whole number", name, v)
+	}
+	return n
+}

@@ -31,10 +31,7 @@ import (
 // which a real deployment does not do, so this is an upper bound. SHOAL_BENCH_COST_MB (default
 // 1000) sizes the data, SHOAL_BENCH_RUNS the backups (default 3).
 func BenchmarkBackupPrimaryCost(b *testing.B) {
-	mb := 1000
-	if n, err := strconv.Atoi(os.Getenv("SHOAL_BENCH_COST_MB")); err == nil && n > 0 {
-		mb = n
-	}
+	mb := benchstat.Size(b, "SHOAL_BENCH_COST_MB", 1000)
 	runs := benchstat.RunsOr(3)
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {

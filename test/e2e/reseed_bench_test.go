@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,10 +24,7 @@ import (
 // SHOAL_BENCH_RESEED_MB sets the data size (default 256), SHOAL_BENCH_RUNS the runs (at most 3
 // by default). The copy is unthrottled (reseed.max_mib_per_second 0) to compare like with like.
 func BenchmarkReseed(b *testing.B) {
-	mb := 256
-	if n, err := strconv.Atoi(os.Getenv("SHOAL_BENCH_RESEED_MB")); err == nil && n > 0 {
-		mb = n
-	}
+	mb := benchstat.Size(b, "SHOAL_BENCH_RESEED_MB", 256)
 	runs := benchstat.RunsOr(3)
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
