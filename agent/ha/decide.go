@@ -148,15 +148,21 @@ func Decide(obs Observation, p Policy) Decision {
 }
 
 // otherVoter names a Raft voter other than this agent whose agent is alive and whose MySQL
-// serves, or "".
+// serves, or "". It prefers one beside a replica: leadership beside the primary would be handed
+// on again (ha.leader_off_primary), and each move empties the new leader's memory of what it
+// did (a pod it replaced, a roll's last step).
 func otherVoter(obs Observation) string {
+	found := ""
 	for _, s := range obs.Raft.Configuration {
 		peer := obs.Peers[s.ID]
 		if s.Voter && s.ID != obs.Self && peer.Alive() && peer.Report.MySQLUp && !peer.Report.Draining {
-			return s.ID
+			if s.ID != obs.Record.Primary {
+				return s.ID
+			}
+			found = s.ID
 		}
 	}
-	return ""
+	return found
 }
 
 func decideNode(obs Observation, p Policy) Decision {

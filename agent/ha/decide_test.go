@@ -266,6 +266,29 @@ func decideCases(p Policy) []decideCase {
 				ClusterReason: why(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")},
 		},
 		{
+			name: "a leader handing leadership over prefers a replica's agent to the primary's, listed first",
+			setup: func(o *Observation) {
+				o.Local = Server{Err: "i/o timeout"}
+				o.Memory.LocalDownSince = t0.Add(-p.DetectionTimeout)
+				o.Raft.Configuration = []membership.Server{{ID: "db-0", Voter: true}, {ID: "db-1", Voter: true}, {ID: "db-2", Voter: true}}
+				o.Self = "db-1"
+			},
+			want: Decision{NodeReason: why(CodeLocalUnreachable, "local MySQL is unreachable (i/o timeout)"), TransferLeadership: true, TransferTo: "db-2",
+				ClusterReason: why(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")},
+		},
+		{
+			name: "a leader handing leadership over gives it to the primary's agent when no other voter serves",
+			setup: func(o *Observation) {
+				o.Local = Server{Err: "i/o timeout"}
+				o.Memory.LocalDownSince = t0.Add(-p.DetectionTimeout)
+				o.Raft.Configuration = []membership.Server{{ID: "db-0", Voter: true}, {ID: "db-1", Voter: true}, {ID: "db-2", Voter: true}}
+				o.Self = "db-1"
+				setPeer(o, "db-2", func(p *Peer) { p.Report.MySQLUp = false })
+			},
+			want: Decision{NodeReason: why(CodeLocalUnreachable, "local MySQL is unreachable (i/o timeout)"), TransferLeadership: true, TransferTo: "db-0",
+				ClusterReason: why(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")},
+		},
+		{
 			name: "primary whose mysqld died releases its lease",
 			setup: func(o *Observation) {
 				o.Self, o.Leader = "db-0", false
