@@ -72,8 +72,8 @@ type Config struct {
 		Kubeconfig                                                   string
 		// Heal is the leader's replacement of failed members' pods (ha.Heal).
 		Heal struct {
-			Enabled            bool
-			Grace, MinInterval time.Duration
+			Enabled                        bool
+			Grace, StartGrace, MinInterval time.Duration
 		}
 		DeleteVolume, ForceDeleteTerminating bool
 		// Roll is the leader's rolling of an OnDelete StatefulSet's pods after an update (ha.Roll).
@@ -168,6 +168,9 @@ func Default() Config {
 	// all take less, and a deletion costs a full copy of its data.
 	c.Kubernetes.Heal.Grace = 5 * time.Minute
 	c.Kubernetes.Heal.MinInterval = 5 * time.Minute
+	// An image pull on a new node and an init container filling an empty data dir can take
+	// minutes; an agent that has not started by then is failing, not starting.
+	c.Kubernetes.Heal.StartGrace = 10 * time.Minute
 	// Each step of a roll waits for every member to serve anyway: this only spaces them.
 	c.Kubernetes.Roll.MinInterval = 10 * time.Second
 	c.Backup.Binlogs.Interval = 10 * time.Second
@@ -206,7 +209,7 @@ func (c Config) backupReseed() ha.BackupReseed {
 
 // HealPolicy is the pod healing the config allows (kubernetes.heal.*).
 func (c Config) HealPolicy() ha.HealPolicy {
-	return ha.HealPolicy{Grace: c.Kubernetes.Heal.Grace, MinInterval: c.Kubernetes.Heal.MinInterval,
+	return ha.HealPolicy{Grace: c.Kubernetes.Heal.Grace, StartGrace: c.Kubernetes.Heal.StartGrace, MinInterval: c.Kubernetes.Heal.MinInterval,
 		DeleteVolume: c.Kubernetes.DeleteVolume, ForceDeleteTerminating: c.Kubernetes.ForceDeleteTerminating,
 		RebuildErrant: c.HA.RebuildErrant, LeaseBound: c.HA.Lease + c.HA.MaxClockDrift}
 }

@@ -183,10 +183,11 @@ func TestValidateKubernetes(t *testing.T) {
 			t.Errorf("Validate() = %v, want a problem with %s", err, want)
 		}
 	}
-	c.Kubernetes.Heal.Enabled, c.Kubernetes.Heal.Grace, c.Kubernetes.Heal.MinInterval = true, time.Second, 0
+	c.Kubernetes.Heal.Enabled, c.Kubernetes.Heal.Grace, c.Kubernetes.Heal.MinInterval, c.Kubernetes.Heal.StartGrace = true, time.Second, 0, 0
 	c.Kubernetes.Roll.Enabled, c.Kubernetes.Roll.MinInterval = true, -time.Second
 	err = c.Validate()
 	for _, want := range []string{"kubernetes.heal.grace (1s) must be at least", "kubernetes.heal.min_interval must be positive",
+		"kubernetes.heal.start_grace must be positive, got 0s",
 		"kubernetes.roll.min_interval must be positive, got -1s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want a problem with %s", err, want)

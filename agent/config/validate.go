@@ -198,6 +198,9 @@ func (c Config) validateKubernetes() []error {
 	if h.Enabled && h.MinInterval <= 0 {
 		errs = append(errs, fmt.Errorf("kubernetes.heal.min_interval must be positive, got %s", h.MinInterval))
 	}
+	if h.Enabled && h.StartGrace <= 0 {
+		errs = append(errs, fmt.Errorf("kubernetes.heal.start_grace must be positive, got %s", h.StartGrace))
+	}
 	if k.Roll.Enabled && k.Roll.MinInterval <= 0 {
 		errs = append(errs, fmt.Errorf("kubernetes.roll.min_interval must be positive, got %s", k.Roll.MinInterval))
 	}

@@ -2,7 +2,6 @@ package ha
 
 import (
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/shoal-db/shoal/consensus/record"
@@ -32,9 +31,13 @@ const (
 // HealPolicy is what kubernetes.heal.*, kubernetes.delete_volume and
 // kubernetes.force_delete_terminating allow.
 type HealPolicy struct {
-	// Grace is how long a member must stay failed, and a recreated pod have existed, before its
-	// pod is deleted (kubernetes.heal.grace).
+	// Grace is how long a member must stay failed, and a recreated pod's agent have run, before
+	// its pod is deleted (kubernetes.heal.grace).
 	Grace time.Duration
+	// StartGrace bounds how long a recreated pod may take to start its agent (images pulled,
+	// init containers run) before its Grace counts anyway, and how long a failed member may be
+	// without a pod while its StatefulSet recreates it (kubernetes.heal.start_grace).
+	StartGrace time.Duration
 	// MinInterval is the least time between two deletions this leader starts
 	// (kubernetes.heal.min_interval).
 	MinInterval time.Duration
@@ -59,6 +62,9 @@ type Pod struct {
 	UID     string
 	Node    string
 	Created time.Time
+	// Started is when its agent container started (zero until it runs): a recreated pod's grace
+	// counts from there, not from init containers that fill an empty data dir.
+	Started time.Time
 	// NodeReady is the Ready condition of the pod's node.
 	NodeReady bool
 	// Terminating is when the pod's grace period ends (its deletionTimestamp); zero when it is
@@ -66,6 +72,9 @@ type Pod struct {
 	Terminating time.Time
 	// Claims are the PersistentVolumeClaims its volumes use.
 	Claims []string
+	// Replaced is the UID of an earlier pod of this member that a leader deleted to heal it, as
+	// its claims record it (HealAction.Mark): the evidence outlives that leader.
+	Replaced string
 }
 
 // HealObservation is what the leader knows when it judges the members' pods.
@@ -91,9 +100,6 @@ type HealMemory struct {
 	FailingSince map[string]time.Time
 	// LastDeletion is when this leader last started a deletion (the rate limit).
 	LastDeletion time.Time
-	// Replaced is the UID of the pod this leader last deleted for each member: a recreated pod
-	// that fails again means the data, not the pod, is the cause.
-	Replaced map[string]string
 }
 
 // HealAction is one deletion.
@@ -107,6 +113,10 @@ type HealAction struct {
 	// Claims are deleted first (the API server holds them until the pod is gone, and the
 	// StatefulSet waits for them to go before it recreates the pod); nil keeps the volume.
 	Claims []string
+	// Mark records the deleted pod's UID on the claims it keeps, once the pod is deleted: a
+	// recreated pod that fails again means the data, not the pod, is the cause, whichever agent
+	// leads by then.
+	Mark []string
 }
 
 // Kind names the action for metrics and Events.
@@ -128,6 +138,9 @@ type HealDecision struct {
 	Member string
 	Reason Reason
 	Memory HealMemory
+	// Unmark are the claims whose Mark has served: their member works again, so a later
+	// failure is news, not the data's.
+	Unmark []string
 }
 
 // Failure classes a member is healed for.
@@ -148,11 +161,7 @@ const (
 // Grace, and only when the healthy members left are still a majority.
 func Heal(obs HealObservation, p HealPolicy) HealDecision {
 	r := obs.Record
-	d := HealDecision{Memory: HealMemory{FailingSince: map[string]time.Time{}, LastDeletion: obs.Memory.LastDeletion,
-		Replaced: maps.Clone(obs.Memory.Replaced)}}
-	if d.Memory.Replaced == nil {
-		d.Memory.Replaced = map[string]string{}
-	}
+	d := HealDecision{Memory: HealMemory{FailingSince: map[string]time.Time{}, LastDeletion: obs.Memory.LastDeletion}}
 	type failed struct {
 		class failure
 		why   string
@@ -164,9 +173,11 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 		if f == failNone {
 			if obs.Servers[id].Up && obs.Peers[id].Alive() {
 				healthy++
-				// The pod that replaced a failed one works: a later failure is news, not the
-				// data's. (A draining agent is no such proof: its server may still be down.)
-				delete(d.Memory.Replaced, id)
+				// The pod that replaced a failed one works. (A draining agent is no such
+				// proof: its server may still be down.)
+				if pod := obs.Pods[id]; pod.Replaced != "" && pod.Terminating.IsZero() {
+					d.Unmark = append(d.Unmark, pod.Claims...)
+				}
 			}
 			continue
 		}
@@ -176,11 +187,6 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 			since = obs.Now
 		}
 		d.Memory.FailingSince[id] = since
-	}
-	for id := range d.Memory.Replaced {
-		if _, member := r.Members[id]; !member {
-			delete(d.Memory.Replaced, id)
-		}
 	}
 	switch {
 	case r.Cluster == "":
@@ -200,7 +206,15 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 		pod, ok := obs.Pods[id]
 		switch {
 		case !ok:
-			inFlight = id + " has no pod yet"
+			// Its StatefulSet is recreating it, unless that has taken longer than a start
+			// may: then the member is reported failed but holds no other's healing.
+			gone := d.Memory.FailingSince[id]
+			if d.Memory.LastDeletion.After(gone) {
+				gone = d.Memory.LastDeletion
+			}
+			if _, failing := failures[id]; failing && obs.Now.Sub(gone) < p.StartGrace {
+				inFlight = id + " has no pod yet"
+			}
 		case !pod.Terminating.IsZero():
 			inFlight = id + "'s pod is terminating"
 		}
@@ -212,10 +226,14 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 		if !isFailed || !hasPod || !pod.Terminating.IsZero() {
 			continue
 		}
-		// A recreated pod gets its own grace to start and catch up.
+		// A recreated pod gets its own grace to catch up, from its agent's start: init
+		// containers may take long to fill an empty data dir, though not past StartGrace.
 		since := d.Memory.FailingSince[id]
 		if pod.Created.After(since) {
-			since = pod.Created
+			since = pod.Created.Add(p.StartGrace)
+			if !pod.Started.IsZero() && pod.Started.Before(since) {
+				since = pod.Started
+			}
 		}
 		if obs.Now.Sub(since) < p.Grace {
 			continue
@@ -243,7 +261,7 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 				"deleting pods would not bring them back", id, why, healthy, len(r.Members), need)
 			return d
 		}
-		replaced := d.Memory.Replaced[id] != "" && d.Memory.Replaced[id] != pod.UID
+		replaced := pod.Replaced != "" && pod.Replaced != pod.UID
 		a := &HealAction{Member: id, Pod: pod.Name, UID: pod.UID}
 		var volumeWhy string
 		switch {
@@ -266,9 +284,11 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 		default:
 			d.Reason = because(CodeHealDelete, "%s has failed (%s) for kubernetes.heal.grace: deleting its pod %s for its StatefulSet to recreate it", id, why, pod.Name)
 		}
+		if a.Claims == nil {
+			a.Mark = pod.Claims
+		}
 		d.Action = a
 		d.Memory.LastDeletion = obs.Now
-		d.Memory.Replaced[id] = pod.UID
 		return d
 	}
 	return d

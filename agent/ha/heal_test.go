@@ -14,10 +14,11 @@ import (
 	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
-var healPolicy = HealPolicy{Grace: time.Minute, MinInterval: 2 * time.Minute, LeaseBound: 1750 * time.Millisecond}
+var healPolicy = HealPolicy{Grace: time.Minute, StartGrace: 5 * time.Minute, MinInterval: 2 * time.Minute, LeaseBound: 1750 * time.Millisecond}
 
 // healCluster is n healthy members in epoch 3, db-0 primary since an hour, each with a pod
-// created a day ago on its own Ready node, seen by a leader reaching a majority.
+// created a day ago on its own Ready node (its agent started 10 s later), seen by a leader
+// reaching a majority.
 func healCluster(n int) HealObservation {
 	o := HealObservation{Now: t0, Majority: true, Peers: map[string]Peer{}, Servers: map[string]Server{}, Pods: map[string]Pod{},
 		Record: record.Record{Cluster: "orders", Epoch: 3, Primary: "db-0", Members: map[string]record.Member{},
@@ -28,7 +29,7 @@ func healCluster(n int) HealObservation {
 		o.Peers[id] = Peer{State: PeerAlive, Report: replicaReport("db-0")}
 		o.Servers[id] = replicaServer("10.0.0.1", uuidA+":1-100", uuidA+":1-100")
 		o.Pods[id] = Pod{Name: id, UID: "uid-" + id, Node: fmt.Sprintf("node-%d", i), NodeReady: true,
-			Created: t0.Add(-24 * time.Hour), Claims: []string{"data-" + id}}
+			Created: t0.Add(-24 * time.Hour), Started: t0.Add(-24*time.Hour + 10*time.Second), Claims: []string{"data-" + id}}
 	}
 	o.Servers["db-0"] = primaryServer(uuidA + ":1-100")
 	return o
@@ -41,6 +42,17 @@ func down(o *HealObservation, id string, since time.Time) {
 		o.Memory.FailingSince = map[string]time.Time{}
 	}
 	o.Memory.FailingSince[id] = since
+}
+
+// recreated gives member id a pod created `created` ago whose agent started `started` ago (never
+// when negative), replacing the pod of UID replaced (none when empty).
+func recreated(o *HealObservation, id string, created, started time.Duration, replaced string) {
+	pod := o.Pods[id]
+	pod.Created, pod.Started, pod.UID, pod.Replaced = t0.Add(-created), time.Time{}, "uid-new-"+id, replaced
+	if started >= 0 {
+		pod.Started = t0.Add(-started)
+	}
+	o.Pods[id] = pod
 }
 
 // nodeLost puts member id's pod on a NotReady node, stuck terminating since before now, its
@@ -69,16 +81,36 @@ func healCases() []healCase {
 		{name: "a healthy cluster: nothing", code: ""},
 		{name: "down past grace: the pod goes, with its UID as precondition",
 			setup: func(o *HealObservation) { down(o, "db-2", t0.Add(-time.Minute)) },
-			want:  &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2"}, code: CodeHealDelete,
+			want:  &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2", Mark: []string{"data-db-2"}}, code: CodeHealDelete,
 			reason: "db-2 has failed (its MySQL is unreachable: connection refused) for kubernetes.heal.grace: deleting its pod db-2"},
 		{name: "down within grace: nothing yet",
 			setup: func(o *HealObservation) { down(o, "db-2", t0.Add(-59*time.Second)) }},
 		{name: "a recreated pod gets its own grace",
 			setup: func(o *HealObservation) {
 				down(o, "db-2", t0.Add(-time.Hour))
-				pod := o.Pods["db-2"]
-				pod.Created = t0.Add(-30 * time.Second)
-				o.Pods["db-2"] = pod
+				recreated(o, "db-2", 30*time.Second, 25*time.Second, "")
+			}},
+		{name: "a recreated pod's grace counts from its agent's start, not from init containers",
+			setup: func(o *HealObservation) {
+				down(o, "db-2", t0.Add(-time.Hour))
+				recreated(o, "db-2", 3*time.Minute, 59*time.Second, "")
+			}},
+		{name: "a recreated pod's agent has run for the grace",
+			setup: func(o *HealObservation) {
+				down(o, "db-2", t0.Add(-time.Hour))
+				recreated(o, "db-2", 3*time.Minute, time.Minute, "")
+			},
+			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-new-db-2", Mark: []string{"data-db-2"}}, code: CodeHealDelete},
+		{name: "a recreated pod whose agent never starts: its grace counts from start_grace",
+			setup: func(o *HealObservation) {
+				down(o, "db-2", t0.Add(-time.Hour))
+				recreated(o, "db-2", 6*time.Minute, -1, "")
+			},
+			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-new-db-2", Mark: []string{"data-db-2"}}, code: CodeHealDelete},
+		{name: "a recreated pod whose agent has not started within start_grace and the grace: nothing yet",
+			setup: func(o *HealObservation) {
+				down(o, "db-2", t0.Add(-time.Hour))
+				recreated(o, "db-2", 5*time.Minute+59*time.Second, -1, "")
 			}},
 		{name: "an applier error past grace",
 			setup: func(o *HealObservation) {
@@ -87,7 +119,7 @@ func healCases() []healCase {
 				o.Servers["db-1"] = s
 				o.Memory.FailingSince = map[string]time.Time{"db-1": t0.Add(-time.Hour)}
 			},
-			want: &HealAction{Member: "db-1", Pod: "db-1", UID: "uid-db-1"}, code: CodeHealDelete, reason: "its applier stopped with error 1062"},
+			want: &HealAction{Member: "db-1", Pod: "db-1", UID: "uid-db-1", Mark: []string{"data-db-1"}}, code: CodeHealDelete, reason: "its applier stopped with error 1062"},
 		{name: "binary logs purged under a replica holding data",
 			setup: func(o *HealObservation) {
 				s := replicaServer("10.0.0.1", uuidA+":1-90", uuidA+":1-90")
@@ -95,7 +127,7 @@ func healCases() []healCase {
 				o.Servers["db-1"] = s
 				o.Memory.FailingSince = map[string]time.Time{"db-1": t0.Add(-time.Hour)}
 			},
-			want: &HealAction{Member: "db-1", Pod: "db-1", UID: "uid-db-1"}, code: CodeHealDelete, reason: "error 1236"},
+			want: &HealAction{Member: "db-1", Pod: "db-1", UID: "uid-db-1", Mark: []string{"data-db-1"}}, code: CodeHealDelete, reason: "error 1236"},
 		{name: "an empty replica without binary logs is re-seeded in place, not healed",
 			setup: func(o *HealObservation) {
 				s := replicaServer("10.0.0.1", "", "")
@@ -124,22 +156,21 @@ func healCases() []healCase {
 			policy: func(p *HealPolicy) { p.DeleteVolume = true },
 			setup: func(o *HealObservation) {
 				down(o, "db-2", t0.Add(-time.Hour))
-				o.Memory.Replaced = map[string]string{"db-2": "uid-old"}
+				recreated(o, "db-2", 10*time.Minute, 9*time.Minute, "uid-db-2")
 			},
-			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2", Claims: []string{"data-db-2"}}, code: CodeHealDeleteVolume,
+			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-new-db-2", Claims: []string{"data-db-2"}}, code: CodeHealDeleteVolume,
 			reason: "a recreated pod failed the same way"},
-		{name: "a recreated pod that came up: its next failure is the pod's, not the data's",
+		{name: "the mark names this very pod (its deletion not seen yet): no replacement",
 			policy: func(p *HealPolicy) { p.DeleteVolume = true },
 			setup: func(o *HealObservation) {
-				o.Memory.Replaced = map[string]string{"db-2": "uid-old"}
-				o.Memory = Heal(*o, healPolicy).Memory
 				down(o, "db-2", t0.Add(-time.Hour))
+				recreated(o, "db-2", 10*time.Minute, 9*time.Minute, "uid-new-db-2")
 			},
-			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2"}, code: CodeHealDelete},
+			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-new-db-2", Mark: []string{"data-db-2"}}, code: CodeHealDelete},
 		{name: "a recreated pod failing again without delete_volume: kept",
 			setup: func(o *HealObservation) {
 				down(o, "db-2", t0.Add(-time.Hour))
-				o.Memory.Replaced = map[string]string{"db-2": "uid-old"}
+				recreated(o, "db-2", 10*time.Minute, 9*time.Minute, "uid-db-2")
 			},
 			code: CodeHealVolumeKept},
 		{name: "never the recorded primary",
@@ -169,8 +200,24 @@ func healCases() []healCase {
 				down(o, "db-3", t0.Add(-time.Hour))
 				down(o, "db-4", t0.Add(-time.Hour))
 				delete(o.Pods, "db-3")
+				o.Memory.LastDeletion = t0.Add(-3 * time.Minute)
 			},
 			code: CodeHealInFlight, reason: "db-3 has no pod yet"},
+		{name: "a member without a pod past start_grace holds no other's healing",
+			setup: func(o *HealObservation) {
+				*o = healCluster(5)
+				down(o, "db-3", t0.Add(-time.Hour))
+				down(o, "db-4", t0.Add(-time.Hour))
+				delete(o.Pods, "db-3")
+				o.Memory.LastDeletion = t0.Add(-5 * time.Minute)
+			},
+			want: &HealAction{Member: "db-4", Pod: "db-4", UID: "uid-db-4", Mark: []string{"data-db-4"}}, code: CodeHealDelete},
+		{name: "a healthy member without a pod (not run by its StatefulSet) holds nothing",
+			setup: func(o *HealObservation) {
+				delete(o.Pods, "db-1")
+				down(o, "db-2", t0.Add(-time.Hour))
+			},
+			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2", Mark: []string{"data-db-2"}}, code: CodeHealDelete},
 		{name: "rate-limited",
 			setup: func(o *HealObservation) {
 				down(o, "db-2", t0.Add(-time.Hour))
@@ -182,7 +229,7 @@ func healCases() []healCase {
 				down(o, "db-2", t0.Add(-time.Hour))
 				o.Memory.LastDeletion = t0.Add(-2 * time.Minute)
 			},
-			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2"}, code: CodeHealDelete},
+			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2", Mark: []string{"data-db-2"}}, code: CodeHealDelete},
 		{name: "never below a majority of healthy members",
 			setup: func(o *HealObservation) {
 				down(o, "db-1", t0.Add(-time.Hour))
@@ -214,7 +261,7 @@ func healCases() []healCase {
 				pod.NodeReady = false
 				o.Pods["db-2"] = pod
 			},
-			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2"}, code: CodeHealDelete},
+			want: &HealAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2", Mark: []string{"data-db-2"}}, code: CodeHealDelete},
 		{name: "stuck terminating, fenced, force allowed: force-deleted",
 			policy: func(p *HealPolicy) { p.ForceDeleteTerminating = true },
 			setup:  func(o *HealObservation) { nodeLost(o, "db-0", t0.Add(-1750*time.Millisecond)) },
@@ -295,8 +342,11 @@ func TestHeal(t *testing.T) {
 			if d.Reason.Code != tt.code || !strings.Contains(d.Reason.Text, tt.reason) {
 				t.Fatalf("reason = %s %q, want %s saying %q", d.Reason.Code, d.Reason.Text, tt.code, tt.reason)
 			}
-			if a := d.Action; a != nil && !a.Force && (!d.Memory.LastDeletion.Equal(t0) || d.Memory.Replaced[a.Member] != a.UID) {
+			if a := d.Action; a != nil && !a.Force && !d.Memory.LastDeletion.Equal(t0) {
 				t.Fatalf("a deletion must be remembered: %+v", d.Memory)
+			}
+			if a := d.Action; a != nil && (a.Mark != nil) != (!a.Force && a.Claims == nil) {
+				t.Fatalf("a graceful deletion keeping the volume must mark it, and only that: %+v", a)
 			}
 		})
 	}
@@ -327,34 +377,32 @@ func errant(o *HealObservation, id string) {
 }
 
 // Failure times are kept while a member stays failed, start at the first pass that sees it,
-// and go when it recovers; a replacement is forgotten once its member works or leaves the
-// record. The input's memory is never changed.
+// and go when it recovers; the mark of a replacement is taken off its claims once its member
+// works, and not before. The input's memory is never changed.
 func TestHealMemory(t *testing.T) {
 	o := healCluster(3)
 	o.Servers["db-2"] = Server{Err: "refused"}
-	o.Memory.Replaced = map[string]string{"db-1": "uid-x", "db-9": "uid-y"}
 	d := Heal(o, healPolicy)
 	if got := d.Memory.FailingSince["db-2"]; !got.Equal(t0) {
 		t.Fatalf("db-2 failing since %v, want %v", got, t0)
 	}
-	if len(d.Memory.Replaced) != 0 || len(o.Memory.Replaced) != 2 {
-		t.Fatalf("replaced = %v (input %v), want none (input untouched)", d.Memory.Replaced, o.Memory.Replaced)
-	}
 	o.Now, o.Memory = t0.Add(time.Minute), d.Memory
-	if d = Heal(o, healPolicy); d.Action == nil || !d.Memory.FailingSince["db-2"].Equal(t0) || d.Memory.Replaced["db-2"] != "uid-db-2" {
-		t.Fatalf("a minute later: %+v, %s, %+v", d.Action, d.Reason, d.Memory)
+	if d = Heal(o, healPolicy); d.Action == nil || !d.Memory.FailingSince["db-2"].Equal(t0) || len(o.Memory.FailingSince) != 1 {
+		t.Fatalf("a minute later: %+v, %s, %+v (input %+v)", d.Action, d.Reason, d.Memory, o.Memory)
 	}
-	// The deleted pod's agent drains while its MySQL is still down: no proof the data works.
+	// The pod recreated, its claim marked: its agent drains while its MySQL is still down,
+	// which is no proof the data works.
+	recreated(&o, "db-2", 10*time.Second, 5*time.Second, "uid-db-2")
 	o.Memory = d.Memory
 	o.Peers["db-2"] = Peer{State: PeerAlive, Report: health.Report{Draining: true}}
-	if d = Heal(o, healPolicy); d.Memory.Replaced["db-2"] != "uid-db-2" {
-		t.Fatalf("draining, the replacement is forgotten: %+v", d.Memory)
+	if d = Heal(o, healPolicy); d.Unmark != nil {
+		t.Fatalf("draining, the mark is taken off: %v", d.Unmark)
 	}
 	o.Servers["db-2"] = replicaServer("10.0.0.1", uuidA+":1-100", uuidA+":1-100")
 	o.Peers["db-2"] = Peer{State: PeerAlive, Report: replicaReport("db-0")}
 	o.Memory = d.Memory
-	if d = Heal(o, healPolicy); len(d.Memory.FailingSince) != 0 || len(d.Memory.Replaced) != 0 {
-		t.Fatalf("recovered, still remembered: %+v", d.Memory)
+	if d = Heal(o, healPolicy); len(d.Memory.FailingSince) != 0 || !slices.Equal(d.Unmark, []string{"data-db-2"}) {
+		t.Fatalf("recovered: failing %v, unmark %v; want nothing failing and data-db-2 unmarked", d.Memory.FailingSince, d.Unmark)
 	}
 }
 
@@ -397,8 +445,9 @@ func TestHealNeverUnsafe(t *testing.T) {
 		case !a.Force && !o.Memory.LastDeletion.IsZero() && o.Now.Sub(o.Memory.LastDeletion) < p.MinInterval:
 			bad = "ignores the rate limit"
 		case !a.Force && slices.ContainsFunc(o.Record.MemberIDs(), func(id string) bool {
+			// (randomHeal's failures are all younger than StartGrace.)
 			q, has := o.Pods[id]
-			return !has || !q.Terminating.IsZero()
+			return (!has && !o.Servers[id].Up) || !q.Terminating.IsZero()
 		}):
 			bad = "starts a deletion while another is in flight"
 		}
@@ -435,7 +484,7 @@ func randomHeal(rng *rand.Rand) (HealObservation, HealPolicy) {
 	if coin() {
 		o.Memory.LastDeletion = ago()
 	}
-	o.Memory.FailingSince, o.Memory.Replaced = map[string]time.Time{}, map[string]string{}
+	o.Memory.FailingSince = map[string]time.Time{}
 	for _, id := range ids {
 		switch rng.IntN(5) {
 		case 0:
@@ -461,11 +510,14 @@ func randomHeal(rng *rand.Rand) (HealObservation, HealPolicy) {
 		pod := o.Pods[id]
 		pod.NodeReady = rng.IntN(3) > 0
 		pod.Created = ago()
+		if coin() {
+			pod.Started = pod.Created.Add(time.Duration(rng.IntN(60)) * time.Second)
+		}
 		if rng.IntN(4) == 0 {
 			pod.Terminating = t0.Add(time.Duration(rng.IntN(60)-50) * time.Second)
 		}
 		if rng.IntN(4) == 0 {
-			o.Memory.Replaced[id] = "uid-old"
+			pod.Replaced = "uid-old"
 		}
 		o.Pods[id] = pod
 		if rng.IntN(8) == 0 {

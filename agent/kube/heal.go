@@ -4,20 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/shoal-db/shoal/agent"
 	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/webhook"
 )
+
+// HealedPodAnnotation marks a member's claim with the UID of the pod a leader deleted to heal
+// it: a pod recreated on that claim that fails again means the data is the cause. The mark
+// lives in the API, not in the leader, so the next leader knows it too; it goes once the
+// member works.
+const HealedPodAnnotation = "shoal.io/healed-pod"
 
 // healer carries out ha.Heal's deletions on the leader (kubernetes.heal.enabled). Touched only
 // by Publish, which runs on one goroutine.
@@ -27,6 +37,8 @@ type healer struct {
 	// chart's ClusterRole, and publishing never waits for it.
 	factory informers.SharedInformerFactory
 	nodes   cache.SharedIndexInformer
+	// claims is the namespace's PersistentVolumeClaims, for their HealedPodAnnotation.
+	claims  cache.SharedIndexInformer
 	actions *prometheus.CounterVec
 	memory  ha.HealMemory
 	// told is the reason code last told in an Event per member, so a refusal that lasts is told
@@ -37,8 +49,8 @@ type healer struct {
 	leading bool
 }
 
-func newHealer(client kubernetes.Interface, p ha.HealPolicy) *healer {
-	h := &healer{policy: p, told: map[string]ha.Code{},
+func (pub *Publisher) newHealer(client kubernetes.Interface, p ha.HealPolicy) *healer {
+	h := &healer{policy: p, told: map[string]ha.Code{}, claims: pub.factory.Core().V1().PersistentVolumeClaims().Informer(),
 		factory: informers.NewSharedInformerFactory(client, 0),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Subsystem: "kubernetes", Name: "heal_actions_total",
 			Help: "Pod and volume deletions the leader started to heal failed members, by action and result."}, []string{"action", "result"}),
@@ -65,25 +77,45 @@ func (p *Publisher) heal(ctx context.Context, v agent.ClusterView) error {
 	if !h.nodes.HasSynced() {
 		return errors.New("kubernetes: the node informer has not synced: no pod is healed (the chart's ClusterRole grants get, list and watch on nodes)")
 	}
-	obs := healObservation(v, p.memberPods(v), h.nodeReady, h.memory)
+	if !h.claims.HasSynced() {
+		return errors.New("kubernetes: the persistentvolumeclaim informer has not synced: no pod is healed (the Role grants get, list and watch on persistentvolumeclaims)")
+	}
+	obs := healObservation(v, p.memberPods(v), h.nodeReady, h.replaced, h.memory)
 	d := ha.Heal(obs, h.policy)
 	prev := h.memory
 	h.memory = d.Memory
+	var errs []error
+	for _, claim := range d.Unmark {
+		errs = append(errs, p.markClaim(ctx, claim, ""))
+	}
 	if d.Action == nil {
 		p.tellHeal(ctx, d, obs)
-		return nil
+		return errors.Join(errs...)
 	}
 	a := *d.Action
 	p.log.Warn("healing a failed member", "member", a.Member, "pod", a.Pod, "action", a.Kind(), "code", d.Reason.Code, "reason", d.Reason.Text)
-	err := p.deleteMember(ctx, a)
-	res := result(err)
+	// Gossip showed a majority; Raft proves it just before the write, so a leader deposed
+	// since the view deletes nothing.
+	err := p.cfg.Raft.VerifyLeader(ctx)
+	res := "not_leader"
+	if err != nil {
+		err = fmt.Errorf("kubernetes: no majority confirms this leader, so nothing is deleted: %w", err)
+	} else {
+		err = p.deleteMember(ctx, a)
+		res = result(err)
+	}
 	h.actions.WithLabelValues(a.Kind(), res).Inc()
-	if res == "precondition_failed" || res == "gone" {
-		// Not this leader's deletion: the pod that comes is no replacement failing again.
-		if uid, ok := prev.Replaced[a.Member]; ok {
-			h.memory.Replaced[a.Member] = uid
-		} else {
-			delete(h.memory.Replaced, a.Member)
+	if res == "not_leader" || res == "precondition_failed" || res == "gone" {
+		// Nothing was deleted: no deletion to space the next one from.
+		h.memory.LastDeletion = prev.LastDeletion
+	}
+	if err == nil {
+		// After the deletion, never before: a mark whose pod was never deleted would have the
+		// member's next pod taken for a replacement failing again.
+		for _, claim := range a.Mark {
+			if merr := p.markClaim(ctx, claim, a.UID); merr != nil {
+				errs = append(errs, fmt.Errorf("%w (a failure of %s's next pod will be taken for its first)", merr, a.Member))
+			}
 		}
 	}
 	if err != nil {
@@ -91,7 +123,25 @@ func (p *Publisher) heal(ctx context.Context, v agent.ClusterView) error {
 	}
 	h.told[a.Member] = ""
 	p.tellHeal(ctx, d, obs)
-	return err
+	return errors.Join(append(errs, err)...)
+}
+
+// markClaim sets the claim's HealedPodAnnotation to uid, or removes it when uid is empty.
+func (p *Publisher) markClaim(ctx context.Context, claim, uid string) error {
+	var value any
+	if uid != "" {
+		value = uid
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{HealedPodAnnotation: value}}})
+	if err != nil {
+		return fmt.Errorf("kubernetes: mark persistentvolumeclaim %s: %w", claim, err)
+	}
+	_, err = p.client.CoreV1().PersistentVolumeClaims(p.cfg.Namespace).Patch(ctx, claim, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("kubernetes: mark persistentvolumeclaim %s with %s=%q: %w", claim, HealedPodAnnotation, uid, err)
+	}
+	p.writes.WithLabelValues("persistentvolumeclaims", "patch").Inc()
+	return nil
 }
 
 // deleteMember deletes the action's claims, then its pod with the pod's UID as precondition. The
@@ -163,6 +213,15 @@ func eventReason(c ha.Code) string {
 	return b.String()
 }
 
+// replaced is the pod UID the claim's HealedPodAnnotation names ("" without one).
+func (h *healer) replaced(claim string) string {
+	o, ok, _ := h.claims.GetStore().GetByKey(claim)
+	if !ok {
+		return ""
+	}
+	return o.(*corev1.PersistentVolumeClaim).Annotations[HealedPodAnnotation]
+}
+
 // nodeReady reports the Ready condition of node name; a node the informer does not hold is not
 // ready.
 func (h *healer) nodeReady(name string) bool {
@@ -189,24 +248,55 @@ func (p *Publisher) memberPods(v agent.ClusterView) map[string]*corev1.Pod {
 	return out
 }
 
-// healObservation is what ha.Heal reads, from the view and the objects the informers hold.
-func healObservation(v agent.ClusterView, pods map[string]*corev1.Pod, nodeReady func(string) bool, mem ha.HealMemory) ha.HealObservation {
+// healObservation is what ha.Heal reads, from the view and the objects the informers hold:
+// replaced reads a claim's mark (namespace/name).
+func healObservation(v agent.ClusterView, pods map[string]*corev1.Pod, nodeReady func(string) bool, replaced func(string) string,
+	mem ha.HealMemory) ha.HealObservation {
 	obs := ha.HealObservation{Now: v.At, Record: v.Record, Peers: v.Peers, Servers: v.Servers, Pods: map[string]ha.Pod{}, Memory: mem,
 		Majority: reachesMajority(v)}
 	for id, pod := range pods {
 		hp := ha.Pod{Name: pod.Name, UID: string(pod.UID), Node: pod.Spec.NodeName, Created: pod.CreationTimestamp.Time,
-			NodeReady: pod.Spec.NodeName == "" || nodeReady(pod.Spec.NodeName)}
+			NodeReady: pod.Spec.NodeName == "" || nodeReady(pod.Spec.NodeName), Started: agentStarted(pod)}
 		if pod.DeletionTimestamp != nil {
 			hp.Terminating = pod.DeletionTimestamp.Time
 		}
 		for _, vol := range pod.Spec.Volumes {
 			if vol.PersistentVolumeClaim != nil {
 				hp.Claims = append(hp.Claims, vol.PersistentVolumeClaim.ClaimName)
+				if hp.Replaced == "" {
+					hp.Replaced = replaced(pod.Namespace + "/" + vol.PersistentVolumeClaim.ClaimName)
+				}
 			}
 		}
 		obs.Pods[id] = hp
 	}
 	return obs
+}
+
+// agentStarted is when the pod's agent container first started as far as its status tells
+// (the earlier of its running and its last terminated state), zero if it never ran. The agent
+// is a native sidecar in the chart and after injection, a plain container in a pod built by
+// hand: both lists are read.
+func agentStarted(pod *corev1.Pod) time.Time {
+	var first time.Time
+	for _, s := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
+		if s.Name != webhook.AgentContainer {
+			continue
+		}
+		for _, st := range []corev1.ContainerState{s.State, s.LastTerminationState} {
+			var at time.Time
+			switch {
+			case st.Running != nil:
+				at = st.Running.StartedAt.Time
+			case st.Terminated != nil:
+				at = st.Terminated.StartedAt.Time
+			}
+			if !at.IsZero() && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
+	}
+	return first
 }
 
 // reachesMajority reports whether gossip shows a majority of the members' agents alive, this

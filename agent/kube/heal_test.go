@@ -1,7 +1,9 @@
 package kube
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,11 +22,16 @@ import (
 // healRules are the chart's Role rules with healing and kubernetes.delete_volume on.
 var healRules = append(slices.Clip(agentRules),
 	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"delete"}},
-	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"delete"}})
+	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"get", "list", "watch", "patch", "delete"}})
 
-// healerAt starts a publisher healing by policy, as user shoal-agent.
+// healerAt starts a publisher healing by policy, as user shoal-agent, with a Raft node that
+// confirms its leadership.
 func (c *cluster) healerAt(t *testing.T, policy ha.HealPolicy) *Publisher {
-	return c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Heal: &policy}, "shoal-agent", nil)
+	return c.healerWith(t, policy, &recordRaft{})
+}
+
+func (c *cluster) healerWith(t *testing.T, policy ha.HealPolicy, raft Raft) *Publisher {
+	return c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Heal: &policy, Raft: raft}, "shoal-agent", nil)
 }
 
 // lostNodeView is the leader's view after orders-0's node was lost: orders-1 primary of epoch 6
@@ -220,20 +227,124 @@ func TestHealObservation(t *testing.T) {
 		pods[id] = p
 	}
 	pods["orders-0"].DeletionTimestamp = &deleting
-	obs := healObservation(v, pods, func(node string) bool { return node != "node-0" }, ha.HealMemory{})
+	started := metav1.NewTime(t0.Add(-time.Minute))
+	pods["orders-1"].Status.InitContainerStatuses = []corev1.ContainerStatus{
+		{Name: "init-mysql", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{StartedAt: metav1.NewTime(t0.Add(-time.Hour))}}},
+		{Name: "shoal", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0)}},
+			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{StartedAt: started}}},
+	}
+	pods["orders-2"].Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "shoal", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{}}}}
+	marks := map[string]string{"db/data-orders-1": "uid-gone"}
+	obs := healObservation(v, pods, func(node string) bool { return node != "node-0" }, func(claim string) string { return marks[claim] }, ha.HealMemory{})
 	want := ha.Pod{Name: "orders-0", UID: "uid-orders-0", Node: "node-0", Terminating: deleting.Time, Claims: []string{"data-orders-0"}}
 	if got := obs.Pods["orders-0"]; !got.Terminating.Equal(want.Terminating) || got.NodeReady || got.UID != want.UID ||
 		!slices.Equal(got.Claims, want.Claims) || got.Node != want.Node {
 		t.Errorf("orders-0 = %+v, want %+v", got, want)
 	}
-	if !obs.Pods["orders-1"].NodeReady || !obs.Majority {
-		t.Errorf("orders-1 %+v, majority %v", obs.Pods["orders-1"], obs.Majority)
+	if got := obs.Pods["orders-1"]; !got.NodeReady || !obs.Majority || !got.Started.Equal(started.Time) || got.Replaced != "uid-gone" {
+		t.Errorf("orders-1 %+v, majority %v; want its agent's first start %v and its claim's mark", got, obs.Majority, started.Time)
+	}
+	if got := obs.Pods["orders-2"]; !got.Started.IsZero() || got.Replaced != "" {
+		t.Errorf("orders-2 %+v: its agent never ran, its claim is unmarked", got)
 	}
 	v.Peers["orders-2"] = ha.Peer{State: ha.PeerSuspect}
-	if healObservation(v, pods, func(string) bool { return true }, ha.HealMemory{}).Majority {
+	if healObservation(v, pods, func(string) bool { return true }, func(string) string { return "" }, ha.HealMemory{}).Majority {
 		t.Error("one live agent of three is a majority")
 	}
 	if got := eventReason(ha.CodeHealForceDisabled); got != "HealForceDisabled" {
 		t.Errorf("event reason %q", got)
 	}
+}
+
+// downView is the leader's view at `at`: orders-1 primary of epoch 6, orders-0 replicating from
+// it, orders-2's agent alive but its MySQL down.
+func downView(at time.Time) agent.ClusterView {
+	v := lostNodeView(at, t0)
+	v.Peers["orders-0"] = v.Peers["orders-2"]
+	v.Servers["orders-0"], v.Servers["orders-2"] = v.Servers["orders-2"], ha.Server{Err: "connection refused", Gone: true}
+	return v
+}
+
+// On a real API server: the evidence that a member's pod was already replaced lives on its
+// claim, so a new leader (a publisher with an empty memory) deletes the failing successor with
+// its volume; a member that works again has the mark taken off; a leader Raft does not confirm
+// deletes nothing.
+func TestHealMarkOutlivesTheLeader(t *testing.T) {
+	c := newCluster(t)
+	ctx := t.Context()
+	c.grant(t, "shoal-agent", healRules)
+	c.grantNodes(t, "shoal-agent")
+	for i, id := range ids {
+		c.node(t, "node-"+id[len(id)-1:], true)
+		_, err := c.admin.CoreV1().PersistentVolumeClaims("db").Create(ctx, &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "data-" + id, Annotations: map[string]string{HealedPodAnnotation: []string{"uid-gone", "", ""}[i]}},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := ha.HealPolicy{Grace: time.Minute, StartGrace: 5 * time.Minute, MinInterval: time.Minute, DeleteVolume: true, LeaseBound: 1750 * time.Millisecond}
+	raft := &recordRaft{notLeader: errors.New("leadership lost")}
+	first := c.healerWith(t, policy, raft)
+	old := c.pod(t, "orders-2")
+	now := time.Now()
+	if err := publish(t, first, downView(now)); err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	// orders-0 works: its old mark goes.
+	waitFor(t, "orders-0's claim unmarked", func() bool { return c.claim(t, "data-orders-0").Annotations[HealedPodAnnotation] == "" })
+
+	err := first.Publish(ctx, downView(now.Add(time.Minute)))
+	if err == nil || !strings.Contains(err.Error(), "no majority confirms this leader") {
+		t.Fatalf("past the grace, Raft refusing: %v, want no deletion for want of a majority", err)
+	}
+	if got := c.pod(t, "orders-2"); got.DeletionTimestamp != nil {
+		t.Fatal("orders-2 deleted by a leader Raft did not confirm")
+	}
+	raft.mu.Lock()
+	raft.notLeader = nil
+	raft.mu.Unlock()
+	if err := first.Publish(ctx, downView(now.Add(time.Minute))); err != nil {
+		t.Fatalf("past the grace: %v", err)
+	}
+	if got := c.pod(t, "orders-2"); got.DeletionTimestamp == nil {
+		t.Fatal("orders-2 not deleted past the grace")
+	}
+	if got := c.claim(t, "data-orders-2").Annotations[HealedPodAnnotation]; got != string(old.UID) {
+		t.Fatalf("data-orders-2 marked %q, want the deleted pod's %s", got, old.UID)
+	}
+
+	// The StatefulSet recreates the pod; leadership moves to an agent that never saw the deletion.
+	if err := c.admin.CoreV1().Pods("db").Delete(ctx, "orders-2", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.admin.CoreV1().Pods("db").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "orders-2",
+		Labels: map[string]string{"app": "orders"}}, Spec: memberPodSpec("orders-2")}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	next := c.healerAt(t, policy)
+	later := time.Now().Add(policy.StartGrace) // its agent never started: its grace counts from StartGrace
+	if err := publish(t, next, downView(later)); err != nil {
+		t.Fatalf("the new leader's first pass: %v", err)
+	}
+	if err := next.Publish(ctx, downView(later.Add(policy.Grace))); err != nil {
+		t.Fatalf("the new leader past the grace: %v", err)
+	}
+	if !c.claimGone(t, "data-orders-2") {
+		t.Error("the new leader deleted the failing successor without its volume")
+	}
+	if n := testutil.ToFloat64(next.healer.actions.WithLabelValues("delete_pod_and_volume", "done")); n != 1 {
+		t.Errorf("delete_pod_and_volume done = %v, want 1", n)
+	}
+}
+
+func (c *cluster) claim(t *testing.T, name string) *corev1.PersistentVolumeClaim {
+	t.Helper()
+	pvc, err := c.admin.CoreV1().PersistentVolumeClaims("db").Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pvc
 }

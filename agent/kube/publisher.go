@@ -35,12 +35,12 @@ type Config struct {
 	Log      *slog.Logger
 	Registry prometheus.Registerer
 	// Heal, when set, has the leader delete failed members' pods as ha.Heal decides
-	// (kubernetes.heal.enabled).
+	// (kubernetes.heal.enabled), each once Raft confirms a majority follows it.
 	Heal *ha.HealPolicy
 	// Roll, when set, has the leader roll the members' OnDelete StatefulSet after an update as
-	// ha.Roll decides (kubernetes.roll.enabled), asking Proposer for its switchover.
-	Roll     *ha.RollPolicy
-	Proposer Proposer
+	// ha.Roll decides (kubernetes.roll.enabled), asking Raft for its switchover.
+	Roll *ha.RollPolicy
+	Raft Raft
 }
 
 // Publisher writes a cluster view into the Kubernetes API; it implements agent.Publisher and,
@@ -88,17 +88,17 @@ func New(client kubernetes.Interface, cfg Config) (*Publisher, error) {
 			return nil, fmt.Errorf("kube publisher metrics: %w", err)
 		}
 	}
+	if (cfg.Heal != nil || cfg.Roll != nil) && cfg.Raft == nil {
+		return nil, errors.New("kube publisher: healing and rolling need the Raft node")
+	}
 	if cfg.Heal != nil {
-		p.healer = newHealer(client, *cfg.Heal)
+		p.healer = p.newHealer(client, *cfg.Heal)
 		if err := p.healer.register(cfg.Registry); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Roll != nil {
-		if cfg.Proposer == nil {
-			return nil, errors.New("kube publisher: Roll needs a Proposer for its switchover")
-		}
-		p.roller = p.newRoller(*cfg.Roll, cfg.Proposer)
+		p.roller = p.newRoller(*cfg.Roll, cfg.Raft)
 		if err := p.roller.register(cfg.Registry); err != nil {
 			return nil, err
 		}

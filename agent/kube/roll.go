@@ -19,17 +19,19 @@ import (
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
-// Proposer commits a command to the cluster record: the agent's Raft node. A roll asks for its
-// switchover through it, as the admin API does; the leader's next pass carries it out.
-type Proposer interface {
+// Raft is the agent's Raft node. A roll asks for its switchover by committing a command to the
+// cluster record; healing has it confirm that a majority still follows this leader right
+// before each deletion.
+type Raft interface {
 	Apply(ctx context.Context, cmd record.Command) (record.Record, error)
+	VerifyLeader(ctx context.Context) error
 }
 
 // roller carries out ha.Roll's steps on the leader (kubernetes.roll.enabled). Touched only by
 // Publish, which runs on one goroutine.
 type roller struct {
-	policy  ha.RollPolicy
-	propose Proposer
+	policy ha.RollPolicy
+	raft   Raft
 	// sets is the namespace's StatefulSets, for the members' one's update revision and strategy;
 	// publishing never waits for it.
 	sets     cache.SharedIndexInformer
@@ -42,8 +44,8 @@ type roller struct {
 	leading bool
 }
 
-func (p *Publisher) newRoller(policy ha.RollPolicy, propose Proposer) *roller {
-	return &roller{policy: policy, propose: propose, sets: p.factory.Apps().V1().StatefulSets().Informer(),
+func (p *Publisher) newRoller(policy ha.RollPolicy, raft Raft) *roller {
+	return &roller{policy: policy, raft: raft, sets: p.factory.Apps().V1().StatefulSets().Informer(),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "shoal", Subsystem: "kubernetes", Name: "roll_actions_total",
 			Help: "Steps the leader took to roll an OnDelete StatefulSet after an update (pod deletions, switchover requests), by action and result."},
 			[]string{"action", "result"}),
@@ -97,7 +99,7 @@ func (p *Publisher) roll(ctx context.Context, v agent.ClusterView) error {
 	p.log.Info("rolling the statefulset", "member", a.Member, "pod", a.Pod, "action", a.Kind(), "to", a.SwitchoverTo, "code", d.Reason.Code, "reason", d.Reason.Text)
 	var err error
 	if a.SwitchoverTo != "" {
-		_, err = r.propose.Apply(ctx, record.Command{Op: record.OpRequestSwitchover, At: v.At, Reason: d.Reason.Text,
+		_, err = r.raft.Apply(ctx, record.Command{Op: record.OpRequestSwitchover, At: v.At, Reason: d.Reason.Text,
 			Switchover: &record.Switchover{To: a.SwitchoverTo, RequestedAt: v.At}})
 		if err != nil {
 			err = fmt.Errorf("kubernetes: ask for a switchover to %s: %w", a.SwitchoverTo, err)

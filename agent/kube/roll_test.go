@@ -29,15 +29,22 @@ var rollRules = append(slices.Clip(agentRules),
 	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"delete"}},
 	rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"get", "list", "watch"}})
 
-// recordProposer applies commands to a record with the record's own rules, as the Raft node
-// would once they commit.
-type recordProposer struct {
-	mu   sync.Mutex
-	rec  record.Record
-	cmds []record.Command
+// recordRaft applies commands to a record with the record's own rules, as the Raft node would
+// once they commit; VerifyLeader answers notLeader.
+type recordRaft struct {
+	mu        sync.Mutex
+	rec       record.Record
+	cmds      []record.Command
+	notLeader error
 }
 
-func (r *recordProposer) Apply(_ context.Context, cmd record.Command) (record.Record, error) {
+func (r *recordRaft) VerifyLeader(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.notLeader
+}
+
+func (r *recordRaft) Apply(_ context.Context, cmd record.Command) (record.Record, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	next, err := record.Apply(r.rec, cmd)
@@ -48,7 +55,7 @@ func (r *recordProposer) Apply(_ context.Context, cmd record.Command) (record.Re
 	return next, nil
 }
 
-func (r *recordProposer) record() record.Record {
+func (r *recordRaft) record() record.Record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.rec.Clone()
@@ -145,9 +152,9 @@ func TestRollOnAPIServer(t *testing.T) {
 	c.grant(t, "shoal-agent", rollRules)
 	c.onDelete(t)
 	rec := view(5, "orders-0", false, epoch5).Record
-	prop := &recordProposer{rec: rec}
+	prop := &recordRaft{rec: rec}
 	policy := ha.RollPolicy{MinInterval: time.Second, MaxLag: 5 * time.Second}
-	p := c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Roll: &policy, Proposer: prop}, "shoal-agent", nil)
+	p := c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Roll: &policy, Raft: prop}, "shoal-agent", nil)
 	if denied, err := p.CheckAccess(ctx); err != nil || len(denied) > 0 {
 		t.Fatalf("access with the chart's OnDelete rules: denied %v, %v", denied, err)
 	}
@@ -235,7 +242,7 @@ func TestRollAccessChecked(t *testing.T) {
 	c.grant(t, "shoal-agent", append(slices.Clip(agentRules), rollRules[len(rollRules)-1]))
 	c.onDelete(t)
 	policy := ha.RollPolicy{MinInterval: time.Second}
-	p := c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Roll: &policy, Proposer: &recordProposer{}}, "shoal-agent", nil)
+	p := c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Roll: &policy, Raft: &recordRaft{}}, "shoal-agent", nil)
 	denied, err := p.CheckAccess(t.Context())
 	if err != nil {
 		t.Fatal(err)

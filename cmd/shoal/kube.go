@@ -22,9 +22,9 @@ import (
 const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 // startKubernetes connects to the Kubernetes API (in-cluster, or kubernetes.kubeconfig) and
-// starts the publisher's informers and permission check, which run until ctx ends. A roll asks
-// for its switchover through propose (the Raft node).
-func startKubernetes(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer, propose kube.Proposer) (*kube.Publisher, error) {
+// starts the publisher's informers and permission check, which run until ctx ends. Healing and
+// rolling act through raft (the agent's Raft node).
+func startKubernetes(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer, raft kube.Raft) (*kube.Publisher, error) {
 	var (
 		rc  *rest.Config
 		err error
@@ -59,7 +59,7 @@ func startKubernetes(ctx context.Context, cfg config.Config, log *slog.Logger, r
 	kc := kube.Config{
 		Target: kube.Target{Namespace: ns, PrimaryService: primary, ReplicasService: replicas, MaxLag: cfg.DNS.MaxLag},
 		Pod:    cmp.Or(cfg.Kubernetes.PodName, cfg.Node.ID), Reporter: cfg.Node.ID,
-		Log: log.With("component", "kubernetes"), Registry: reg,
+		Log: log.With("component", "kubernetes"), Registry: reg, Raft: raft,
 	}
 	if cfg.Kubernetes.Heal.Enabled {
 		heal := cfg.HealPolicy()
@@ -67,7 +67,7 @@ func startKubernetes(ctx context.Context, cfg config.Config, log *slog.Logger, r
 	}
 	if cfg.Kubernetes.Roll.Enabled {
 		roll := cfg.RollPolicy()
-		kc.Roll, kc.Proposer = &roll, propose
+		kc.Roll = &roll
 	}
 	p, err := kube.New(client, kc)
 	if err != nil {

@@ -355,13 +355,15 @@ func TestRoleVerbs(t *testing.T) {
 		"/events":                         {"create", "patch"},
 		"events.k8s.io/events":            {"create", "patch"},
 	}
-	// The default updateStrategy OnDelete has the leader read the StatefulSet and delete pods.
+	// The default updateStrategy OnDelete has the leader read the StatefulSet and delete pods;
+	// healing marks a replaced pod's claim, and deletes it with deleteVolume.
 	for name, c := range map[string]struct {
-		values                         string
-		podsDelete, pvcDelete, rolling bool
-	}{"default": {"", true, false, true}, "RollingUpdate": {"updateStrategy: {type: RollingUpdate}", false, false, false},
-		"healing":              {"updateStrategy: {type: RollingUpdate}\nheal: {enabled: true}", true, false, false},
-		"healing with volumes": {"heal: {enabled: true, deleteVolume: true}", true, true, true}} {
+		values              string
+		podsDelete, rolling bool
+		claims              []string
+	}{"default": {"", true, true, nil}, "RollingUpdate": {"updateStrategy: {type: RollingUpdate}", false, false, nil},
+		"healing":              {"updateStrategy: {type: RollingUpdate}\nheal: {enabled: true}", true, false, []string{"get", "list", "patch", "watch"}},
+		"healing with volumes": {"heal: {enabled: true, deleteVolume: true}", true, true, []string{"delete", "get", "list", "patch", "watch"}}} {
 		t.Run(name, func(t *testing.T) {
 			m := mustRender(t, valuesFile(t, c.values))
 			var role rbacv1.Role
@@ -386,8 +388,8 @@ func TestRoleVerbs(t *testing.T) {
 			if c.podsDelete {
 				w["/pods"] = []string{"delete", "get", "list", "patch", "watch"}
 			}
-			if c.pvcDelete {
-				w["/persistentvolumeclaims"] = []string{"delete"}
+			if c.claims != nil {
+				w["/persistentvolumeclaims"] = c.claims
 			}
 			if c.rolling {
 				w["apps/statefulsets"] = []string{"get", "list", "watch"}
