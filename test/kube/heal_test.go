@@ -2,7 +2,6 @@ package kube
 
 import (
 	"fmt"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -15,18 +14,81 @@ import (
 
 const healSelector = "app.kubernetes.io/instance=shoal"
 
-// Healing with volume deletion and force deletion on (the rig's local volumes bind a pod to its
-// node), one install for two scenes one after the other: the primary's node lost, then (on the
-// nodes left) a replica's data dir made unusable. The grace, 30 s, is what a recreated pod on a new volume gets to
+// Healing with volume deletion, force deletion and ha.rebuild_errant on (the rig's local volumes
+// bind a pod to its node), MariaDB, one install for three scenes one after the other: the
+// primary's node lost, then (on the nodes left) a replica's data dir made unusable, then a
+// replica made errant. The grace, 30 s, is what a recreated pod on a new volume gets to
 // initialize its data dir and start re-seeding (7-30 s measured on the rig), and more than a lost
 // node takes to be NotReady (10-22 s: its lease is renewed every 10 s, node-monitor-grace-period
 // is 20 s), so its pod's first deletion takes the claim.
 func TestHealDeletingVolumes(t *testing.T) {
 	c := startForTestWith(t, Options{})
-	installHealing(t, c, "heal.grace=30s,heal.deleteVolume=true,heal.forceDeleteTerminating=true")
-	if t.Run("lost primary node", func(t *testing.T) { healLostPrimaryNode(t, c) }) {
-		t.Run("unusable data dir", func(t *testing.T) { healUnusableDataDir(t, c) })
+	r := installHealing(t, c, "mariadb", "heal.grace=30s,heal.deleteVolume=true,heal.forceDeleteTerminating=true,agent.config.ha.rebuild_errant=true")
+	if t.Run("lost primary node", func(t *testing.T) { healLostPrimaryNode(t, c) }) &&
+		t.Run("unusable data dir", func(t *testing.T) { healUnusableDataDir(t, c) }) {
+		t.Run("errant replica", func(t *testing.T) { healErrantReplica(t, r) })
 	}
+}
+
+// A replica made errant (a write on it, which no other member has): with ha.rebuild_errant and
+// heal.deleteVolume the leader deletes its pod and claim (at once, or after a recreated pod on
+// the same data fails again, when the write also broke its replication), and the member comes
+// back on a new volume as a replica.
+func healErrantReplica(t *testing.T, r *release) {
+	c := r.c
+	ctx := t.Context()
+	victim := writeErrant(t, r)
+	begin := time.Now()
+	oldClaim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := firstEvent(t, c, victim.Name, "HealDeleteVolume", begin)
+	t.Logf("%s deleted with its volume %v after the errant write: %s", victim.Name, deleted.FirstTimestamp.Sub(begin).Round(time.Second), deleted.Message)
+	waitRecreatedReady(t, c, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: victim.Name, UID: deleted.InvolvedObject.UID}})
+	if claim, err := c.Client.CoreV1().PersistentVolumeClaims("default").Get(ctx, "data-"+victim.Name, metav1.GetOptions{}); err != nil || claim.UID == oldClaim.UID {
+		t.Errorf("claim data-%s not replaced: %v", victim.Name, err)
+	}
+	waitReplica(t, c, victim.Name)
+	t.Logf("%s back on a new volume, Ready and replica after %v", victim.Name, time.Since(begin).Round(time.Millisecond))
+}
+
+// writeErrant commits a transaction on a replica (labelled replica) of release r, which its
+// agent then finds errant, and returns that replica's pod.
+func writeErrant(t *testing.T, r *release) *corev1.Pod {
+	t.Helper()
+	ctx := t.Context()
+	primary := waitPrimary(t, r.c, r.selector, releaseName, "")
+	victim := "shoal-1"
+	if primary == victim {
+		victim = "shoal-2"
+	}
+	waitReplica(t, r.c, victim)
+	pod := r.pod(t, victim)
+	db, err := r.adminDB(pod.Status.PodIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The agent keeps a replica super_read_only (MySQL) or read_only (MariaDB, whose admin
+	// writes through it): lift it for this session's one write, as a careless operator would.
+	stmts := []string{"SET GLOBAL super_read_only = OFF", "CREATE DATABASE IF NOT EXISTS errant_probe",
+		"CREATE TABLE errant_probe.t (id INT PRIMARY KEY)", "INSERT INTO errant_probe.t VALUES (1)"}
+	if r.flavor == "mariadb" {
+		stmts[0] = "SET GLOBAL read_only = OFF"
+	}
+	for _, q := range stmts {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s on %s: %v", q, victim, err)
+		}
+	}
+	t.Logf("an errant transaction written on replica %s (primary %s)", victim, primary)
+	return pod
 }
 
 // The primary's node is lost: another member takes over; the leader deletes the old primary's
@@ -113,14 +175,15 @@ func healUnusableDataDir(t *testing.T, c *Cluster) {
 	t.Logf("%s back on a new volume on %s, Ready and replica after %v", victim, fresh.Spec.NodeName, time.Since(begin).Round(time.Millisecond))
 }
 
-// The primary's node is lost with force deletion off: the old pod, deleted by the leader, stays
-// Terminating and an Event on it says why; the node back, its kubelet ends the deletion and the
-// member comes back on it, with its volume. The grace, 20 s, is what the pod recreated on the
-// node back gets to start (about 10 s measured on the rig).
+// MySQL, the primary's node lost with force deletion off: the old pod, deleted by the leader,
+// stays Terminating and an Event on it says why; the node back, its kubelet ends the deletion
+// and the member comes back on it, with its volume. Then a replica made errant without
+// ha.rebuild_errant stays, fenced and labelled. The grace, 20 s, counts from a recreated pod's
+// agent start.
 func TestHealForceDeletionOff(t *testing.T) {
 	c := startForTestWith(t, Options{})
 	ctx := t.Context()
-	installHealing(t, c, "heal.grace=20s")
+	r := installHealing(t, c, "mysql", "heal.grace=20s")
 	old, lost, begin := losePrimaryNodeOf(t, c)
 	waitPrimary(t, c, healSelector, releaseName, old.Name)
 	waitTerminating(t, c, old)
@@ -162,6 +225,27 @@ func TestHealForceDeletionOff(t *testing.T) {
 	}
 	t.Logf("node %s back: %s recreated on it, %s after %v", lost.Name, old.Name, back.Labels["shoal.io/role"],
 		time.Since(begin).Round(time.Millisecond))
+
+	// Without ha.rebuild_errant an errant member is no failure: it stays, fenced and labelled,
+	// for an operator; its pod is not touched past the grace.
+	victim := writeErrant(t, r)
+	errantAt := time.Now()
+	told = firstEvent(t, c, victim.Name, "ErrantGTIDs", errantAt)
+	t.Logf("%s errant, told after %v: %s", victim.Name, told.FirstTimestamp.Sub(errantAt).Round(time.Second), told.Message)
+	err = poll(ctx, time.Minute, victim.Name+" labelled errant", func() error {
+		if role := r.pod(t, victim.Name).Labels["shoal.io/role"]; role != "errant" {
+			return fmt.Errorf("%s labelled %q", victim.Name, role)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Second) // past heal.grace
+	if p := r.pod(t, victim.Name); p.UID != victim.UID || p.DeletionTimestamp != nil || p.Labels["shoal.io/role"] != "errant" {
+		t.Errorf("errant %s without ha.rebuild_errant: pod %s (was %s), deleting %v, labelled %q; want it kept and fenced",
+			victim.Name, p.UID, victim.UID, p.DeletionTimestamp, p.Labels["shoal.io/role"])
+	}
 }
 
 // losePrimaryNodeOf loses the node of the primary of the chart installed by installHealing. It
@@ -184,21 +268,17 @@ func losePrimaryNodeOf(t *testing.T, c *Cluster) (*corev1.Pod, *Node, time.Time)
 	return old, c.Nodes()[i], begin
 }
 
-// installHealing installs the chart's MariaDB test values with healing on and the values in
+// installHealing installs the chart's test values of flavor with healing on and the values in
 // set, and waits for the cluster: three pods Ready, one primary. The pods' termination grace is 10 s
 // (30 s in the test values): a pod deleted on a lost node stays Terminating for it before the
 // leader may force-delete it (long enough for waitTerminating to see it), and nothing in these
 // tests stops a primary gracefully.
-func installHealing(t *testing.T, c *Cluster, set string) {
+func installHealing(t *testing.T, c *Cluster, flavor, set string) *release {
 	t.Helper()
-	helm := exec.CommandContext(t.Context(), Bin("helm"), "--kubeconfig", c.Kubeconfig, "install", "shoal", "../../charts/shoal",
-		"-f", "../../charts/shoal/ci/test-values-mariadb.yaml", "--namespace", "default",
-		"--set", "terminationGracePeriodSeconds=10,heal.enabled=true,heal.minInterval=30s,"+set)
-	if out, err := helm.CombinedOutput(); err != nil {
-		t.Fatalf("helm install: %v: %s", err, out)
-	}
+	r := installChart(t, c, flavor, "--set", "terminationGracePeriodSeconds=10,heal.enabled=true,heal.minInterval=30s,"+set)
 	waitPodsReady(t, c, healSelector, 3)
 	waitPrimary(t, c, healSelector, releaseName, "")
+	return r
 }
 
 // waitTerminating waits until pod old is being deleted (by the leader: nothing else deletes it
