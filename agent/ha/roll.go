@@ -169,7 +169,7 @@ func Roll(obs RollObservation, p RollPolicy) RollDecision {
 		}
 		pod := obs.Pods[id]
 		d.Member, d.Action = id, &RollAction{Member: id, Pod: pod.Name, UID: pod.UID}
-		d.Reason = because(CodeRollDelete, "%s's pod %s is on revision %s, not %s, and every member serves: deleting it for its StatefulSet to recreate it (%d outdated)",
+		d.Reason = because(CodeRollDelete, "%s's pod %s is on revision %s, not %s, and every member serves: evicting it (as its PodDisruptionBudget allows) for its StatefulSet to recreate it (%d outdated)",
 			id, pod.Name, pod.Revision, obs.UpdateRevision, len(outdated))
 		d.Memory.LastAction, d.Memory.Deleted = obs.Now, pod.UID
 		return d

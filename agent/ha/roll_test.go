@@ -91,7 +91,7 @@ func rollCases() []rollCase {
 			setup: func(o *RollObservation) { o.UpdateRevision = "" }},
 		{name: "all outdated: the highest replica first, with its UID as precondition",
 			want: &RollAction{Member: "db-2", Pod: "db-2", UID: "uid-db-2"}, code: CodeRollDelete,
-			reason: "db-2's pod db-2 is on revision old, not new, and every member serves: deleting it"},
+			reason: "db-2's pod db-2 is on revision old, not new, and every member serves: evicting it"},
 		{name: "never the primary first, whatever its id",
 			setup: func(o *RollObservation) {
 				o.Record.Primary = "db-2"

@@ -13,7 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Permission is one verb on one resource the agent needs in its namespace.
+// Permission is one verb on one resource the agent needs in its namespace. Resource may name a
+// subresource after a slash (pods/eviction).
 type Permission struct{ Group, Resource, Verb string }
 
 func (p Permission) String() string {
@@ -34,12 +35,15 @@ var Permissions = []Permission{
 }
 
 // healPermissions are the calls healing adds (kubernetes.heal.enabled): nodes are read cluster
-// wide, for their Ready condition; claims are deleted only with kubernetes.delete_volume.
-var healPermissions = []Permission{{"", "pods", "delete"}, {"", "nodes", "get"}, {"", "nodes", "list"}, {"", "nodes", "watch"}}
+// wide, for their Ready condition; claims are read and marked with the pod deleted to heal
+// them, and deleted only with kubernetes.delete_volume.
+var healPermissions = []Permission{{"", "pods", "delete"}, {"", "nodes", "get"}, {"", "nodes", "list"}, {"", "nodes", "watch"},
+	{"", "persistentvolumeclaims", "get"}, {"", "persistentvolumeclaims", "list"}, {"", "persistentvolumeclaims", "watch"},
+	{"", "persistentvolumeclaims", "patch"}}
 
 // rollPermissions are the calls rolling adds (kubernetes.roll.enabled): the StatefulSet's update
-// revision and strategy are read, the outdated pods deleted.
-var rollPermissions = []Permission{{"", "pods", "delete"}, {"apps", "statefulsets", "get"}, {"apps", "statefulsets", "list"},
+// revision and strategy are read, the outdated pods evicted (so PodDisruptionBudgets are kept).
+var rollPermissions = []Permission{{"", "pods/eviction", "create"}, {"apps", "statefulsets", "get"}, {"apps", "statefulsets", "list"},
 	{"apps", "statefulsets", "watch"}}
 
 // permissions are the calls this publisher makes.
@@ -71,12 +75,13 @@ func (p *Publisher) CheckAccess(ctx context.Context) ([]Permission, error) {
 	var denied []Permission
 	for _, perm := range p.permissions() {
 		ns := p.cfg.Namespace
+		resource, sub, _ := strings.Cut(perm.Resource, "/")
 		if perm.Resource == "nodes" {
 			ns = "" // cluster-scoped: granted by a ClusterRole
 		}
 		r, err := p.client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authv1.SelfSubjectAccessReview{
 			Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authv1.ResourceAttributes{
-				Namespace: ns, Group: perm.Group, Resource: perm.Resource, Verb: perm.Verb}},
+				Namespace: ns, Group: perm.Group, Resource: resource, Subresource: sub, Verb: perm.Verb}},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes: access review of %s: %w", perm, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -105,16 +106,20 @@ func (p *Publisher) roll(ctx context.Context, v agent.ClusterView) error {
 			err = fmt.Errorf("kubernetes: ask for a switchover to %s: %w", a.SwitchoverTo, err)
 		}
 	} else {
+		// An eviction, not a bare deletion: the PodDisruptionBudget also counts what else
+		// disrupts the members meanwhile (a node drain), which ha.Roll cannot see.
 		uid := types.UID(a.UID)
-		err = p.client.CoreV1().Pods(p.cfg.Namespace).Delete(ctx, a.Pod, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		err = p.client.CoreV1().Pods(p.cfg.Namespace).EvictV1(ctx, &policyv1.Eviction{
+			ObjectMeta:    metav1.ObjectMeta{Name: a.Pod, Namespace: p.cfg.Namespace},
+			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}})
 		if err != nil {
-			err = fmt.Errorf("kubernetes: delete pod %s (uid %s): %w", a.Pod, a.UID, err)
+			err = fmt.Errorf("kubernetes: evict pod %s (uid %s): %w", a.Pod, a.UID, err)
 			if !apierrors.IsNotFound(err) {
 				// The pod was not deleted: it is no member being replaced.
 				r.memory.Deleted = prev.Deleted
 			}
 		} else {
-			p.writes.WithLabelValues("pods", "delete").Inc()
+			p.writes.WithLabelValues("pods/eviction", "create").Inc()
 		}
 	}
 	r.actions.WithLabelValues(a.Kind(), result(err)).Inc()
@@ -136,6 +141,8 @@ func result(err error) string {
 		return "precondition_failed"
 	case apierrors.IsNotFound(err):
 		return "gone"
+	case apierrors.IsTooManyRequests(err):
+		return "refused_by_budget"
 	}
 	return "error"
 }

@@ -12,10 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/shoal-db/shoal/agent"
 	"github.com/shoal-db/shoal/agent/ha"
@@ -26,7 +28,7 @@ import (
 
 // rollRules are the chart's Role rules with updateStrategy OnDelete.
 var rollRules = append(slices.Clip(agentRules),
-	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"delete"}},
+	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/eviction"}, Verbs: []string{"create"}},
 	rbacv1.PolicyRule{APIGroups: []string{"apps"}, Resources: []string{"statefulsets"}, Verbs: []string{"get", "list", "watch"}})
 
 // recordRaft applies commands to a record with the record's own rules, as the Raft node would
@@ -100,7 +102,8 @@ func (c *cluster) onDelete(t *testing.T) {
 	}
 }
 
-// readyOn labels pod p with revision and makes it Ready, with the IPs it holds.
+// readyOn labels pod p with revision and makes it Running and Ready, with the IPs it holds (an
+// eviction ignores the disruption budget for a pod still Pending).
 func (c *cluster) readyOn(t *testing.T, p *corev1.Pod, revision string) {
 	ctx := t.Context()
 	pods := c.admin.CoreV1().Pods("db")
@@ -111,7 +114,7 @@ func (c *cluster) readyOn(t *testing.T, p *corev1.Pod, revision string) {
 		t.Fatal(err)
 	}
 	p.Status = status
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	p.Status.Phase, p.Status.Conditions = corev1.PodRunning, []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 	if _, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -247,8 +250,8 @@ func TestRollAccessChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(denied) != 1 || denied[0].String() != "delete pods" {
-		t.Errorf("denied %v, want delete pods", denied)
+	if len(denied) != 1 || denied[0].String() != "create pods/eviction" {
+		t.Errorf("denied %v, want create pods/eviction", denied)
 	}
 	rec := view(5, "orders-0", false, epoch5).Record
 	if err := publish(t, p, rollView(t0, rec, nil)); err != nil {
@@ -263,6 +266,38 @@ func TestRollAccessChecked(t *testing.T) {
 	}
 	if _, err := New(c.admin, Config{Target: target, Log: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Roll: &policy}); err == nil {
 		t.Error("a roller without a proposer was made")
+	}
+}
+
+// A roll evicts: a PodDisruptionBudget that allows no disruption now (here its status, which only
+// the disruption controller writes, was never computed) keeps the pod, the refusal is counted,
+// and the pod is not taken for one being replaced; the roll tries again a pass later.
+func TestRollKeepsTheDisruptionBudget(t *testing.T) {
+	c := newCluster(t)
+	ctx := t.Context()
+	c.grant(t, "shoal-agent", rollRules)
+	c.onDelete(t)
+	one := intstr.FromInt32(1)
+	if _, err := c.admin.PolicyV1().PodDisruptionBudgets("db").Create(ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "orders"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "orders"}}}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	policy := ha.RollPolicy{MinInterval: time.Second}
+	p := c.startPublisher(t, Config{Target: target, Pod: "orders-1", Reporter: "orders-1", Roll: &policy, Raft: &recordRaft{}}, "shoal-agent", nil)
+	rec := view(5, "orders-0", false, epoch5).Record
+	if err := publish(t, p, rollView(t0, rec, nil)); err != nil {
+		t.Fatal(err)
+	}
+	err := p.roll(ctx, rollView(t0.Add(time.Second), rec, nil))
+	if !apierrors.IsTooManyRequests(err) || p.roller.memory.Deleted != "" {
+		t.Errorf("an eviction the budget refuses: %v, memory %+v; want a 429 and nothing taken for deleted", err, p.roller.memory)
+	}
+	if c.terminating(t, "orders-2") {
+		t.Error("orders-2 deleted against its disruption budget")
+	}
+	if n := testutil.ToFloat64(p.roller.actions.WithLabelValues("delete_pod", "refused_by_budget")); n != 1 {
+		t.Errorf("delete_pod refused_by_budget = %v, want 1", n)
 	}
 }
 

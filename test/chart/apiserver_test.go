@@ -242,7 +242,8 @@ func TestInstallUpgradeOnAPIServer(t *testing.T) {
 		{"create", "discovery.k8s.io", "endpointslices", namespace, true},
 		{"create", "", "events", namespace, true},
 		{"get", "apps", "statefulsets", namespace, true},
-		{"delete", "", "pods", namespace, true},                    // updateStrategy OnDelete: the leader rolls the pods
+		{"delete", "", "pods", namespace, false},                   // heal.enabled is off; a roll evicts
+		{"create", "", "pods/eviction", namespace, true},           // updateStrategy OnDelete: the leader rolls the pods
 		{"delete", "", "persistentvolumeclaims", namespace, false}, // heal.deleteVolume is off
 		{"get", "", "secrets", namespace, false},
 		{"delete", "discovery.k8s.io", "endpointslices", namespace, true},
@@ -251,10 +252,11 @@ func TestInstallUpgradeOnAPIServer(t *testing.T) {
 		{"update", "apps", "statefulsets", namespace, false},
 		{"patch", "", "pods", "default", false}, // only its own namespace
 	} {
+		resource, sub, _ := strings.Cut(c.resource, "/")
 		review := authv1.SubjectAccessReview{
 			TypeMeta: metav1.TypeMeta{APIVersion: "authorization.k8s.io/v1", Kind: "SubjectAccessReview"},
 			Spec: authv1.SubjectAccessReviewSpec{User: sa, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace},
-				ResourceAttributes: &authv1.ResourceAttributes{Namespace: c.ns, Verb: c.verb, Group: c.group, Resource: c.resource}},
+				ResourceAttributes: &authv1.ResourceAttributes{Namespace: c.ns, Verb: c.verb, Group: c.group, Resource: resource, Subresource: sub}},
 		}
 		if _, err := s.do("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review, &review); err != nil {
 			t.Fatal(err)

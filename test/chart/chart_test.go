@@ -355,13 +355,13 @@ func TestRoleVerbs(t *testing.T) {
 		"/events":                         {"create", "patch"},
 		"events.k8s.io/events":            {"create", "patch"},
 	}
-	// The default updateStrategy OnDelete has the leader read the StatefulSet and delete pods;
-	// healing marks a replaced pod's claim, and deletes it with deleteVolume.
+	// The default updateStrategy OnDelete has the leader read the StatefulSet and evict pods;
+	// healing deletes pods, marks a replaced pod's claim, and deletes it with deleteVolume.
 	for name, c := range map[string]struct {
 		values              string
 		podsDelete, rolling bool
 		claims              []string
-	}{"default": {"", true, true, nil}, "RollingUpdate": {"updateStrategy: {type: RollingUpdate}", false, false, nil},
+	}{"default": {"", false, true, nil}, "RollingUpdate": {"updateStrategy: {type: RollingUpdate}", false, false, nil},
 		"healing":              {"updateStrategy: {type: RollingUpdate}\nheal: {enabled: true}", true, false, []string{"get", "list", "patch", "watch"}},
 		"healing with volumes": {"heal: {enabled: true, deleteVolume: true}", true, true, []string{"delete", "get", "list", "patch", "watch"}}} {
 		t.Run(name, func(t *testing.T) {
@@ -393,6 +393,7 @@ func TestRoleVerbs(t *testing.T) {
 			}
 			if c.rolling {
 				w["apps/statefulsets"] = []string{"get", "list", "watch"}
+				w["/pods/eviction"] = []string{"create"}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(w) {
 				t.Errorf("role rules\n got %v\nwant %v", got, w)
