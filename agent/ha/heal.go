@@ -153,8 +153,8 @@ const (
 	failErrant      failure = "errant"
 )
 
-// Heal decides what, if anything, to delete in this pass. Its rules: nothing while paused or
-// from a leader that does not reach a majority; never the recorded or a writable primary; a pod
+// Heal decides what, if anything, to delete in this pass. Its rules: nothing from a leader that
+// does not reach a majority, nothing while paused (said about the member it would heal); never the recorded or a writable primary; a pod
 // stuck Terminating on a NotReady node is force-deleted only when its member is fenced (another
 // primary's epoch is committed and the lease bound has passed since) and force deletion is
 // allowed; otherwise one deletion at a time, at most one per MinInterval, of a member failed for
@@ -193,9 +193,6 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 		return d
 	case !obs.Majority:
 		d.Reason = because(CodeHealNoMajority, "this leader does not reach a majority of the members: it may be the one cut off, so it deletes nothing")
-		return d
-	case r.Paused:
-		d.Reason = because(CodeHealPaused, "the cluster is paused: no pod is deleted")
 		return d
 	}
 	if healStuck(obs, p, &d) {
@@ -245,6 +242,10 @@ func Heal(obs HealObservation, p HealPolicy) HealDecision {
 				role = "writable"
 			}
 			d.Reason = because(CodeHealPrimary, "%s has failed (%s) but is %s: a failover or a fence must come before its pod may go", id, why, role)
+			return d
+		}
+		if r.Paused {
+			d.Reason = because(CodeHealPaused, "%s has failed (%s) for kubernetes.heal.grace, but the cluster is paused: its pod stays until it is resumed", id, why)
 			return d
 		}
 		if inFlight != "" {
@@ -316,6 +317,9 @@ func healStuck(obs HealObservation, p HealPolicy, d *HealDecision) bool {
 		case writable(obs, id):
 			d.Reason = because(CodeHealStuckUnfenced, "%s's pod is stuck terminating on NotReady node %s, but its MySQL answers writable: it is not fenced, so it stays",
 				id, pod.Node)
+		case r.Paused:
+			d.Reason = because(CodeHealPaused, "%s's pod is stuck terminating on NotReady node %s and %s is fenced, but the cluster is paused: it stays until it is resumed",
+				id, pod.Node, id)
 		case !p.ForceDeleteTerminating:
 			d.Reason = because(CodeHealForceDisabled, "%s's pod is stuck terminating on NotReady node %s and %s is fenced (epoch %d names %s primary, "+
 				"its lease has run out), but kubernetes.force_delete_terminating is off: the pod stays until its node returns or an operator deletes it",

@@ -253,7 +253,7 @@ func healCases() []healCase {
 				down(o, "db-2", t0.Add(-time.Hour))
 				o.Record.Paused = true
 			},
-			code: CodeHealPaused},
+			code: CodeHealPaused, reason: "db-2 has failed (its MySQL is unreachable: connection refused) for kubernetes.heal.grace, but the cluster is paused"},
 		{name: "a lost node: the pod goes first, gracefully",
 			setup: func(o *HealObservation) {
 				down(o, "db-2", t0.Add(-time.Hour))

@@ -134,9 +134,10 @@ func healLostPrimaryNode(t *testing.T, c *Cluster) {
 	}
 }
 
-// A replica's data dir made unusable (its system schema removed, mysqld killed): mysqld cannot
-// start again; the leader deletes the pod, the recreated pod fails the same way, so the leader
-// deletes it with its claim, and the member comes back on a new volume as a replica.
+// A replica's data dir made unusable (its system schema removed, mysqld killed) while the
+// cluster is paused: mysqld cannot start again, and the leader deletes nothing past the grace but
+// says why. Resumed, the leader deletes the pod, the recreated pod fails the same way, so the
+// leader deletes it with its claim, and the member comes back on a new volume as a replica.
 func healUnusableDataDir(t *testing.T, c *Cluster) {
 	ctx := t.Context()
 	victim := "shoal-1"
@@ -151,12 +152,29 @@ func healUnusableDataDir(t *testing.T, c *Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	shoal := func(cmd string) {
+		if out, err := kubectl(t, c, "exec", victim, "-c", "shoal", "--", "/shoal", cmd); err != nil {
+			t.Fatalf("shoal %s: %v: %s", cmd, err, out)
+		}
+	}
+	shoal("pause")
 	begin := time.Now()
 	if out, err := kubectl(t, c, "exec", victim, "-c", "mysqld", "--", "sh", "-c",
 		"rm -rf /data/mysql/mysql && kill -9 $(cat /run/mysqld/mysqld.pid)"); err != nil {
 		t.Fatalf("breaking %s's data dir: %v: %s", victim, err, out)
 	}
+	paused := firstEvent(t, c, victim, "HealPaused", begin)
+	t.Logf("paused: told %v after the data dir broke: %s", paused.FirstTimestamp.Sub(begin).Round(time.Second), paused.Message)
+	time.Sleep(time.Until(paused.FirstTimestamp.Add(10 * time.Second)))
+	if p, err := c.Client.CoreV1().Pods("default").Get(ctx, victim, metav1.GetOptions{}); err != nil || p.UID != old.UID || p.DeletionTimestamp != nil {
+		t.Fatalf("%s's pod deleted while the cluster was paused: %v", victim, err)
+	}
+	shoal("resume")
+	resumed := time.Now()
 	first := firstEvent(t, c, victim, "HealDelete", begin)
+	if first.FirstTimestamp.Time.Before(resumed.Truncate(time.Second)) {
+		t.Errorf("the first deletion (%v) came before the resume (%v)", first.FirstTimestamp.Time, resumed)
+	}
 	if first.InvolvedObject.UID != old.UID {
 		t.Fatalf("the first deletion was of pod %s, want the broken %s", first.InvolvedObject.UID, old.UID)
 	}
