@@ -190,11 +190,17 @@ func decideNode(obs Observation, p Policy) Decision {
 		case r.Primary == obs.Self && leaseHeld && obs.Local.Gone:
 			d.ReleaseLease = true
 			d.NodeReason = because(CodeLeaseReleased, "%s: it is not running, so the primary lease is released for the leader to fail over at once", unreachable)
-		// A stalled server keeps its lease until the leader judges it down and revokes it: a
-		// pause shorter than detection costs no failover. Only a held lease is extended.
-		case r.Primary == obs.Self && leaseHeld && obs.Memory.LocalWritable:
+		// A stalled server's lease is renewed only as long as it must run for a pause shorter
+		// than detection to cost no failover (when ha.lease is shorter than
+		// ha.detection_timeout); after that it is left to run out, so that it ends when the
+		// leader may judge the server down, not a whole lease later. Only a held lease is
+		// extended.
+		case r.Primary == obs.Self && leaseHeld && obs.Memory.LocalWritable && obs.Now.Sub(localDownSince(obs)) < p.DetectionTimeout-p.Lease:
 			d.RenewLease = true
-			d.NodeReason = because(CodeLeaseKeptStalled, "%s: still the primary, keeping the lease until the leader revokes it", unreachable)
+			d.NodeReason = because(CodeLeaseKeptStalled, "%s: still the primary, renewing the lease while a stall may still be shorter than detection", unreachable)
+		case r.Primary == obs.Self && leaseHeld && obs.Memory.LocalWritable:
+			d.NodeReason = because(CodeLeaseWithheld, "%s: still the primary, but no longer renewing the lease, so that it runs out no later than the leader "+
+				"may judge the server down and a failover need not wait for it", unreachable)
 		case p.KillFrozenPrimary && obs.Memory.LocalWritable && d.Memory.LocalStalls >= 2 && !leaseHeld:
 			d.Node = NodeKill
 			d.NodeReason = because(CodeKillFrozen, "%s while writable, past its primary lease: killing it, the only fence left for a frozen server", unreachable)
@@ -219,6 +225,14 @@ func decideNode(obs Observation, p Policy) Decision {
 		decideReplica(obs, p, writable, &d)
 	}
 	return d
+}
+
+// localDownSince is when the local server was first seen unreachable, this pass if not before.
+func localDownSince(obs Observation) time.Time {
+	if obs.Memory.LocalDownSince.IsZero() {
+		return obs.Now
+	}
+	return obs.Memory.LocalDownSince
 }
 
 func decidePrimary(obs Observation, p Policy, leaseHeld, writable bool, d *Decision) {

@@ -300,16 +300,40 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{LocalDownSince: t0}),
 		},
 		{
-			name: "primary whose writable mysqld does not answer (stalled) keeps renewing its lease",
+			name: "primary whose writable mysqld does not answer (stalled) lets its lease run out: ha.lease outlasts detection",
 			setup: func(o *Observation) {
 				o.Self, o.Leader = "db-0", false
 				o.Local = Server{Err: "i/o timeout"}
 				o.LeaseUntil = t0.Add(time.Second)
 				o.Memory.LocalWritable = true
 			},
-			want: Decision{RenewLease: true, NodeReason: why(CodeLeaseKeptStalled,
-				"local MySQL is unreachable (i/o timeout): still the primary, keeping the lease until the leader revokes it")},
+			want:   Decision{NodeReason: why(CodeLeaseWithheld, "local MySQL is unreachable (i/o timeout): still the primary, but no longer renewing the lease, so that it runs out no later than the leader may judge the server down and a failover need not wait for it")},
 			memory: mem(Memory{LocalWritable: true, LocalDownSince: t0}),
+		},
+		{
+			name:   "with ha.lease shorter than detection, a stalled primary renews while the stall may be shorter than detection",
+			policy: func(p *Policy) { p.Lease, p.DetectionTimeout = time.Second, 3*time.Second },
+			setup: func(o *Observation) {
+				o.Self, o.Leader = "db-0", false
+				o.Local = Server{Err: "i/o timeout"}
+				o.LeaseUntil = t0.Add(time.Second)
+				o.Memory.LocalWritable, o.Memory.LocalDownSince = true, t0.Add(-1999*time.Millisecond)
+			},
+			want: Decision{RenewLease: true, NodeReason: why(CodeLeaseKeptStalled,
+				"local MySQL is unreachable (i/o timeout): still the primary, renewing the lease while a stall may still be shorter than detection")},
+			memory: mem(Memory{LocalWritable: true, LocalDownSince: t0.Add(-1999 * time.Millisecond)}),
+		},
+		{
+			name:   "with ha.lease shorter than detection, a stalled primary stops renewing once its lease would end with detection",
+			policy: func(p *Policy) { p.Lease, p.DetectionTimeout = time.Second, 3*time.Second },
+			setup: func(o *Observation) {
+				o.Self, o.Leader = "db-0", false
+				o.Local = Server{Err: "i/o timeout"}
+				o.LeaseUntil = t0.Add(time.Second)
+				o.Memory.LocalWritable, o.Memory.LocalDownSince = true, t0.Add(-2*time.Second)
+			},
+			want:   Decision{NodeReason: why(CodeLeaseWithheld, "local MySQL is unreachable (i/o timeout): still the primary, but no longer renewing the lease, so that it runs out no later than the leader may judge the server down and a failover need not wait for it")},
+			memory: mem(Memory{LocalWritable: true, LocalDownSince: t0.Add(-2 * time.Second)}),
 		},
 		{
 			name:   "a frozen primary past its lease is killed when a process to kill is configured",
@@ -899,8 +923,8 @@ func decideCases(p Policy) []decideCase {
 				o.CommitWaitingSince = t0.Add(-time.Minute)
 				o.Memory = Memory{LocalWritable: true, CommitBinlog: "binlog.000001:1000", CommitReads: "db-1\tbinlog.000001:900", CommitMovedAt: t0.Add(-time.Second)}
 			},
-			want: Decision{RenewLease: true, NodeReason: why(CodeLeaseKeptStalled, "local MySQL is unreachable (read semi-sync status: context deadline exceeded): "+
-				"still the primary, keeping the lease until the leader revokes it")},
+			want: Decision{NodeReason: why(CodeLeaseWithheld, "local MySQL is unreachable (read semi-sync status: context deadline exceeded): "+
+				"still the primary, but no longer renewing the lease, so that it runs out no later than the leader may judge the server down and a failover need not wait for it")},
 			memory: mem(Memory{LocalWritable: true, LocalStalls: 1, LocalDownSince: t0, CommitBinlog: "binlog.000001:1000", CommitReads: "db-1\tbinlog.000001:900", CommitMovedAt: t0.Add(-time.Second)}),
 		},
 		{
@@ -1912,8 +1936,8 @@ func TestFrozenPrimaryIsKilledPastItsLease(t *testing.T) {
 		{"past the lease", frozen(-time.Millisecond, true), kill, Decision{Node: NodeKill,
 			NodeReason: why(CodeKillFrozen, "local MySQL is unreachable (i/o timeout) while writable, past its primary lease: killing it, the only fence left for a frozen server"),
 			Memory:     Memory{LocalWritable: true, LocalStalls: 2, LocalDownSince: t0}}},
-		{"lease still held", frozen(time.Second, true), kill, Decision{RenewLease: true,
-			NodeReason: why(CodeLeaseKeptStalled, "local MySQL is unreachable (i/o timeout): still the primary, keeping the lease until the leader revokes it"),
+		{"lease still held", frozen(time.Second, true), kill, Decision{
+			NodeReason: why(CodeLeaseWithheld, "local MySQL is unreachable (i/o timeout): still the primary, but no longer renewing the lease, so that it runs out no later than the leader may judge the server down and a failover need not wait for it"),
 			Memory:     Memory{LocalWritable: true, LocalStalls: 2, LocalDownSince: t0}}},
 		{"was read-only", frozen(-time.Millisecond, false), kill, Decision{NodeReason: unreachable,
 			Memory: Memory{LocalStalls: 2, LocalDownSince: t0}}},

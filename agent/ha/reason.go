@@ -11,7 +11,8 @@ const (
 	// The local MySQL does not answer.
 	CodeLocalUnreachable Code = "local_unreachable"
 	CodeLeaseReleased    Code = "lease_released"     // it is certainly not running: the lease goes
-	CodeLeaseKeptStalled Code = "lease_kept_stalled" // it may be frozen: the lease is kept until revoked
+	CodeLeaseKeptStalled Code = "lease_kept_stalled" // it may be frozen: the lease is renewed while a stall may be shorter than detection
+	CodeLeaseWithheld    Code = "lease_withheld"     // it may be frozen: the lease is left to run out by the time it can be judged down
 	CodeKillFrozen       Code = "kill_frozen"        // frozen while writable past the lease
 
 	CodeNoPrimaryFence Code = "no_primary_fence" // no primary recorded but writable

@@ -231,9 +231,11 @@ inline node_pass() {
 			:: ok && conn(i, leader) && rep == vep[i] && rpr == i -> lrel = true
 			:: else
 			fi
-		/* a frozen (stalled) server keeps a held lease until the leader revokes it */
+		/* a frozen (stalled) server's held lease is renewed while the stall may be shorter than
+		 * detection (ha.lease < ha.detection_timeout), or left to run out */
 		:: vpr[i] == i && lease[i] > 0 && has(mup, i) && grantable(i) && rpr == i && !lrel ->
 			lease[i] = LEASE + DRIFT; lgrant = 0
+		:: vpr[i] == i && lease[i] > 0 && has(mup, i) -> skip
 		:: else
 		fi
 	:: mrun(i) && vpr[i] == i ->
