@@ -123,6 +123,17 @@ first_write() { # SERVER T0: the time (ms) of the first write SERVER acknowledge
 failed_between() { # T0 T1: how many writes failed between T0 and T1 (ms)
   awk -v t="$1" -v w="$2" '$1 > t && $1 < w && $2 == "fail"' "$DIR/writes.log" | wc -l
 }
+# follow_primary OLD T0: waits for another pod than OLD labelled primary, the -primary Service
+# naming it, and its first write acknowledged after T0; sets NEW, t_label, t_slice and t_write.
+follow_primary() {
+  until_ok 120 "new primary labelled" new_primary "$1"
+  t_label=$(now_ms)
+  NEW=$(primaries)
+  until_ok 120 "the -primary Service following $NEW" one_primary "$1"
+  t_slice=$(now_ms)
+  until_ok 120 "a write acknowledged by $NEW" first_write "$NEW" "$2"
+  t_write=$(first_write "$NEW" "$2")
+}
 sql() { # [CLIENT FLAGS] SQL: SQL through the -primary Service from the client pod, as the app user
   kubectl exec "$CLIENT_POD" -- env MYSQL_PWD="$APP_PW" "${CLIENT[@]}" -h "$RELEASE-primary" -u app app "$@"
 }
@@ -199,13 +210,7 @@ step "Delete the primary's pod, $PRIMARY: its agent hands the role over, the Sta
 OLD_UID=$(kubectl get pod "$PRIMARY" -o jsonpath='{.metadata.uid}')
 t0=$(now_ms)
 show kubectl delete pod "$PRIMARY" --wait=false
-until_ok 120 "new primary labelled" new_primary "$PRIMARY"
-t_label=$(now_ms)
-NEW=$(primaries)
-until_ok 120 "the -primary Service following $NEW" one_primary "$PRIMARY"
-t_slice=$(now_ms)
-until_ok 120 "a write acknowledged by $NEW" first_write "$NEW" "$t0"
-t_write=$(first_write "$NEW" "$t0")
+follow_primary "$PRIMARY" "$t0"
 until_ok 240 "$PRIMARY recreated and serving as a replica" ready_replica "$PRIMARY" "$OLD_UID"
 t_back=$(now_ms)
 failed=$(failed_between "$t0" "$t_write")
@@ -238,13 +243,7 @@ OLD_UID=$(kubectl get pod "$PRIMARY" -o jsonpath='{.metadata.uid}')
 OLD_CLAIM=$(claim_uid "$PRIMARY")
 t0=$(now_ms)
 show "$DIR/kube" lose-node "$NODE"
-until_ok 120 "new primary labelled" new_primary "$PRIMARY"
-t_label=$(now_ms)
-NEW=$(primaries)
-until_ok 120 "the -primary Service following $NEW" one_primary "$PRIMARY"
-t_slice=$(now_ms)
-until_ok 120 "a write acknowledged by $NEW" first_write "$NEW" "$t0"
-t_write=$(first_write "$NEW" "$t0")
+follow_primary "$PRIMARY" "$t0"
 until_ok 180 "$PRIMARY deleted by the leader" deleted "$PRIMARY" "$OLD_UID"
 t_deleted=$(now_ms)
 show kubectl get nodes
