@@ -87,7 +87,7 @@ kube-down:
 	go run ./test/cmd/kube down
 .PHONY: kube-up kube-down
 
-## demo-k8s: the Kubernetes walk-through: the rig's 3 nodes, the chart installed, the primary's pod deleted, the Service following it (FLAVOR=mysql for MySQL)
+## demo-k8s: the Kubernetes walk-through: the rig's 3 nodes, the chart installed, the primary's pod deleted, the Service following it, then the primary's node lost and healed (FLAVOR=mysql for MySQL)
 demo-k8s: deps
 	bash test/demo/demo-k8s.sh
 .PHONY: demo-k8s

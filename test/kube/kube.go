@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -165,10 +166,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	c := &Cluster{dir: o.Dir, log: o.Log, lock: lock}
 	for i := 1; i <= o.Nodes; i++ {
-		c.nodes = append(c.nodes, &Node{
-			Name: "node-" + strconv.Itoa(i), IP: "198.51.100.1" + strconv.Itoa(i),
-			PodCIDR: "10.244." + strconv.Itoa(i) + ".0/24", dir: filepath.Join(o.Dir, "node-"+strconv.Itoa(i)), index: i,
-		})
+		c.nodes = append(c.nodes, newNode(o.Dir, i))
 	}
 	start := time.Now()
 	if err := teardown(ctx, o.Dir, c.log); err != nil {
@@ -184,6 +182,46 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	c.log.Info("kube rig up", "nodes", len(c.nodes), "took", time.Since(start).Round(time.Millisecond), "kubeconfig", c.Kubeconfig)
 	return c, nil
+}
+
+// newNode is node i (1-based) of a rig in dir: its name, addresses and state directory are fixed
+// by i, so a later process finds the same node from the directory alone.
+func newNode(dir string, i int) *Node {
+	name := "node-" + strconv.Itoa(i)
+	return &Node{
+		Name: name, IP: "198.51.100.1" + strconv.Itoa(i),
+		PodCIDR: "10.244." + strconv.Itoa(i) + ".0/24", dir: filepath.Join(dir, name), index: i,
+	}
+}
+
+// Attach returns the rig another process started in dir (`kube lose-node`): its nodes and state
+// directory, enough to lose and restore a node. It has no API client and does not hold the
+// rig's lock.
+func Attach(dir string) (*Cluster, error) {
+	if dir == "" {
+		dir = DefaultDir
+	}
+	if _, err := os.Stat(KubeconfigPath(dir)); err != nil {
+		return nil, fmt.Errorf("no rig running in %s: %w", dir, err)
+	}
+	c := &Cluster{dir: dir, log: slog.New(slog.DiscardHandler), pki: &pki{dir: filepath.Join(dir, "pki")}, Kubeconfig: KubeconfigPath(dir)}
+	for i := 1; i <= 9; i++ {
+		n := newNode(dir, i)
+		if _, err := os.Stat(n.dir); err != nil {
+			break
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	return c, nil
+}
+
+// Node is the node called name.
+func (c *Cluster) Node(name string) (*Node, error) {
+	i := slices.IndexFunc(c.nodes, func(n *Node) bool { return n.Name == name })
+	if i < 0 {
+		return nil, fmt.Errorf("no node %q in this rig", name)
+	}
+	return c.nodes[i], nil
 }
 
 func (c *Cluster) unlock() {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -345,12 +344,12 @@ func (c *Cluster) RestoreNode(ctx context.Context, n *Node) error {
 // ContainerPID is the host PID of a running container's first process, as its node's containerd
 // reports it. containerID is the id from the pod's status, with or without "containerd://".
 func (c *Cluster) ContainerPID(ctx context.Context, node, containerID string) (int, error) {
-	i := slices.IndexFunc(c.nodes, func(n *Node) bool { return n.Name == node })
-	if i < 0 {
-		return 0, fmt.Errorf("no node %q in this rig", node)
+	n, err := c.Node(node)
+	if err != nil {
+		return 0, err
 	}
 	id := strings.TrimPrefix(containerID, "containerd://")
-	out, err := output(ctx, "ctr", "--address", c.nodes[i].socket(), "-n", "k8s.io", "tasks", "ls")
+	out, err := output(ctx, "ctr", "--address", n.socket(), "-n", "k8s.io", "tasks", "ls")
 	if err != nil {
 		return 0, err
 	}

@@ -4,6 +4,8 @@
 //	go run ./test/cmd/kube kubeconfig  # the admin kubeconfig path of the running rig
 //	go run ./test/cmd/kube down        # stop everything and undo the host changes
 //	go run ./test/cmd/kube bindir      # where kubectl and helm are
+//	go run ./test/cmd/kube lose-node NODE     # kill NODE's kubelet, containerd and pods; drop its packets
+//	go run ./test/cmd/kube restore-node NODE  # lift the cut and start its containerd and kubelet again
 package main
 
 import (
@@ -26,11 +28,15 @@ func main() {
 	nodes := fs.Int("nodes", 3, "number of nodes (1-9)")
 	noShoal := fs.Bool("no-shoal-image", false, "do not build and import "+kube.ShoalImage)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: kube [flags] up|down|kubeconfig|bindir\n")
+		fmt.Fprintf(fs.Output(), "usage: kube [flags] up|down|kubeconfig|bindir|lose-node NODE|restore-node NODE\n")
 		fs.PrintDefaults()
 	}
 	_ = fs.Parse(os.Args[1:])
-	if fs.NArg() != 1 {
+	want := 1
+	if fs.Arg(0) == "lose-node" || fs.Arg(0) == "restore-node" {
+		want = 2
+	}
+	if fs.NArg() != want {
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -58,6 +64,8 @@ func main() {
 		}
 	case "bindir":
 		fmt.Println(filepath.Dir(kube.Bin("kubectl")))
+	case "lose-node", "restore-node":
+		err = nodeFault(ctx, *dir, fs.Arg(0), fs.Arg(1))
 	default:
 		fs.Usage()
 		os.Exit(2)
@@ -66,4 +74,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kube:", err)
 		os.Exit(1)
 	}
+}
+
+// nodeFault loses or restores a node of the rig another process started, as the tests' LoseNode
+// and RestoreNode do (the demo's scenes are shell).
+func nodeFault(ctx context.Context, dir, op, name string) error {
+	c, err := kube.Attach(dir)
+	if err != nil {
+		return err
+	}
+	n, err := c.Node(name)
+	if err != nil {
+		return err
+	}
+	if op == "lose-node" {
+		return c.LoseNode(ctx, n)
+	}
+	return c.RestoreNode(ctx, n)
 }
