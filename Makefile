@@ -54,12 +54,13 @@ bench: deps
 	SHOAL_BENCH_BACKUP_MB=$(BACKUP_MB) go test -p 1 ./test/e2e ./agent/gossip ./test/kube ./backup -run '^$$' -bench . -benchtime 1x -timeout 240m | tee /tmp/shoal-bench.log
 	@grep '^BENCH' /tmp/shoal-bench.log
 
-## model-check: spin on the failover protocol: 3 members exhaustive (one fault, either first leader), bitstate with two faults and with 5 members
+## model-check: spin on the failover protocol: 3 members exhaustive (one fault, either first leader; a stalled primary renewing as with ha.lease < ha.detection_timeout), bitstate with two faults and with 5 members
 MODEL := bash test/model/check.sh
 model-check:
 	@command -v spin >/dev/null || bash test/rig/install.sh all
 	$(MODEL) pass full -DMAXF=1 -DLEADER=0
 	$(MODEL) pass full -DMAXF=1 -DLEADER=1
+	$(MODEL) pass full -DMAXF=1 -DLEADER=0 -DSTALL_RENEW
 	SHOAL_MODEL_BITS=26 $(MODEL) pass bitstate -DMAXF=2
 	SHOAL_MODEL_BITS=26 $(MODEL) pass bitstate -DN=5 -DMAXF=1
 

@@ -194,7 +194,7 @@ func (a *Agent) probeAll(ctx context.Context, addrs map[string]string) map[strin
 		if s, ok := a.remote.wait(addrs[id], r.run, r.run.started.Add(patience)); ok {
 			out[id] = s
 		} else {
-			out[id] = ha.Server{Stalled: true, Pending: true, Err: fmt.Sprintf("no answer for %s (its last probe failed too)",
+			out[id] = ha.Server{Stalled: true, Pending: true, Err: fmt.Sprintf("a probe unanswered after %s, the one before it failed too",
 				time.Since(r.run.started).Round(time.Millisecond))}
 		}
 	}

@@ -528,7 +528,7 @@ func decideCases(p Policy) []decideCase {
 		{
 			name: "a probe still pending after a failure is no new miss: the receiver runs on",
 			setup: func(o *Observation) {
-				o.Primary = &Server{Err: "no answer for 70ms (its last probe failed too)", Stalled: true, Pending: true}
+				o.Primary = &Server{Err: "a probe unanswered after 70ms, the one before it failed too", Stalled: true, Pending: true}
 				o.Memory.PrimaryMisses = 1
 			},
 			want:   Decision{NodeReason: primaryLost, ClusterReason: db0Healthy},

@@ -231,11 +231,13 @@ inline node_pass() {
 			:: ok && conn(i, leader) && rep == vep[i] && rpr == i -> lrel = true
 			:: else
 			fi
-		/* a frozen (stalled) server's held lease is renewed while the stall may be shorter than
-		 * detection (ha.lease < ha.detection_timeout), or left to run out */
+#ifdef STALL_RENEW
+		/* ha.lease shorter than ha.detection_timeout: a frozen (stalled) server's held lease is
+		 * renewed while the stall may still be shorter than detection */
 		:: vpr[i] == i && lease[i] > 0 && has(mup, i) && grantable(i) && rpr == i && !lrel ->
 			lease[i] = LEASE + DRIFT; lgrant = 0
-		:: vpr[i] == i && lease[i] > 0 && has(mup, i) -> skip
+#endif
+		/* by default a frozen server's lease is left to run out */
 		:: else
 		fi
 	:: mrun(i) && vpr[i] == i ->
