@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoal-db/shoal/agent"
 	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/consensus/record"
 	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
@@ -347,4 +348,54 @@ func (c *cluster) claim(t *testing.T, name string) *corev1.PersistentVolumeClaim
 		t.Fatal(err)
 	}
 	return pvc
+}
+
+// On a real API server, five members, two failed at once (orders-3 and orders-4, MySQL down past
+// the grace): the first pass deletes one pod; while it terminates, the other's deletion waits and
+// an Event on it says why, however long the rate limit has passed.
+func TestHealOneAtATimeOnAPIServer(t *testing.T) {
+	c := newCluster(t)
+	ctx := t.Context()
+	c.grant(t, "shoal-agent", healRules)
+	c.grantNodes(t, "shoal-agent")
+	five := []string{"orders-0", "orders-1", "orders-2", "orders-3", "orders-4"}
+	for _, id := range five {
+		c.node(t, "node-"+id[len(id)-1:], true)
+	}
+	for _, id := range five[3:] {
+		if _, err := c.admin.CoreV1().Pods("db").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: id,
+			Labels: map[string]string{"app": "orders"}}, Spec: memberPodSpec(id)}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := ha.HealPolicy{Grace: time.Minute, StartGrace: 5 * time.Minute, MinInterval: time.Minute, LeaseBound: 1750 * time.Millisecond}
+	p := c.healerAt(t, policy)
+	viewAt := func(at time.Time) agent.ClusterView {
+		v := downView(at)
+		v.Servers["orders-2"] = v.Servers["orders-0"]
+		for _, id := range five[3:] {
+			v.Record.Members[id] = record.Member{ID: id, MySQLAddr: id + ".orders.db.svc:3306"}
+			v.Peers[id], v.Servers[id] = v.Peers["orders-0"], ha.Server{Err: "connection refused", Gone: true}
+		}
+		return v
+	}
+	now := time.Now()
+	if err := publish(t, p, viewAt(now)); err != nil {
+		t.Fatalf("first pass: %v", err)
+	}
+	if err := p.Publish(ctx, viewAt(now.Add(time.Minute))); err != nil {
+		t.Fatalf("past the grace: %v", err)
+	}
+	if !c.terminating(t, "orders-3") || c.terminating(t, "orders-4") {
+		t.Fatalf("past the grace: orders-3 terminating %v, orders-4 %v; want orders-3 alone", c.terminating(t, "orders-3"), c.terminating(t, "orders-4"))
+	}
+	waitFor(t, "orders-4's deletion held while orders-3 terminates, and told", func() bool {
+		if err := p.Publish(ctx, viewAt(now.Add(3*time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(c.events(t), "Pod/orders-4 HealInFlight")
+	})
+	if c.terminating(t, "orders-4") {
+		t.Fatal("orders-4 deleted while orders-3 terminates")
+	}
 }
