@@ -128,7 +128,10 @@ func Decide(obs Observation, p Policy) Decision {
 	}
 	d.Membership = membership.Plan(obs.Raft.Configuration, obs.Raft.Seen, obs.Now, membership.Options{
 		Self: obs.Self, ExpectedVoters: p.BootstrapExpect, RemoveAfter: p.RemoveAfter})
-	if !d.Memory.LocalDownSince.IsZero() && obs.Now.Sub(d.Memory.LocalDownSince) >= p.DetectionTimeout {
+	// A leader whose own MySQL stays unreachable hands leadership over, unless that MySQL is the
+	// recorded primary's: then it fails over itself first, counting the promotion wait from the
+	// lease grants it made (a new leader would count it from its election, seconds later).
+	if !d.Memory.LocalDownSince.IsZero() && obs.Now.Sub(d.Memory.LocalDownSince) >= p.DetectionTimeout && obs.Record.Primary != obs.Self {
 		d.TransferLeadership, d.TransferTo = true, otherVoter(obs)
 		d.ClusterReason = because(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")
 		return d

@@ -254,6 +254,25 @@ func decideCases(p Policy) []decideCase {
 				ClusterReason: why(CodeHandLeadership, "handing Raft leadership over: this agent's own MySQL has been unreachable for ha.detection_timeout")},
 		},
 		{
+			name: "a leader beside the frozen primary keeps leading to fail over on its own lease grants",
+			setup: func(o *Observation) {
+				o.Self, o.Local = "db-0", Server{Err: "i/o timeout", Stalled: true}
+				o.Primary = &Server{Err: "i/o timeout", Stalled: true}
+				o.Servers["db-0"] = *o.Primary
+				o.Memory = Memory{LocalDownSince: t0.Add(-p.DetectionTimeout), LocalWritable: true, LocalStalls: 5,
+					PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}
+				o.Grant.LastGrant = t0.Add(-p.PromotionWait())
+				setPeer(o, "db-0", func(p *Peer) { p.Report.MySQLUp = false })
+			},
+			want: proposing(Decision{NodeReason: why(CodeLocalUnreachable, "local MySQL is unreachable (i/o timeout)"), RevokeLease: true, Prepare: "db-2",
+				Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: primary db-0 is down (its agent reports MySQL down and the leader's probe fails (i/o timeout)) "+
+					"and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0, Failover: true}),
+			memory: mem(Memory{LocalDownSince: t0.Add(-p.DetectionTimeout), LocalWritable: true, LocalStalls: 6,
+				PrimaryDownSince: t0.Add(-p.DetectionTimeout), DownEpoch: 3}),
+		},
+		{
 			name: "a leader whose own MySQL stays unreachable hands leadership to a voter whose MySQL serves",
 			setup: func(o *Observation) {
 				o.Local = Server{Err: "i/o timeout"}
