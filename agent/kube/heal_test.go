@@ -25,6 +25,31 @@ var healRules = append(slices.Clip(agentRules),
 	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"delete"}},
 	rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"get", "list", "watch", "patch", "delete"}})
 
+// healingCluster is a real API server holding the members' pods, each on its node (Ready as
+// ready says) with its claim (marked as marks says), and the chart's healing rules granted to
+// shoal-agent.
+func healingCluster(t *testing.T, ready func(id string) bool, marks map[string]string) *cluster {
+	c := newCluster(t)
+	c.grant(t, "shoal-agent", healRules)
+	c.grantNodes(t, "shoal-agent")
+	for _, id := range ids {
+		c.node(t, "node-"+id[len(id)-1:], ready(id))
+		var annotations map[string]string
+		if m := marks[id]; m != "" {
+			annotations = map[string]string{HealedPodAnnotation: m}
+		}
+		_, err := c.admin.CoreV1().PersistentVolumeClaims("db").Create(t.Context(), &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "data-" + id, Annotations: annotations},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
 // healerAt starts a publisher healing by policy, as user shoal-agent, with a Raft node that
 // confirms its leadership.
 func (c *cluster) healerAt(t *testing.T, policy ha.HealPolicy) *Publisher {
@@ -54,21 +79,8 @@ func lostNodeView(at, epochAt time.Time) agent.ClusterView {
 // with it on, once the member is fenced, the pod goes at once and its claim with it. A deletion
 // racing the pod's recreation is refused by the UID precondition, and the claim is kept.
 func TestHealOnAPIServer(t *testing.T) {
-	c := newCluster(t)
+	c := healingCluster(t, func(id string) bool { return id != "orders-0" }, nil)
 	ctx := t.Context()
-	c.grant(t, "shoal-agent", healRules)
-	c.grantNodes(t, "shoal-agent")
-	for i, id := range ids {
-		c.node(t, "node-"+id[len(id)-1:], i != 0)
-		_, err := c.admin.CoreV1().PersistentVolumeClaims("db").Create(ctx, &corev1.PersistentVolumeClaim{
-			ObjectMeta: metav1.ObjectMeta{Name: "data-" + id},
-			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	policy := ha.HealPolicy{Grace: time.Minute, MinInterval: time.Minute, LeaseBound: 1750 * time.Millisecond}
 	p := c.healerAt(t, policy)
 	old := c.pod(t, "orders-0")
@@ -271,21 +283,8 @@ func downView(at time.Time) agent.ClusterView {
 // its volume; a member that works again has the mark taken off; a leader Raft does not confirm
 // deletes nothing.
 func TestHealMarkOutlivesTheLeader(t *testing.T) {
-	c := newCluster(t)
+	c := healingCluster(t, func(string) bool { return true }, map[string]string{"orders-0": "uid-gone"})
 	ctx := t.Context()
-	c.grant(t, "shoal-agent", healRules)
-	c.grantNodes(t, "shoal-agent")
-	for i, id := range ids {
-		c.node(t, "node-"+id[len(id)-1:], true)
-		_, err := c.admin.CoreV1().PersistentVolumeClaims("db").Create(ctx, &corev1.PersistentVolumeClaim{
-			ObjectMeta: metav1.ObjectMeta{Name: "data-" + id, Annotations: map[string]string{HealedPodAnnotation: []string{"uid-gone", "", ""}[i]}},
-			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
 	policy := ha.HealPolicy{Grace: time.Minute, StartGrace: 5 * time.Minute, MinInterval: time.Minute, DeleteVolume: true, LeaseBound: 1750 * time.Millisecond}
 	raft := &recordRaft{notLeader: errors.New("leadership lost")}
 	first := c.healerWith(t, policy, raft)
@@ -354,15 +353,11 @@ func (c *cluster) claim(t *testing.T, name string) *corev1.PersistentVolumeClaim
 // the grace): the first pass deletes one pod; while it terminates, the other's deletion waits and
 // an Event on it says why, however long the rate limit has passed.
 func TestHealOneAtATimeOnAPIServer(t *testing.T) {
-	c := newCluster(t)
+	c := healingCluster(t, func(string) bool { return true }, nil)
 	ctx := t.Context()
-	c.grant(t, "shoal-agent", healRules)
-	c.grantNodes(t, "shoal-agent")
 	five := []string{"orders-0", "orders-1", "orders-2", "orders-3", "orders-4"}
-	for _, id := range five {
-		c.node(t, "node-"+id[len(id)-1:], true)
-	}
 	for _, id := range five[3:] {
+		c.node(t, "node-"+id[len(id)-1:], true)
 		if _, err := c.admin.CoreV1().Pods("db").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: id,
 			Labels: map[string]string{"app": "orders"}}, Spec: memberPodSpec(id)}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
