@@ -26,10 +26,17 @@ import (
 // deleted before the primary's, one at a time (every other pod present and Ready at each
 // deletion), none while labelled primary; exactly one primary change during the roll, to
 // another member; every pod Ready on the new revision; one primary named by its label and the
-// slice; every acknowledged write on it; never two writable servers.
+// slice; every acknowledged write on it; never two writable servers. Both flavors, each on a
+// rig of its own.
 func TestHelmUpgradeRolls(t *testing.T) {
+	for _, flavor := range []string{"mariadb", "mysql"} {
+		t.Run(flavor, func(t *testing.T) { helmUpgradeRolls(t, flavor) })
+	}
+}
+
+func helmUpgradeRolls(t *testing.T, flavor string) {
 	c := startForTestWith(t, Options{})
-	r, first, w, m := installLoaded(t, c, "mariadb")
+	r, first, w, m := installLoaded(t, c, flavor)
 	admin := adminClient(t, c)
 	primary := "shoal-1"
 	if first != primary {
