@@ -158,9 +158,9 @@ func progressEvery(d time.Duration) time.Duration {
 	return defaultProgressInterval
 }
 
-// mbstreamPipeSize is the pipe into mbstream -x: a 1 MiB pipe (Linux's default
-// fs.pipe-max-size) takes a decoded zstd block whole and lets mbstream read in long runs, where
-// the default 64 KiB made the decoder and mbstream wait on each other every few blocks.
+// mbstreamPipeSize is the pipe into mbstream -x: 1 MiB (Linux's default fs.pipe-max-size)
+// holds several decoded zstd blocks, where the default 64 KiB holds half of one, so the decoder
+// and mbstream wake each other less often.
 const mbstreamPipeSize = 1 << 20
 
 // unpackMbstream decodes the archive into a pipe that is mbstream -x's stdin itself, and
