@@ -96,18 +96,20 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 		return fail("zstd", err)
 	}
 	defer dec.Close()
-	raw := &countingReader{r: dec}
+	var unpacked int64
 	switch m.Archive {
 	case ArchiveMbstream:
-		err = reseed.Unpack(ctx, raw, staging, r.Tools, log)
+		unpacked, err = unpackMbstream(ctx, dec, staging, r.Tools, log)
 	case ArchiveTar:
+		raw := &countingReader{r: dec}
 		err = untar(raw, staging)
+		// What untar left unread (the tar's padding) must still pass the checks.
+		if err == nil {
+			_, err = io.Copy(io.Discard, raw)
+		}
+		unpacked = raw.n
 	default:
 		err = fmt.Errorf("unknown archive %q", m.Archive)
-	}
-	// What an unpacker left unread (a tar's padding) must still pass the checks.
-	if err == nil {
-		_, err = io.Copy(io.Discard, raw)
 	}
 	switch {
 	case err != nil:
@@ -120,8 +122,8 @@ func (r *Restorer) Restore(ctx context.Context, id, dataDir string) (m *Manifest
 		return fail("unpack", err)
 	case !ahead.drained() || !objects.finished():
 		return fail("unpack", fmt.Errorf("the archive ended before its last object: %w", ErrCorrupt))
-	case raw.n != m.RawBytes:
-		return fail("unpack", fmt.Errorf("%d bytes unpacked, the manifest says %d: %w", raw.n, m.RawBytes, ErrCorrupt))
+	case unpacked != m.RawBytes:
+		return fail("unpack", fmt.Errorf("%d bytes unpacked, the manifest says %d: %w", unpacked, m.RawBytes, ErrCorrupt))
 	}
 	if err := reseed.ChownLike(staging, dataDir); err != nil {
 		return fail("hand the files to the data dir's owner", err)
@@ -154,6 +156,49 @@ func progressEvery(d time.Duration) time.Duration {
 		return d
 	}
 	return defaultProgressInterval
+}
+
+// mbstreamPipeSize is the pipe into mbstream -x: 1 MiB (Linux's default fs.pipe-max-size)
+// holds several decoded zstd blocks, where the default 64 KiB holds half of one, so the decoder
+// and mbstream wake each other less often.
+const mbstreamPipeSize = 1 << 20
+
+// unpackMbstream decodes the archive into a pipe that is mbstream -x's stdin itself, and
+// returns how many bytes it decoded. Given an io.Reader, exec would copy it into a pipe of its
+// own in 32 KiB writes from one more goroutine; here the decoder writes each block straight into
+// the pipe. A decoder that fails cancels the unpack before it closes the pipe, so mbstream's
+// end of input never passes for the archive's and no prepare starts on a partial copy.
+func unpackMbstream(ctx context.Context, dec *zstd.Decoder, dir string, tools reseed.Tools, log *slog.Logger) (int64, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	// Best effort: a smaller pipe is slower, not wrong. (Through SyscallConn: Fd would make the
+	// pipe blocking, and each full pipe would hold a thread.)
+	if sc, err := pw.SyscallConn(); err == nil {
+		_ = sc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, mbstreamPipeSize) })
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	raw := &countingWriter{w: pw, add: func(int) {}}
+	fed := make(chan error, 1)
+	go func() {
+		_, err := dec.WriteTo(raw)
+		if err != nil {
+			cancel()
+		}
+		pw.Close()
+		fed <- err
+	}()
+	err = reseed.Unpack(ctx, pr, dir, tools, log)
+	// mbstream has exited: a decoder still writing gets EPIPE rather than waiting for a reader.
+	pr.Close()
+	ferr := <-fed
+	if ferr != nil && (err == nil || !errors.Is(ferr, syscall.EPIPE)) {
+		// A broken pipe is mbstream's failure, told by err; anything else is the archive's.
+		return raw.n, fmt.Errorf("decode: %w", ferr)
+	}
+	return raw.n, err
 }
 
 // checkEmpty refuses a data dir that holds anything: a restore never mixes two servers' files.
