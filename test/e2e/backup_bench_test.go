@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -24,7 +25,7 @@ import (
 // throughput: a closed-loop writer (4 connections, one-row autocommit inserts) on the primary
 // counts commits for 20 s before a `shoal backup now` on a replica, during it, and for 20 s
 // after it. The cost is 1 - during / mean(before, after). MariaDB's row is repeated with the
-// backup capped at 32 MiB/s.
+// backup capped (SHOAL_BENCH_COST_CAPS, default 32 MiB/s).
 //
 // Two cores stand for the hosts: CPU 1 is the backup replica's host and the object store
 // (its mysqld and agent, the backup process, MinIO); CPU 0 is everything else (the primary, the
@@ -83,7 +84,7 @@ func BenchmarkBackupPrimaryCost(b *testing.B) {
 			// MariaDB's backup can be capped (backup.max_mib_per_second); a local clone cannot.
 			caps := []int{0}
 			if flavor == gtid.MariaDB {
-				caps = append(caps, 32)
+				caps = costCaps(b)
 			}
 			for _, mibps := range caps {
 				var costs, during []float64
@@ -108,6 +109,21 @@ func BenchmarkBackupPrimaryCost(b *testing.B) {
 			}
 		})
 	}
+}
+
+// costCaps are the backup.max_mib_per_second values MariaDB's row is measured with:
+// SHOAL_BENCH_COST_CAPS, a comma-separated list where 0 is unthrottled (default "0,32").
+func costCaps(b *testing.B) []int {
+	list := cmp.Or(os.Getenv("SHOAL_BENCH_COST_CAPS"), "0,32")
+	var caps []int
+	for f := range strings.SplitSeq(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			b.Fatalf("SHOAL_BENCH_COST_CAPS=%q: %q is not a rate in MiB/s (0 for unthrottled)", list, f)
+		}
+		caps = append(caps, n)
+	}
+	return caps
 }
 
 // backupNow runs `shoal backup now` as member i, pinned to CPU 1, its read rate capped at mibps
