@@ -137,7 +137,10 @@ func (p *Publisher) markClaim(ctx context.Context, claim, uid string) error {
 		return fmt.Errorf("kubernetes: mark persistentvolumeclaim %s: %w", claim, err)
 	}
 	_, err = p.client.CoreV1().PersistentVolumeClaims(p.cfg.Namespace).Patch(ctx, claim, types.MergePatchType, patch, metav1.PatchOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil // a claim that is gone needs no mark
+	case err != nil:
 		return fmt.Errorf("kubernetes: mark persistentvolumeclaim %s with %s=%q: %w", claim, HealedPodAnnotation, uid, err)
 	}
 	p.writes.WithLabelValues("persistentvolumeclaims", "patch").Inc()
