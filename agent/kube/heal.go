@@ -37,10 +37,12 @@ type healer struct {
 	// chart's ClusterRole, and publishing never waits for it.
 	factory informers.SharedInformerFactory
 	nodes   cache.SharedIndexInformer
-	// claims is the namespace's PersistentVolumeClaims, for their HealedPodAnnotation.
-	claims  cache.SharedIndexInformer
-	actions *prometheus.CounterVec
-	memory  ha.HealMemory
+	// claims is the namespace's PersistentVolumeClaims, for their HealedPodAnnotation, and
+	// claimCache its cache overlaid with this agent's marks.
+	claims     cache.SharedIndexInformer
+	claimCache cache.MutationCache
+	actions    *prometheus.CounterVec
+	memory     ha.HealMemory
 	// told is the reason code last told in an Event per member, so a refusal that lasts is told
 	// once.
 	told map[string]ha.Code
@@ -56,6 +58,7 @@ func (pub *Publisher) newHealer(client kubernetes.Interface, p ha.HealPolicy) *h
 			Help: "Pod and volume deletions the leader started to heal failed members, by action and result."}, []string{"action", "result"}),
 	}
 	h.nodes = h.factory.Core().V1().Nodes().Informer()
+	h.claimCache = pub.overlaid(h.claims)
 	return h
 }
 
@@ -136,7 +139,7 @@ func (p *Publisher) markClaim(ctx context.Context, claim, uid string) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes: mark persistentvolumeclaim %s: %w", claim, err)
 	}
-	_, err = p.client.CoreV1().PersistentVolumeClaims(p.cfg.Namespace).Patch(ctx, claim, types.MergePatchType, patch, metav1.PatchOptions{})
+	got, err := p.client.CoreV1().PersistentVolumeClaims(p.cfg.Namespace).Patch(ctx, claim, types.MergePatchType, patch, metav1.PatchOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil // a claim that is gone needs no mark
@@ -144,6 +147,7 @@ func (p *Publisher) markClaim(ctx context.Context, claim, uid string) error {
 		return fmt.Errorf("kubernetes: mark persistentvolumeclaim %s with %s=%q: %w", claim, HealedPodAnnotation, uid, err)
 	}
 	p.writes.WithLabelValues("persistentvolumeclaims", "patch").Inc()
+	p.healer.claimCache.Mutation(got)
 	return nil
 }
 
@@ -218,7 +222,7 @@ func eventReason(c ha.Code) string {
 
 // replaced is the pod UID the claim's HealedPodAnnotation names ("" without one).
 func (h *healer) replaced(claim string) string {
-	o, ok, _ := h.claims.GetStore().GetByKey(claim)
+	o, ok, _ := h.claimCache.GetByKey(claim)
 	if !ok {
 		return ""
 	}

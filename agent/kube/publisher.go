@@ -53,8 +53,7 @@ type Publisher struct {
 
 	factory informers.SharedInformerFactory
 	synced  []cache.InformerSynced
-	// pods and slices are the informers' caches overlaid with this agent's own writes, so the
-	// pass after a write does not write again from a cache the watch has not updated yet.
+	// pods and slices are the informers' caches overlaid with this agent's own writes.
 	pods, slices cache.MutationCache
 
 	writes *prometheus.CounterVec
@@ -103,14 +102,18 @@ func New(client kubernetes.Interface, cfg Config) (*Publisher, error) {
 			return nil, err
 		}
 	}
-	logger := logr.FromSlogHandler(cfg.Log.Handler())
-	opts := cache.MutationCacheOptions{TTL: time.Minute, IncludeAdds: true}
 	pods := p.factory.Core().V1().Pods().Informer()
 	slices := p.factory.Discovery().V1().EndpointSlices().Informer()
-	p.pods = cache.NewIntegerResourceVersionMutationCacheWithOptions(logger, pods.GetStore(), opts)
-	p.slices = cache.NewIntegerResourceVersionMutationCacheWithOptions(logger, slices.GetStore(), opts)
+	p.pods, p.slices = p.overlaid(pods), p.overlaid(slices)
 	p.synced = []cache.InformerSynced{pods.HasSynced, slices.HasSynced}
 	return p, nil
+}
+
+// overlaid is inf's cache with this agent's own writes laid over it (Mutation), so the pass
+// after a write does not write again from a cache the watch has not updated yet.
+func (p *Publisher) overlaid(inf cache.SharedIndexInformer) cache.MutationCache {
+	return cache.NewIntegerResourceVersionMutationCacheWithOptions(logr.FromSlogHandler(p.log.Handler()), inf.GetStore(),
+		cache.MutationCacheOptions{TTL: time.Minute, IncludeAdds: true})
 }
 
 // Start runs the informers and the permission check until ctx ends.
