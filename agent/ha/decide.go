@@ -116,8 +116,8 @@ func Decide(obs Observation, p Policy) Decision {
 	d := decideNode(obs, p)
 	if obs.Local.Up {
 		d.Memory.LocalDownSince = time.Time{}
-	} else if d.Memory.LocalDownSince.IsZero() {
-		d.Memory.LocalDownSince = obs.Now
+	} else {
+		d.Memory.LocalDownSince = localDownSince(obs)
 	}
 	if !obs.Raft.HasState {
 		// Not a member of any Raft cluster yet, so never its leader either.

@@ -154,8 +154,9 @@ const (
 )
 
 // Heal decides what, if anything, to delete in this pass. Its rules: nothing from a leader that
-// does not reach a majority, nothing while paused (said about the member it would heal); never the recorded or a writable primary; a pod
-// stuck Terminating on a NotReady node is force-deleted only when its member is fenced (another
+// does not reach a majority, nothing while paused (said about the member it would heal); never
+// the recorded or a writable primary; a pod stuck Terminating on a NotReady node is
+// force-deleted only when its member is fenced (another
 // primary's epoch is committed and the lease bound has passed since) and force deletion is
 // allowed; otherwise one deletion at a time, at most one per MinInterval, of a member failed for
 // Grace, and only when the healthy members left are still a majority.
