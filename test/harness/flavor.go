@@ -159,8 +159,13 @@ func (f *flavor) command(bin string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// tmpDirName is the directory, in the server's, that holds its temporary files.
+const tmpDirName = "tmp"
+
 // baseArgs go to every run of the server, initialize included. InnoDB is small for quick starts,
-// but flushes at every commit: tests check durability.
+// but flushes at every commit: tests check durability. Each server has a tmpdir of its own: a
+// starting server deletes every "#sql" file in its tmpdir, which in a shared /tmp were another
+// server's temporary tables in use.
 func (s *Server) baseArgs() []string {
 	return append([]string{
 		"--no-defaults", // first, or it is ignored
@@ -169,6 +174,7 @@ func (s *Server) baseArgs() []string {
 		"--socket=" + s.inner("mysqld.sock"),
 		"--pid-file=" + s.inner("mysqld.pid"),
 		"--log-error=" + s.inner("error.log"),
+		"--tmpdir=" + s.inner(tmpDirName),
 		"--innodb-buffer-pool-size=64M",
 		"--innodb-flush-log-at-trx-commit=1",
 	}, s.fl.baseArgs...)

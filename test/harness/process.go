@@ -193,6 +193,10 @@ func newServer(fl *flavor, cfg ServerConfig, log *slog.Logger, bootstrap bool) (
 	if err != nil {
 		return nil, fmt.Errorf("server %s: %w", cfg.Name, err)
 	}
+	if err := os.Mkdir(filepath.Join(dir, tmpDirName), 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("server %s: %w", cfg.Name, err)
+	}
 	_, start, _ := procStat(os.Getpid())
 	o := owner{PID: os.Getpid(), PIDStart: start, PIDNS: pidNamespace(), StateFile: cfg.StateFile}
 	b, _ := json.Marshal(o)
