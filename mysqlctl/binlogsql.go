@@ -1,0 +1,132 @@
+package mysqlctl
+
+import (
+	"bufio"
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
+)
+
+// ApplyBinlogSQL runs the binlog tool's SQL output (mysqlbinlog, mariadb-binlog) read from r on
+// the server, as the command-line client would: one session, statements split at the
+// delimiter the text sets, comment lines skipped. The transactions keep their GTIDs and go to
+// the server's binlog, so its replicas get them too. On MySQL, super_read_only is lifted for
+// the time of it (read_only stays on, so only administrative accounts can write meanwhile).
+// The session is discarded afterwards, whatever it was left with (GTID_NEXT, an open
+// transaction of a stream cut short, which is rolled back).
+func (s *Server) ApplyBinlogSQL(ctx context.Context, r io.Reader) error {
+	if s.flavor == gtid.MySQL {
+		var on bool
+		if err := s.db.QueryRowContext(ctx, "SELECT @@GLOBAL.super_read_only").Scan(&on); err != nil {
+			return s.errorf("read super_read_only", err)
+		}
+		if on {
+			if err := s.setGlobal(ctx, "super_read_only", "OFF"); err != nil {
+				return err
+			}
+			defer func() {
+				// Set again even when ctx ended: a fenced server must not stay less fenced.
+				restore, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.maxWait)
+				defer cancel()
+				_ = s.setGlobal(restore, "super_read_only", "ON")
+			}()
+		}
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return s.errorf("apply binlog SQL: connect", err)
+	}
+	defer conn.Close()
+	defer conn.Raw(func(any) error { return driver.ErrBadConn }) // never back into the pool
+	n := 0
+	err = SplitBinlogSQL(r, func(stmt string) error {
+		n++
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("statement %d (%.80q): %w", n, stmt, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return s.errorf("apply binlog SQL", err)
+	}
+	return nil
+}
+
+// ErrUnterminated: the binlog tool's output ended inside a statement (a stream cut short).
+var ErrUnterminated = errors.New("SQL ends inside a statement")
+
+// SplitBinlogSQL splits the binlog tool's SQL output into statements, handing each to f in
+// order, as the command-line client does with it: a line "DELIMITER x" sets the delimiter (";"
+// at first), a statement ends at a line ending with it, and lines starting with "#" between
+// statements are comments; the charset command "/*!\C x */" becomes SET NAMES x. Text after
+// the last statement fails with ErrUnterminated.
+func SplitBinlogSQL(r io.Reader, f func(stmt string) error) error {
+	br := bufio.NewReader(r)
+	delim := ";"
+	var stmt strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		eof := err != nil
+		text := strings.TrimRight(line, "\r\n")
+		trimmed := strings.TrimSpace(text)
+		switch {
+		case stmt.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")):
+		case stmt.Len() == 0 && len(trimmed) > 10 && strings.EqualFold(trimmed[:10], "DELIMITER "):
+			if delim = strings.TrimSpace(trimmed[10:]); strings.ContainsFunc(delim, isSpace) {
+				return fmt.Errorf("bad delimiter line %.80q", trimmed)
+			}
+		default:
+			stmt.WriteString(text)
+			stmt.WriteByte('\n')
+			if end := strings.TrimRightFunc(text, isSpace); strings.HasSuffix(end, delim) {
+				s := strings.TrimRightFunc(stmt.String(), isSpace)
+				s = strings.TrimSpace(s[:len(s)-len(delim)])
+				stmt.Reset()
+				if s == "" {
+					break
+				}
+				if cs, ok := charsetCommand(s); ok {
+					s = "SET NAMES " + cs
+				}
+				if err := f(s); err != nil {
+					return err
+				}
+			}
+		}
+		if eof {
+			if strings.TrimSpace(stmt.String()) != "" {
+				return fmt.Errorf("%w: %.80q", ErrUnterminated, stmt.String())
+			}
+			return nil
+		}
+	}
+}
+
+// charsetCommand reads the client's charset command as mysqlbinlog writes it, "/*!\C utf8mb4 */":
+// the client switches its connection's character set, as SET NAMES does.
+func charsetCommand(stmt string) (string, bool) {
+	rest, ok := strings.CutPrefix(stmt, `/*!\C `)
+	if !ok {
+		return "", false
+	}
+	cs, ok := strings.CutSuffix(strings.TrimSpace(rest), "*/")
+	cs = strings.TrimSpace(cs)
+	if !ok || cs == "" || strings.ContainsFunc(cs, notNameChar) {
+		return "", false
+	}
+	return cs, true
+}
+
+func notNameChar(r rune) bool {
+	return !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+}
+
+func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\n' }
