@@ -303,7 +303,7 @@ func (a *Agent) prepare(ctx context.Context, rec record.Record, addr string, d h
 	if d.PrepareRecover == nil {
 		return nil
 	}
-	return a.recoverRelayLog(ctx, srv, addr, rec, *d.PrepareRecover)
+	return a.recoverFromLogs(ctx, srv, addr, rec, *d.PrepareRecover)
 }
 
 // errCandidateBehind: a quarantined replica holds more than the candidate; the next pass picks

@@ -16,9 +16,10 @@ import (
 	"github.com/shoal-db/shoal/test/harness"
 )
 
-// Writes that only a replica whose applier is stopped received are read from its relay log and
-// applied on another replica that lacks them (a failover's recovery): that replica then holds
-// them with their GTIDs, in its tables and its binlog, and stays fenced.
+// Writes that only a replica whose applier is stopped received are read from its binlog (those
+// it applied) and its relay log (the rest) and applied on another replica that lacks them (a
+// failover's recovery): that replica then holds them with their GTIDs, in its tables and its
+// binlog, and stays fenced.
 func TestRelayLogRecovery(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
@@ -53,8 +54,15 @@ func TestRelayLogRecovery(t *testing.T) {
 		if err := lacking.StopIOThread(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// Applied by the holder alone, then gone from its relay log: a new file and the applier
+		// moving on purge the one that held it. It is left in the holder's binlog.
+		mustExec(t, ctx, primary, "INSERT INTO app.p VALUES (2)")
+		waitApplied(t, ctx, primary, holder)
+		mustExec(t, ctx, holder, "FLUSH RELAY LOGS")
+		mustExec(t, ctx, primary, "INSERT INTO app.p VALUES (3)")
+		waitApplied(t, ctx, primary, holder)
 		mustExec(t, ctx, holder, stop)
-		for i := 2; i <= 6; i++ { // acknowledged by the holder alone
+		for i := 4; i <= 6; i++ { // received by the holder alone
 			mustExec(t, ctx, primary, fmt.Sprintf("INSERT INTO app.p VALUES (%d)", i))
 		}
 		// Both threads stopped: on MariaDB the state that must never start a thread again.
@@ -72,12 +80,19 @@ func TestRelayLogRecovery(t *testing.T) {
 		if flavor == gtid.MySQL {
 			tool = []string{"chroot", chrootOf(t, procs[2]), "/usr/bin/mysqlbinlog"}
 		}
-		rl := backup.RelayLog{Local: holder.DB(), Flavor: flavor, Tool: tool, PIDFile: filepath.Join(procs[2].Dir(), "mysqld.pid")}
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(rl.WriteSQL(ctx, after, pw)) }()
-		if err := lacking.ApplyBinlogSQL(ctx, pr); err != nil {
-			t.Fatal(err)
+		logs := backup.LocalLogs{Local: holder, Tool: tool, PIDFile: filepath.Join(procs[2].Dir(), "mysqld.pid")}
+		recover := func() {
+			t.Helper()
+			for _, log := range []backup.Log{backup.Binlog, backup.RelayLog} {
+				after := status(t, ctx, lacking).Executed
+				pr, pw := io.Pipe()
+				go func() { pw.CloseWithError(logs.WriteSQL(ctx, log, after, pw)) }()
+				if err := lacking.ApplyBinlogSQL(ctx, pr); err != nil {
+					t.Fatalf("%s: %v", log, err)
+				}
+			}
 		}
+		recover()
 		st := status(t, ctx, lacking)
 		if !contains(t, st.Executed, want) {
 			t.Fatalf("after the recovery the replica executed %s, want all of %s", st.Executed, want)
@@ -88,12 +103,8 @@ func TestRelayLogRecovery(t *testing.T) {
 		if !st.ReadOnly || flavor == gtid.MySQL && !st.SuperReadOnly {
 			t.Fatalf("the recovery left the replica writable: read_only %t, super_read_only %t", st.ReadOnly, st.SuperReadOnly)
 		}
-		// Nothing more to copy: the same call applies nothing.
-		pr, pw = io.Pipe()
-		go func() { pw.CloseWithError(rl.WriteSQL(ctx, st.Executed, pw)) }()
-		if err := lacking.ApplyBinlogSQL(ctx, pr); err != nil {
-			t.Fatal(err)
-		}
+		// Nothing more to copy: the same calls apply nothing.
+		recover()
 		if again := status(t, ctx, lacking).Executed; !contains(t, st.Executed, again) {
 			t.Fatalf("a second recovery added %s to %s", again, st.Executed)
 		}

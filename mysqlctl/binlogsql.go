@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"database/sql/driver"
+	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +48,9 @@ func (s *Server) ApplyBinlogSQL(ctx context.Context, r io.Reader) error {
 	n := 0
 	err = SplitBinlogSQL(r, func(stmt string) error {
 		n++
+		if artificialFDE(stmt) {
+			return nil
+		}
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("statement %d (%.80q): %w", n, stmt, err)
 		}
@@ -55,6 +60,28 @@ func (s *Server) ApplyBinlogSQL(ctx context.Context, r io.Reader) error {
 		return s.errorf("apply binlog SQL", err)
 	}
 	return nil
+}
+
+// artificialFDE tells a BINLOG statement carrying a format description event the source sent
+// a replica on connecting (LOG_EVENT_ARTIFICIAL_F): the binlog tool prints it from a relay log,
+// and MySQL 9.7 refuses it ("GTID_NEXT cannot be set to ANONYMOUS"). The format it describes
+// is the relay log's own, already applied at the file's start.
+func artificialFDE(stmt string) bool {
+	const (
+		formatDescription = 0x0f
+		artificial        = 0x20 // LOG_EVENT_ARTIFICIAL_F
+	)
+	b64, ok := strings.CutPrefix(stmt, "BINLOG '")
+	if !ok {
+		return false
+	}
+	// The 19-byte common header is in the first 28 characters of base64.
+	b64 = strings.Join(strings.Fields(b64), "")
+	if len(b64) < 28 {
+		return false
+	}
+	h, err := base64.StdEncoding.DecodeString(b64[:28])
+	return err == nil && h[4] == formatDescription && binary.LittleEndian.Uint16(h[17:19])&artificial != 0
 }
 
 // ErrUnterminated: the binlog tool's output ended inside a statement (a stream cut short).

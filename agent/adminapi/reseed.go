@@ -67,16 +67,17 @@ func (c Client) BackupStream(ctx context.Context, addr string) (io.ReadCloser, e
 	return c.stream(ctx, addr, "/v1/reseed/stream", "backup stream")
 }
 
-// RelayLog opens the stream of the transactions the agent at addr has in its server's relay
-// log and after lacks, as SQL that replays them (a failover's recovery; see RelayLogPath).
-// Like BackupStream's, its end without the agent's completion trailer is an error.
-func (c Client) RelayLog(ctx context.Context, addr string, after gtid.Set) (io.ReadCloser, error) {
-	return c.stream(ctx, addr, RelayLogPath+"?"+url.Values{"after": {after.String()}}.Encode(), "relay log")
+// Logs opens the stream of the transactions the agent at addr has in one of its server's logs
+// ("binlog" or "relay") and after lacks, as SQL that replays them (a failover's recovery; see
+// LogsPath). Like BackupStream's, its end without the agent's completion trailer is an error.
+func (c Client) Logs(ctx context.Context, addr, log string, after gtid.Set) (io.ReadCloser, error) {
+	q := url.Values{"log": {log}, "after": {after.String()}}
+	return c.stream(ctx, addr, LogsPath+"?"+q.Encode(), log+" stream")
 }
 
-// RelayLogPath is the relay log stream's endpoint; its parameter "after" is a GTID set as the
+// LogsPath is the endpoint of Logs; its parameters are "log" and "after", a GTID set as the
 // server prints it.
-const RelayLogPath = "/v1/relaylog"
+const LogsPath = "/v1/logs"
 
 // stream GETs path from the agent at addr, a stream that ends with BackupTrailer.
 func (c Client) stream(ctx context.Context, addr, path, what string) (io.ReadCloser, error) {
