@@ -20,7 +20,9 @@ import (
 // the server's binlog, so its replicas get them too. On MySQL, super_read_only is lifted for
 // the time of it (read_only stays on, so only administrative accounts can write meanwhile).
 // The session is discarded afterwards, whatever it was left with (GTID_NEXT, an open
-// transaction of a stream cut short, which is rolled back).
+// transaction of a stream cut short, which is rolled back). On a MariaDB replica, whose relay
+// log must be applied already, replication is stopped afterwards and gtid_slave_pos moved to
+// gtid_binlog_pos, so the transactions count as replicated.
 func (s *Server) ApplyBinlogSQL(ctx context.Context, r io.Reader) error {
 	if s.flavor == gtid.MySQL {
 		var on bool
@@ -59,7 +61,21 @@ func (s *Server) ApplyBinlogSQL(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return s.errorf("apply binlog SQL", err)
 	}
-	return nil
+	if s.flavor != gtid.MariaDB {
+		return nil
+	}
+	// MariaDB's MASTER_GTID_WAIT (a promotion's wait for the relay log) and a replica's
+	// auto-positioned connect go by gtid_slave_pos, which a client's transactions do not move
+	// (nor gtid_current_pos, for another server's GTIDs). Setting it needs replication stopped:
+	// a replica's relay log is applied by now.
+	st, err := s.Status(ctx)
+	if err != nil || st.Replica == nil {
+		return err
+	}
+	if err := s.StopReplica(ctx); err != nil {
+		return err
+	}
+	return s.exec(ctx, "set replica GTID position", "SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos")
 }
 
 // artificialFDE tells a BINLOG statement carrying a format description event the source sent
