@@ -228,7 +228,7 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 // everything in d.PrepareWaitFor (the old primary's executed set, when it is still reachable).
 // The replicas in quarantine stop receiving too, so an old primary out of reach cannot have a
 // write acknowledged any more, and the candidate must hold all they received, or will once
-// d.PrepareRecover's transactions are copied onto it from the relay log of a member that
+// d.PrepareRecover's transactions are copied onto it from the logs of a member that
 // cannot apply them. A candidate whose applier is stopped (d.PrepareStartApplier) has it
 // started before its receiver stops: MariaDB would purge the relay log of a replica whose
 // threads are both stopped (mysqlctl.StartApplier). All of it, the copy included, is bounded

@@ -81,8 +81,9 @@ type Decision struct {
 	// was stopped without an error, and the wait for the relay log to be applied would never end.
 	PrepareStartApplier bool
 	// PrepareRecover asks the leader to copy transactions only a member that cannot apply them
-	// received onto the candidate, from that member's relay log, once the candidate applied its
-	// own (MHA's recovery of differential relay logs).
+	// received onto the candidate, from that member's binlog (what it applied) and relay log
+	// (the rest), once the candidate applied its own relay log (MHA's recovery of differential
+	// relay logs).
 	PrepareRecover *Recover
 	// Quarantine lists the replicas whose IO threads the leader stops before the candidate's,
 	// when the old primary is out of reach: from then on it cannot get a semi-sync ack, and the
@@ -97,7 +98,7 @@ type Decision struct {
 	Memory Memory
 }
 
-// Recover names the member whose relay log holds the transactions GTIDs the candidate lacks.
+// Recover names the member whose logs hold the transactions GTIDs the candidate lacks.
 type Recover struct {
 	From  string
 	GTIDs gtid.Set
@@ -619,7 +620,7 @@ func best(cs []candidate) (candidate, error) {
 // (best's *unappliedError): it picks the candidate that received the most of those that can
 // apply, and a stalled one that received everything to copy the rest from (Decision.
 // PrepareRecover). Every candidate's agent is alive and its MySQL up, so the holder can serve
-// its relay log. It returns a nil *Recover when no candidate can apply.
+// its logs. It returns a nil *Recover when no candidate can apply.
 func planRecovery(cs []candidate) (candidate, *Recover) {
 	// best compared every set already: the comparisons below cannot fail.
 	var all gtid.Set
@@ -860,7 +861,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	d.ClusterReason = because(CodeFailover, "promoting %s: primary %s is down (%s) and %s received the most transactions", top.id, primary, why, top.id)
 	if recovery != nil {
 		d.ClusterReason = because(CodeFailoverRecover, "primary %s is down (%s) and transactions %s were received only by %s, which cannot apply them (%s): "+
-			"recovering them from its relay log onto %s, the candidate that received the most of the rest, then promoting it",
+			"recovering them from its binlog and relay log onto %s, the candidate that received the most of the rest, then promoting it",
 			primary, why, recovery.GTIDs, recovery.From, stallOf(cs, recovery.From), top.id)
 	}
 	if top.startApplier {

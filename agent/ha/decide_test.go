@@ -1102,7 +1102,7 @@ func decideCases(p Policy) []decideCase {
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
 		},
 		{
-			name: "host crash, the applier failed on the only holder of some transactions: recover them from its relay log onto the other, then promote it",
+			name: "host crash, the applier failed on the only holder of some transactions: recover them from its logs onto the other, then promote it",
 			setup: func(o *Observation) {
 				hostCrash(o)
 				stopApplier(o, "db-2", 1062, duplicate)
@@ -1110,7 +1110,7 @@ func decideCases(p Policy) []decideCase {
 			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", Quarantine: []string{"db-1", "db-2"},
 				PrepareRecover: &Recover{From: "db-2", GTIDs: gtids(uuidA + ":100")}},
 				why(CodeFailoverRecover, crashed+" and transactions "+uuidA+":100 were received only by db-2, which cannot apply them "+
-					"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its relay log onto db-1, "+
+					"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its binlog and relay log onto db-1, "+
 					"the candidate that received the most of the rest, then promoting it"),
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true}),
 		},
@@ -1124,7 +1124,7 @@ func decideCases(p Policy) []decideCase {
 			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", PrepareStartApplier: true, Quarantine: []string{"db-1", "db-2"},
 				PrepareRecover: &Recover{From: "db-2", GTIDs: gtids(uuidA + ":100")}},
 				why(CodeFailoverRecover, crashed+" and transactions "+uuidA+":100 were received only by db-2, which cannot apply them "+
-					"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its relay log onto db-1, "+
+					"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its binlog and relay log onto db-1, "+
 					"the candidate that received the most of the rest, then promoting it; its stopped applier is started first"),
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true}),
 		},
@@ -1153,7 +1153,7 @@ func decideCases(p Policy) []decideCase {
 					"promoting a candidate that lacks them would lose acknowledged writes; an operator must repair or rebuild db-2")},
 		},
 		{
-			name: "host crash, the applier failed on the only holder, whose agent is dead: it cannot serve its relay log, no promotion",
+			name: "host crash, the applier failed on the only holder, whose agent is dead: it cannot serve its logs, no promotion",
 			setup: func(o *Observation) {
 				hostCrash(o)
 				stopApplier(o, "db-2", 1062, duplicate)
@@ -1184,7 +1184,7 @@ func decideCases(p Policy) []decideCase {
 				PrepareRecover: &Recover{From: "db-2", GTIDs: minus(gtid.MustParse(gtid.MariaDB, "0-1-100"), gtid.MustParse(gtid.MariaDB, "0-1-99"))}},
 				why(CodeFailoverRecover, crashed+" and transactions 0-1-[100] were received only by db-2, which cannot apply them "+
 					"(its applier and receiver are both stopped, and on MariaDB starting the applier would discard its relay log): "+
-					"recovering them from its relay log onto db-1, the candidate that received the most of the rest, then promoting it"),
+					"recovering them from its binlog and relay log onto db-1, the candidate that received the most of the rest, then promoting it"),
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true}),
 		},
 		{
