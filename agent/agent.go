@@ -153,6 +153,10 @@ type Agent struct {
 	lastReason string
 	draining   bool
 
+	// recoveryFailed counts this leader's failed recoveries from a member's logs (recover.go);
+	// touched only by the loop goroutine.
+	recoveryFailed ha.RecoveryFailures
+
 	// view is what the admin API shows, lastObs what the last pass observed (for the leader's
 	// rebuild requests); guarded by mu.
 	mu      sync.Mutex

@@ -76,6 +76,13 @@ func (a *Agent) recoverFromLogs(ctx context.Context, srv mysqlServer, addr strin
 		result := "recovered"
 		if err != nil {
 			result = "failed"
+			// Counted for the decision, which reports the failover blocked after a few.
+			f := &a.recoveryFailed
+			if f.Epoch != rec.Epoch || f.From != r.From {
+				*f = ha.RecoveryFailures{Epoch: rec.Epoch, From: r.From}
+			}
+			f.Count++
+			f.Err = err.Error()
 		}
 		a.recoveries.WithLabelValues(result).Inc()
 	}()

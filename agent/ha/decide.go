@@ -616,6 +616,10 @@ func best(cs []candidate) (candidate, error) {
 	return *pick, nil
 }
 
+// maxRecoveryAttempts is how many recoveries from one member's logs the leader tries in an
+// epoch before it reports the failover blocked: a new leader, or a repaired member, tries again.
+const maxRecoveryAttempts = 3
+
 // planRecovery is for when only candidates that cannot apply them received some transactions
 // (best's *unappliedError): it picks the candidate that received the most of those that can
 // apply, and a stalled one that received everything to copy the rest from (Decision.
@@ -812,8 +816,16 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	top, err := best(cs)
 	var recovery *Recover
 	if unapplied := (*unappliedError)(nil); errors.As(err, &unapplied) {
-		if top, recovery = planRecovery(cs); recovery == nil {
+		top, recovery = planRecovery(cs)
+		f := obs.RecoveryFailed
+		switch {
+		case recovery == nil:
 			blocked(CodeFailoverBlockedUnapplied, "primary %s is down but %s", primary, err)
+			return
+		case f.Epoch == r.Epoch && f.From == recovery.From && f.Count >= maxRecoveryAttempts:
+			// Each attempt holds the leader's loop for up to a prepare: say it cannot be done.
+			blocked(CodeFailoverBlockedUnapplied, "primary %s is down but %s; recovering them from the logs of %s failed %d times (last: %s)",
+				primary, err, f.From, f.Count, f.Err)
 			return
 		}
 		err = nil

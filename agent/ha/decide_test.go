@@ -212,6 +212,13 @@ func decideCases(p Policy) []decideCase {
 		o.Servers[id] = srv
 	}
 	duplicate := "Could not execute Write_rows event on table app.t; Duplicate entry '7' for key 'PRIMARY'"
+	// recoverFromDB2: after a host crash, db-1 gets what only db-2, whose applier failed, received.
+	recoverFromDB2 := proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", Quarantine: []string{"db-1", "db-2"},
+		PrepareRecover: &Recover{From: "db-2", GTIDs: gtids(uuidA + ":100")}},
+		why(CodeFailoverRecover, crashed+" and transactions "+uuidA+":100 were received only by db-2, which cannot apply them "+
+			"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its binlog and relay log onto db-1, "+
+			"the candidate that received the most of the rest, then promoting it"),
+		record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true})
 	mariadbReplica := func(executed, received, io string, applying bool) Server {
 		return Server{Up: true, Status: state.Status{Flavor: gtid.MariaDB, ReadOnly: true, Executed: gtid.MustParse(gtid.MariaDB, executed),
 			Replica: &state.Replica{SourceHost: "10.0.0.1", SourcePort: 3306, IOState: io, SQLRunning: applying, AutoPosition: true,
@@ -1107,12 +1114,7 @@ func decideCases(p Policy) []decideCase {
 				hostCrash(o)
 				stopApplier(o, "db-2", 1062, duplicate)
 			},
-			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", Quarantine: []string{"db-1", "db-2"},
-				PrepareRecover: &Recover{From: "db-2", GTIDs: gtids(uuidA + ":100")}},
-				why(CodeFailoverRecover, crashed+" and transactions "+uuidA+":100 were received only by db-2, which cannot apply them "+
-					"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its binlog and relay log onto db-1, "+
-					"the candidate that received the most of the rest, then promoting it"),
-				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true}),
+			want: recoverFromDB2,
 		},
 		{
 			name: "host crash, the applier failed on the only holder and the other replica's stopped applier can start: recover onto it, started first",
@@ -1127,6 +1129,37 @@ func decideCases(p Policy) []decideCase {
 					"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its binlog and relay log onto db-1, "+
 					"the candidate that received the most of the rest, then promoting it; its stopped applier is started first"),
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true}),
+		},
+		{
+			name: "host crash, the applier failed on the only holder and recovering from its logs failed twice: try again",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+				o.RecoveryFailed = RecoveryFailures{Epoch: 3, From: "db-2", Count: 2, Err: "mysqlbinlog: not found"}
+			},
+			want: recoverFromDB2,
+		},
+		{
+			name: "host crash, the applier failed on the only holder and recovering from its logs failed three times this epoch: blocked, saying why",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+				o.RecoveryFailed = RecoveryFailures{Epoch: 3, From: "db-2", Count: 3, Err: "mysqlbinlog: not found"}
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlockedUnapplied,
+				"primary db-0 is down but transactions "+uuidA+":100 were received only by members that cannot apply them "+
+					"(db-2: its applier stopped with error 1062 ("+duplicate+")): "+
+					"promoting a candidate that lacks them would lose acknowledged writes; an operator must repair or rebuild db-2; "+
+					"recovering them from the logs of db-2 failed 3 times (last: mysqlbinlog: not found)")},
+		},
+		{
+			name: "host crash, the applier failed on the only holder; recoveries failed in an earlier epoch do not count",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+				o.RecoveryFailed = RecoveryFailures{Epoch: 2, From: "db-2", Count: 5, Err: "mysqlbinlog: not found"}
+			},
+			want: recoverFromDB2,
 		},
 		{
 			name: "host crash, the applier failed on the only holder and no other replica can apply: no promotion, an operator must repair it",
