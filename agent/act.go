@@ -199,7 +199,7 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 				quarantine = append(quarantine, rec.Members[q].MySQLAddr)
 			}
 		}
-		if err := a.prepare(ctx, rec.Members[id].MySQLAddr, d.PrepareWaitFor, quarantine, d.PrepareStartApplier); err != nil {
+		if err := a.prepare(ctx, rec, rec.Members[id].MySQLAddr, d, quarantine); err != nil {
 			a.metrics.failovers.WithLabelValues("prepare_failed").Inc()
 			return false, fmt.Errorf("prepare candidate %s: %w", id, err)
 		}
@@ -225,15 +225,19 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 }
 
 // prepare readies a candidate: it stops receiving, then applies everything it received and
-// everything in waitFor (the old primary's executed set, when it is still reachable). The
-// replicas in quarantine stop receiving too, so an old primary out of reach cannot have a
-// write acknowledged any more, and the candidate must hold all they received. A candidate whose
-// applier is stopped (startApplier) has it started before its receiver stops: MariaDB would
-// purge the relay log of a replica whose threads are both stopped (mysqlctl.StartApplier).
-func (a *Agent) prepare(ctx context.Context, addr string, waitFor *gtid.Set, quarantine []string, startApplier bool) error {
+// everything in d.PrepareWaitFor (the old primary's executed set, when it is still reachable).
+// The replicas in quarantine stop receiving too, so an old primary out of reach cannot have a
+// write acknowledged any more, and the candidate must hold all they received, or will once
+// d.PrepareRecover's transactions are copied onto it from the logs of a member that
+// cannot apply them. A candidate whose applier is stopped (d.PrepareStartApplier) has it
+// started before its receiver stops: MariaDB would purge the relay log of a replica whose
+// threads are both stopped (mysqlctl.StartApplier). All of it, the copy included, is bounded
+// by the prepare timeout.
+func (a *Agent) prepare(ctx context.Context, rec record.Record, addr string, d ha.Decision, quarantine []string) error {
 	ctx, cancel := context.WithTimeout(ctx, a.opts.PrepareTimeout)
 	defer cancel()
-	if startApplier {
+	waitFor := d.PrepareWaitFor
+	if d.PrepareStartApplier {
 		srv, err := a.pool.get(ctx, addr)
 		if err != nil {
 			return err
@@ -277,8 +281,15 @@ func (a *Agent) prepare(ctx context.Context, addr string, waitFor *gtid.Set, qua
 			return err
 		}
 	}
+	promised := want
+	if r := d.PrepareRecover; r != nil {
+		var err error
+		if promised, err = want.Union(r.GTIDs); err != nil {
+			return err
+		}
+	}
 	for i, received := range others {
-		if ok, err := want.Contains(received); err != nil || !ok {
+		if ok, err := promised.Contains(received); err != nil || !ok {
 			return fmt.Errorf("replica %s received transactions the candidate lacks (%s): %w", quarantine[i], received, errors.Join(err, errCandidateBehind))
 		}
 	}
@@ -286,7 +297,13 @@ func (a *Agent) prepare(ctx context.Context, addr string, waitFor *gtid.Set, qua
 	if err != nil {
 		return err
 	}
-	return srv.WaitApplied(ctx, want)
+	if err := srv.WaitApplied(ctx, want); err != nil {
+		return err
+	}
+	if d.PrepareRecover == nil {
+		return nil
+	}
+	return a.recoverFromLogs(ctx, srv, addr, rec, *d.PrepareRecover)
 }
 
 // errCandidateBehind: a quarantined replica holds more than the candidate; the next pass picks

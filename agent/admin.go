@@ -51,6 +51,7 @@ func (a *Agent) Handler(auth AdminAuth, gatherer prometheus.Gatherer) http.Handl
 	mux.Handle("POST /v1/rebuild", person(a.serveRebuild))
 	mux.Handle("POST /v1/reseed", requirePeer(auth.Peers, http.HandlerFunc(a.serveReseed)))
 	mux.Handle("GET /v1/reseed/stream", requireMemberTLS(auth.Peers, http.HandlerFunc(a.serveBackupStream)))
+	mux.Handle("GET "+adminapi.LogsPath, requireMemberTLS(auth.Peers, http.HandlerFunc(a.serveLogs)))
 	mux.Handle("POST /v1/backup/report", requirePeer(auth.Peers, http.HandlerFunc(a.serveBackupReport)))
 	return mux
 }

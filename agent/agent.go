@@ -72,6 +72,9 @@ type Options struct {
 	// BinlogDir is the local server's binlog directory as the agent sees it (backup.binlogs.dir);
 	// "": log_bin_basename's, seen through MySQLPIDFile's process (commitpath.go).
 	BinlogDir string
+	// BinlogTool reads the local relay log for a failover's recovery (mysql.binlog_tool);
+	// empty: the flavor's tool from the PATH (recover.go).
+	BinlogTool []string
 	// Readiness are further conditions of /readyz beside MySQL's own (admin.go).
 	Readiness []ReadinessCheck
 }
@@ -135,6 +138,7 @@ type Agent struct {
 	reseeding     atomic.Bool
 	passing       sync.Mutex
 	reseedMetrics *reseedMetrics
+	recoveries    *prometheus.CounterVec
 	// The backup schedule's leader task and this member's job watcher; nil when backups are off.
 	backupScheduler *backupScheduler
 	backupWatcher   *backupWatcher
@@ -148,6 +152,10 @@ type Agent struct {
 	leaseUntil time.Time
 	lastReason string
 	draining   bool
+
+	// recoveryFailed counts this leader's failed recoveries from a member's logs (recover.go);
+	// touched only by the loop goroutine.
+	recoveryFailed ha.RecoveryFailures
 
 	// view is what the admin API shows, lastObs what the last pass observed (for the leader's
 	// rebuild requests); guarded by mu.
@@ -169,6 +177,10 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	recoveries, err := newRecoveries(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
 	opts = opts.withDefaults()
 	a := &Agent{
 		opts:    opts,
@@ -182,6 +194,7 @@ func New(opts Options) (*Agent, error) {
 		pool:    serverPool{dial: opts.Dial, open: map[string]mysqlServer{}},
 
 		reseedMetrics: rm,
+		recoveries:    recoveries,
 	}
 	a.backgroundCtx, a.stopBackground = context.WithCancel(context.Background())
 	if err := a.setUpBackups(); err != nil {

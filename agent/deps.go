@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/shoal-db/shoal/agent/adminapi"
@@ -25,6 +26,7 @@ type mysqlServer interface {
 	StopIOThread(ctx context.Context) error
 	StartApplier(ctx context.Context) error
 	WaitApplied(ctx context.Context, set gtid.Set) error
+	ApplyBinlogSQL(ctx context.Context, r io.Reader) error
 	EnsureReplicationUser(ctx context.Context, user, password string) error
 	WriteHeartbeat(ctx context.Context, member string, at time.Time) error
 	Close() error

@@ -156,6 +156,7 @@ func (a *Agent) gatherOnce(ctx context.Context) ha.Observation {
 			}
 		}
 		obs.Grant = a.leases.view(rec.Epoch, a.raft.LeaderSince())
+		obs.RecoveryFailed = a.recoveryFailed
 	}
 	// The clock is read after the probes, so nothing the decision compares is older than Now.
 	obs.Now = a.now()

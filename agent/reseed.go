@@ -279,7 +279,7 @@ func (s *streamWriter) Write(p []byte) (int, error) {
 func requireMemberTLS(peers *tls.Config, h http.Handler) http.Handler {
 	if peers == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			writeJSON(w, http.StatusForbidden, adminapi.Error{Error: "the backup stream needs the cluster's TLS (raft.tls): it carries the whole database"})
+			writeJSON(w, http.StatusForbidden, adminapi.Error{Error: "this stream needs the cluster's TLS (raft.tls): it carries the database's data"})
 		})
 	}
 	return requirePeer(peers, h)

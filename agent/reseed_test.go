@@ -15,11 +15,13 @@ import (
 	"github.com/shoal-db/shoal/agent/adminapi"
 	"github.com/shoal-db/shoal/consensus/peertls"
 	"github.com/shoal-db/shoal/consensus/tlstest"
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 // The backup stream carries the whole database: over TLS it needs a member certificate of the
 // cluster's CA (another CA's, none, or the admin token alone get 403), and without the cluster's
 // TLS it is refused outright. A donor that cannot back up says why before streaming anything.
+// The same holds for the log stream a failover's recovery reads (/v1/logs).
 // The re-seed and rebuild calls refuse bad requests with a clear error and start nothing.
 func TestReseedCallsNeedAMemberCertificateAndGoodRequests(t *testing.T) {
 	c := startCluster(t, 3)
@@ -65,6 +67,27 @@ func TestReseedCallsNeedAMemberCertificateAndGoodRequests(t *testing.T) {
 	_, err := adminapi.Client{}.BackupStream(t.Context(), serve(replica, nil))
 	if !errors.Is(err, adminapi.ErrAPI) || !strings.Contains(err.Error(), "needs the cluster's TLS") {
 		t.Errorf("backup stream without cluster TLS: %v, want it refused", err)
+	}
+
+	// The logs a failover's recovery copies carry data too; a bad request is refused before
+	// any server is asked.
+	for _, tt := range []struct {
+		name string
+		c    adminapi.Client
+		log  string
+		want string
+	}{
+		{"admin token alone", client("secret", &tls.Config{RootCAs: ca.Pool()}), "relay", "403"},
+		{"member certificate, an unknown log", memberClient, "general", "400"},
+		{"member certificate, no server to read", memberClient, "relay", "503"},
+	} {
+		_, err := tt.c.Logs(t.Context(), donor, tt.log, gtid.Set{})
+		if !errors.Is(err, adminapi.ErrAPI) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("log stream with %s: %v, want %s", tt.name, err, tt.want)
+		}
+	}
+	if _, err := (adminapi.Client{}).Logs(t.Context(), serve(replica, nil), "relay", gtid.Set{}); err == nil || !strings.Contains(err.Error(), "needs the cluster's TLS") {
+		t.Errorf("log stream without cluster TLS: %v, want it refused", err)
 	}
 
 	joiner := serve(replica, ca.Config(replica.id))

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
+
+	"github.com/shoal-db/shoal/mysqlctl/gtid"
 )
 
 // RebuildRequest asks the leader to re-seed Member from a donor it picks (`shoal rebuild`).
@@ -29,6 +32,7 @@ type ReseedRequest struct {
 
 // BackupTrailer is the HTTP trailer a donor sets once its backup stream ended well: a stream
 // cut short (the donor's mariadb-backup failed, the connection dropped) lacks it and is refused.
+// A relay log stream ends with it too.
 const BackupTrailer = "Shoal-Backup"
 
 // BackupComplete is BackupTrailer's value after a complete stream.
@@ -60,13 +64,30 @@ func (c Client) ReseedFromBackup(ctx context.Context, addr string) error {
 // format). Reading the body to its end fails with ErrIncompleteBackup unless the donor said the
 // stream is complete. The caller closes it. The client must have no timeout: a copy takes long.
 func (c Client) BackupStream(ctx context.Context, addr string) (io.ReadCloser, error) {
+	return c.stream(ctx, addr, "/v1/reseed/stream", "backup stream")
+}
+
+// Logs opens the stream of the transactions the agent at addr has in one of its server's logs
+// ("binlog" or "relay") and after lacks, as SQL that replays them (a failover's recovery; see
+// LogsPath). Like BackupStream's, its end without the agent's completion trailer is an error.
+func (c Client) Logs(ctx context.Context, addr, log string, after gtid.Set) (io.ReadCloser, error) {
+	q := url.Values{"log": {log}, "after": {after.String()}}
+	return c.stream(ctx, addr, LogsPath+"?"+q.Encode(), log+" stream")
+}
+
+// LogsPath is the endpoint of Logs; its parameters are "log" and "after", a GTID set as the
+// server prints it.
+const LogsPath = "/v1/logs"
+
+// stream GETs path from the agent at addr, a stream that ends with BackupTrailer.
+func (c Client) stream(ctx context.Context, addr, path, what string) (io.ReadCloser, error) {
 	scheme := "http://"
 	if c.HTTPS {
 		scheme = "https://"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+"/v1/reseed/stream", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+addr+path, nil)
 	if err != nil {
-		return nil, fmt.Errorf("backup stream from %s: %w", addr, err)
+		return nil, fmt.Errorf("%s from %s: %w", what, addr, err)
 	}
 	client := c.HTTP
 	if client == nil {
@@ -74,26 +95,26 @@ func (c Client) BackupStream(ctx context.Context, addr string) (io.ReadCloser, e
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("backup stream from %s: %w", addr, err)
+		return nil, fmt.Errorf("%s from %s: %w", what, addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, fmt.Errorf("backup stream from %s: %w: %s: %s", addr, ErrAPI, resp.Status, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("%s from %s: %w: %s: %s", what, addr, ErrAPI, resp.Status, strings.TrimSpace(string(b)))
 	}
-	return &checkedStream{resp: resp, addr: addr}, nil
+	return &checkedStream{resp: resp, addr: addr, what: what}, nil
 }
 
 // checkedStream turns the end of a stream the donor did not mark complete into an error.
 type checkedStream struct {
-	resp *http.Response
-	addr string
+	resp       *http.Response
+	addr, what string
 }
 
 func (s *checkedStream) Read(p []byte) (int, error) {
 	n, err := s.resp.Body.Read(p)
 	if errors.Is(err, io.EOF) && s.resp.Trailer.Get(BackupTrailer) != BackupComplete {
-		return n, fmt.Errorf("backup stream from %s: %w (the donor's log says why)", s.addr, ErrIncompleteBackup)
+		return n, fmt.Errorf("%s from %s: %w (its agent's log says why)", s.what, s.addr, ErrIncompleteBackup)
 	}
 	return n, err
 }

@@ -22,6 +22,7 @@ type Config struct {
 		Addr, AdvertiseAddr, User, PasswordFile, ReplUser, ReplPasswordFile string
 		PIDFile, DataDir                                                    string
 		StartCommand, StopCommand                                           []string
+		BinlogTool                                                          []string
 		ConnectTimeout, ReadTimeout                                         time.Duration
 		SemiSync                                                            string
 		SemiSyncAcks, XPort                                                 int

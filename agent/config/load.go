@@ -39,6 +39,7 @@ var keys = []key{
 	{"mysql.data_dir", "the local server's data dir, where a MariaDB re-seed swaps the copy in; default: the running server's datadir", func(c *Config) any { return &c.MySQL.DataDir }},
 	{"mysql.stop_command", "command (a list: program and arguments) that stops the local mysqld and keeps it down, for a re-seed, e.g. systemctl,stop,mariadb", func(c *Config) any { return &c.MySQL.StopCommand }},
 	{"mysql.start_command", "command that starts the local mysqld again after a re-seed, e.g. systemctl,start,mariadb", func(c *Config) any { return &c.MySQL.StartCommand }},
+	{"mysql.binlog_tool", "the flavor's binlog tool (a list: program and arguments) that reads the local relay log for a failover's recovery, given the files as the server names them; default: mysqlbinlog or mariadb-binlog from the PATH (put a chroot or nsenter in front when mysqld sees another file system)", func(c *Config) any { return &c.MySQL.BinlogTool }},
 	{"mysql.x_port", "X Protocol port published in DNS (_mysqlx._tcp); 0: none", func(c *Config) any { return &c.MySQL.XPort }},
 	{"gossip.bind", "gossip listen address (host:port)", func(c *Config) any { return &c.Gossip.Bind }},
 	{"gossip.advertise", "gossip address peers use; default: the bind address", func(c *Config) any { return &c.Gossip.Advertise }},

@@ -80,6 +80,11 @@ type Decision struct {
 	// PrepareStartApplier asks the leader to start the candidate's applier (SQL thread) first: it
 	// was stopped without an error, and the wait for the relay log to be applied would never end.
 	PrepareStartApplier bool
+	// PrepareRecover asks the leader to copy transactions only a member that cannot apply them
+	// received onto the candidate, from that member's binlog (what it applied) and relay log
+	// (the rest), once the candidate applied its own relay log (MHA's recovery of differential
+	// relay logs).
+	PrepareRecover *Recover
 	// Quarantine lists the replicas whose IO threads the leader stops before the candidate's,
 	// when the old primary is out of reach: from then on it cannot get a semi-sync ack, and the
 	// candidate must hold everything they received.
@@ -91,6 +96,12 @@ type Decision struct {
 
 	// Memory is stored by the agent and handed back in the next Observation.
 	Memory Memory
+}
+
+// Recover names the member whose logs hold the transactions GTIDs the candidate lacks.
+type Recover struct {
+	From  string
+	GTIDs gtid.Set
 }
 
 // Reseed names the member to re-seed and the member it copies, or says it restores the newest
@@ -605,6 +616,54 @@ func best(cs []candidate) (candidate, error) {
 	return *pick, nil
 }
 
+// maxRecoveryAttempts is how many recoveries from one member's logs the leader tries in an
+// epoch before it reports the failover blocked: a new leader, or a repaired member, tries again.
+const maxRecoveryAttempts = 3
+
+// planRecovery is for when only candidates that cannot apply them received some transactions
+// (best's *unappliedError): it picks the candidate that received the most of those that can
+// apply, and a stalled one that received everything to copy the rest from (Decision.
+// PrepareRecover). Every candidate's agent is alive and its MySQL up, so the holder can serve
+// its logs. It returns a nil *Recover when no candidate can apply.
+func planRecovery(cs []candidate) (candidate, *Recover) {
+	// best compared every set already: the comparisons below cannot fail.
+	var all gtid.Set
+	for _, c := range cs {
+		all, _ = all.Union(c.received)
+	}
+	var pick, holder *candidate
+	for i, c := range cs {
+		if c.stalled != "" {
+			if has, _ := c.received.Contains(all); has && holder == nil {
+				holder = &cs[i]
+			}
+			continue
+		}
+		if pick == nil {
+			pick = &cs[i]
+			continue
+		}
+		if cmp, _ := gtid.MoreAdvanced(c.received, pick.received); cmp > 0 || cmp == 0 && pick.startApplier && !c.startApplier {
+			pick = &cs[i]
+		}
+	}
+	if pick == nil || holder == nil {
+		return candidate{}, nil
+	}
+	lacking, _ := holder.received.Subtract(pick.received)
+	return *pick, &Recover{From: holder.id, GTIDs: lacking}
+}
+
+// stallOf is why candidate id cannot apply what it received.
+func stallOf(cs []candidate, id string) string {
+	for _, c := range cs {
+		if c.id == id {
+			return c.stalled
+		}
+	}
+	return ""
+}
+
 // prepare readies c for promotion.
 func (d *Decision) prepare(c candidate) {
 	d.Prepare = c.id
@@ -755,9 +814,21 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		return
 	}
 	top, err := best(cs)
+	var recovery *Recover
 	if unapplied := (*unappliedError)(nil); errors.As(err, &unapplied) {
-		blocked(CodeFailoverBlockedUnapplied, "primary %s is down but %s", primary, err)
-		return
+		top, recovery = planRecovery(cs)
+		f := obs.RecoveryFailed
+		switch {
+		case recovery == nil:
+			blocked(CodeFailoverBlockedUnapplied, "primary %s is down but %s", primary, err)
+			return
+		case f.Epoch == r.Epoch && f.From == recovery.From && f.Count >= maxRecoveryAttempts:
+			// Each attempt holds the leader's loop for up to a prepare: say it cannot be done.
+			blocked(CodeFailoverBlockedUnapplied, "primary %s is down but %s; recovering them from the logs of %s failed %d times (last: %s)",
+				primary, err, f.From, f.Count, f.Err)
+			return
+		}
+		err = nil
 	}
 	if err != nil {
 		blocked(CodeFailoverBlocked, "primary %s is down but no safe candidate: %s", primary, err)
@@ -781,8 +852,12 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 			blocked(CodeFailoverBlocked, "primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
 			return
 		}
+		has := top.received
+		if recovery != nil {
+			has, _ = has.Union(recovery.GTIDs) // one flavor: the sets compared in best
+		}
 		for _, id := range inView {
-			ok, err := top.received.Contains(obs.Servers[id].Status.Received())
+			ok, err := has.Contains(obs.Servers[id].Status.Received())
 			if err != nil || !ok {
 				blocked(CodeFailoverBlocked, "primary %s is down but %s received transactions candidate %s lacks", primary, id, top.id)
 				return
@@ -796,10 +871,16 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		d.PrepareWaitFor = &executed
 	}
 	d.ClusterReason = because(CodeFailover, "promoting %s: primary %s is down (%s) and %s received the most transactions", top.id, primary, why, top.id)
+	if recovery != nil {
+		d.ClusterReason = because(CodeFailoverRecover, "primary %s is down (%s) and transactions %s were received only by %s, which cannot apply them (%s): "+
+			"recovering them from its binlog and relay log onto %s, the candidate that received the most of the rest, then promoting it",
+			primary, why, recovery.GTIDs, recovery.From, stallOf(cs, recovery.From), top.id)
+	}
 	if top.startApplier {
 		d.ClusterReason.Text += "; its stopped applier is started first"
 	}
 	d.prepare(top)
+	d.PrepareRecover = recovery
 	d.Propose = &record.Command{Op: record.OpSetPrimary, Epoch: r.Epoch, Primary: top.id, At: obs.Now, Reason: d.ClusterReason.Text,
 		Failover: !draining}
 }

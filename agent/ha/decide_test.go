@@ -212,10 +212,24 @@ func decideCases(p Policy) []decideCase {
 		o.Servers[id] = srv
 	}
 	duplicate := "Could not execute Write_rows event on table app.t; Duplicate entry '7' for key 'PRIMARY'"
+	// recoverFromDB2: after a host crash, db-1 gets what only db-2, whose applier failed, received.
+	recoverFromDB2 := proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", Quarantine: []string{"db-1", "db-2"},
+		PrepareRecover: &Recover{From: "db-2", GTIDs: gtids(uuidA + ":100")}},
+		why(CodeFailoverRecover, crashed+" and transactions "+uuidA+":100 were received only by db-2, which cannot apply them "+
+			"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its binlog and relay log onto db-1, "+
+			"the candidate that received the most of the rest, then promoting it"),
+		record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true})
 	mariadbReplica := func(executed, received, io string, applying bool) Server {
 		return Server{Up: true, Status: state.Status{Flavor: gtid.MariaDB, ReadOnly: true, Executed: gtid.MustParse(gtid.MariaDB, executed),
 			Replica: &state.Replica{SourceHost: "10.0.0.1", SourcePort: 3306, IOState: io, SQLRunning: applying, AutoPosition: true,
 				Received: gtid.MustParse(gtid.MariaDB, received)}}}
+	}
+	minus := func(a, b gtid.Set) gtid.Set {
+		d, err := a.Subtract(b)
+		if err != nil {
+			panic(err)
+		}
+		return d
 	}
 	return []decideCase{
 		{
@@ -1095,15 +1109,91 @@ func decideCases(p Policy) []decideCase {
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
 		},
 		{
-			name: "host crash, the applier failed on the only holder of some transactions: no promotion, an operator must repair it",
+			name: "host crash, the applier failed on the only holder of some transactions: recover them from its logs onto the other, then promote it",
 			setup: func(o *Observation) {
 				hostCrash(o)
 				stopApplier(o, "db-2", 1062, duplicate)
 			},
+			want: recoverFromDB2,
+		},
+		{
+			name: "host crash, the applier failed on the only holder and the other replica's stopped applier can start: recover onto it, started first",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-1", 0, "")
+				stopApplier(o, "db-2", 1062, duplicate)
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", PrepareStartApplier: true, Quarantine: []string{"db-1", "db-2"},
+				PrepareRecover: &Recover{From: "db-2", GTIDs: gtids(uuidA + ":100")}},
+				why(CodeFailoverRecover, crashed+" and transactions "+uuidA+":100 were received only by db-2, which cannot apply them "+
+					"(its applier stopped with error 1062 ("+duplicate+")): recovering them from its binlog and relay log onto db-1, "+
+					"the candidate that received the most of the rest, then promoting it; its stopped applier is started first"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true}),
+		},
+		{
+			name: "host crash, the applier failed on the only holder and recovering from its logs failed twice: try again",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+				o.RecoveryFailed = RecoveryFailures{Epoch: 3, From: "db-2", Count: 2, Err: "mysqlbinlog: not found"}
+			},
+			want: recoverFromDB2,
+		},
+		{
+			name: "host crash, the applier failed on the only holder and recovering from its logs failed three times this epoch: blocked, saying why",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+				o.RecoveryFailed = RecoveryFailures{Epoch: 3, From: "db-2", Count: 3, Err: "mysqlbinlog: not found"}
+			},
 			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlockedUnapplied,
 				"primary db-0 is down but transactions "+uuidA+":100 were received only by members that cannot apply them "+
 					"(db-2: its applier stopped with error 1062 ("+duplicate+")): "+
+					"promoting a candidate that lacks them would lose acknowledged writes; an operator must repair or rebuild db-2; "+
+					"recovering them from the logs of db-2 failed 3 times (last: mysqlbinlog: not found)")},
+		},
+		{
+			name: "host crash, the applier failed on the only holder; recoveries failed in an earlier epoch do not count",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+				o.RecoveryFailed = RecoveryFailures{Epoch: 2, From: "db-2", Count: 5, Err: "mysqlbinlog: not found"}
+			},
+			want: recoverFromDB2,
+		},
+		{
+			name: "host crash, the applier failed on the only holder and no other replica can apply: no promotion, an operator must repair it",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-1", 1062, duplicate)
+				stopApplier(o, "db-2", 1062, duplicate)
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlockedUnapplied,
+				"primary db-0 is down but transactions "+uuidA+":1-100 were received only by members that cannot apply them "+
+					"(db-2: its applier stopped with error 1062 ("+duplicate+")): "+
 					"promoting a candidate that lacks them would lose acknowledged writes; an operator must repair or rebuild db-2")},
+		},
+		{
+			name: "host crash, the applier failed on the only holder and the other replica is errant: no candidate to recover onto",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlockedUnapplied,
+				"primary db-0 is down but transactions "+uuidA+":1-100 were received only by members that cannot apply them "+
+					"(db-2: its applier stopped with error 1062 ("+duplicate+")): "+
+					"promoting a candidate that lacks them would lose acknowledged writes; an operator must repair or rebuild db-2")},
+		},
+		{
+			name: "host crash, the applier failed on the only holder, whose agent is dead: it cannot serve its logs, no promotion",
+			setup: func(o *Observation) {
+				hostCrash(o)
+				stopApplier(o, "db-2", 1062, duplicate)
+				setPeer(o, "db-2", func(p *Peer) { p.State = PeerDead })
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
+				"primary db-0 is down but db-2 received transactions candidate db-1 lacks")},
 		},
 		{
 			name: "host crash, the applier failed on a replica whose transactions the other holds: promote the other",
@@ -1117,16 +1207,18 @@ func decideCases(p Policy) []decideCase {
 				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: promotable, Failover: true}),
 		},
 		{
-			name: "host crash on MariaDB, both threads stopped on the only holder: starting its applier would purge its relay log, so no promotion",
+			name: "host crash on MariaDB, both threads stopped on the only holder: starting its applier would purge its relay log, so recover from it",
 			setup: func(o *Observation) {
 				hostCrash(o)
 				o.Servers["db-1"] = mariadbReplica("0-1-97", "0-1-99", "Connecting", true)
 				o.Servers["db-2"] = mariadbReplica("0-1-97", "0-1-100", "No", false)
 			},
-			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlockedUnapplied,
-				"primary db-0 is down but transactions 0-1-[100] were received only by members that cannot apply them (db-2: its applier and receiver are both stopped, "+
-					"and on MariaDB starting the applier would discard its relay log): "+
-					"promoting a candidate that lacks them would lose acknowledged writes; an operator must repair or rebuild db-2")},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", Quarantine: []string{"db-1", "db-2"},
+				PrepareRecover: &Recover{From: "db-2", GTIDs: minus(gtid.MustParse(gtid.MariaDB, "0-1-100"), gtid.MustParse(gtid.MariaDB, "0-1-99"))}},
+				why(CodeFailoverRecover, crashed+" and transactions 0-1-[100] were received only by db-2, which cannot apply them "+
+					"(its applier and receiver are both stopped, and on MariaDB starting the applier would discard its relay log): "+
+					"recovering them from its binlog and relay log onto db-1, the candidate that received the most of the rest, then promoting it"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: promotable, Failover: true}),
 		},
 		{
 			name: "host crash on MariaDB, both threads stopped on a holder with nothing left to apply: promote it, nothing to start",

@@ -41,6 +41,9 @@ type Observation struct {
 	LeaseUntil time.Time
 	// Grant is the leader's record of the lease it granted the current primary (leader only).
 	Grant LeaseGrant
+	// RecoveryFailed counts the leader's failed recoveries from a member's logs
+	// (Decision.PrepareRecover) in one epoch (leader only).
+	RecoveryFailed RecoveryFailures
 	// Draining is set while the agent shuts down: it gives its role away and takes none.
 	Draining bool
 	// Reseeding is set while this agent replaces its server's data with a donor's copy.
@@ -49,6 +52,15 @@ type Observation struct {
 	Memory Memory
 	// Raft is this node's view of the Raft configuration.
 	Raft Raft
+}
+
+// RecoveryFailures counts the failed attempts, in one epoch, to recover transactions from the
+// logs of member From, with the last one's error.
+type RecoveryFailures struct {
+	Epoch uint64
+	From  string
+	Count int
+	Err   string
 }
 
 // Raft is what the membership decisions read: whether this node has Raft state, the members

@@ -73,8 +73,11 @@ const (
 	// Some transactions are held only by members that cannot apply them (an applier error): an
 	// operator must repair or rebuild those members.
 	CodeFailoverBlockedUnapplied Code = "failover_blocked_unapplied"
-	CodeFailoverFence            Code = "failover_fence" // fencing the reachable old primary first
-	CodeFailover                 Code = "failover"
+	// Those transactions are copied from such a member's logs onto the candidate before it is
+	// promoted (Decision.PrepareRecover).
+	CodeFailoverRecover Code = "failover_recover"
+	CodeFailoverFence   Code = "failover_fence" // fencing the reachable old primary first
+	CodeFailover        Code = "failover"
 
 	CodeSwitchoverCancel    Code = "switchover_cancel"
 	CodeSwitchoverFence     Code = "switchover_fence"

@@ -153,6 +153,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 		ReplPassword: secrets.ReplPassword,
 		SemiSync:     mysqlctl.SemiSyncConfig{Async: cfg.MySQL.SemiSync == "async", Acks: cfg.MySQL.SemiSyncAcks},
 		MySQLPIDFile: cfg.MySQL.PIDFile,
+		BinlogTool:   cfg.MySQL.BinlogTool,
 		XPort:        uint16(cfg.MySQL.XPort),
 		Log:          log, Registry: reg, Dial: agent.MySQLDialer(dial), Raft: node, Gossip: g,
 		LeaseClient: adminapi.NewClient("", leaseTLS(raftTLS), 5*time.Second),

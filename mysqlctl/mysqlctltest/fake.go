@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -279,6 +280,15 @@ func (s *Server) WaitApplied(ctx context.Context, set gtid.Set) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// ApplyBinlogSQL refuses: the fake is no SQL engine, so a failover's recovery from a relay
+// log fails on it as it would on a server the statements do not reach.
+func (s *Server) ApplyBinlogSQL(context.Context, io.Reader) error {
+	if err := s.do(func() {}); err != nil {
+		return err
+	}
+	return errors.New("fake mysql: no SQL engine to apply binlog SQL")
 }
 
 // EnsureReplicationUser mirrors mysqlctl.Server.EnsureReplicationUser (accounts are not modelled).

@@ -63,33 +63,13 @@ func TestHostCrashWithAFailedApplier(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		root := c.Servers[r].RootDB(t)
-		local := func(stmts ...string) {
-			conn, err := root.Conn(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if flavor == gtid.MySQL { // root writes past read_only, not past super_read_only
-				stmts = append(append([]string{"SET GLOBAL super_read_only = OFF"}, stmts...), "SET GLOBAL super_read_only = ON")
-			}
-			for _, q := range append([]string{"SET SESSION sql_log_bin = 0"}, stmts...) {
-				if _, err := conn.ExecContext(ctx, q); err != nil {
-					t.Fatalf("%s on %s: %v", q, c.Name(r), err)
-				}
-			}
-		}
+		local := func(stmts ...string) { writeLocally(ctx, t, c, r, stmts...) }
 		local(fmt.Sprintf("INSERT INTO app.acks (id) VALUES (%d)", conflict))
-		status, start := "SHOW REPLICA STATUS", "START REPLICA"
+		start := "START REPLICA"
 		if flavor == gtid.MariaDB {
-			status, start = "SHOW SLAVE STATUS", "START SLAVE"
+			start = "START SLAVE"
 		}
-		deadline := time.Now().Add(time.Minute)
-		for errno := ""; errno == "" || errno == "0"; errno = replicaColumn(t, root, status, "Last_SQL_Errno") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the applier of %s never failed on id %d", c.Name(r), conflict)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitApplierError(t, c, r, conflict)
 		time.Sleep(time.Second) // the leader reads the failed applier before the crash, as in production
 		c.KillAgent(p)
 		if err := c.Servers[p].Kill(); err != nil {
@@ -108,6 +88,42 @@ func TestHostCrashWithAFailedApplier(t *testing.T) {
 		}
 		rejoinAndVerify(t, c, p, w, m)
 	})
+}
+
+// writeLocally runs stmts on member r's server outside the binlog, past its read-only fence: a
+// row the replicated writes will collide with.
+func writeLocally(ctx context.Context, t *testing.T, c *Cluster, r int, stmts ...string) {
+	t.Helper()
+	conn, err := c.Servers[r].RootDB(t).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if c.Flavor == gtid.MySQL { // root writes past read_only, not past super_read_only
+		stmts = append(append([]string{"SET GLOBAL super_read_only = OFF"}, stmts...), "SET GLOBAL super_read_only = ON")
+	}
+	for _, q := range append([]string{"SET SESSION sql_log_bin = 0"}, stmts...) {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s on %s: %v", q, c.Name(r), err)
+		}
+	}
+}
+
+// waitApplierError waits until member r's applier stopped on an error (the write of id).
+func waitApplierError(t *testing.T, c *Cluster, r int, id int64) {
+	t.Helper()
+	status := "SHOW REPLICA STATUS"
+	if c.Flavor == gtid.MariaDB {
+		status = "SHOW SLAVE STATUS"
+	}
+	root := c.Servers[r].RootDB(t)
+	deadline := time.Now().Add(time.Minute)
+	for errno := ""; errno == "" || errno == "0"; errno = replicaColumn(t, root, status, "Last_SQL_Errno") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the applier of %s never failed on id %d", c.Name(r), id)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // replicaColumn is one column of a replica status row, "" when the server replicates nothing.
