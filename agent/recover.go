@@ -47,13 +47,18 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "after: " + err.Error()})
 		return
 	}
+	only, err := gtid.Parse(local.Flavor(), r.URL.Query().Get("only"))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: "only: " + err.Error()})
+		return
+	}
 	tool := a.opts.BinlogTool
 	if len(tool) == 0 {
 		tool = backup.DefaultBinlogTool(local.Flavor())
 	}
 	logs := backup.LocalLogs{Local: local, Tool: tool, PIDFile: a.opts.MySQLPIDFile}
 	out := &streamWriter{w: w}
-	err = logs.WriteSQL(r.Context(), log, after, out)
+	err = logs.WriteSQL(r.Context(), log, after, only, out)
 	switch {
 	case err != nil && !out.started:
 		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: err.Error()})
@@ -93,7 +98,7 @@ func (a *Agent) recoverFromLogs(ctx context.Context, srv mysqlServer, addr strin
 		if st, err = srv.Status(ctx); err != nil {
 			return err
 		}
-		stream, err := a.opts.Reseed.Client.Logs(ctx, holder, string(log), st.Executed)
+		stream, err := a.opts.Reseed.Client.Logs(ctx, holder, string(log), st.Executed, r.GTIDs)
 		if err != nil {
 			return err
 		}

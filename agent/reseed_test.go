@@ -81,12 +81,12 @@ func TestReseedCallsNeedAMemberCertificateAndGoodRequests(t *testing.T) {
 		{"member certificate, an unknown log", memberClient, "general", "400"},
 		{"member certificate, no server to read", memberClient, "relay", "503"},
 	} {
-		_, err := tt.c.Logs(t.Context(), donor, tt.log, gtid.Set{})
+		_, err := tt.c.Logs(t.Context(), donor, tt.log, gtid.Set{}, gtid.Set{})
 		if !errors.Is(err, adminapi.ErrAPI) || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("log stream with %s: %v, want %s", tt.name, err, tt.want)
 		}
 	}
-	if _, err := (adminapi.Client{}).Logs(t.Context(), serve(replica, nil), "relay", gtid.Set{}); err == nil || !strings.Contains(err.Error(), "needs the cluster's TLS") {
+	if _, err := (adminapi.Client{}).Logs(t.Context(), serve(replica, nil), "relay", gtid.Set{}, gtid.Set{}); err == nil || !strings.Contains(err.Error(), "needs the cluster's TLS") {
 		t.Errorf("log stream without cluster TLS: %v, want it refused", err)
 	}
 

@@ -48,14 +48,16 @@ const (
 )
 
 // WriteSQL writes to w, as SQL that replays them with their GTIDs (the binlog tool's output),
-// the transactions of the log that are not in after. The files go to the tool oldest first,
-// past after: MySQL's --exclude-gtids, MariaDB's --start-position with after's GTID position
-// (exclusive per domain, so the binlog's part must be applied before the relay log's is asked
-// for). Apply each output in a session of its own: MySQL refuses a second output's first event
+// the transactions of the log that are not in after and, unless it is empty, are in only. The
+// files go to the tool oldest first, past after: MySQL's --exclude-gtids, MariaDB's
+// --start-position with after's GTID position (exclusive per domain, so the binlog's part must
+// be applied before the relay log's is asked for); bounded by only: MySQL's --include-gtids,
+// MariaDB's --stop-position with only's GTID position (inclusive per domain). The bound keeps
+// whatever else a log holds off the candidate of a recovery. Apply each output in a session of its own: MySQL refuses a second output's first event
 // in a session that applied another. The binlog gives nothing when after holds all the server
 // executed. A transaction the relay log holds only the start of comes out unterminated:
 // applied, it is rolled back when the session ends.
-func (r LocalLogs) WriteSQL(ctx context.Context, log Log, after gtid.Set, w io.Writer) error {
+func (r LocalLogs) WriteSQL(ctx context.Context, log Log, after, only gtid.Set, w io.Writer) error {
 	if len(r.Tool) == 0 {
 		return errors.New("no binlog tool named")
 	}
@@ -81,22 +83,30 @@ func (r LocalLogs) WriteSQL(ctx context.Context, log Log, after gtid.Set, w io.W
 	if err != nil {
 		return fmt.Errorf("%s: %w", log, err)
 	}
-	if err := r.run(ctx, after, files, w); err != nil {
+	if err := r.run(ctx, after, only, files, w); err != nil {
 		return fmt.Errorf("%s: %w", log, err)
 	}
 	return nil
 }
 
-// run writes the transactions of files past after to w.
-func (r LocalLogs) run(ctx context.Context, after gtid.Set, files []string, w io.Writer) error {
+// run writes the transactions of files past after, and within only, to w.
+func (r LocalLogs) run(ctx context.Context, after, only gtid.Set, files []string, w io.Writer) error {
 	args := slices.Clone(r.Tool)
+	mariadb := r.Local.Flavor() == gtid.MariaDB
 	switch {
 	case after.IsEmpty():
-	case r.Local.Flavor() == gtid.MariaDB:
+	case mariadb:
 		// Not strict: the position may lie before the files' first transaction.
 		args = append(args, "--start-position="+after.MariaDBPosition(), "--skip-gtid-strict-mode")
 	default:
 		args = append(args, "--exclude-gtids="+after.String())
+	}
+	switch {
+	case only.IsEmpty():
+	case mariadb:
+		args = append(args, "--stop-position="+only.MariaDBPosition())
+	default:
+		args = append(args, "--include-gtids="+only.String())
 	}
 	cmd := exec.CommandContext(ctx, args[0], append(args[1:], files...)...)
 	var stderr strings.Builder

@@ -86,7 +86,7 @@ func TestRelayLogRecovery(t *testing.T) {
 			for _, log := range []backup.Log{backup.Binlog, backup.RelayLog} {
 				after := status(t, ctx, lacking).Executed
 				pr, pw := io.Pipe()
-				go func() { pw.CloseWithError(logs.WriteSQL(ctx, log, after, pw)) }()
+				go func() { pw.CloseWithError(logs.WriteSQL(ctx, log, after, want, pw)) }()
 				if err := lacking.ApplyBinlogSQL(ctx, pr); err != nil {
 					t.Fatalf("%s: %v", log, err)
 				}

@@ -68,15 +68,16 @@ func (c Client) BackupStream(ctx context.Context, addr string) (io.ReadCloser, e
 }
 
 // Logs opens the stream of the transactions the agent at addr has in one of its server's logs
-// ("binlog" or "relay") and after lacks, as SQL that replays them (a failover's recovery; see
-// LogsPath). Like BackupStream's, its end without the agent's completion trailer is an error.
-func (c Client) Logs(ctx context.Context, addr, log string, after gtid.Set) (io.ReadCloser, error) {
-	q := url.Values{"log": {log}, "after": {after.String()}}
+// ("binlog" or "relay") and after lacks, within only unless it is empty, as SQL that replays
+// them (a failover's recovery; see LogsPath). Like BackupStream's, its end without the agent's
+// completion trailer is an error.
+func (c Client) Logs(ctx context.Context, addr, log string, after, only gtid.Set) (io.ReadCloser, error) {
+	q := url.Values{"log": {log}, "after": {after.String()}, "only": {only.String()}}
 	return c.stream(ctx, addr, LogsPath+"?"+q.Encode(), log+" stream")
 }
 
-// LogsPath is the endpoint of Logs; its parameters are "log" and "after", a GTID set as the
-// server prints it.
+// LogsPath is the endpoint of Logs; its parameters are "log", and "after" and "only", GTID sets
+// as the server prints them.
 const LogsPath = "/v1/logs"
 
 // stream GETs path from the agent at addr, a stream that ends with BackupTrailer.
