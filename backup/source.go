@@ -37,7 +37,7 @@ func (s mariadbSource) estimate(ctx context.Context, srv *mysqlctl.Server) (int6
 
 func (s mariadbSource) stream(ctx context.Context, w io.Writer) (Position, error) {
 	var tap binlogInfoTap
-	opts := reseed.BackupOptions{Local: s.t.Local, TmpDir: s.t.TmpDir, BytesPerSecond: s.t.BytesPerSecond, Tools: s.t.Tools}
+	opts := reseed.BackupOptions{Local: s.t.Local, TmpDir: s.t.TmpDir, BytesPerSecond: s.t.BytesPerSecond, Nice: s.t.Nice, Tools: s.t.Tools}
 	if _, err := reseed.Backup(ctx, io.MultiWriter(w, &tap), opts, s.t.logger()); err != nil {
 		return Position{}, err
 	}

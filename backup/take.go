@@ -35,9 +35,10 @@ type Taker struct {
 	Local mysqlctl.Config
 
 	// MariaDB: TmpDir holds mariadb-backup's scratch files; BytesPerSecond caps its stream (0:
-	// none); Tools names the programs.
+	// none); Nice is its niceness; Tools names the programs.
 	TmpDir         string
 	BytesPerSecond int64
+	Nice           int
 	Tools          reseed.Tools
 
 	// MySQL: CloneDir is where the server writes its clone (CLONE LOCAL DATA DIRECTORY) before

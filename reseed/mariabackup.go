@@ -38,7 +38,9 @@ type BackupOptions struct {
 	TmpDir string
 	// BytesPerSecond caps the stream, so the donor keeps up with its primary; 0 is unlimited.
 	BytesPerSecond int64
-	Tools          Tools
+	// Nice is mariadb-backup's niceness (0: the agent's): the server's own threads go first.
+	Nice  int
+	Tools Tools
 }
 
 // Backup streams a consistent physical copy of the local MariaDB server to w (mbstream format)
@@ -91,7 +93,18 @@ func Backup(ctx context.Context, w io.Writer, opts BackupOptions, log *slog.Logg
 	var stderr tailBuffer
 	cmd.Stdout, cmd.Stderr = tw, &stderr
 	begin := time.Now()
-	if err := cmd.Run(); err != nil {
+	err = cmd.Start()
+	if err == nil && opts.Nice != 0 {
+		// Set as soon as it runs: its copy threads, started once it has read the server's
+		// state, inherit it.
+		if perr := syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, opts.Nice); perr != nil {
+			log.Warn("mariadb-backup runs at the agent's priority", "nice", opts.Nice, "err", perr)
+		}
+	}
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return tw.n, fmt.Errorf("mariadb-backup stream: %s: %w: %s", opts.Tools.backup(), err, lastLines(stderr.String(), 10))
 	}
 	log.Info("backup streamed", "bytes", tw.n, "took", time.Since(begin).Round(time.Millisecond))

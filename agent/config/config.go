@@ -97,6 +97,7 @@ type Backup struct {
 		PartSizeMiB, ParallelParts                                          int
 	}
 	ObjectSizeMiB, MaxMiBPerSecond  int
+	Nice                            int
 	Compression                     string
 	TmpDir, CloneDir, CloneDirLocal string
 
@@ -161,6 +162,8 @@ func Default() Config {
 	c.Backup.S3.PartSizeMiB = 16
 	c.Backup.S3.ParallelParts = 2
 	c.Backup.ObjectSizeMiB = 8192
+	// A replica's semi-sync acks and its applier must not queue behind the backup's reads.
+	c.Backup.Nice = 10
 	c.Backup.Compression = "fastest"
 	c.Backup.TmpDir = os.TempDir()
 	c.Backup.VerifyDir = os.TempDir()

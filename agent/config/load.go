@@ -104,6 +104,7 @@ var keys = []key{
 	{"backup.s3.part_size_mib", "multipart part size (5..5120): the memory one upload holds", func(c *Config) any { return &c.Backup.S3.PartSizeMiB }},
 	{"backup.s3.parallel_parts", "parts of one upload sent at once (1..64), each holding a part in memory", func(c *Config) any { return &c.Backup.S3.ParallelParts }},
 	{"backup.object_size_mib", "a backup is cut into objects of at most this size (at most 10000 parts)", func(c *Config) any { return &c.Backup.ObjectSizeMiB }},
+	{"backup.nice", "niceness (0-19) of a MariaDB backup's mariadb-backup process, so that on a busy host the replica's own threads (its semi-sync acks, its applier) run first; 0: the agent's", func(c *Config) any { return &c.Backup.Nice }},
 	{"backup.max_mib_per_second", "cap on a MariaDB backup's read rate, so a replica keeps up (0: unlimited)", func(c *Config) any { return &c.Backup.MaxMiBPerSecond }},
 	{"backup.compression", "zstd level: fastest, default, better or best", func(c *Config) any { return &c.Backup.Compression }},
 	{"backup.tmp_dir", "scratch files of mariadb-backup", func(c *Config) any { return &c.Backup.TmpDir }},

@@ -369,6 +369,9 @@ func (b Backup) problems() []error {
 		bad("backup.object_size_mib: want %d..%d (one to 10000 parts of backup.s3.part_size_mib), got %d",
 			s3.PartSizeMiB, s3.PartSizeMiB*10000, b.ObjectSizeMiB)
 	}
+	if b.Nice < 0 || b.Nice > 19 {
+		bad("backup.nice: want 0..19, got %d", b.Nice)
+	}
 	if b.MaxMiBPerSecond < 0 {
 		bad("backup.max_mib_per_second: want 0 (unlimited) or more, got %d", b.MaxMiBPerSecond)
 	}

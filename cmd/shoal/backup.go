@@ -127,7 +127,7 @@ func backupTaker(cfg config.Config, secrets config.Secrets, store backup.Store, 
 		return nil, fmt.Errorf("backup.compression: unknown level %q", cfg.Backup.Compression)
 	}
 	return &backup.Taker{Store: store, Cluster: cfg.Cluster, Member: cfg.Node.ID, Local: localMySQL(cfg, secrets),
-		TmpDir: cfg.Backup.TmpDir, BytesPerSecond: int64(cfg.Backup.MaxMiBPerSecond) << 20,
+		TmpDir: cfg.Backup.TmpDir, BytesPerSecond: int64(cfg.Backup.MaxMiBPerSecond) << 20, Nice: cfg.Backup.Nice,
 		CloneDir: cfg.Backup.CloneDir, CloneDirLocal: cfg.Backup.CloneDirLocal,
 		ObjectSize: int64(cfg.Backup.ObjectSizeMiB) << 20, Level: level, Metrics: metrics, Log: log}, nil
 }
