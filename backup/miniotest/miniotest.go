@@ -62,7 +62,11 @@ func Binary() string {
 
 // Start runs MinIO on a free port of 127.0.0.1 with a temporary data dir and stops it when the
 // test ends. A missing binary fails the test with how to build it.
-func Start(t testing.TB) *Server { return start(t, "") }
+func Start(t testing.TB) *Server { return start(t, "", "") }
+
+// StartOn runs MinIO as Start does, keeping its objects in dataDir: a benchmark gives the object
+// store a file system of its own, as a remote store would not share the servers' disk.
+func StartOn(t testing.TB, dataDir string) *Server { return start(t, "", dataDir) }
 
 // StartTLS runs MinIO serving HTTPS with a certificate for 127.0.0.1 from a CA of its own, and
 // returns it with the path of that CA's certificate (PEM).
@@ -70,16 +74,19 @@ func StartTLS(t testing.TB) (*Server, string) {
 	t.Helper()
 	certs := t.TempDir()
 	caFile := writeCerts(t, certs)
-	return start(t, certs), caFile
+	return start(t, certs, ""), caFile
 }
 
-func start(t testing.TB, certsDir string) *Server {
+func start(t testing.TB, certsDir, dataDir string) *Server {
 	t.Helper()
 	bin := Binary()
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("minio is not installed (%v): run `make deps` or, as root, `bash test/rig/install.sh minio`", err)
 	}
 	dir := t.TempDir()
+	if dataDir == "" {
+		dataDir = filepath.Join(dir, "data")
+	}
 	addr, console := freePort(t), freePort(t)
 	logPath := filepath.Join(dir, "minio.log")
 	logFile, err := os.Create(logPath)
@@ -92,7 +99,7 @@ func start(t testing.TB, certsDir string) *Server {
 	if certsDir != "" {
 		args, scheme = append(args, "--certs-dir", certsDir), "https"
 	}
-	cmd := exec.Command(bin, append(args, filepath.Join(dir, "data"))...)
+	cmd := exec.Command(bin, append(args, dataDir)...)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off",
 		// A static key serves SSE-S3 and SSE-KMS (key id KMSKeyID) without a KMS.

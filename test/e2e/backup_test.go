@@ -46,7 +46,12 @@ func TestScheduledBackup(t *testing.T) {
 // flags that reach it, and its catalog as the test reads it.
 func backupStore(t testing.TB, flavor gtid.Flavor) ([]string, backup.Catalog) {
 	t.Helper()
-	s3 := miniotest.Start(t)
+	return backupStoreOn(t, flavor, miniotest.Start(t))
+}
+
+// backupStoreOn is backupStore on a MinIO the caller started.
+func backupStoreOn(t testing.TB, flavor gtid.Flavor, s3 *miniotest.Server) ([]string, backup.Catalog) {
+	t.Helper()
 	bucket := s3.Bucket(t, "backups")
 	keys := t.TempDir()
 	for name, v := range map[string]string{"ak": miniotest.AccessKey, "sk": miniotest.SecretKey} {
