@@ -72,8 +72,17 @@ func (c Client) BackupStream(ctx context.Context, addr string) (io.ReadCloser, e
 // them (a failover's recovery; see LogsPath). Like BackupStream's, its end without the agent's
 // completion trailer is an error.
 func (c Client) Logs(ctx context.Context, addr, log string, after, only gtid.Set) (io.ReadCloser, error) {
-	q := url.Values{"log": {log}, "after": {after.String()}, "only": {only.String()}}
+	q := url.Values{"log": {log}, "after": {setParam(after)}, "only": {setParam(only)}}
 	return c.stream(ctx, addr, LogsPath+"?"+q.Encode(), log+" stream")
+}
+
+// setParam is a GTID set as the agent parses it back: a MariaDB set by its GTID position (the
+// last sequence number per domain), which is all the binlog tool takes; a MySQL set whole.
+func setParam(s gtid.Set) string {
+	if s.Flavor() == gtid.MariaDB {
+		return s.MariaDBPosition()
+	}
+	return s.String()
 }
 
 // LogsPath is the endpoint of Logs; its parameters are "log", and "after" and "only", GTID sets
