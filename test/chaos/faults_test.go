@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -69,6 +70,33 @@ var faults = []fault{
 		}
 		return fmt.Sprintf("SIGSTOP mysqld of %s for %s", r.role(i), d)
 	}},
+	{"stop-host", func(r *run) string {
+		i, d := r.target(), r.pause()
+		thaw := r.c.FreezeHost(i)
+		time.Sleep(d)
+		thaw()
+		return fmt.Sprintf("SIGSTOP mysqld and agent of %s for %s", r.role(i), d)
+	}},
+	{"stopped-applier-kill-host", func(r *run) string {
+		// A replica's applier stopped without an error (an operator's STOP REPLICA SQL_THREAD,
+		// a delayed replica) when the primary's host dies: it must not hold the failover.
+		p, i := r.primary, r.replica()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		r.c.PauseAgent(i) // its agent would start the applier again towards the serving primary
+		r.c.ExecRoot(ctx, i, r.c.ReplicaStatement("STOP REPLICA SQL_THREAD"))
+		r.w.WaitAcked(r.t, r.w.Acked()+10) // received there, not applied
+		r.c.KillAgent(p)
+		r.must(r.c.Servers[p].Kill())
+		r.c.ResumeAgent(i)
+		next := r.c.WaitPrimary(p, 90*time.Second)
+		time.Sleep(r.between(0, 4*time.Second))
+		r.c.RestartServer(p)
+		r.c.StartAgent(p)
+		return fmt.Sprintf("SIGKILL mysqld and agent of primary %s with the applier of replica %s stopped; %s promoted",
+			r.c.Name(p), r.c.Name(i), r.c.Name(next))
+	}},
+	{"failed-applier-kill-host", failedApplierKillHost},
 	{"stop-agent", func(r *run) string {
 		i, d := r.target(), r.pause()
 		r.c.PauseAgent(i)
@@ -161,6 +189,55 @@ var faults = []fault{
 		r.t.Fatalf("switchover to %s neither happened nor was cancelled within 30s", r.c.Name(to))
 		return ""
 	}},
+}
+
+// failedApplierKillHost kills the primary's host while the replica that received its last
+// acknowledged writes cannot apply them: its applier stopped on a duplicate key (a row written on
+// it outside the binlog). As many other replicas as can pause without costing Raft its majority
+// stop receiving before those writes (all of them in a three-member cluster), so the failover
+// must copy the writes from the broken replica's logs onto a healthy one (MHA's recovery) or
+// promote a healthy replica that received them. The operator's repair follows: the conflicting
+// row removed, replication started.
+func failedApplierKillHost(r *run) string {
+	p, broken := r.primary, r.replica()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var lacking []int
+	for _, i := range r.others() {
+		if i != broken && len(lacking) < (len(r.c.Servers)-1)/2 {
+			lacking = append(lacking, i)
+		}
+	}
+	for _, i := range lacking {
+		r.c.PauseAgent(i) // frozen until the primary is gone: its agent would start the receiver again
+		r.c.ExecRoot(ctx, i, r.c.ReplicaStatement("STOP REPLICA IO_THREAD"))
+	}
+	conflict := slices.Max(r.w.AckedIDs()) + 100 // a write the writer makes within a second or so
+	r.c.WriteLocally(ctx, broken, fmt.Sprintf("INSERT INTO app.acks (id) VALUES (%d)", conflict))
+	r.c.WaitApplierError(broken, conflict)
+	r.w.WaitAcked(r.t, r.w.Acked()+10)
+	time.Sleep(time.Second) // the leader reads the failed applier before the crash, as in production
+	crashed := time.Now()
+	r.c.KillAgent(p)
+	r.must(r.c.Servers[p].Kill())
+	for _, i := range lacking {
+		r.c.ResumeAgent(i)
+	}
+	next := r.c.WaitPrimary(p, 90*time.Second)
+	took := time.Since(crashed)
+	if next == broken {
+		r.t.Errorf("promoted %s, whose applier failed", r.c.Name(broken))
+	}
+	how := "a healthy replica held the writes"
+	if r.c.Logged(crashed, "recovered transactions from a member's logs") {
+		how = "its writes recovered from its logs"
+	}
+	r.c.WriteLocally(ctx, broken, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
+	r.c.ExecRoot(ctx, broken, r.c.ReplicaStatement("START REPLICA"))
+	r.c.RestartServer(p)
+	r.c.StartAgent(p)
+	return fmt.Sprintf("SIGKILL mysqld and agent of primary %s with the applier of replica %s failed; %s promoted in %s, %s; %s repaired",
+		r.c.Name(p), r.c.Name(broken), r.c.Name(next), took.Round(time.Millisecond), how, r.c.Name(broken))
 }
 
 // isolate cuts member i off like Cluster.Isolate; heal restores it and returns how many times

@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -24,12 +22,8 @@ func TestHostCrashWithAStoppedApplier(t *testing.T) {
 		// Its own agent would restart the applier towards a serving primary: freeze it until the
 		// primary is gone, after which it leaves replication threads alone.
 		c.PauseAgent(r)
-		stop := "STOP REPLICA SQL_THREAD"
-		if flavor == gtid.MariaDB {
-			stop = "STOP SLAVE SQL_THREAD"
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := c.Servers[r].RootDB(t).ExecContext(ctx, stop)
+		_, err := c.Root(r).ExecContext(ctx, c.ReplicaStatement("STOP REPLICA SQL_THREAD"))
 		cancel()
 		if err != nil {
 			c.ResumeAgent(r)
@@ -62,14 +56,8 @@ func TestHostCrashWithAFailedApplier(t *testing.T) {
 		conflict := ids[len(ids)-1] + 100 // a write the writer makes within a second or so
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		root := c.Servers[r].RootDB(t)
-		local := func(stmts ...string) { writeLocally(ctx, t, c, r, stmts...) }
-		local(fmt.Sprintf("INSERT INTO app.acks (id) VALUES (%d)", conflict))
-		start := "START REPLICA"
-		if flavor == gtid.MariaDB {
-			start = "START SLAVE"
-		}
-		waitApplierError(t, c, r, conflict)
+		c.WriteLocally(ctx, r, fmt.Sprintf("INSERT INTO app.acks (id) VALUES (%d)", conflict))
+		c.WaitApplierError(r, conflict)
 		time.Sleep(time.Second) // the leader reads the failed applier before the crash, as in production
 		c.KillAgent(p)
 		if err := c.Servers[p].Kill(); err != nil {
@@ -82,71 +70,10 @@ func TestHostCrashWithAFailedApplier(t *testing.T) {
 		w.WaitAcked(t, w.Acked()+20)
 		t.Logf("%s: applier of %s failed on a duplicate key, primary %s -> %s", flavor, c.Name(r), c.Name(p), c.Name(next))
 
-		local(fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
-		if _, err := root.ExecContext(ctx, start); err != nil {
-			t.Fatalf("start replication on %s: %v", c.Name(r), err)
-		}
+		c.WriteLocally(ctx, r, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
+		c.ExecRoot(ctx, r, c.ReplicaStatement("START REPLICA"))
 		rejoinAndVerify(t, c, p, w, m)
 	})
-}
-
-// writeLocally runs stmts on member r's server outside the binlog, past its read-only fence: a
-// row the replicated writes will collide with.
-func writeLocally(ctx context.Context, t *testing.T, c *Cluster, r int, stmts ...string) {
-	t.Helper()
-	conn, err := c.Servers[r].RootDB(t).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if c.Flavor == gtid.MySQL { // root writes past read_only, not past super_read_only
-		stmts = append(append([]string{"SET GLOBAL super_read_only = OFF"}, stmts...), "SET GLOBAL super_read_only = ON")
-	}
-	for _, q := range append([]string{"SET SESSION sql_log_bin = 0"}, stmts...) {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s on %s: %v", q, c.Name(r), err)
-		}
-	}
-}
-
-// waitApplierError waits until member r's applier stopped on an error (the write of id).
-func waitApplierError(t *testing.T, c *Cluster, r int, id int64) {
-	t.Helper()
-	status := "SHOW REPLICA STATUS"
-	if c.Flavor == gtid.MariaDB {
-		status = "SHOW SLAVE STATUS"
-	}
-	root := c.Servers[r].RootDB(t)
-	deadline := time.Now().Add(time.Minute)
-	for errno := ""; errno == "" || errno == "0"; errno = replicaColumn(t, root, status, "Last_SQL_Errno") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the applier of %s never failed on id %d", c.Name(r), id)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// replicaColumn is one column of a replica status row, "" when the server replicates nothing.
-func replicaColumn(t *testing.T, db *sql.DB, statement, column string) string {
-	t.Helper()
-	rows, err := db.Query(statement)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	if !rows.Next() {
-		return ""
-	}
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		t.Fatal(err)
-	}
-	return vals[slices.Index(cols, column)].String
 }
 
 // lowerReplica is the lower-indexed replica of a three-member cluster with primary p: the one a

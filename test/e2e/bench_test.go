@@ -104,11 +104,11 @@ func BenchmarkFailoverMySQLCrash(b *testing.B) {
 }
 
 func BenchmarkFailoverMySQLFrozen(b *testing.B) {
-	measureFailover(b, "mysqld frozen (SIGSTOP, agent alive)", freezeMySQL)
+	measureFailover(b, "mysqld frozen (SIGSTOP, agent alive)", (*Cluster).FreezeMySQL)
 }
 
 func BenchmarkFailoverHostFrozen(b *testing.B) {
-	measureFailover(b, "host frozen (mysqld+agent SIGSTOP)", freezeHost)
+	measureFailover(b, "host frozen (mysqld+agent SIGSTOP)", (*Cluster).FreezeHost)
 }
 
 func BenchmarkFailoverPrimaryIsolated(b *testing.B) {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -49,6 +50,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	// serviceSocket is where agents stop and start their mysqld (service.go).
 	serviceSocket string
+	roots         map[int]*sql.DB // Root's pools, one per member
 }
 
 // Build compiles bin/shoal once per test binary.
@@ -233,6 +235,9 @@ func (c *Cluster) StartAgent(i int) {
 		"--admin.listen", c.AdminAddr(i), "--admin.token_file", filepath.Join(c.dir, "admin.token"),
 		"--dns.listen", net.JoinHostPort(h, strconv.Itoa(dnsPort)),
 		"--log.format", "text", "--log.level", "info"}
+	if c.Flavor == gtid.MySQL { // as a deployment would: the host's mysqlbinlog is MariaDB's, the server's own is in its root
+		args = append(args, "--mysql.binlog_tool", "chroot,"+harness.MySQLRoot()+",/usr/bin/mysqlbinlog")
+	}
 	args = append(args, c.serviceArgs(i)...)
 	args = append(args, c.extra...)
 	cmd := exec.Command(c.binary, args...)

@@ -93,39 +93,13 @@ func TestPrimaryIsolated(t *testing.T) {
 
 // A frozen mysqld answers nothing, its agent alive: the agent kills it once its lease is gone.
 func TestPrimaryMySQLFrozen(t *testing.T) {
-	fault(t, func(t *testing.T, c *Cluster, p int) func() { return freezeMySQL(c, p) })
+	fault(t, func(t *testing.T, c *Cluster, p int) func() { return c.FreezeMySQL(p) })
 }
 
 // A whole host frozen (mysqld and agent SIGSTOPped), as a hung VM or a kernel stall: nothing of
 // it answers, and nobody on it can fence.
 func TestPrimaryHostFrozen(t *testing.T) {
-	fault(t, func(t *testing.T, c *Cluster, p int) func() { return freezeHost(c, p) })
-}
-
-func freezeMySQL(c *Cluster, p int) (recover func()) {
-	if err := c.Servers[p].Pause(); err != nil {
-		c.t.Fatal(err)
-	}
-	return func() { c.ThawServer(p) }
-}
-
-// freezeHost stops member p's mysqld and agent. Its recovery thaws the agent first, which kills
-// its mysqld as it would one frozen alone, and only then the server: a mysqld thawed together
-// with its agent is writable until the agent's first pass fences it, a window the monitor (50
-// ms) may see as two writable servers although it could acknowledge nothing (no replica
-// follows it any more).
-func freezeHost(c *Cluster, p int) (recover func()) {
-	c.PauseAgent(p)
-	if err := c.Servers[p].Pause(); err != nil {
-		c.t.Fatal(err)
-	}
-	return func() {
-		c.ResumeAgent(p)
-		for deadline := time.Now().Add(10 * time.Second); c.Servers[p].PID() != 0 && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
-		}
-		c.ThawServer(p)
-	}
+	fault(t, func(t *testing.T, c *Cluster, p int) func() { return c.FreezeHost(p) })
 }
 
 // The primary cut off again and again, each time with commits waiting for acks it cannot get:

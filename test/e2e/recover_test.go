@@ -3,9 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,20 +18,12 @@ import (
 // replication started, it follows the new primary.
 func TestHostCrashWithOnlyAFailedApplierHolding(t *testing.T) {
 	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
-		var extra []string
-		if flavor == gtid.MySQL { // the host's mysqlbinlog is MariaDB's
-			extra = []string{"--mysql.binlog_tool", "chroot," + harness.MySQLRoot() + ",/usr/bin/mysqlbinlog"}
-		}
-		c, p, w, m := StartLoaded(t, shoalBinary, flavor, extra...)
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
 		w.WaitAcked(t, 20)
 		r := lowerReplica(c, p) // the broken holder
 		h := 3 - p - r          // the healthy replica that lacks the writes
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		stopIO, start := "STOP REPLICA IO_THREAD", "START REPLICA"
-		if flavor == gtid.MariaDB {
-			stopIO, start = "STOP SLAVE IO_THREAD", "START SLAVE"
-		}
 		// h stops receiving; its agent, frozen until the primary is gone, cannot start it again.
 		c.PauseAgent(h)
 		paused := true
@@ -43,14 +32,12 @@ func TestHostCrashWithOnlyAFailedApplierHolding(t *testing.T) {
 				c.ResumeAgent(h)
 			}
 		}()
-		if _, err := c.Servers[h].RootDB(t).ExecContext(ctx, stopIO); err != nil {
-			t.Fatalf("stop the receiver of %s: %v", c.Name(h), err)
-		}
+		c.ExecRoot(ctx, h, c.ReplicaStatement("STOP REPLICA IO_THREAD"))
 		lacked := w.Acked()
 		ids := w.AckedIDs()
 		conflict := ids[len(ids)-1] + 100 // a write the writer makes within a second or so
-		writeLocally(ctx, t, c, r, fmt.Sprintf("INSERT INTO app.acks (id) VALUES (%d)", conflict))
-		waitApplierError(t, c, r, conflict)
+		c.WriteLocally(ctx, r, fmt.Sprintf("INSERT INTO app.acks (id) VALUES (%d)", conflict))
+		c.WaitApplierError(r, conflict)
 		w.WaitAcked(t, w.Acked()+10) // received by r alone, past its failed applier
 		t.Logf("%s: %d writes acknowledged by %s alone, its applier failed", flavor, w.Acked()-lacked, c.Name(r))
 		time.Sleep(time.Second) // the leader reads the failed applier before the crash, as in production
@@ -70,30 +57,15 @@ func TestHostCrashWithOnlyAFailedApplierHolding(t *testing.T) {
 		w.WaitAcked(t, w.Acked()+20)
 		t.Logf("%s: primary %s -> %s %s after the crash, with %s's writes recovered from its logs", flavor, c.Name(p), c.Name(next),
 			took.Round(time.Millisecond), c.Name(r))
-		if !c.agentLogged("recovered transactions from a member's logs") {
+		if !c.Logged(time.Time{}, "recovered transactions from a member's logs") {
 			t.Fatal("no agent logged a recovery: the writes reached the new primary some other way, so the test proves nothing")
 		}
-		root := c.Servers[r].RootDB(t)
-		if errno := replicaColumn(t, root, map[gtid.Flavor]string{gtid.MySQL: "SHOW REPLICA STATUS", gtid.MariaDB: "SHOW SLAVE STATUS"}[flavor],
-			"Last_SQL_Errno"); errno == "" || errno == "0" {
+		if errno := c.ReplicaColumn(r, "Last_SQL_Errno"); errno == "" || errno == "0" {
 			t.Fatalf("the applier of %s runs again (errno %q): it was the operator's to repair", c.Name(r), errno)
 		}
 
-		writeLocally(ctx, t, c, r, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
-		if _, err := root.ExecContext(ctx, start); err != nil {
-			t.Fatalf("start replication on %s: %v", c.Name(r), err)
-		}
+		c.WriteLocally(ctx, r, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
+		c.ExecRoot(ctx, r, c.ReplicaStatement("START REPLICA"))
 		rejoinAndVerify(t, c, p, w, m)
 	})
-}
-
-// agentLogged reports whether some agent's log holds text.
-func (c *Cluster) agentLogged(text string) bool {
-	for i := range c.Servers {
-		b, err := os.ReadFile(filepath.Join(c.dir, c.Name(i)+".log"))
-		if err == nil && strings.Contains(string(b), text) {
-			return true
-		}
-	}
-	return false
 }
