@@ -31,6 +31,7 @@ func (a *Agent) act(ctx context.Context, obs ha.Observation, d ha.Decision) (boo
 	leaseChanged, leaseErr := a.actLease(ctx, obs, d)
 	changed = changed || leaseChanged
 	if !obs.Leader {
+		a.endPreparation()
 		return changed, leaseErr
 	}
 	if d.TransferLeadership {
@@ -181,6 +182,9 @@ func (a *Agent) askLeader(ctx context.Context, req adminapi.LeaseRequest) error 
 // actCluster carries out the leader's steps: fence a member, ready the candidate, propose.
 func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decision) (bool, error) {
 	rec := obs.Record
+	if d.Prepare == "" {
+		a.endPreparation()
+	}
 	if id := d.FenceMember; id != "" {
 		srv, err := a.pool.get(ctx, rec.Members[id].MySQLAddr)
 		if err != nil {
@@ -199,9 +203,13 @@ func (a *Agent) actCluster(ctx context.Context, obs ha.Observation, d ha.Decisio
 				quarantine = append(quarantine, rec.Members[q].MySQLAddr)
 			}
 		}
-		if err := a.prepare(ctx, rec, rec.Members[id].MySQLAddr, d, quarantine); err != nil {
+		ready, err := a.prepareInPass(ctx, rec, rec.Members[id].MySQLAddr, d, quarantine)
+		if err != nil {
 			a.metrics.failovers.WithLabelValues("prepare_failed").Inc()
 			return false, fmt.Errorf("prepare candidate %s: %w", id, err)
+		}
+		if !ready {
+			return false, nil // preparing in the background (preparing.go)
 		}
 	}
 	if d.Reseed != nil {

@@ -153,15 +153,16 @@ type Agent struct {
 	lastReason string
 	draining   bool
 
-	// recoveryFailed counts this leader's failed recoveries from a member's logs (recover.go);
-	// touched only by the loop goroutine.
-	recoveryFailed ha.RecoveryFailures
+	// preparing is the leader's prepare going on past its pass (preparing.go).
+	preparing *preparation
 
 	// view is what the admin API shows, lastObs what the last pass observed (for the leader's
-	// rebuild requests); guarded by mu.
-	mu      sync.Mutex
-	view    adminapi.View
-	lastObs ha.Observation
+	// rebuild requests), recoveryFailed this leader's failed recoveries from a member's logs
+	// (recover.go; a prepare in the background counts them); guarded by mu.
+	mu             sync.Mutex
+	view           adminapi.View
+	lastObs        ha.Observation
+	recoveryFailed ha.RecoveryFailures
 }
 
 // New wires an agent.
@@ -297,7 +298,7 @@ func (a *Agent) pass(ctx context.Context) {
 	a.passing.Lock()
 	defer a.passing.Unlock()
 	start := a.now()
-	obs := a.gather(ctx)
+	obs, reads := a.gather(ctx)
 	a.mu.Lock()
 	a.lastObs = obs
 	a.mu.Unlock()
@@ -312,7 +313,7 @@ func (a *Agent) pass(ctx context.Context) {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		a.log.Warn("action failed", "reason", d.Reason(), "err", err)
 	}
-	a.publish(obs, d)
+	a.publish(obs, d, reads)
 	a.metrics.observe(obs, d, a.now().Sub(start))
 	// Only a successful change earns an immediate pass: a failing action waits for the next tick
 	// instead of spinning.

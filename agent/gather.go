@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"sync"
 	"syscall"
@@ -81,16 +82,33 @@ func down(err error) ha.Server {
 // release would re-elect a primary that stepped down for the switchover (seen in a benchmark).
 // So a leader whose record moved while it gathered gathers again, and after three tries makes
 // no cluster decision in this pass; the change that moved the record runs the next pass at once.
-func (a *Agent) gather(ctx context.Context) ha.Observation {
-	obs := a.gatherOnce(ctx)
+//
+// reads holds a non-leader's reads of the members it probed only for publishing (unsettled).
+func (a *Agent) gather(ctx context.Context) (obs ha.Observation, reads map[string]ha.Server) {
+	obs, reads = a.gatherOnce(ctx)
 	for try := 1; obs.Leader && recordMoved(obs.Record, a.raft.Record()); try++ {
 		if try == 3 {
 			obs.Leader = false
 			break
 		}
-		obs = a.gatherOnce(ctx)
+		obs, reads = a.gatherOnce(ctx)
 	}
-	return obs
+	return obs, reads
+}
+
+// unsettled returns the members a non-leader reads itself for its publishers: those alive in
+// gossip whose reports do not show them serving in the role the record gives them. After a
+// failover the replicas re-point within a pass, but their reports reach the other agents up to
+// a gossip round or two later (about 320 ms measured), and DNS would leave them out meanwhile; a
+// read of this pass settles it. In the steady state every member serves and nothing is read.
+func unsettled(self string, rec record.Record, peers map[string]ha.Peer) map[string]string {
+	out := map[string]string{}
+	for id, m := range rec.Members {
+		if p := peers[id]; id != self && id != rec.Primary && m.MySQLAddr != "" && p.Alive() && !p.Report.Serving(id, rec.Primary) {
+			out[id] = m.MySQLAddr
+		}
+	}
+	return out
 }
 
 // recordMoved reports whether the record changed in what the cluster decisions branch on.
@@ -99,7 +117,7 @@ func recordMoved(was, now record.Record) bool {
 		(was.Switchover == nil) != (now.Switchover == nil) || was.Cluster != now.Cluster || len(was.Members) != len(now.Members)
 }
 
-func (a *Agent) gatherOnce(ctx context.Context) ha.Observation {
+func (a *Agent) gatherOnce(ctx context.Context) (ha.Observation, map[string]ha.Server) {
 	leader := a.leaderReady(ctx)
 	members := a.gossip.Members() // one snapshot for the peers and the Raft view alike
 	rec := a.raft.Record()
@@ -134,14 +152,22 @@ func (a *Agent) gatherOnce(ctx context.Context) ha.Observation {
 	if p := rec.Primary; p != "" && p != a.opts.NodeID {
 		probes[p] = rec.Members[p].MySQLAddr
 	}
+	var published map[string]string
 	if obs.Leader {
 		for id, m := range rec.Members {
 			if id != a.opts.NodeID && m.MySQLAddr != "" {
 				probes[id] = m.MySQLAddr
 			}
 		}
+	} else {
+		published = unsettled(a.opts.NodeID, rec, obs.Peers)
+		maps.Copy(probes, published)
 	}
-	results := a.probeAll(ctx, probes)
+	results := a.probeAll(ctx, probes, published)
+	reads := make(map[string]ha.Server, len(published))
+	for id := range published {
+		reads[id] = results[id]
+	}
 	if p := rec.Primary; p != "" && p != a.opts.NodeID {
 		primary := results[p]
 		obs.Primary = &primary
@@ -156,19 +182,22 @@ func (a *Agent) gatherOnce(ctx context.Context) ha.Observation {
 			}
 		}
 		obs.Grant = a.leases.view(rec.Epoch, a.raft.LeaderSince())
+		a.mu.Lock()
 		obs.RecoveryFailed = a.recoveryFailed
+		a.mu.Unlock()
 	}
 	// The clock is read after the probes, so nothing the decision compares is older than Now.
 	obs.Now = a.now()
-	return obs
+	return obs, reads
 }
 
 // probeAll probes the other members' servers in parallel (the probes are remoteProbes'). A pass
 // waits for a server that answered last time until its probe ends, but for one whose last
 // probe failed only briefly: a live server answers within milliseconds, and waiting out the
 // probe timeout on a silent one would slow every pass of the outage, the promotion's included.
-// The probe goes on meanwhile and the next pass takes its result.
-func (a *Agent) probeAll(ctx context.Context, addrs map[string]string) map[string]ha.Server {
+// The probe goes on meanwhile and the next pass takes its result. The members in brief are read
+// for publishing only, which never holds a pass longer than that brief wait.
+func (a *Agent) probeAll(ctx context.Context, addrs, brief map[string]string) map[string]ha.Server {
 	out := make(map[string]ha.Server, len(addrs))
 	type started struct {
 		run          *probeRun
@@ -189,7 +218,7 @@ func (a *Agent) probeAll(ctx context.Context, addrs map[string]string) map[strin
 	for id, r := range runs {
 		// A little past the probe's own timeout, so its timeout is what the pass reports.
 		patience := a.opts.ProbeTimeout + 50*time.Millisecond
-		if !r.answeredLast {
+		if _, ok := brief[id]; ok || !r.answeredLast {
 			patience = min(a.opts.ProbeTimeout, a.opts.Policy.Tick/4)
 		}
 		if s, ok := a.remote.wait(addrs[id], r.run, r.run.started.Add(patience)); ok {

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"maps"
 	"testing"
 	"time"
 
 	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
@@ -74,5 +76,37 @@ func TestRecordMoved(t *testing.T) {
 	same.LastReason = "reworded"
 	if recordMoved(base, same) {
 		t.Error("a change no decision branches on counts as a move")
+	}
+}
+
+// A non-leader reads, for its publishers, exactly the members alive in gossip whose reports do
+// not show them serving in their recorded role: a replica still reporting the old primary as its
+// source right after a failover, one whose applier stopped; never itself, the primary (read
+// anyway) or a member gossip does not know.
+func TestUnsettled(t *testing.T) {
+	rec := dnsRecord() // db1 primary
+	rec.Primary = "db2"
+	oldSource := replicaReport // its source is db1, the old primary
+	onNew := with(replicaReport, func(r *health.Report) { r.Source = "db2" })
+	stopped := with(onNew, func(r *health.Report) { r.SQLRunning = false })
+	peers := map[string]ha.Peer{
+		"db1": alive(oldSource), // this agent
+		"db2": alive(replicaReport),
+		"db3": alive(oldSource),
+		"db4": alive(stopped),
+	}
+	got := unsettled("db1", rec, peers)
+	want := map[string]string{"db3": "10.0.0.3:3306", "db4": "10.0.0.4:3306"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("after a failover: %v, want %v", got, want)
+	}
+
+	peers["db3"], peers["db4"] = alive(onNew), ha.Peer{State: ha.PeerDead, Report: onNew}
+	if got := unsettled("db1", rec, peers); len(got) != 0 {
+		t.Fatalf("settled, or not alive: %v, want nothing", got)
+	}
+	delete(peers, "db3")
+	if got := unsettled("db1", rec, peers); len(got) != 0 {
+		t.Fatalf("unknown to gossip: %v, want nothing", got)
 	}
 }

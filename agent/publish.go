@@ -95,8 +95,8 @@ func (a *Agent) stopPublishers() {
 }
 
 // publish gossips this agent's health report, refreshes the admin view and hands the cluster
-// view to the publishers.
-func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
+// view to the publishers; reads are the pass's reads made for them alone (gather).
+func (a *Agent) publish(obs ha.Observation, d ha.Decision, reads map[string]ha.Server) {
 	rep := a.report(obs, d)
 	if err := a.gossip.SetHealth(rep); err != nil {
 		a.log.Warn("publishing health report failed", "err", err)
@@ -125,7 +125,7 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision) {
 		peers = map[string]ha.Peer{}
 	}
 	peers[a.opts.NodeID] = ha.Peer{State: ha.PeerAlive, Report: rep}
-	cv := ClusterView{At: obs.Now, Record: obs.Record, Peers: peers, Servers: firstHand(obs, d), Leader: obs.Leader}
+	cv := ClusterView{At: obs.Now, Record: obs.Record, Peers: peers, Servers: firstHand(obs, d, reads), Leader: obs.Leader}
 	// A primary change this pass committed is published now, not a gather later: the reads
 	// were taken before it, so the new primary is not shown serving until a read finds it
 	// writable, while the old one leaves at once.
@@ -186,9 +186,11 @@ func commitWait(obs ha.Observation) time.Duration {
 	return obs.Now.Sub(obs.CommitWaitingSince)
 }
 
-// firstHand is what this pass read of members' MySQL, by member id (ClusterView.Servers).
-func firstHand(obs ha.Observation, d ha.Decision) map[string]ha.Server {
-	out := make(map[string]ha.Server, len(obs.Servers)+2)
+// firstHand is what this pass read of members' MySQL, by member id (ClusterView.Servers):
+// the observation's reads and those made for publishing only.
+func firstHand(obs ha.Observation, d ha.Decision, reads map[string]ha.Server) map[string]ha.Server {
+	out := make(map[string]ha.Server, len(obs.Servers)+len(reads)+2)
+	maps.Copy(out, reads)
 	maps.Copy(out, obs.Servers)
 	out[obs.Self] = obs.Local
 	if obs.Primary != nil && obs.Record.Primary != "" {

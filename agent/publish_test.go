@@ -262,13 +262,13 @@ func TestSight(t *testing.T) {
 func TestFirstHand(t *testing.T) {
 	primary := writableRead
 	obs := ha.Observation{Self: "db2", Record: dnsRecord(), Local: replicaRead("db1", "Yes", true, 0), Primary: &primary}
-	got := firstHand(obs, ha.Decision{})
+	got := firstHand(obs, ha.Decision{}, nil)
 	if len(got) != 2 || !got["db1"].Status.Writable() || got["db2"].Status.Replica == nil {
 		t.Fatalf("non-leader: %+v", got)
 	}
 
 	obs.Servers = map[string]ha.Server{"db1": primary, "db2": obs.Local, "db3": goneRead}
-	got = firstHand(obs, ha.Decision{FenceMember: "db1"})
+	got = firstHand(obs, ha.Decision{FenceMember: "db1"}, nil)
 	if len(got) != 3 || got["db1"].Status.Writable() || !got["db3"].Gone {
 		t.Fatalf("leader fencing the primary: %+v", got)
 	}
@@ -276,13 +276,20 @@ func TestFirstHand(t *testing.T) {
 		t.Fatal("firstHand changed the observation")
 	}
 
+	// A non-leader's reads for publishing come in; the observation's own reads win.
+	obs.Servers = nil
+	got = firstHand(obs, ha.Decision{}, map[string]ha.Server{"db3": replicaRead("db1", "Yes", true, 0), "db2": goneRead})
+	if len(got) != 3 || got["db3"].Status.Replica == nil || got["db2"].Gone {
+		t.Fatalf("non-leader with reads for publishing: %+v", got)
+	}
+
 	self := ha.Observation{Self: "db1", Record: dnsRecord(), Local: writableRead}
 	for _, node := range []ha.NodeAction{ha.NodeFence, ha.NodeKill} {
-		if got := firstHand(self, ha.Decision{Node: node}); got["db1"].Status.Writable() {
+		if got := firstHand(self, ha.Decision{Node: node}, nil); got["db1"].Status.Writable() {
 			t.Errorf("%s of the local server: still writable in %+v", node, got)
 		}
 	}
-	if got := firstHand(self, ha.Decision{Node: ha.NodeOpenWrites}); !got["db1"].Status.Writable() {
+	if got := firstHand(self, ha.Decision{Node: ha.NodeOpenWrites}, nil); !got["db1"].Status.Writable() {
 		t.Errorf("open_writes: %+v", got)
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -79,15 +80,21 @@ func (a *Agent) serveLogs(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) recoverFromLogs(ctx context.Context, srv mysqlServer, addr string, rec record.Record, r ha.Recover) (err error) {
 	defer func() {
 		result := "recovered"
-		if err != nil {
+		switch {
+		case err != nil && errors.Is(ctx.Err(), context.Canceled):
+			// The leader moved on (preparing.go): no failure of the recovery.
+			result = "cancelled"
+		case err != nil:
 			result = "failed"
 			// Counted for the decision, which reports the failover blocked after a few.
+			a.mu.Lock()
 			f := &a.recoveryFailed
 			if f.Epoch != rec.Epoch || f.From != r.From {
 				*f = ha.RecoveryFailures{Epoch: rec.Epoch, From: r.From}
 			}
 			f.Count++
 			f.Err = err.Error()
+			a.mu.Unlock()
 		}
 		a.recoveries.WithLabelValues(result).Inc()
 	}()

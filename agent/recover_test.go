@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"strings"
@@ -48,5 +49,19 @@ func TestRecoveryFailuresAreCounted(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(recoveries.WithLabelValues("failed")); got != 3 {
 		t.Fatalf("shoal_failover_recoveries_total{result=failed} = %v, want 3", got)
+	}
+
+	// One the leader cancelled (it decided otherwise while the recovery ran in the background)
+	// is no failure of the recovery: it counts neither for the decision nor as failed.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := a.recoverFromLogs(ctx, srv, "10.0.0.2:3306", rec, r); err == nil {
+		t.Fatal("a cancelled recovery succeeded")
+	}
+	if f := a.recoveryFailed; f.Count != 1 {
+		t.Fatalf("a cancelled recovery was counted for the decision: %+v", f)
+	}
+	if got := testutil.ToFloat64(recoveries.WithLabelValues("cancelled")); got != 1 {
+		t.Fatalf("shoal_failover_recoveries_total{result=cancelled} = %v, want 1", got)
 	}
 }

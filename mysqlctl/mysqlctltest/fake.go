@@ -81,6 +81,8 @@ type Server struct {
 	// semiReplica: the replica side acknowledges; off after a restart, as on a real server
 	semiReplica bool
 	fences      int // Fence calls that found the server up
+	// held: the applier runs but applies nothing, as a busy one with a long relay log
+	held bool
 }
 
 func (s *Server) check() error {
@@ -98,7 +100,7 @@ func (s *Server) pull() {
 			s.received, _ = s.received.Union(src.executed)
 		}
 	}
-	if s.sql {
+	if s.sql && !s.held {
 		s.executed, _ = s.executed.Union(s.received)
 	}
 }
@@ -250,6 +252,14 @@ func (s *Server) StopApplier() error { return s.do(func() { s.sql = false }) }
 // piles up unapplied, and starting the applier fails again.
 func (s *Server) FailApplier(errno int, msg string) error {
 	return s.do(func() { s.sql, s.sqlErrno, s.sqlError = false, errno, msg })
+}
+
+// HoldApplier holds the applier (or lets it go): it runs, yet applies nothing, as one working
+// through a long relay log; a failover's wait for it lasts until it is let go.
+func (s *Server) HoldApplier(hold bool) {
+	s.net.mu.Lock()
+	defer s.net.mu.Unlock()
+	s.held = hold
 }
 
 // StartApplier mirrors mysqlctl.Server.StartApplier (MySQL: the relay log is kept).

@@ -424,6 +424,15 @@ init {
 		:: else
 		fi }
 
+	/* the leader's prepare going on in the background (agent/preparing.go): it may stop the
+	 * receiver of any replica in view at any moment of an outage, with no proposal following;
+	 * a proposal only comes from a pass whose own prepare ended in it (cluster_pass) */
+	:: atomic { !calm && leader != NONE && arun(leader) -> select(k : 0 .. N - 1);
+		if
+		:: k != rpr && reach(leader, k) && has(io, k) -> io = io & ~bit(k)
+		:: else
+		fi }
+
 	/* an agent's pass: learn the record, act on the own server, and lead */
 	:: atomic { select(i : 0 .. N - 1);
 		if
