@@ -371,10 +371,16 @@ inline cluster_pass() {
 				:: else
 				fi
 			}
+			if
+			:: !calm   /* the prepare goes on in the background (agent/preparing.go): receivers
+			            * stopped, no proposal in this pass; a later pass prepares again. Once
+			            * calm, every prepare ends, and the next pass proposes. */
+			:: true ->
 #ifndef NO_RELAY_WAIT
-			exec[c] = exec[c] | recv[c];              /* wait until it applied what it received */
+				exec[c] = exec[c] | recv[c];          /* wait until it applied what it received */
 #endif
-			propose(c); printf("EVENT leader %d proposes %d in epoch %d\n", i, c, rep)
+				propose(c); printf("EVENT leader %d proposes %d in epoch %d\n", i, c, rep)
+			fi
 		:: else
 		fi
 	fi
@@ -421,15 +427,6 @@ init {
 	:: atomic { select(k : 0 .. N - 1);
 		if
 		:: mrun(k) && !sub(recv[k], exec[k]) -> exec[k] = exec[k] | recv[k]
-		:: else
-		fi }
-
-	/* the leader's prepare going on in the background (agent/preparing.go): it may stop the
-	 * receiver of any replica in view at any moment of an outage, with no proposal following;
-	 * a proposal only comes from a pass whose own prepare ended in it (cluster_pass) */
-	:: atomic { !calm && leader != NONE && arun(leader) -> select(k : 0 .. N - 1);
-		if
-		:: k != rpr && reach(leader, k) && has(io, k) -> io = io & ~bit(k)
 		:: else
 		fi }
 
