@@ -563,12 +563,19 @@ func candidates(obs Observation, exclude string) ([]candidate, []string) {
 			fit = append(fit, candidate{id: id, received: srv.Status.Received(), stalled: stalled, startApplier: start})
 		}
 	}
+	// This leader's own member last, so that of equals another wins: a leader beside the primary
+	// goes down with its host, and the failover then waits for an election and a whole lease
+	// counted from it.
+	if i := slices.IndexFunc(fit, func(c candidate) bool { return c.id == obs.Self }); i >= 0 {
+		fit = append(append(fit[:i:i], fit[i+1:]...), fit[i])
+	}
 	return fit, unfit
 }
 
 // best picks a candidate that received everything any candidate received, or promoting it would
 // strand transactions elsewhere; it must be able to apply them. Of several (their received sets
-// are then equal) it prefers one whose applier runs, then the lowest id (stable order). When only
+// are then equal) it prefers one whose applier runs, then one other than this leader's own
+// member, then the lowest id (stable order). When only
 // candidates that cannot apply hold some transactions, it refuses with an *unappliedError.
 func best(cs []candidate) (candidate, error) {
 	top := cs[0]

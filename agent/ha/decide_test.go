@@ -463,7 +463,8 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
-			name: "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off (the default)",
+			name:   "the leader beside a serving primary keeps leadership when ha.leader_off_primary is off",
+			policy: func(p *Policy) { p.LeaderOffPrimary = false },
 			setup: func(o *Observation) {
 				o.Self = "db-0"
 				o.Local, o.Primary = primaryServer(uuidA+":1-100"), nil
@@ -1272,9 +1273,11 @@ func decideCases(p Policy) []decideCase {
 				o.Grant.Released = true
 				o.Servers["db-1"] = replicaServer("10.0.0.1", uuidA+":1-100", uuidA+":1-100")
 			},
-			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-1", Quarantine: []string{"db-1", "db-2"}},
-				why(CodeFailover, "promoting db-1: primary db-0 is down (its agent released the primary lease) and db-1 received the most transactions"),
-				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-1", At: t0, Failover: true}),
+			// Judged on what they executed, db-1 would win; on what they received they are equal,
+			// and the member other than the leader's own (db-1) wins.
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2"}},
+				why(CodeFailover, "promoting db-2: primary db-0 is down (its agent released the primary lease) and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0, Failover: true}),
 		},
 		{
 			name: "replicas unhealthy before the primary: no candidate, no action",
@@ -1369,7 +1372,7 @@ func decideCases(p Policy) []decideCase {
 				o.Servers["db-2"] = mariadbServer("0-1-100")
 			},
 			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
-				"primary db-0 is down but no safe candidate: compare GTID sets: "+gtid.ErrFlavorMismatch.Error()+": mariadb and mysql")},
+				"primary db-0 is down but no safe candidate: compare GTID sets: "+gtid.ErrFlavorMismatch.Error()+": mysql and mariadb")},
 		},
 		{
 			name: "first election picks the most advanced of a healthy majority",
@@ -1402,14 +1405,14 @@ func decideCases(p Policy) []decideCase {
 				"no primary yet and cannot choose one: db-0 received transactions db-2 lacks: the replicas diverged")},
 		},
 		{
-			// The ranking passes (an unknown, empty set ranks below anything) and only the
-			// containment check meets the mismatch.
+			// The ranking passes (an unknown, empty set ranks below anything; the leader's own
+			// db-1 comes last) and only the containment check meets the mismatch.
 			name: "first election among GTID sets of different flavors: refuse, saying why",
 			setup: func(o *Observation) {
 				o.Record.Primary = ""
 				o.Servers["db-0"] = Server{Up: true}
-				o.Servers["db-1"] = replicaServer("", "", "")
-				o.Servers["db-2"] = mariadbServer("0-1-100")
+				o.Servers["db-2"] = replicaServer("", "", "")
+				o.Servers["db-1"] = mariadbServer("0-1-100")
 			},
 			want: Decision{NodeReason: awaitPrimary, ClusterReason: why(CodeFirstPrimaryBlocked,
 				"no primary yet and cannot choose one: check GTID set containment: "+gtid.ErrFlavorMismatch.Error()+": mariadb and mysql")},

@@ -41,9 +41,9 @@ type Policy struct {
 	// another voter whose agent is alive and whose MySQL serves (ha.leader_off_primary): with
 	// both on one host, losing it costs an election before anyone judges the primary. The
 	// target is named: left to Raft, it went to a member whose MySQL was down and bounced back.
-	// Off by default: right after a failover, the new primary's agent handing leadership away
-	// loses its own reads of the replicas, and its DNS left out a serving replica for 150 ms
-	// until gossip brought that replica's new report (TestDNSAcrossFailover, CI).
+	// On by default (it was off while a new primary's agent that handed leadership away lost its
+	// reads of the replicas and its DNS left a serving one out; every agent now reads a member
+	// whose report does not show it serving).
 	LeaderOffPrimary bool
 	// RebuildErrant lets the leader re-seed a member holding errant transactions from a donor
 	// (ha.rebuild_errant): those transactions are then gone for good.
@@ -76,6 +76,7 @@ func DefaultPolicy() Policy {
 		CommitStallTimeout:  5 * time.Second,
 		CommitProbeInterval: time.Second,
 		RebuildMaxDonorLag:  10 * time.Second,
+		LeaderOffPrimary:    true,
 	}
 }
 
