@@ -30,19 +30,17 @@ type preparation struct {
 }
 
 // preparationKey tells one preparation from another: the sets it waits for, copies and stops
-// change as it makes progress, so they are not part of it.
+// change as it makes progress, so they are not part of it. Nor is the recovery: once it copied
+// everything, the next decision for the same candidate needs none, and cancelling it then cut
+// its bookkeeping short (a chaos run: MariaDB's gtid_slave_pos left behind, and every later wait
+// for the copied transactions ran into the prepare timeout).
 type preparationKey struct {
-	epoch       uint64
-	candidate   string
-	recoverFrom string
+	epoch     uint64
+	candidate string
 }
 
 func keyOf(rec record.Record, d ha.Decision) preparationKey {
-	k := preparationKey{epoch: rec.Epoch, candidate: d.Prepare}
-	if d.PrepareRecover != nil {
-		k.recoverFrom = d.PrepareRecover.From
-	}
-	return k
+	return preparationKey{epoch: rec.Epoch, candidate: d.Prepare}
 }
 
 // prepareInPass runs the prepare d asks for and reports whether the candidate is ready for the

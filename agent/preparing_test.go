@@ -71,6 +71,15 @@ func TestLongPrepareGoesOnInTheBackground(t *testing.T) {
 			t.Fatalf("a later pass deciding the same: ready %t, err %v, same prepare %t", ready, err, a.preparing == running)
 		}
 	}
+	// The same candidate with a recovery planned, or with none any more (the recovery copied
+	// everything): still the same preparation, left to finish.
+	for _, r := range []*ha.Recover{{From: "db-3"}, nil} {
+		later := d
+		later.PrepareRecover = r
+		if ready, err := a.prepareInPass(t.Context(), rec, addr, later, quarantine); ready || err != nil || a.preparing != running {
+			t.Fatalf("a later pass with recovery %v: ready %t, err %v, same prepare %t", r, ready, err, a.preparing == running)
+		}
+	}
 	servers["db-2"].HoldApplier(false)
 	<-running.done
 	select {

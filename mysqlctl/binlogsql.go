@@ -22,7 +22,8 @@ import (
 // The session is discarded afterwards, whatever it was left with (GTID_NEXT, an open
 // transaction of a stream cut short, which is rolled back). On a MariaDB replica, whose relay
 // log must be applied already, replication is stopped afterwards and gtid_slave_pos moved to
-// gtid_binlog_pos, so the transactions count as replicated.
+// gtid_binlog_pos, so the transactions count as replicated, also after a stream that failed
+// part way.
 func (s *Server) ApplyBinlogSQL(ctx context.Context, r io.Reader) error {
 	if s.flavor == gtid.MySQL {
 		var on bool
@@ -59,15 +60,26 @@ func (s *Server) ApplyBinlogSQL(ctx context.Context, r io.Reader) error {
 		return nil
 	})
 	if err != nil {
-		return s.errorf("apply binlog SQL", err)
+		err = s.errorf("apply binlog SQL", err)
 	}
-	if s.flavor != gtid.MariaDB {
-		return nil
+	if s.flavor != gtid.MariaDB || n == 0 {
+		return err
 	}
-	// MariaDB's MASTER_GTID_WAIT (a promotion's wait for the relay log) and a replica's
-	// auto-positioned connect go by gtid_slave_pos, which a client's transactions do not move
-	// (nor gtid_current_pos, for another server's GTIDs). Setting it needs replication stopped:
-	// a replica's relay log is applied by now.
+	// Also when the stream failed or ctx ended part way: what committed must count as
+	// replicated, or a later MASTER_GTID_WAIT for it never returns (a failover's prepare that
+	// was cancelled just after its recovery's last commit then waited out its timeout, again and
+	// again, in a chaos run).
+	fix, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.maxWait)
+	defer cancel()
+	return errors.Join(err, s.countAsReplicated(fix))
+}
+
+// countAsReplicated moves a MariaDB replica's gtid_slave_pos to its gtid_binlog_pos. MariaDB's
+// MASTER_GTID_WAIT (a promotion's wait for the relay log) and a replica's auto-positioned
+// connect go by gtid_slave_pos, which a client's transactions do not move (nor
+// gtid_current_pos, for another server's GTIDs). Setting it needs replication stopped: a
+// replica's relay log is applied by now.
+func (s *Server) countAsReplicated(ctx context.Context) error {
 	st, err := s.Status(ctx)
 	if err != nil || st.Replica == nil {
 		return err
