@@ -23,10 +23,11 @@ import (
 
 // preparation is a prepare running past the pass that started it; loop goroutine only.
 type preparation struct {
-	key    preparationKey
-	cancel context.CancelFunc
-	done   chan struct{}
-	err    error // set before done is closed
+	key       preparationKey
+	cancel    context.CancelFunc
+	cancelled bool // the leader moved on: it only finishes, and counts for no decision
+	done      chan struct{}
+	err       error // set before done is closed
 }
 
 // preparationKey tells one preparation from another: the sets it waits for, copies and stops
@@ -53,15 +54,17 @@ func (a *Agent) prepareInPass(ctx context.Context, rec record.Record, addr strin
 		select {
 		case <-p.done:
 			a.preparing = nil
-			if p.key == key && p.err != nil {
+			if p.key == key && !p.cancelled && p.err != nil {
 				// A later pass tries again, as after a failure within a pass.
 				return false, fmt.Errorf("in the background: %w", p.err)
 			}
 		default:
-			if p.key == key {
+			if p.key == key && !p.cancelled {
 				return false, nil
 			}
-			a.endPreparation()
+			if !a.endPreparation() {
+				return false, nil // the one cancelled still finishes; a later pass starts this one
+			}
 		}
 	}
 	pctx, cancel := context.WithCancel(a.backgroundCtx)
@@ -87,18 +90,29 @@ func (a *Agent) prepareInPass(ctx context.Context, rec record.Record, addr strin
 	return false, nil
 }
 
-// endPreparation cancels the prepare in the background, if any, and waits until it returned,
-// so that no two prepares ever work on the servers at once. Its steps end at once on the
-// cancel (statements and the log copy follow their context).
-func (a *Agent) endPreparation() {
+// endPreparation cancels the prepare in the background, if any, and waits one tick at most for
+// it to return; it reports whether none runs any more. Statements and the log copy follow the
+// cancel at once, but some bookkeeping outlives it on purpose (MariaDB's gtid_slave_pos after a
+// copy, MySQL's super_read_only put back), and against a frozen server that can take a read
+// timeout: the loop does not wait for that. Until it returned it stays in a.preparing, so no
+// two prepares ever work on the servers at once.
+func (a *Agent) endPreparation() bool {
 	p := a.preparing
 	if p == nil {
-		return
+		return true
+	}
+	p.cancel()
+	p.cancelled = true
+	wait := time.NewTimer(a.opts.Policy.Tick)
+	defer wait.Stop()
+	select {
+	case <-p.done:
+	case <-wait.C:
+		return false
 	}
 	a.preparing = nil
-	p.cancel()
-	<-p.done
 	if p.err != nil && !errors.Is(p.err, context.Canceled) {
 		a.log.Info("a prepare in the background ended with an error after the cluster moved on", "candidate", p.key.candidate, "err", p.err)
 	}
+	return true
 }

@@ -131,7 +131,28 @@ func TestPrepareInTheBackgroundCancelledOrFailed(t *testing.T) {
 	if a.preparing != nil {
 		t.Fatal("a failed prepare is kept")
 	}
-	a.endPreparation() // nothing in the background: nothing to do
+	if !a.endPreparation() {
+		t.Fatal("nothing in the background, yet something to end")
+	}
+
+	// One that does not return on the cancel (its bookkeeping against a frozen server) holds up
+	// no pass: each waits a tick for it, the next prepare starts only once it returned, and a
+	// pass deciding its candidate again does not take it for a running prepare.
+	stuck := &preparation{key: keyOf(rec, to2), cancel: func() {}, done: make(chan struct{})}
+	a.preparing = stuck
+	if a.endPreparation() || a.preparing != stuck || !stuck.cancelled {
+		t.Fatalf("ending a prepare that does not return: kept %t, cancelled %t", a.preparing == stuck, stuck.cancelled)
+	}
+	for _, d := range []ha.Decision{to2, to3} {
+		if ready, err := a.prepareInPass(t.Context(), rec, addr2, d, nil); ready || err != nil || a.preparing != stuck {
+			t.Fatalf("a pass deciding %s while the cancelled one finishes: ready %t, err %v, still waiting for it %t", d.Prepare, ready, err, a.preparing == stuck)
+		}
+	}
+	stuck.err = context.Canceled
+	close(stuck.done)
+	if ready, err := a.prepareInPass(t.Context(), rec, addr2, to2, nil); ready || err != nil || a.preparing == stuck || a.preparing == nil {
+		t.Fatalf("once it returned: ready %t, err %v, a new prepare in the background %t", ready, err, a.preparing != stuck && a.preparing != nil)
+	}
 }
 
 // In process: both replicas' appliers are busy (held) when the primary's host crashes. The
