@@ -24,7 +24,9 @@ func TestBigCommitIsNoStall(t *testing.T) {
 		// The binlogs in memory: a shared disk busy with them starved the agents' Raft here (a
 		// lease lost, the primary fenced), which is another test.
 		binlogFS := func(_ int, cfg *harness.ServerConfig) { cfg.BinlogFSBytes = 1 << 30 }
-		c, p, w, m := StartLoadedWith(t, shoalBinary, flavor, binlogFS, "--ha.commit_stall_timeout", bigCommitStallTimeout.String())
+		// A heartbeat every 250 ms, so that one waits behind nearly all of the commit.
+		c, p, w, m := StartLoadedWith(t, shoalBinary, flavor, binlogFS, "--ha.commit_stall_timeout", bigCommitStallTimeout.String(),
+			"--ha.commit_probe_interval", "250ms")
 		w.WaitAcked(t, 20)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
@@ -52,7 +54,7 @@ func TestBigCommitIsNoStall(t *testing.T) {
 func bigCommit(ctx context.Context, t *testing.T, c *Cluster, p, size int) bool {
 	t.Helper()
 	begin := time.Now()
-	// The replicas receive it slowly, as over a slow link: their servers run a quarter of the
+	// The replicas receive it slowly, as over a slow link: their servers run a fifth of the
 	// time (a third let MariaDB's commits through within the stall timeout on a quiet machine). Alone, MySQL committed 64 MB within 2 s on a quiet machine here, and 256 MB on
 	// the disk starved the agents' Raft on a busy one (a leader lost, the primary fenced for
 	// want of a lease).
@@ -116,7 +118,7 @@ func (c *Cluster) throttle(t *testing.T, p int) (stop func()) {
 					}
 				}
 			}
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(400 * time.Millisecond)
 			for i, s := range c.Servers {
 				if i != p {
 					if err := s.Resume(); err != nil {
