@@ -383,10 +383,7 @@ func (c *Cluster) Primary(ctx context.Context) int {
 	claims := make(chan int, len(c.Servers))
 	for i := range c.Servers {
 		go func() {
-			one, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer cancel()
-			v, err := c.Admin.Status(one, c.AdminAddr(i))
-			if err != nil || v.Record.Primary != c.Name(i) || !v.Local.Writable {
+			if !c.claimsPrimary(ctx, i) {
 				claims <- -1
 				return
 			}
@@ -399,6 +396,15 @@ func (c *Cluster) Primary(ctx context.Context) int {
 		}
 	}
 	return -1
+}
+
+// claimsPrimary asks member i's agent, within 500 ms, whether its member is the recorded primary
+// and writable.
+func (c *Cluster) claimsPrimary(ctx context.Context, i int) bool {
+	one, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	v, err := c.Admin.Status(one, c.AdminAddr(i))
+	return err == nil && v.Record.Primary == c.Name(i) && v.Local.Writable
 }
 
 // WaitPrimary waits until a member other than not is the writable primary, and returns it.
@@ -439,10 +445,7 @@ func (c *Cluster) firstClaim(ctx context.Context, not int) int {
 		}
 		go func() {
 			for ctx.Err() == nil {
-				one, done := context.WithTimeout(ctx, 500*time.Millisecond)
-				v, err := c.Admin.Status(one, c.AdminAddr(i))
-				done()
-				if err == nil && v.Record.Primary == c.Name(i) && v.Local.Writable {
+				if c.claimsPrimary(ctx, i) {
 					claims <- i
 					return
 				}
