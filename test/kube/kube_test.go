@@ -169,11 +169,19 @@ func waitPodsReady(t testing.TB, c *Cluster, selector string, n int) []corev1.Po
 // query runs a SQL statement with the mariadb client inside pod, against host.
 func query(t *testing.T, c *Cluster, pod, host, sql string) string {
 	t.Helper()
-	out, err := kubectl(t, c, "exec", pod, "--", "mariadb", "-h", host, "-urig", "-prig", "-N", "-B", "-e", sql)
+	out, err := tryQuery(t, c, pod, host, sql)
 	if err != nil {
 		t.Fatalf("query %q from %s to %s: %v: %s", sql, pod, host, err, out)
 	}
 	return out
+}
+
+// tryQuery runs sql with the client in pod against host. A connection attempt gives up after
+// 5 s: a ClusterIP that kube-proxy has not programmed yet drops the SYN, and the client's own
+// default would wait out the caller's whole poll on one try.
+func tryQuery(t *testing.T, c *Cluster, pod, host, sql string) (string, error) {
+	t.Helper()
+	return kubectl(t, c, "exec", pod, "--", "mariadb", "--connect-timeout=5", "-h", host, "-urig", "-prig", "-N", "-B", "-e", sql)
 }
 
 func TestCluster(t *testing.T) {
@@ -224,7 +232,7 @@ func TestCluster(t *testing.T) {
 		}
 		from := "mdb-" + c.Nodes()[0].Name
 		err = poll(ctx, time.Minute, "the Service's ClusterIP", func() error {
-			out, err := kubectl(t, c, "exec", from, "--", "mariadb", "-h", svc.Spec.ClusterIP, "-urig", "-prig", "-N", "-B", "-e", "SELECT @@hostname")
+			out, err := tryQuery(t, c, from, svc.Spec.ClusterIP, "SELECT @@hostname")
 			if err == nil && out != target {
 				err = fmt.Errorf("reached %q, want %q", out, target)
 			}
