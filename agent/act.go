@@ -93,6 +93,18 @@ func (a *Agent) actNode(ctx context.Context, obs ha.Observation, d ha.Decision) 
 		// later primary has the same one).
 		return true, local.Promote(ctx, mysqlctl.PromoteOptions{SemiSync: a.opts.SemiSync,
 			ReplUser: a.opts.ReplUser, ReplPassword: a.opts.ReplPassword})
+	}
+	// The remaining actions drive the local server's replication. None may hold the loop (its
+	// lease, its fencing, a leader's failover) longer than a fence may; the next pass decides
+	// again and each action is idempotent. A receiver's stop is joined once under way
+	// (mysqlctl.StopIOThread), so waiting more than a probe for it gains nothing.
+	limit := a.opts.FenceTimeout
+	if d.Node == ha.NodeStopReceiver {
+		limit = a.opts.ProbeTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	switch d.Node {
 	case ha.NodeReplicate:
 		src, err := a.source(obs.Record)
 		if err != nil {

@@ -43,6 +43,7 @@ type Options struct {
 	// FenceTimeout bounds one fence, of the local server or (by the leader) another member's
 	// (default 5s): a server whose commit path is stalled may not let even a fence through,
 	// and the loop must go on (the old primary stays unpromoted-over while it is writable).
+	// It bounds the agent's other replication actions on its own server too.
 	FenceTimeout time.Duration
 	// DrainTimeout bounds how long shutdown waits for a switchover away from this primary.
 	DrainTimeout time.Duration

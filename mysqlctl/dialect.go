@@ -51,6 +51,10 @@ type dialect struct {
 	semiAckCountVar string
 	// semiPlugins maps plugin name to library for servers that load semi-sync as plugins.
 	semiPlugins map[string]string
+	// semiKillConnTimeoutVar bounds the connection a semi-sync receiver opens, when it is
+	// stopped, to end its dump thread on the source (MariaDB). Against a silent source the
+	// connect waits that long, and the stop with it; empty where no such connection is made.
+	semiKillConnTimeoutVar string
 
 	// killKeepsAckWait: a killed session stays in its semi-sync ack wait, holding the commit lock
 	// (MySQL); MariaDB ends the wait on kill.
@@ -136,12 +140,13 @@ var mariadbDialect = dialect{
 	colReadFile:     "Master_Log_File",
 	colReadPos:      "Read_Master_Log_Pos",
 
-	semiSource:           "rpl_semi_sync_master_",
-	semiReplica:          "rpl_semi_sync_slave_",
-	semiSourceStatus:     "Rpl_semi_sync_master_",
-	semiReplicaStatus:    "Rpl_semi_sync_slave_",
-	semiWaitNoReplicaVar: "rpl_semi_sync_master_wait_no_slave",
-	replicationCommands:  []string{"Binlog Dump", "Slave_IO", "Slave_SQL", "Slave_worker"},
+	semiSource:             "rpl_semi_sync_master_",
+	semiReplica:            "rpl_semi_sync_slave_",
+	semiKillConnTimeoutVar: "rpl_semi_sync_slave_kill_conn_timeout",
+	semiSourceStatus:       "Rpl_semi_sync_master_",
+	semiReplicaStatus:      "Rpl_semi_sync_slave_",
+	semiWaitNoReplicaVar:   "rpl_semi_sync_master_wait_no_slave",
+	replicationCommands:    []string{"Binlog Dump", "Slave_IO", "Slave_SQL", "Slave_worker"},
 }
 
 func dialectFor(f gtid.Flavor) dialect {

@@ -526,6 +526,22 @@ func TestStopIOThreadOnSilentSource(t *testing.T) {
 		stopped := status(t, replica)
 		t.Logf("%s: StopIOThread returned after %s with the receiver %q", flavor, time.Since(begin).Round(time.Millisecond), stopped.Replica.IOState)
 
+		// Stopping it again, here and from another client (the leader, while the replica's own
+		// agent stops it), joins the stop under way: each statement more would wait behind it
+		// holding a connection, and a pass repeating it used up the pool.
+		leader, err := mysqlctl.Open(ctx(t), mysqlctl.Config{Addr: replica.proc.Addr(), User: harness.RootUser, Password: harness.RootPassword})
+		must(t, err)
+		defer leader.Close()
+		for _, again := range []*mysqlctl.Server{replica.ctl, leader, replica.ctl} {
+			must(t, again.StopIOThread(ctx(t)))
+		}
+		var stops int
+		must(t, replica.ctl.DB().QueryRowContext(ctx(t), "SELECT COUNT(*) FROM information_schema.PROCESSLIST "+
+			"WHERE INFO LIKE 'STOP % IO_THREAD'").Scan(&stops))
+		if stopped := status(t, replica); stops > 1 && stopped.Replica.IOState != "No" {
+			t.Fatalf("%d receiver stops running after stopping it four times, want 1", stops)
+		}
+
 		// The source is back and commits at once (the commit waits for an ack no replica gives).
 		heal()
 		go func() {
@@ -539,6 +555,16 @@ func TestStopIOThreadOnSilentSource(t *testing.T) {
 				t.Fatal("the receiver never stopped")
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("%s: the receiver stopped %s after the stop began", flavor, time.Since(begin).Round(10*time.Millisecond))
+		if flavor == gtid.MariaDB {
+			// Its stopped semi-sync receiver connects to the source to end its dump thread, and
+			// the stop waits that connect out: 2 s against a silent source by default, 1 s here.
+			var limit int
+			must(t, replica.ctl.DB().QueryRowContext(ctx(t), "SELECT @@GLOBAL.rpl_semi_sync_slave_kill_conn_timeout").Scan(&limit))
+			if limit != 1 {
+				t.Errorf("rpl_semi_sync_slave_kill_conn_timeout = %d on a semi-sync replica, want 1", limit)
+			}
 		}
 		time.Sleep(500 * time.Millisecond)
 		final := status(t, replica).Replica.Received

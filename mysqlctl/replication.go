@@ -132,11 +132,16 @@ func (s *Server) StopReplica(ctx context.Context) error {
 // It returns as soon as the receiver can queue nothing more, which is not always when the
 // statement returns. A receiver blocked on a silent source (a read of a dropped connection, or a
 // connect) leaves the statement waiting until that call times out: up to the replica net
-// timeout, and on MariaDB about 2 s in every case (measured on 10.11 and 9.7, whose KILL of the
-// thread does not cut the wait either). But the stop raises the receiver's kill flag first, and
-// the receiver checks it after every read and every connect before it queues anything, so once
-// the statement is in its "Killing ..." stage, what was received is final. The statement is then
-// left to finish on its own connection.
+// timeout, and on MariaDB with semi-sync about 2 s in every case (its stopped receiver connects
+// to the source to end its dump thread; see setSemiSyncReplica). But the stop raises the
+// receiver's kill flag first, and the receiver checks it after every read and every connect
+// before it queues anything, so once the statement is in its "Killing ..." stage, what was
+// received is final. The statement is then left to finish on its own connection.
+//
+// A stop already under way, from this handle or any other client (the replica's own agent and
+// the Raft leader both stop it in a failover), is joined, not repeated: a second statement
+// waits behind the first for as long as the receiver takes to die, holding a connection of the
+// pool meanwhile, and each pass that repeated it took one more until the probes had none.
 //
 // On MariaDB a replica whose applier is stopped without an error has it started first: with both
 // threads stopped, the next start of either purges the relay log (StartApplier), and what it
@@ -145,6 +150,19 @@ func (s *Server) StopReplica(ctx context.Context) error {
 func (s *Server) StopIOThread(ctx context.Context) error {
 	if err := s.keepRelayLogApplied(ctx); err != nil {
 		return err
+	}
+	for {
+		id, err := s.receiverStopUnderWay(ctx)
+		if err != nil {
+			return err
+		}
+		if id == 0 {
+			break
+		}
+		// Joined: done once it is killing; if it ended first, look again (it may have failed).
+		if err := s.awaitStopKilling(ctx, id, nil); !errors.Is(err, errStopEnded) {
+			return err
+		}
 	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -165,9 +183,52 @@ func (s *Server) StopIOThread(ctx context.Context) error {
 		conn.Close()
 		done <- err
 	}()
+	return s.awaitStopKilling(ctx, id, done)
+}
+
+// errStopEnded: the stop statement being followed ended before its stage was seen killing.
+var errStopEnded = errors.New("the stop statement ended")
+
+// receiverStopUnderWay returns the connection id of a client's STOP of this server's receiver
+// that is still running, or 0. Only a stop of the receiver alone counts: a stop of both threads
+// stops the applier first, and the receiver may still be queueing while it is "Killing".
+func (s *Server) receiverStopUnderWay(ctx context.Context) (int64, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST "+
+		"WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() AND UPPER(INFO) REGEXP ? ORDER BY ID LIMIT 1",
+		receiverStopPattern).Scan(&id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, s.errorf("stop IO thread: look for a stop under way", err)
+	}
+	return id, nil
+}
+
+// receiverStopPattern matches both dialects' statement for the default channel, in any spacing.
+const receiverStopPattern = "^[[:space:]]*STOP[[:space:]]+(SLAVE|REPLICA)[[:space:]]+IO_THREAD[[:space:]]*;?[[:space:]]*$"
+
+// awaitStopKilling follows the receiver stop running on connection id until the receiver can
+// queue nothing more (its "Killing ..." stage), or the statement ends: done carries the result of
+// this handle's own statement; a statement seen gone without one is errStopEnded.
+func (s *Server) awaitStopKilling(ctx context.Context, id int64, done <-chan error) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		var stage sql.NullString
+		err := s.db.QueryRowContext(ctx, "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", id).Scan(&stage)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if done == nil {
+				return errStopEnded
+			}
+			// This handle's statement's connection is gone: its result is on done.
+		case err != nil:
+			return s.errorf("stop IO thread: read its stage", err)
+		case strings.HasPrefix(stage.String, "Killing "): // "Killing slave" (MariaDB), "Killing replica" (MySQL)
+			return nil
+		}
 		select {
 		case err := <-done:
 			if err != nil {
@@ -177,16 +238,6 @@ func (s *Server) StopIOThread(ctx context.Context) error {
 		case <-ctx.Done():
 			return s.errorf("stop IO thread", ctx.Err())
 		case <-tick.C:
-		}
-		var stage sql.NullString
-		err := s.db.QueryRowContext(ctx, "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", id).Scan(&stage)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			// The statement's connection is gone: its result is on done.
-		case err != nil:
-			return s.errorf("stop IO thread: read its stage", err)
-		case strings.HasPrefix(stage.String, "Killing "): // "Killing slave" (MariaDB), "Killing replica" (MySQL)
-			return nil
 		}
 	}
 }

@@ -81,6 +81,14 @@ func (s *Server) setSemiSyncReplica(ctx context.Context, on bool) error {
 	value := "OFF"
 	if on {
 		value = "ON"
+		// The server default (5 s) held MariaDB's STOP SLAVE IO_THREAD on a silent source for
+		// 2 s, its stop loop's second kick; a failover waits for that stop (the candidate's
+		// promotion, every re-pointed replica). A source that answers takes milliseconds.
+		if d.semiKillConnTimeoutVar != "" {
+			if err := s.setGlobal(ctx, d.semiKillConnTimeoutVar, 1); err != nil {
+				return err
+			}
+		}
 	}
 	return s.setGlobal(ctx, d.semiReplica+"enabled", value)
 }
