@@ -20,20 +20,29 @@ import (
 
 type faultFn func(c *Cluster, p int) (recover func())
 
+// benchCooldown is ha.failover_cooldown for back-to-back faults.
+const benchCooldown = time.Second
+
 func measureFailover(b *testing.B, name string, fault faultFn) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
-			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--ha.failover_cooldown", "1s") // back-to-back runs
+			c, p, w, m := StartLoaded(b, shoalBinary, flavor, "--ha.failover_cooldown", benchCooldown.String()) // back-to-back runs
 			var detected, published, acked, inDNS []time.Duration
 			var agentCPU []float64
+			var promoted time.Time
 			rss := 0
 			for range benchstat.Runs() {
 				w.WaitAcked(b, w.Acked()+20)
+				// A fault within the cooldown of the last failover waits the rest of it out, as
+				// it should: that is the cooldown's time, not the failover's. A quick failover
+				// and rejoin (a mysqld crash) came back within it in most runs.
+				time.Sleep(time.Until(promoted.Add(benchCooldown + 250*time.Millisecond)))
 				survivors, cpu0 := c.otherAgents(b, p)
 				t0 := time.Now()
 				recover := fault(c, p)
 				next := c.WaitPrimary(p, 60*time.Second)
-				published = append(published, time.Since(t0))
+				promoted = time.Now()
+				published = append(published, promoted.Sub(t0))
 				for c.DNSPrimary(context.Background(), next) != c.Name(next) {
 					if time.Since(t0) > 60*time.Second {
 						b.Fatalf("DNS never named the new primary %s", c.Name(next))
