@@ -216,14 +216,16 @@ func (s *Server) awaitStopKilling(ctx context.Context, id int64, done <-chan err
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		// Another client's connection outlives its statement: the row must still be the stop.
 		var stage sql.NullString
-		err := s.db.QueryRowContext(ctx, "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", id).Scan(&stage)
+		err := s.db.QueryRowContext(ctx, "SELECT STATE FROM information_schema.PROCESSLIST "+
+			"WHERE ID = ? AND COMMAND = 'Query' AND UPPER(INFO) REGEXP ?", id, receiverStopPattern).Scan(&stage)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			if done == nil {
 				return errStopEnded
 			}
-			// This handle's statement's connection is gone: its result is on done.
+			// This handle's statement has not started or has ended: its result comes on done.
 		case err != nil:
 			return s.errorf("stop IO thread: read its stage", err)
 		case strings.HasPrefix(stage.String, "Killing "): // "Killing slave" (MariaDB), "Killing replica" (MySQL)
