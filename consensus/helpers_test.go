@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/shoal-db/shoal/consensus/membership"
 	"github.com/shoal-db/shoal/consensus/record"
+	"github.com/shoal-db/shoal/test/freeport"
 )
 
 // Generous bounds: the suite must pass on a loaded 2-core machine. They cap waits, they are not
@@ -190,12 +190,7 @@ func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var addrs []string
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, l.Addr().String())
-		l.Close()
+		addrs = append(addrs, freeport.Addr(t))
 	}
 	return addrs
 }

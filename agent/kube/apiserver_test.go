@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/shoal-db/shoal/test/freeport"
 )
 
 // apiServer is a real etcd and kube-apiserver on loopback, from the rig's binaries
@@ -56,7 +57,7 @@ func startAPIServer(t *testing.T) *apiServer {
 	s := &apiServer{tmpDir: dir}
 	s.newCA(t)
 
-	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
+	etcdPort, peerPort, apiPort := freeport.Port(t), freeport.Port(t), freeport.Port(t)
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
 	start(t, filepath.Join(dir, "etcd.log"), filepath.Join(bin, "etcd"), "--data-dir", filepath.Join(dir, "etcd"),
@@ -189,15 +190,6 @@ func start(t *testing.T, logFile, name string, args ...string) {
 			t.Logf("%s log:\n%s", filepath.Base(name), tail(b, 2000))
 		}
 	})
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func writeFile(t *testing.T, dir, name string, b []byte) string {

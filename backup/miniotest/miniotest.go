@@ -27,6 +27,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/shoal-db/shoal/test/freeport"
 )
 
 // Version is the MinIO build test/rig/install.sh installs; keep the two in step.
@@ -87,7 +89,7 @@ func start(t testing.TB, certsDir, dataDir string) *Server {
 	if dataDir == "" {
 		dataDir = filepath.Join(dir, "data")
 	}
-	addr, console := freePort(t), freePort(t)
+	addr, console := freeport.Addr(t), freeport.Addr(t)
 	logPath := filepath.Join(dir, "minio.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -116,16 +118,6 @@ func start(t testing.TB, certsDir, dataDir string) *Server {
 		t.Fatalf("minio on %s: %v; log:\n%s", addr, err, s.logTail())
 	}
 	return s
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (s *Server) waitReady(timeout time.Duration) error {

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/shoal-db/shoal/consensus/peertls"
+	"github.com/shoal-db/shoal/test/freeport"
 )
 
 // apiServer is a real etcd and kube-apiserver (the test cluster's binaries) with no nodes: enough
@@ -44,14 +44,7 @@ func kubeBin(t *testing.T, name string) string {
 	return bin
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
+func freePort(t *testing.T) string { return strconv.Itoa(freeport.Port(t)) }
 
 // start runs bin with args until the test ends, its output in dir/name.log.
 func start(t *testing.T, dir, name, bin string, args ...string) {
