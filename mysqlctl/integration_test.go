@@ -538,7 +538,7 @@ func TestStopIOThreadOnSilentSource(t *testing.T) {
 		var stops int
 		must(t, replica.ctl.DB().QueryRowContext(ctx(t), "SELECT COUNT(*) FROM information_schema.PROCESSLIST "+
 			"WHERE INFO LIKE 'STOP % IO_THREAD'").Scan(&stops))
-		if stopped := status(t, replica); stops > 1 && stopped.Replica.IOState != "No" {
+		if now := status(t, replica); stops > 1 && now.Replica.IOState != "No" {
 			t.Fatalf("%d receiver stops running after stopping it four times, want 1", stops)
 		}
 

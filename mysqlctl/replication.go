@@ -152,12 +152,15 @@ func (s *Server) StopIOThread(ctx context.Context) error {
 		return err
 	}
 	for {
-		id, err := s.receiverStopUnderWay(ctx)
+		id, stage, err := s.receiverStop(ctx, 0)
 		if err != nil {
 			return err
 		}
 		if id == 0 {
 			break
+		}
+		if killing(stage) {
+			return nil
 		}
 		// Joined: done once it is killing; if it ended first, look again (it may have failed).
 		if err := s.awaitStopKilling(ctx, id, nil); !errors.Is(err, errStopEnded) {
@@ -189,22 +192,29 @@ func (s *Server) StopIOThread(ctx context.Context) error {
 // errStopEnded: the stop statement being followed ended before its stage was seen killing.
 var errStopEnded = errors.New("the stop statement ended")
 
-// receiverStopUnderWay returns the connection id of a client's STOP of this server's receiver
-// that is still running, or 0. Only a stop of the receiver alone counts: a stop of both threads
-// stops the applier first, and the receiver may still be queueing while it is "Killing".
-func (s *Server) receiverStopUnderWay(ctx context.Context) (int64, error) {
-	var id int64
-	err := s.db.QueryRowContext(ctx, "SELECT ID FROM information_schema.PROCESSLIST "+
-		"WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() AND UPPER(INFO) REGEXP ? ORDER BY ID LIMIT 1",
-		receiverStopPattern).Scan(&id)
+// receiverStop reads the stage of a client's STOP of this server's receiver still running: the
+// one on connection id, or with id 0 the first of any other connection; it returns id 0 when
+// there is none. Only a stop of the receiver alone counts: a stop of both threads stops the
+// applier first, and the receiver may still be queueing while it is "Killing". The statement is
+// matched, not just the connection: another client's connection outlives its statement.
+func (s *Server) receiverStop(ctx context.Context, id int64) (int64, string, error) {
+	var running int64
+	var stage sql.NullString
+	err := s.db.QueryRowContext(ctx, "SELECT ID, STATE FROM information_schema.PROCESSLIST "+
+		"WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() AND (? = 0 OR ID = ?) AND UPPER(INFO) REGEXP ? "+
+		"ORDER BY ID LIMIT 1", id, id, receiverStopPattern).Scan(&running, &stage)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return 0, nil
+		return 0, "", nil
 	case err != nil:
-		return 0, s.errorf("stop IO thread: look for a stop under way", err)
+		return 0, "", s.errorf("stop IO thread: read the stage of a stop", err)
 	}
-	return id, nil
+	return running, stage.String, nil
 }
+
+// killing: a stop in this stage has raised the receiver's kill flag ("Killing slave" on MariaDB,
+// "Killing replica" on MySQL).
+func killing(stage string) bool { return strings.HasPrefix(stage, "Killing ") }
 
 // receiverStopPattern matches both dialects' statement for the default channel, in any spacing.
 const receiverStopPattern = "^[[:space:]]*STOP[[:space:]]+(SLAVE|REPLICA)[[:space:]]+IO_THREAD[[:space:]]*;?[[:space:]]*$"
@@ -216,19 +226,16 @@ func (s *Server) awaitStopKilling(ctx context.Context, id int64, done <-chan err
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		// Another client's connection outlives its statement: the row must still be the stop.
-		var stage sql.NullString
-		err := s.db.QueryRowContext(ctx, "SELECT STATE FROM information_schema.PROCESSLIST "+
-			"WHERE ID = ? AND COMMAND = 'Query' AND UPPER(INFO) REGEXP ?", id, receiverStopPattern).Scan(&stage)
+		running, stage, err := s.receiverStop(ctx, id)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		case running == 0:
 			if done == nil {
 				return errStopEnded
 			}
 			// This handle's statement has not started or has ended: its result comes on done.
-		case err != nil:
-			return s.errorf("stop IO thread: read its stage", err)
-		case strings.HasPrefix(stage.String, "Killing "): // "Killing slave" (MariaDB), "Killing replica" (MySQL)
+		case killing(stage):
 			return nil
 		}
 		select {
