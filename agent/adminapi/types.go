@@ -12,7 +12,10 @@ import (
 	"github.com/shoal-db/shoal/consensus/record"
 )
 
-// View is what an agent shows through /v1/status: its decision, its server and its peers.
+// View is what an agent shows through /v1/status: its decision, its server and its peers, as its
+// last pass saw them (UpdatedAt, before that pass's actions). A member serves as the primary only
+// while LeaseUntil is ahead: an agent cut off from the cluster keeps answering with the view of a
+// pass that still held the lease while its next one waits on the leader and fences.
 type View struct {
 	Node     string        `json:"node"`
 	Leader   string        `json:"raft_leader"`

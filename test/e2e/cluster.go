@@ -92,6 +92,14 @@ func StartWith(t testing.TB, binary string, flavor gtid.Flavor, n int, tweak fun
 	c := &Cluster{t: t, Flavor: flavor, dir: t.TempDir(), binary: binary, extra: extra}
 	c.Servers = harness.StartN(t, flavor, n, func(i int, cfg *harness.ServerConfig) {
 		cfg.SuperReadOnly = true
+		// Started in its host's group: moved there later, its listening socket, and every
+		// connection it accepts from replicas and clients, would stay outside, and a cut-off
+		// primary would go on sending its binlog to its replicas.
+		rel, err := c.group(cfg.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Cgroup = filepath.Join(cgroupRoot(), rel)
 		if tweak != nil {
 			tweak(i, cfg)
 		}
@@ -398,13 +406,23 @@ func (c *Cluster) Primary(ctx context.Context) int {
 	return -1
 }
 
-// claimsPrimary asks member i's agent, within 500 ms, whether its member is the recorded primary
-// and writable.
+// claimsPrimary asks member i's agent, within 500 ms, whether its member serves as the primary.
 func (c *Cluster) claimsPrimary(ctx context.Context, i int) bool {
 	one, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	v, err := c.Admin.Status(one, c.AdminAddr(i))
-	return err == nil && v.Record.Primary == c.Name(i) && v.Local.Writable
+	return err == nil && serving(v)
+}
+
+// serving tells whether a view shows its member serving as the primary now: recorded so,
+// writable, and with a lease that has not run out (the agents run on this machine, so their
+// clock is the harness's). An agent cut off from the cluster is the primary of its old epoch in
+// its own view, and the last view it published, writable with a lease, stays its answer while
+// its loop waits out the renewal that cannot reach the leader and then fences: taken for the
+// primary after a heal, it sent the harness to a fenced server that lacked the newer epoch's
+// writes.
+func serving(v adminapi.View) bool {
+	return v.Record.Primary == v.Node && v.Local.Writable && v.LeaseUntil.After(time.Now())
 }
 
 // WaitPrimary waits until a member other than not is the writable primary, and returns it.

@@ -162,7 +162,7 @@ func (c *Cluster) WaitReplicating(p int) []string {
 			if err == nil && v.Report.Source == c.Name(p) && v.Report.IOConnected && v.Report.SQLRunning && !v.Local.Writable {
 				break
 			}
-			if err == nil && v.Record.Primary == c.Name(j) && v.Local.Writable {
+			if err == nil && serving(v) {
 				c.t.Logf("%s serves as the primary while waiting for the members to follow %s", c.Name(j), c.Name(p))
 				return errant
 			}
