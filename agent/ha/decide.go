@@ -464,7 +464,7 @@ func decideCluster(obs Observation, p Policy, d *Decision) {
 	case r.Switchover != nil:
 		decideSwitchover(obs, p, d)
 	case r.Primary == "":
-		decideFirstPrimary(obs, d)
+		decideFirstPrimary(obs, p, d)
 	default:
 		decideFailover(obs, p, d)
 		if d.ClusterReason.Code == CodePrimaryHealthy {
@@ -537,10 +537,64 @@ func (e *unappliedError) Error() string {
 		"them would lose acknowledged writes; an operator must repair or rebuild %s", e.lacking, strings.Join(e.why, "; "), strings.Join(e.members, ", "))
 }
 
+// unacknowledgedOwn finds the members holding errant transactions that their own agents have not
+// found yet: a deposed primary back from a partition while its successor is out of its reach
+// never compared itself with it, and still holds the commits that no replica acknowledged. Such
+// a member receives nothing, holds transactions it wrote itself that no other member in view
+// (exclude aside) received, and lacks transactions others received. Under lossless semi-sync a
+// commit is acknowledged only once another member received it, and every promotion since took a
+// candidate holding what all others received, so those transactions were never acknowledged;
+// what it lacks came after it was deposed. Its agent would find them errant against the
+// primary; seen as a candidate, it blocked every failover as diverged. A member whose receiver
+// runs is left out: what it receives next could change both sets.
+//
+// It returns them by member, or nothing when setting those members aside would leave a new
+// primary too few replicas to acknowledge its commits (ha.semi_sync_acks): with three members,
+// the old primary's return is then the quicker way back to writes, and it keeps the failover
+// blocked until then, as before.
+func unacknowledgedOwn(obs Observation, p Policy, exclude string) map[string]gtid.Set {
+	var inView []string
+	for _, id := range obs.Record.MemberIDs() {
+		if id != exclude && obs.Servers[id].Up && !obs.Peers[id].Report.Errant {
+			inView = append(inView, id)
+		}
+	}
+	stray := map[string]gtid.Set{}
+	for _, id := range inView {
+		st := obs.Servers[id].Status
+		if st.Replica != nil && st.Replica.IOState != "No" {
+			continue
+		}
+		var others gtid.Set
+		for _, o := range inView {
+			if o != id {
+				others, _ = others.Union(obs.Servers[o].Status.Received())
+			}
+		}
+		// A comparison across flavors fails and leaves the sets empty: nobody is flagged.
+		lone, _ := st.Received().Originated(st.ServerUUID, st.ServerID).Subtract(others)
+		lacks, _ := others.Subtract(st.Received())
+		if !lone.IsEmpty() && !lacks.IsEmpty() {
+			stray[id] = lone
+		}
+	}
+	fit := 0
+	for _, id := range inView {
+		if _, out := stray[id]; !out && obs.Peers[id].Alive() {
+			fit++
+		}
+	}
+	if fit-1 < p.SemiSyncAcks {
+		return nil
+	}
+	return stray
+}
+
 // candidates lists the members fit to be promoted (never exclude), and why the others are not.
-func candidates(obs Observation, exclude string) ([]candidate, []string) {
+func candidates(obs Observation, p Policy, exclude string) ([]candidate, []string) {
 	var fit []candidate
 	var unfit []string
+	stray := unacknowledgedOwn(obs, p, exclude)
 	for _, id := range obs.Record.MemberIDs() {
 		if id == exclude {
 			continue
@@ -553,6 +607,8 @@ func candidates(obs Observation, exclude string) ([]candidate, []string) {
 			unfit = append(unfit, id+": agent not alive")
 		case peer.Report.Errant:
 			unfit = append(unfit, id+": errant GTIDs")
+		case !stray[id].IsEmpty():
+			unfit = append(unfit, fmt.Sprintf("%s: errant GTIDs %s (its own, received by no other member, while it lacks what the others received)", id, stray[id]))
 		case peer.Report.Draining:
 			unfit = append(unfit, id+": shutting down")
 		case peer.Report.Reseeding:
@@ -677,9 +733,9 @@ func (d *Decision) prepare(c candidate) {
 	d.PrepareStartApplier = c.startApplier
 }
 
-func decideFirstPrimary(obs Observation, d *Decision) {
+func decideFirstPrimary(obs Observation, p Policy, d *Decision) {
 	r := obs.Record
-	cs, unfit := candidates(obs, "")
+	cs, unfit := candidates(obs, p, "")
 	if len(cs)*2 <= len(r.Members) {
 		d.ClusterReason = because(CodeFirstPrimaryWait, "no primary yet; waiting for a majority of members to be healthy (%s)", strings.Join(unfit, ", "))
 		return
@@ -761,7 +817,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	}
 	if stalled && !down {
 		// Nothing is revoked while no one could serve instead: the stall may end by itself.
-		if cs, unfit := candidates(obs, primary); d.Memory.StallEpoch != r.Epoch && len(cs) == 0 {
+		if cs, unfit := candidates(obs, p, primary); d.Memory.StallEpoch != r.Epoch && len(cs) == 0 {
 			d.Memory.PrimaryDownSince, d.Memory.DownEpoch = time.Time{}, 0
 			d.ClusterReason = because(CodeStallNoCandidate, "primary %s reports its commit path stalled but no replica can take over: %s", primary, strings.Join(unfit, ", "))
 			return
@@ -815,7 +871,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		}
 		d.ClusterReason = because(code, format, args...)
 	}
-	cs, unfit := candidates(obs, primary)
+	cs, unfit := candidates(obs, p, primary)
 	if len(cs) == 0 {
 		blocked(CodeFailoverNoCandidate, "primary %s is down (%s) but no replica can take over: %s", primary, why, strings.Join(unfit, ", "))
 		return
@@ -854,7 +910,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		// GTID state), and waiting for it would never end. Either way an acknowledged write is on
 		// SemiSyncAcks of the replicas, so enough of them must be in view for one to hold it, and
 		// the candidate must contain what every one in view received.
-		inView, missing := replicasInView(obs, primary)
+		inView, missing := replicasInView(obs, p, primary)
 		if p.SemiSyncAcks > 0 && missing > p.SemiSyncAcks-1 {
 			blocked(CodeFailoverBlocked, "primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
 			return
@@ -893,14 +949,16 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 }
 
 // replicasInView lists the members other than primary whose MySQL the leader reaches and that
-// are not errant, and counts the replicas it does not reach.
-func replicasInView(obs Observation, primary string) (inView []string, missing int) {
+// are not errant (by their agents or by unacknowledgedOwn), and counts the replicas it does not
+// reach.
+func replicasInView(obs Observation, p Policy, primary string) (inView []string, missing int) {
+	stray := unacknowledgedOwn(obs, p, primary)
 	for _, id := range obs.Record.MemberIDs() {
 		switch {
 		case id == primary:
 		case !obs.Servers[id].Up:
 			missing++
-		case !obs.Peers[id].Report.Errant:
+		case !obs.Peers[id].Report.Errant && stray[id].IsEmpty():
 			inView = append(inView, id)
 		}
 	}
@@ -920,7 +978,7 @@ func leaseWait(obs Observation, p Policy) time.Duration {
 func decideSwitchover(obs Observation, p Policy, d *Decision) {
 	r := obs.Record
 	old := r.Primary
-	cs, unfit := candidates(obs, old)
+	cs, unfit := candidates(obs, p, old)
 	var target *candidate
 	for i := range cs {
 		if r.Switchover.To == "" || cs[i].id == r.Switchover.To {

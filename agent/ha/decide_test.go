@@ -13,7 +13,11 @@ import (
 	"github.com/shoal-db/shoal/mysqlctl/state"
 )
 
-const uuidA = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
+const (
+	uuidA = "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa"
+	uuidC = "cccccccc-cccc-cccc-cccc-cccccccccccc"
+	uuidD = "dddddddd-dddd-dddd-dddd-dddddddddddd"
+)
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
@@ -149,6 +153,27 @@ func addReplica(o *Observation, id string, lagMs int64) {
 	r := withAddr(replicaReport("db-0"), id+":3306")
 	r.LagMillis = lagMs
 	o.Peers[id] = Peer{State: PeerAlive, Report: r}
+}
+
+// laterEpoch crashes db-0 (its lease released), adds the members extra, and has db-1 and them
+// replicas of db-0 that received and applied the given GTIDs.
+func laterEpoch(o *Observation, received string, extra ...string) {
+	primaryCrashed(o, t0.Add(-DefaultPolicy().DetectionTimeout))
+	o.Grant.Released = true
+	for _, id := range extra {
+		addReplica(o, id, 0)
+		o.Servers[id] = replicaServer("10.0.0.1", received, received)
+	}
+	o.Servers["db-1"] = replicaServer("10.0.0.1", received, received)
+	o.Local = o.Servers["db-1"]
+}
+
+// deposedPrimary makes member id a primary of an earlier epoch, server UUID uuid: fenced, no
+// replica configuration, its agent not knowing of anything errant.
+func deposedPrimary(o *Observation, id, uuid, executed string) {
+	s := primaryServer(executed)
+	s.Status.ReadOnly, s.Status.SuperReadOnly, s.Status.ServerUUID = true, true, uuid
+	o.Servers[id] = s
 }
 
 // emptyServer is a replica with an empty data dir whose receiver fails: the primary purged the
@@ -1363,6 +1388,84 @@ func decideCases(p Policy) []decideCase {
 			},
 			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
 				"primary db-0 is down but no safe candidate: db-1 received transactions db-2 lacks: the replicas diverged")},
+		},
+		{
+			// db-2, the primary of an earlier epoch, came back from a partition holding commits
+			// no replica acknowledged (uuidC:41-50), and db-0 failed before db-2's agent could
+			// compare itself with it: db-1, db-3 and db-4 hold db-0's epoch.
+			name: "five members: a deposed primary back with commits nobody received is errant; promote past it",
+			setup: func(o *Observation) {
+				laterEpoch(o, uuidC+":1-40,"+uuidA+":1-99", "db-3", "db-4")
+				deposedPrimary(o, "db-2", uuidC, uuidC+":1-50")
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-3", Quarantine: []string{"db-1", "db-3", "db-4"}},
+				why(CodeFailover, "promoting db-3: primary db-0 is down (its agent released the primary lease) and db-3 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-3", At: t0, Failover: true}),
+		},
+		{
+			name: "the same on MariaDB: a member's own transactions are those of its server_id",
+			setup: func(o *Observation) {
+				laterEpoch(o, "", "db-3", "db-4")
+				for id, srv := range o.Servers {
+					if srv.Up {
+						srv.Status.Flavor, srv.Status.Executed = gtid.MariaDB, gtid.MustParse(gtid.MariaDB, "0-3-40,0-1-97")
+						srv.Status.Replica.IOState = "No"
+						srv.Status.Replica.Received = gtid.MustParse(gtid.MariaDB, "0-3-40,0-1-99")
+						o.Servers[id] = srv
+					}
+				}
+				old := mariadbServer("0-3-50")
+				old.Status.ServerID = 3
+				o.Servers["db-2"] = old
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-3", Quarantine: []string{"db-1", "db-3", "db-4"}},
+				why(CodeFailover, "promoting db-3: primary db-0 is down (its agent released the primary lease) and db-3 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-3", At: t0, Failover: true}),
+		},
+		{
+			name: "two deposed primaries holding commits nobody else received: promote past both",
+			setup: func(o *Observation) {
+				laterEpoch(o, uuidC+":1-40,"+uuidA+":1-99", "db-3", "db-4")
+				deposedPrimary(o, "db-2", uuidC, uuidC+":1-50")
+				deposedPrimary(o, "db-1", uuidD, uuidC+":1-40,"+uuidD+":1-3")
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-3", Quarantine: []string{"db-3", "db-4"}},
+				why(CodeFailover, "promoting db-3: primary db-0 is down (its agent released the primary lease) and db-3 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-3", At: t0, Failover: true}),
+		},
+		{
+			// Set aside, db-2 would leave db-1 promoted without a replica to acknowledge its
+			// commits: db-0's return is then the quicker way back to writes.
+			name: "three members: a deposed primary back with commits nobody received keeps the failover blocked",
+			setup: func(o *Observation) {
+				laterEpoch(o, uuidC+":1-40,"+uuidA+":1-99")
+				deposedPrimary(o, "db-2", uuidC, uuidC+":1-50")
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
+				"primary db-0 is down but no safe candidate: db-2 received transactions db-1 lacks: the replicas diverged")},
+		},
+		{
+			// Nobody received uuidC:41-50, but db-2 lacks nothing: promoting it loses nothing.
+			name: "a deposed primary holding everything the others received is still the best candidate",
+			setup: func(o *Observation) {
+				laterEpoch(o, uuidC+":1-40", "db-3", "db-4")
+				deposedPrimary(o, "db-2", uuidC, uuidC+":1-50")
+			},
+			want: proposing(Decision{NodeReason: primaryLost, RevokeLease: true, Prepare: "db-2", Quarantine: []string{"db-1", "db-2", "db-3", "db-4"}},
+				why(CodeFailover, "promoting db-2: primary db-0 is down (its agent released the primary lease) and db-2 received the most transactions"),
+				record.Command{Op: record.OpSetPrimary, Epoch: 3, Primary: "db-2", At: t0, Failover: true}),
+		},
+		{
+			// Its receiver runs: what it receives next may change both sets, so it is not judged.
+			name: "a member whose receiver runs is not judged by its own transactions: diverged, refuse to choose",
+			setup: func(o *Observation) {
+				laterEpoch(o, uuidC+":1-40,"+uuidA+":1-99", "db-3", "db-4")
+				r2 := replicaServer("10.0.0.1", uuidC+":1-50", uuidC+":1-50")
+				r2.Status.ServerUUID = uuidC
+				o.Servers["db-2"] = r2
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
+				"primary db-0 is down but no safe candidate: db-2 received transactions db-3 lacks: the replicas diverged")},
 		},
 		{
 			name: "candidates whose GTID sets cannot be ranked: refuse to choose, saying why",

@@ -465,6 +465,19 @@ func (s Set) WithoutUUID(uuid string) Set {
 	return Set{flavor: s.flavor, ranges: ranges}
 }
 
+// Originated returns the transactions of s that one server wrote itself: for MySQL those of its
+// server_uuid, tagged ones included; for MariaDB those of its server_id, in every domain.
+func (s Set) Originated(uuid string, serverID uint32) Set {
+	uuid = strings.ToLower(uuid)
+	ranges := make(map[gtidSource][]gtidInterval)
+	for src, ivs := range s.ranges {
+		if s.flavor == MySQL && uuid != "" && src.uuid == uuid || s.flavor == MariaDB && src.server == serverID {
+			ranges[src] = ivs
+		}
+	}
+	return Set{flavor: s.flavor, ranges: ranges}
+}
+
 // Contains reports whether s ⊇ o.
 func (s Set) Contains(o Set) (bool, error) {
 	if _, err := combineFlavors("check GTID set containment", s, o); err != nil {

@@ -496,3 +496,26 @@ func checkRoundTrip(t *testing.T, s Set) {
 		t.Errorf("reparse %q formats as %q", text, back)
 	}
 }
+
+func TestSetOriginated(t *testing.T) {
+	const a, b = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "4f22fb58-82db-22f2-af44-d91bb0530673"
+	tests := []struct {
+		flavor Flavor
+		set    string
+		uuid   string
+		server uint32
+		want   string
+	}{
+		{MySQL, a + ":1-5:tag:1-2," + b + ":1-9", strings.ToUpper(a), 7, a + ":1-5:tag:1-2"},
+		{MySQL, b + ":1-9", a, 7, ""},
+		{MySQL, a + ":1-5", "", 0, ""}, // an unknown UUID originated nothing
+		{MariaDB, "0-1-100,0-2-110,1-2-4", "", 2, "0-2-110,1-2-4"},
+		{MariaDB, "0-1-100", a, 2, ""},
+	}
+	for _, tt := range tests {
+		got := MustParse(tt.flavor, tt.set).Originated(tt.uuid, tt.server)
+		if got.String() != tt.want || got.Flavor() != tt.flavor {
+			t.Errorf("%s %q originated by %q/%d = %q (%s), want %q", tt.flavor, tt.set, tt.uuid, tt.server, got, got.Flavor(), tt.want)
+		}
+	}
+}

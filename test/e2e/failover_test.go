@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +122,53 @@ func TestPrimaryIsolatedRepeatedly(t *testing.T) {
 		acked := w.Stop()
 		out := c.Verify(acked, m.Stop())
 		t.Logf("%s: %d acknowledged writes over 4 isolations; %s", flavor, len(acked), out)
+	})
+}
+
+// Five members; the primary cut off with a commit waiting for acks, its successor cut off in turn
+// the moment the first comes back: the old primary never reaches the new one, so its own agent
+// cannot find its unacknowledged commit errant. The leader must still promote one of the three
+// members that hold the newer epoch, rather than block as if they had diverged (a CI run of the
+// repeated isolations stayed without a primary for as long as the second cut lasted).
+func TestDeposedPrimaryBackAsItsSuccessorFails(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		c := StartWith(t, shoalBinary, flavor, 5, nil, "--ha.failover_cooldown", "1s")
+		p := c.WaitPrimary(-1, 60*time.Second)
+		c.WaitReplicating(p)
+		w, m := c.StartWriter(p), c.StartMonitor()
+		w.WaitAcked(t, 20)
+		healOld := c.Isolate(p)
+		// A commit in flight on the cut-off primary (over its socket, which the cut spares): in
+		// its binlog, waiting for an ack that cannot come until the fence kills it.
+		inFlight := make(chan error, 1)
+		go func() {
+			db, err := sql.Open("mysql", c.Servers[p].SocketDSN(harness.RootUser, harness.RootPassword))
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				_, err = db.ExecContext(ctx, "INSERT INTO app.acks (id) VALUES (-1)")
+				cancel()
+				db.Close()
+			}
+			inFlight <- err
+		}()
+		q := c.WaitPrimary(p, 60*time.Second)
+		w.WaitAcked(t, w.Acked()+20)
+		healNew := c.Isolate(q)
+		healOld()
+		r := c.WaitPrimary(q, 60*time.Second)
+		if r == p {
+			t.Fatalf("%s, deposed in the epoch before, was promoted again", c.Name(p))
+		}
+		w.WaitAcked(t, w.Acked()+20)
+		healNew()
+		repairs := c.RepairErrant(r)
+		acked := w.Stop()
+		out := c.Verify(acked, m.Stop())
+		if !slices.ContainsFunc(repairs, func(rp Repair) bool { return rp.Member == c.Name(p) }) {
+			t.Errorf("%s, back with its unacknowledged commit, was not re-seeded as errant: repairs %+v", c.Name(p), repairs)
+		}
+		t.Logf("%s: %s deposed (its commit in flight: %v), %s cut off as %s came back, %s promoted; repairs %+v; %s",
+			flavor, c.Name(p), <-inFlight, c.Name(q), c.Name(p), c.Name(r), repairs, out)
 	})
 }
 
