@@ -338,7 +338,11 @@ func TestCluster(t *testing.T) {
 
 	// Last, as it ends c: a run that died without Stop leaves every process, mount, address and
 	// chain behind (here the pods, Service and RBAC objects above too); the next Start must
-	// clean all of it and come up.
+	// clean all of it and come up. After a failure above it is left out: it would replace the
+	// rig whose component logs the cleanup shows (a CI failure came without them).
+	if t.Failed() {
+		return
+	}
 	t.Run("Start after a crashed run", func(t *testing.T) {
 		c.unlock() // the crashed process's lock died with it; nothing was torn down
 		next, err := Start(t.Context(), Options{NoShoalImage: true, Nodes: 1})
