@@ -580,7 +580,8 @@ func unacknowledgedOwn(obs Observation, p Policy, exclude string) map[string]gti
 	}
 	fit := 0
 	for _, id := range inView {
-		if _, out := stray[id]; !out && obs.Peers[id].Alive() {
+		peer := obs.Peers[id]
+		if _, out := stray[id]; !out && peer.Alive() && !peer.Report.Draining && !peer.Report.Reseeding {
 			fit++
 		}
 	}

@@ -1445,6 +1445,18 @@ func decideCases(p Policy) []decideCase {
 				"primary db-0 is down but no safe candidate: db-2 received transactions db-1 lacks: the replicas diverged")},
 		},
 		{
+			// db-3 is being re-seeded and db-4 shuts down: db-1 would be left without a replica.
+			name: "five members, but none left to acknowledge a new primary's commits: the failover stays blocked",
+			setup: func(o *Observation) {
+				laterEpoch(o, uuidC+":1-40,"+uuidA+":1-99", "db-3", "db-4")
+				deposedPrimary(o, "db-2", uuidC, uuidC+":1-50")
+				setPeer(o, "db-3", func(p *Peer) { p.Report.Reseeding = true })
+				setPeer(o, "db-4", func(p *Peer) { p.Report.Draining = true })
+			},
+			want: Decision{NodeReason: primaryLost, RevokeLease: true, ClusterReason: why(CodeFailoverBlocked,
+				"primary db-0 is down but no safe candidate: db-2 received transactions db-1 lacks: the replicas diverged")},
+		},
+		{
 			// Nobody received uuidC:41-50, but db-2 lacks nothing: promoting it loses nothing.
 			name: "a deposed primary holding everything the others received is still the best candidate",
 			setup: func(o *Observation) {
