@@ -121,9 +121,7 @@ func BenchmarkFailoverHostFrozen(b *testing.B) {
 }
 
 func BenchmarkFailoverPrimaryIsolated(b *testing.B) {
-	measureFailover(b, "primary cut off (iptables)", func(c *Cluster, p int) func() {
-		return c.Isolate(p)
-	})
+	measureFailover(b, "primary cut off (iptables)", (*Cluster).CutBothWays)
 }
 
 // BenchmarkRaftElection measures how long the cluster is without a Raft leader after the

@@ -21,15 +21,12 @@ func cgroupRoot() string {
 }
 
 // hostGroup returns member i's cgroup path relative to the v2 root, creating it.
-func (c *Cluster) hostGroup(i int) (string, error) { return c.group(c.Name(i)) }
-
-// group returns the cgroup path of the host of member name relative to the v2 root, creating it.
-func (c *Cluster) group(name string) (string, error) {
+func (c *Cluster) hostGroup(i int) (string, error) {
 	root := cgroupRoot()
 	if root == "" {
 		return "", fmt.Errorf("no cgroup v2 hierarchy mounted")
 	}
-	rel := filepath.Join("shoal-e2e", strconv.Itoa(os.Getpid()), filepath.Base(c.dir), name)
+	rel := filepath.Join("shoal-e2e", strconv.Itoa(os.Getpid()), filepath.Base(c.dir), c.Name(i))
 	if err := os.MkdirAll(filepath.Join(root, rel), 0o755); err != nil {
 		return "", err
 	}

@@ -92,14 +92,6 @@ func StartWith(t testing.TB, binary string, flavor gtid.Flavor, n int, tweak fun
 	c := &Cluster{t: t, Flavor: flavor, dir: t.TempDir(), binary: binary, extra: extra}
 	c.Servers = harness.StartN(t, flavor, n, func(i int, cfg *harness.ServerConfig) {
 		cfg.SuperReadOnly = true
-		// Started in its host's group: moved there later, its listening socket, and every
-		// connection it accepts from replicas and clients, would stay outside, and a cut-off
-		// primary would go on sending its binlog to its replicas.
-		rel, err := c.group(cfg.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Cgroup = filepath.Join(cgroupRoot(), rel)
 		if tweak != nil {
 			tweak(i, cfg)
 		}

@@ -81,10 +81,6 @@ type ServerConfig struct {
 	// StateFile, when set, keeps the server's directory from being reaped as a leftover while this
 	// file exists, although the process that started the server has exited (see test/cmd/rig).
 	StateFile string
-	// Cgroup, when set, is a cgroup v2 directory the server process starts in (and restarts in).
-	// A process moved into one after it started keeps its sockets in the old group, and so does
-	// every connection its listening socket accepts: rules matching the group miss them.
-	Cgroup string
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
@@ -239,15 +235,6 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	cmd := s.fl.command(s.fl.server, s.args()...)
 	cmd.Stdout, cmd.Stderr = console, console
-	if s.Config.Cgroup != "" {
-		group, err := os.Open(s.Config.Cgroup)
-		if err != nil {
-			console.Close()
-			return fmt.Errorf("start server %s in its cgroup: %w", s.Config.Name, err)
-		}
-		defer group.Close()
-		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, int(group.Fd())
-	}
 	err = cmd.Start()
 	console.Close() // the child has its own descriptor
 	if err != nil {
