@@ -204,6 +204,11 @@ func StartLoadedWith(t testing.TB, binary string, flavor gtid.Flavor, tweak func
 // Name is member i's id.
 func (c *Cluster) Name(i int) string { return c.Servers[i].Config.Name }
 
+// index is the position of the member named name, or -1.
+func (c *Cluster) index(name string) int {
+	return slices.IndexFunc(c.Servers, func(s *harness.Server) bool { return s.Config.Name == name })
+}
+
 // AdminAddr is member i's admin API address.
 func (c *Cluster) AdminAddr(i int) string {
 	return net.JoinHostPort(c.Servers[i].Host(), strconv.Itoa(adminPort))

@@ -173,7 +173,7 @@ func (w *dnsWatch) check(s *dnsSample) {
 		q = "SELECT @@read_only = 0 AND @@super_read_only = 0"
 	}
 	for _, m := range s.names() {
-		i := slices.IndexFunc(w.c.Servers, func(o *harness.Server) bool { return o.Config.Name == m })
+		i := w.c.index(m)
 		if i < 0 {
 			continue
 		}

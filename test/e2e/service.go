@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/shoal-db/shoal/test/harness"
@@ -29,7 +28,7 @@ func (c *Cluster) startServiceManager() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /{member}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		i := slices.IndexFunc(c.Servers, func(s *harness.Server) bool { return s.Config.Name == r.PathValue("member") })
+		i := c.index(r.PathValue("member"))
 		if i < 0 {
 			http.Error(w, "no such member", http.StatusNotFound)
 			return

@@ -123,7 +123,7 @@ func (c *Cluster) RepairErrant(p int) []Repair {
 			if slices.ContainsFunc(repairs, func(r Repair) bool { return r.Member == name }) {
 				c.t.Fatalf("%s errant again right after its rebuild from %s", name, c.Name(p))
 			}
-			i := slices.IndexFunc(c.Servers, func(s *harness.Server) bool { return s.Config.Name == name })
+			i := c.index(name)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			v, err := c.Admin.Status(ctx, c.AdminAddr(i))
 			cancel()
@@ -141,7 +141,7 @@ func (c *Cluster) RepairErrant(p int) []Repair {
 
 // WaitReplicating waits until every member but p replicates from p, or is fenced as errant, and
 // returns the errant ones. It returns early when another member serves as the recorded
-// primary: the cluster failed over again meanwhile (a primary killed as frozen on a loaded machine), and
+// primary, seen by that member itself or by the one waited on: the cluster failed over again meanwhile (a primary killed as frozen on a loaded machine), and
 // the caller finds the new one.
 func (c *Cluster) WaitReplicating(p int) []string {
 	c.t.Helper()
@@ -164,6 +164,10 @@ func (c *Cluster) WaitReplicating(p int) []string {
 			}
 			if err == nil && serving(v) {
 				c.t.Logf("%s serves as the primary while waiting for the members to follow %s", c.Name(j), c.Name(p))
+				return errant
+			}
+			if q := c.index(v.Record.Primary); err == nil && q >= 0 && q != p && q != j && c.claimsPrimary(context.Background(), q) {
+				c.t.Logf("%s serves as the primary while waiting for %s to follow %s", c.Name(q), c.Name(j), c.Name(p))
 				return errant
 			}
 			if time.Now().After(deadline) {

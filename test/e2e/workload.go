@@ -49,7 +49,7 @@ func (c *Cluster) StartSRVWriter(primary int) *Writer {
 			i := next
 			next = (next + 1) % len(c.Servers)
 			if name := c.DNSPrimary(ctx, i); name != "" {
-				return slices.IndexFunc(c.Servers, func(s *harness.Server) bool { return s.Config.Name == name })
+				return c.index(name)
 			}
 		}
 		return -1
