@@ -591,11 +591,11 @@ func unacknowledgedOwn(obs Observation, p Policy, exclude string) map[string]gti
 	return stray
 }
 
-// candidates lists the members fit to be promoted (never exclude), and why the others are not.
-func candidates(obs Observation, p Policy, exclude string) ([]candidate, []string) {
+// candidates lists the members fit to be promoted (never exclude), and why the others are not;
+// stray is unacknowledgedOwn's answer for the same exclude.
+func candidates(obs Observation, stray map[string]gtid.Set, exclude string) ([]candidate, []string) {
 	var fit []candidate
 	var unfit []string
-	stray := unacknowledgedOwn(obs, p, exclude)
 	for _, id := range obs.Record.MemberIDs() {
 		if id == exclude {
 			continue
@@ -736,7 +736,7 @@ func (d *Decision) prepare(c candidate) {
 
 func decideFirstPrimary(obs Observation, p Policy, d *Decision) {
 	r := obs.Record
-	cs, unfit := candidates(obs, p, "")
+	cs, unfit := candidates(obs, unacknowledgedOwn(obs, p, ""), "")
 	if len(cs)*2 <= len(r.Members) {
 		d.ClusterReason = because(CodeFirstPrimaryWait, "no primary yet; waiting for a majority of members to be healthy (%s)", strings.Join(unfit, ", "))
 		return
@@ -818,7 +818,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 	}
 	if stalled && !down {
 		// Nothing is revoked while no one could serve instead: the stall may end by itself.
-		if cs, unfit := candidates(obs, p, primary); d.Memory.StallEpoch != r.Epoch && len(cs) == 0 {
+		if cs, unfit := candidates(obs, unacknowledgedOwn(obs, p, primary), primary); d.Memory.StallEpoch != r.Epoch && len(cs) == 0 {
 			d.Memory.PrimaryDownSince, d.Memory.DownEpoch = time.Time{}, 0
 			d.ClusterReason = because(CodeStallNoCandidate, "primary %s reports its commit path stalled but no replica can take over: %s", primary, strings.Join(unfit, ", "))
 			return
@@ -872,7 +872,8 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		}
 		d.ClusterReason = because(code, format, args...)
 	}
-	cs, unfit := candidates(obs, p, primary)
+	stray := unacknowledgedOwn(obs, p, primary)
+	cs, unfit := candidates(obs, stray, primary)
 	if len(cs) == 0 {
 		blocked(CodeFailoverNoCandidate, "primary %s is down (%s) but no replica can take over: %s", primary, why, strings.Join(unfit, ", "))
 		return
@@ -911,7 +912,7 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 		// GTID state), and waiting for it would never end. Either way an acknowledged write is on
 		// SemiSyncAcks of the replicas, so enough of them must be in view for one to hold it, and
 		// the candidate must contain what every one in view received.
-		inView, missing := replicasInView(obs, p, primary)
+		inView, missing := replicasInView(obs, stray, primary)
 		if p.SemiSyncAcks > 0 && missing > p.SemiSyncAcks-1 {
 			blocked(CodeFailoverBlocked, "primary %s is down but %d replicas are out of view: an acknowledged write may be only there", primary, missing)
 			return
@@ -951,9 +952,8 @@ func decideFailover(obs Observation, p Policy, d *Decision) {
 
 // replicasInView lists the members other than primary whose MySQL the leader reaches and that
 // are not errant (by their agents or by unacknowledgedOwn), and counts the replicas it does not
-// reach.
-func replicasInView(obs Observation, p Policy, primary string) (inView []string, missing int) {
-	stray := unacknowledgedOwn(obs, p, primary)
+// reach; stray is unacknowledgedOwn's answer for primary.
+func replicasInView(obs Observation, stray map[string]gtid.Set, primary string) (inView []string, missing int) {
 	for _, id := range obs.Record.MemberIDs() {
 		switch {
 		case id == primary:
@@ -979,7 +979,7 @@ func leaseWait(obs Observation, p Policy) time.Duration {
 func decideSwitchover(obs Observation, p Policy, d *Decision) {
 	r := obs.Record
 	old := r.Primary
-	cs, unfit := candidates(obs, p, old)
+	cs, unfit := candidates(obs, unacknowledgedOwn(obs, p, old), old)
 	var target *candidate
 	for i := range cs {
 		if r.Switchover.To == "" || cs[i].id == r.Switchover.To {
