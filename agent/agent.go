@@ -134,9 +134,9 @@ type Agent struct {
 	// readBinlog replaces newestBinlog in tests that make the file system hang.
 	readBinlog func(basename string) (string, error)
 
-	// reseeding is set while a re-seed of the local server runs; passing is held by each pass,
-	// so the re-seed can wait out one that began before it.
-	reseeding     atomic.Bool
+	// reseed is the re-seed of the local server under way, nil when none runs; passing is held
+	// by each pass, so the re-seed can wait out one that began before it.
+	reseed        atomic.Pointer[reseedRun]
 	passing       sync.Mutex
 	reseedMetrics *reseedMetrics
 	recoveries    *prometheus.CounterVec

@@ -121,6 +121,7 @@ func (a *Agent) gatherOnce(ctx context.Context) (ha.Observation, map[string]ha.S
 	leader := a.leaderReady(ctx)
 	members := a.gossip.Members() // one snapshot for the peers and the Raft view alike
 	rec := a.raft.Record()
+	run := a.reseed.Load()
 	obs := ha.Observation{
 		Self:       a.opts.NodeID,
 		Cluster:    a.opts.Cluster,
@@ -128,10 +129,13 @@ func (a *Agent) gatherOnce(ctx context.Context) (ha.Observation, map[string]ha.S
 		Leader:     leader,
 		LeaseUntil: a.leaseUntil,
 		Draining:   a.draining,
-		Reseeding:  a.reseeding.Load(),
+		Reseeding:  run != nil,
 		Memory:     a.memory,
 		Peers:      peers(members),
 		Raft:       a.raftView(members, leader),
+	}
+	if run != nil {
+		obs.ReseedFrom = run.donor
 	}
 
 	// The local server is read first and the others after it: a replica's errant check compares

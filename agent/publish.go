@@ -143,7 +143,7 @@ func (a *Agent) publish(obs ha.Observation, d ha.Decision, reads map[string]ha.S
 func (a *Agent) report(obs ha.Observation, d ha.Decision) health.Report {
 	r := health.Report{
 		Epoch: obs.Record.Epoch, MySQLUp: obs.Local.Up, Role: health.RoleUnknown, LagMillis: -1,
-		Errant: d.Errant != "", Draining: a.draining, Reseeding: obs.Reseeding, Bootstrapped: a.raft.HasState(),
+		Errant: d.Errant != "", Draining: a.draining, Reseeding: obs.Reseeding, ReseedFrom: obs.ReseedFrom, Bootstrapped: a.raft.HasState(),
 		MySQLAddr: a.opts.MySQLAddr, RaftAddr: a.opts.RaftAddr, AdminAddr: a.opts.AdminAddr, XPort: a.opts.XPort,
 		PrimaryUnreachable: obs.Primary != nil && !obs.Primary.Up, CommitStall: d.CommitStall,
 	}

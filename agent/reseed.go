@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -93,14 +94,22 @@ func (a *Agent) askReseed(ctx context.Context, rec record.Record, rs ha.Reseed) 
 
 // startReseed starts re-seeding the local server from donor in the background.
 func (a *Agent) startReseed(donor record.Member) error {
-	return a.runReseed("donor", donor.ID, reseedSteps{copy: func(ctx context.Context, flavor gtid.Flavor) error {
+	return a.runReseed("donor", donor.ID, reseedSteps{donor: donor.ID, copy: func(ctx context.Context, flavor gtid.Flavor) error {
 		return a.reseedFrom(ctx, flavor, donor)
 	}})
+}
+
+// reseedRun is a re-seed of the local server under way.
+type reseedRun struct {
+	// donor is the member whose data is copied; "" for a backup. Gossiped (health.Report
+	// ReseedFrom), so that a primary lending its data knows to stay read-only meanwhile.
+	donor string
 }
 
 // reseedSteps are a re-seed's own steps: check (optional) runs while replication still runs, so
 // a refusal leaves the server as it was; copy replaces the data once replication stopped.
 type reseedSteps struct {
+	donor string
 	check func(ctx context.Context) error
 	copy  func(ctx context.Context, flavor gtid.Flavor) error
 }
@@ -108,12 +117,12 @@ type reseedSteps struct {
 // runReseed runs steps in the background unless a re-seed runs already; source and id say where
 // the copy comes from in the logs ("donor", "db-2").
 func (a *Agent) runReseed(source, id string, steps reseedSteps) error {
-	if !a.reseeding.CompareAndSwap(false, true) {
+	if !a.reseed.CompareAndSwap(nil, &reseedRun{donor: steps.donor}) {
 		return errReseedRunning
 	}
 	a.background.Go(func() {
 		defer a.Trigger()
-		defer a.reseeding.Store(false)
+		defer a.reseed.Store(nil)
 		begin := a.now()
 		a.log.Info("re-seed starting", source, id)
 		var err error
@@ -160,6 +169,9 @@ func (a *Agent) stopReplication(ctx context.Context) (gtid.Flavor, error) {
 func (a *Agent) reseedFrom(ctx context.Context, flavor gtid.Flavor, donor record.Member) error {
 	o := a.opts.Reseed
 	log := a.log.With("component", "reseed", "donor", donor.ID)
+	if err := a.awaitLending(ctx, donor, log); err != nil {
+		return err
+	}
 	if flavor == gtid.MySQL {
 		return reseed.Clone(ctx, o.Local, o.Service, reseed.CloneOptions{Donor: donor.MySQLAddr, User: o.Local.User,
 			Password: o.Local.Password, MaxBandwidthMiB: o.MaxMiBPerSecond}, log)
@@ -175,6 +187,40 @@ func (a *Agent) reseedFrom(ctx context.Context, flavor gtid.Flavor, donor record
 	_, err = reseed.Restore(ctx, stream, reseed.RestoreOptions{Local: o.Local, DataDir: o.DataDir, Service: o.Service, Tools: o.Tools,
 		DonorBinlogState: func(ctx context.Context) (string, error) { return a.binlogState(ctx, donor.MySQLAddr) }}, log)
 	return err
+}
+
+// lendWait bounds how long a joiner waits for a primary donor to go read-only for its copy.
+const lendWait = time.Minute
+
+// awaitLending waits, when donor is the primary of a semi-sync cluster, until its agent reports
+// it read-only. The leader picks the primary only when no replica can donate, and then none
+// acknowledges its commits once this member stopped replicating: they wait, and so would a copy
+// (MySQL's clone, MariaDB's backup lock), until the primary's agent sees this re-seed gossiped
+// and fences its server for it (ha: lending). Its report says read-only only after that fence
+// ended, and a fence that ran during the copy would kill the copy's session. An asynchronous
+// primary never waits for acks, nor lends.
+func (a *Agent) awaitLending(ctx context.Context, donor record.Member, log *slog.Logger) error {
+	if a.opts.SemiSync.Async || a.raft.Record().Primary != donor.ID {
+		return nil
+	}
+	deadline := a.now().Add(lendWait)
+	for logged := false; ; logged = true {
+		peer := peers(a.gossip.Members())[donor.ID]
+		switch {
+		case peer.Alive() && peer.Report.MySQLUp && !peer.Report.Writable:
+			return nil
+		case a.now().After(deadline):
+			return fmt.Errorf("re-seed: primary donor %s did not go read-only for the copy within %s (its commits, waiting for acks, would hold the copy up)",
+				donor.ID, lendWait)
+		case !logged:
+			log.Info("waiting for the primary to lend its data read-only: no replica acknowledges its commits")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("re-seed: wait for primary donor %s: %w", donor.ID, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // serveReseed is the leader asking this agent to re-seed its server (member certificate).
@@ -237,7 +283,7 @@ func (a *Agent) serveBackupStream(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "this member holds errant transactions and must not donate: " + v.Errant})
 		return
 	}
-	if a.reseeding.Load() {
+	if a.reseed.Load() != nil {
 		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "this member is being re-seeded itself"})
 		return
 	}

@@ -125,7 +125,7 @@ func TestReseedCallsNeedAMemberCertificateAndGoodRequests(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "unknown field") {
 		t.Errorf("re-seed with an unknown field: %d %s, want 400", resp.StatusCode, body)
 	}
-	if replica.agent.reseeding.Load() {
+	if replica.agent.reseed.Load() != nil {
 		t.Error("a refused request started a re-seed")
 	}
 

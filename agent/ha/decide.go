@@ -272,6 +272,21 @@ func decidePrimary(obs Observation, p Policy, leaseHeld, writable bool, d *Decis
 		} else {
 			d.NodeReason = because(CodePrimaryNoLease, "primary of epoch %d, waiting for a lease before opening writes", r.Epoch)
 		}
+	case len(borrowers(obs)) > 0 && obs.Local.Status.SemiSync.AcksMissing():
+		// No replica can acknowledge, so commits would wait on it, and a copy waits for the
+		// commits in flight (MySQL's clone, MariaDB's backup lock): it would never end. Read-only,
+		// with the waiting commits let go by the fence (their clients get errors), it lends a
+		// copy that brings back the replica its commits need. The lease is kept: nothing changed
+		// about who is primary, and writes reopen under it once the copy ended.
+		d.RenewLease = true
+		lent := strings.Join(borrowers(obs), ", ")
+		if writable {
+			d.Node, d.NodeReason = NodeFence, because(CodePrimaryLending, "primary of epoch %d: %s copies this server, and no replica is connected "+
+				"to acknowledge a commit: read-only for the copy", r.Epoch, lent)
+		} else {
+			d.NodeReason = because(CodePrimaryLending, "primary of epoch %d, read-only while %s copies this server (no replica is connected "+
+				"to acknowledge a commit); writes reopen once it is done", r.Epoch, lent)
+		}
 	case !writable || obs.Local.Status.Replica != nil:
 		d.RenewLease = true
 		d.Node, d.NodeReason = NodeOpenWrites, because(CodePrimaryOpen, "primary of epoch %d with a lease: applying the relay log and opening writes", r.Epoch)
@@ -280,6 +295,17 @@ func decidePrimary(obs Observation, p Policy, leaseHeld, writable bool, d *Decis
 		d.NodeReason = because(CodePrimaryServing, "primary of epoch %d, writable, lease held", r.Epoch)
 		judgeCommits(obs, p, d)
 	}
+}
+
+// borrowers are the members re-seeding from this agent's server, as their agents report it.
+func borrowers(obs Observation) []string {
+	var ids []string
+	for _, id := range slices.Sorted(maps.Keys(obs.Peers)) {
+		if peer := obs.Peers[id]; id != obs.Self && peer.Alive() && peer.Report.Reseeding && peer.Report.ReseedFrom == obs.Self {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // judgeCommits tells a serving primary's stalled commit path from a healthy one: a heartbeat
@@ -302,7 +328,7 @@ func judgeCommits(obs Observation, p Policy, d *Decision) {
 		return
 	}
 	waited, epoch := obs.Now.Sub(since).Round(time.Millisecond), obs.Record.Epoch
-	if semi := obs.Local.Status.SemiSync; semi.SourceEnabled && semi.Clients < semi.AcksRequired {
+	if semi := obs.Local.Status.SemiSync; semi.AcksMissing() {
 		d.CommitStall = health.StallNoAck
 		d.NodeReason = because(CodeCommitStallNoAck, "primary of epoch %d: a heartbeat commit has waited %s for semi-sync acks with %d of the %d "+
 			"acknowledging replicas it needs connected: a replica must connect, failing over cannot help", epoch, waited, semi.Clients, semi.AcksRequired)
@@ -467,7 +493,8 @@ func decideCluster(obs Observation, p Policy, d *Decision) {
 		decideFirstPrimary(obs, p, d)
 	default:
 		decideFailover(obs, p, d)
-		if d.ClusterReason.Code == CodePrimaryHealthy {
+		// A primary without acknowledging replicas cannot commit: re-seeding one is the way back.
+		if c := d.ClusterReason.Code; c == CodePrimaryHealthy || c == CodePrimaryNoAcks {
 			decideReseed(obs, p, d)
 		}
 	}

@@ -70,6 +70,12 @@ func cluster() Observation {
 	}
 }
 
+// noAcks is s as a semi-sync source with no acknowledging replica connected.
+func noAcks(s Server) Server {
+	s.Status.SemiSync = state.SemiSync{Available: true, SourceEnabled: true, SourceActive: true, AcksRequired: 1}
+	return s
+}
+
 func withAddr(r health.Report, addr string) health.Report {
 	r.MySQLAddr = addr
 	return r
@@ -111,6 +117,13 @@ func stalledPrimary(o *Observation, clients int) {
 // movingWhy is why a primary's agent reports a long heartbeat wait as no stall.
 var movingWhy = why(CodeCommitMoving, "primary of epoch 3: a heartbeat commit waits past ha.commit_stall_timeout behind commits "+
 	"that still move (its binlog grows, or a replica reads more of it): slow, not stalled")
+
+// opensWrites is a recorded primary's agent opening writes under its lease.
+var opensWrites = Decision{Node: NodeOpenWrites, RenewLease: true,
+	NodeReason: why(CodePrimaryOpen, "primary of epoch 3 with a lease: applying the relay log and opening writes")}
+
+// copiesDB0 makes a member re-seed from db-0.
+func copiesDB0(p *Peer) { p.Report.Reseeding, p.Report.ReseedFrom = true, "db-0" }
 
 // stalledWhy is why a primary's agent reports its commit path stalled.
 func stalledWhy(waited, idle string) Reason {
@@ -424,8 +437,54 @@ func decideCases(p Policy) []decideCase {
 				o.Primary = nil
 				o.LeaseUntil = t0.Add(time.Second)
 			},
-			want: Decision{Node: NodeOpenWrites, RenewLease: true,
-				NodeReason: why(CodePrimaryOpen, "primary of epoch 3 with a lease: applying the relay log and opening writes")},
+			want: opensWrites,
+		},
+		{
+			name: "a primary no replica acknowledges fences itself while a member copies it, keeping its lease",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 0)
+				setPeer(o, "db-2", copiesDB0)
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Reseeding, p.Report.ReseedFrom = true, "db-2" })
+			},
+			want: Decision{Node: NodeFence, RenewLease: true, NodeReason: why(CodePrimaryLending, "primary of epoch 3: db-2 copies this server, "+
+				"and no replica is connected to acknowledge a commit: read-only for the copy")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "a lending primary stays read-only until the copy ends",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 0)
+				o.Local.Status.ReadOnly, o.Local.Status.SuperReadOnly = true, true
+				setPeer(o, "db-2", copiesDB0)
+			},
+			want: Decision{RenewLease: true, NodeReason: why(CodePrimaryLending, "primary of epoch 3, read-only while db-2 copies this server "+
+				"(no replica is connected to acknowledge a commit); writes reopen once it is done")},
+		},
+		{
+			name: "a lending primary reopens once the copy ended",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 0)
+				o.Local.Status.ReadOnly, o.Local.Status.SuperReadOnly = true, true
+			},
+			want: opensWrites,
+		},
+		{
+			name: "a primary with an acknowledging replica connected serves on while a member copies it",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 1)
+				setPeer(o, "db-2", copiesDB0)
+			},
+			want:   Decision{RenewLease: true, NodeReason: why(CodePrimaryServing, "primary of epoch 3, writable, lease held")},
+			memory: mem(Memory{LocalWritable: true}),
+		},
+		{
+			name: "a copy by a member whose agent is gone lends nothing",
+			setup: func(o *Observation) {
+				stalledPrimary(o, 0)
+				o.Local.Status.ReadOnly, o.Local.Status.SuperReadOnly = true, true
+				setPeer(o, "db-2", func(p *Peer) { p.State, p.Report.Reseeding, p.Report.ReseedFrom = PeerDead, true, "db-0" })
+			},
+			want: opensWrites,
 		},
 		{
 			name: "a writable primary still configured as a replica finishes its promotion",
@@ -436,8 +495,7 @@ func decideCases(p Policy) []decideCase {
 				o.Primary = nil
 				o.LeaseUntil = t0.Add(time.Second)
 			},
-			want: Decision{Node: NodeOpenWrites, RenewLease: true,
-				NodeReason: why(CodePrimaryOpen, "primary of epoch 3 with a lease: applying the relay log and opening writes")},
+			want: opensWrites,
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
@@ -1884,6 +1942,19 @@ func decideCases(p Policy) []decideCase {
 			},
 			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeReseedNoDonor,
 				"db-1 needs a re-seed (it holds errant transactions and ha.rebuild_errant is on) but no member may donate: db-2: holds no transactions")},
+		},
+		{
+			name:   "the primary donates when no replica may and none acknowledges its commits",
+			policy: func(p *Policy) { p.RebuildErrant = true },
+			setup: func(o *Observation) {
+				setPeer(o, "db-1", func(p *Peer) { p.Report.Errant = true })
+				setPeer(o, "db-2", func(p *Peer) { p.Report.Errant = true })
+				o.Servers["db-0"] = noAcks(o.Servers["db-0"])
+				setPeer(o, "db-0", func(p *Peer) { p.Report.CommitStall, p.Report.Epoch = health.StallNoAck, 3 })
+			},
+			want: Decision{NodeReason: replicaServing, Reseed: &Reseed{Member: "db-1", Donor: "db-0"},
+				ClusterReason: why(CodeReseedErrant, "re-seeding db-1 from db-0: it holds errant transactions and ha.rebuild_errant is on")},
+			memory: mem(Memory{ReseedAt: t0}),
 		},
 		{
 			name: "the primary donates when it is the only other member",

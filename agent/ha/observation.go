@@ -46,8 +46,10 @@ type Observation struct {
 	RecoveryFailed RecoveryFailures
 	// Draining is set while the agent shuts down: it gives its role away and takes none.
 	Draining bool
-	// Reseeding is set while this agent replaces its server's data with a donor's copy.
-	Reseeding bool
+	// Reseeding is set while this agent replaces its server's data with a donor's copy;
+	// ReseedFrom names that donor ("" for a backup).
+	Reseeding  bool
+	ReseedFrom string
 	// Memory is what the previous Decision asked to remember.
 	Memory Memory
 	// Raft is this node's view of the Raft configuration.

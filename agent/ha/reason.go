@@ -22,6 +22,7 @@ const (
 	CodePrimaryNoLease  Code = "primary_no_lease"  // fenced, or waiting, until a lease is granted
 	CodePrimaryOpen     Code = "primary_open"      // opening writes under a lease
 	CodePrimaryServing  Code = "primary_serving"
+	CodePrimaryLending  Code = "primary_lending" // read-only while a member copies it, with no replica to acknowledge
 	// A heartbeat commit waited ha.commit_stall_timeout: the commit path is stalled (a global
 	// read lock, a full binlog disk), or, with too few semi-sync replicas connected, waits for
 	// acks that failing over cannot bring.

@@ -83,8 +83,10 @@ const (
 // pickDonor chooses whom member copies: the replica of the primary with the lowest lag among
 // those the leader reaches whose agent is alive, that are neither errant, empty, being re-seeded
 // nor shutting down, and that receive and apply from the primary with a known lag of at most ha.rebuild_max_donor_lag.
-// The copy loads the donor, so the primary donates only when it is the only other member. It
-// returns "" and why each member is unfit when none is.
+// The copy loads the donor, so the primary donates only when it is the only other member, or
+// when no replica may and none is connected to acknowledge its commits: it cannot commit then
+// anyway, and lends its data read-only (see borrowers). It returns "" and why each member is
+// unfit when none is.
 func pickDonor(obs Observation, p Policy, member string) (string, []string) {
 	r := obs.Record
 	donor, lag, others := "", int64(0), 0
@@ -116,7 +118,7 @@ func pickDonor(obs Observation, p Policy, member string) (string, []string) {
 			donor, lag = id, rep.LagMillis
 		}
 	}
-	if donor == "" && others == 0 {
+	if donor == "" && (others == 0 || obs.Servers[r.Primary].Status.SemiSync.AcksMissing()) {
 		return r.Primary, nil
 	}
 	return donor, unfit

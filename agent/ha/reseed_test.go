@@ -30,6 +30,12 @@ func TestRebuild(t *testing.T) {
 			p.Report.LagMillis = -1
 			o.Peers["db-1"] = p
 		}, err: "no member may donate to db-2: db-1: not replicating from the primary"},
+		{name: "the primary lends its data when no replica may and none acknowledges its commits", member: "db-2", setup: func(o *Observation) {
+			p := o.Peers["db-1"]
+			p.Report.Errant = true
+			o.Peers["db-1"] = p
+			o.Servers["db-0"] = noAcks(o.Servers["db-0"])
+		}, want: Reseed{Member: "db-2", Donor: "db-0"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := cluster()

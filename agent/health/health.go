@@ -73,8 +73,10 @@ type Report struct {
 	// Draining: the agent is shutting down and wants no role.
 	Draining bool `json:"drain,omitempty"`
 	// Reseeding: the agent is replacing its server's data with a donor's copy; it can be no
-	// candidate and no donor until done.
-	Reseeding bool `json:"rs,omitempty"`
+	// candidate and no donor until done. ReseedFrom names the donor ("" for a backup): a
+	// primary lending its data stays read-only while it copies (ha: lending).
+	Reseeding  bool   `json:"rs,omitempty"`
+	ReseedFrom string `json:"rf,omitempty"`
 	// Bootstrapped: the agent has Raft state, so a cluster exists and nobody bootstraps another.
 	Bootstrapped bool `json:"bs,omitempty"`
 	// Where the member can be reached, so the leader can record and probe it.

@@ -84,3 +84,7 @@ type SemiSync struct {
 	ReplicaEnabled bool
 	ReplicaActive  bool
 }
+
+// AcksMissing reports whether a commit on this server, as a source, would wait for semi-sync
+// acks from more replicas than are connected: it would wait until enough connect.
+func (s SemiSync) AcksMissing() bool { return s.SourceEnabled && s.Clients < s.AcksRequired }

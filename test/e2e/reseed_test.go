@@ -62,40 +62,73 @@ func TestReseedEmptiedMember(t *testing.T) {
 // is RepairErrant's, the repair the chaos suite and the benchmarks make.
 func TestRebuildErrantMember(t *testing.T) {
 	reseeded(t, func(t *testing.T, c *Cluster, p, r int) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		// With the agent stopped, nothing fences the server back while the transaction is written.
-		// read_only stays on (the monitor would see two writable servers otherwise): it does not
-		// bind root, while MySQL's super_read_only does.
-		c.KillAgent(r)
-		stmts := []string{"CREATE TABLE app.errant (id INT PRIMARY KEY)"}
-		if c.Flavor == gtid.MySQL {
-			stmts = []string{"SET GLOBAL super_read_only = OFF", stmts[0], "SET GLOBAL super_read_only = ON"}
-		}
-		db := c.MySQL(ctx, r).DB()
-		for _, q := range stmts {
-			if _, err := db.ExecContext(ctx, q); err != nil {
-				t.Fatalf("%s on %s: %v", q, c.Name(r), err)
-			}
-		}
-		c.StartAgent(r)
-		for {
-			one, cancel := context.WithTimeout(ctx, time.Second)
-			v, err := c.Admin.Status(one, c.AdminAddr(r))
-			cancel()
-			if err == nil && v.Errant != "" {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("%s never reported errant: %+v %v", c.Name(r), v.Local, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		c.makeErrant(t, r)
 		repairs := c.RepairErrant(p)
 		if len(repairs) != 1 || repairs[0].Member != c.Name(r) || repairs[0].Donor == c.Name(p) || repairs[0].Donor == c.Name(r) {
 			t.Fatalf("repairs %+v: want %s re-seeded from the other replica", repairs, c.Name(r))
 		}
 	})
+}
+
+// With both replicas errant no replica may donate, and none acknowledges the primary's commits:
+// writes wait. `shoal rebuild` of one has the primary lend its data read-only (the commits
+// waiting for acks would hold a copy up), and writes reopen once that member is back as an
+// acknowledging replica; the other is then re-seeded from it.
+func TestRebuildWhenOnlyThePrimaryCanDonate(t *testing.T) {
+	harness.EachFlavor(t, func(t *testing.T, flavor gtid.Flavor) {
+		c, p, w, m := StartLoaded(t, shoalBinary, flavor)
+		w.WaitAcked(t, 20)
+		first, second := (p+1)%len(c.Servers), (p+2)%len(c.Servers)
+		c.makeErrant(t, first)
+		c.makeErrant(t, second)
+		stalled := w.Acked()
+		begin := time.Now()
+		repairs := c.RepairErrant(p)
+		if len(repairs) != 2 || repairs[0].Donor != c.Name(p) || repairs[1].Donor != repairs[0].Member {
+			t.Fatalf("repairs %+v: want one errant member re-seeded from the primary %s, then the other from it", repairs, c.Name(p))
+		}
+		t.Logf("%s: %s lent by the primary, %s from it, %s after the writes stalled at %d acknowledged",
+			flavor, repairs[0].Member, repairs[1].Member, time.Since(begin).Round(time.Millisecond), stalled)
+		if !c.Logged(begin, "read-only for the copy") {
+			t.Error("the primary never logged lending its data read-only")
+		}
+		keptEveryWrite(t, c, w, m)
+	})
+}
+
+// makeErrant writes a transaction on replica r behind its agent's back and waits until its agent
+// reports it errant (and so fenced: its replication stopped). With the agent stopped, nothing
+// fences the server back while the transaction is written. read_only stays on (the monitor
+// would see two writable servers otherwise): it does not bind root, while MySQL's
+// super_read_only does.
+func (c *Cluster) makeErrant(t *testing.T, r int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c.KillAgent(r)
+	stmts := []string{"CREATE TABLE app.errant_" + c.Name(r) + " (id INT PRIMARY KEY)"}
+	if c.Flavor == gtid.MySQL {
+		stmts = []string{"SET GLOBAL super_read_only = OFF", stmts[0], "SET GLOBAL super_read_only = ON"}
+	}
+	db := c.MySQL(ctx, r).DB()
+	for _, q := range stmts {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s on %s: %v", q, c.Name(r), err)
+		}
+	}
+	c.StartAgent(r)
+	for {
+		one, cancel := context.WithTimeout(ctx, time.Second)
+		v, err := c.Admin.Status(one, c.AdminAddr(r))
+		cancel()
+		if err == nil && v.Errant != "" {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s never reported errant: %+v %v", c.Name(r), v.Local, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // purgeBinlogs leaves db's server with its current binary log only. A log a replica still reads
