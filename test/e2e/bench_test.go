@@ -121,7 +121,7 @@ func BenchmarkFailoverHostFrozen(b *testing.B) {
 }
 
 func BenchmarkFailoverPrimaryIsolated(b *testing.B) {
-	measureFailover(b, "primary cut off (iptables)", (*Cluster).CutBothWays)
+	measureFailover(b, "primary cut off (iptables)", (*Cluster).Isolate)
 }
 
 // BenchmarkRaftElection measures how long the cluster is without a Raft leader after the

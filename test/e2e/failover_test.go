@@ -90,7 +90,7 @@ func TestHostCrash(t *testing.T) {
 }
 
 func TestPrimaryIsolated(t *testing.T) {
-	fault(t, func(t *testing.T, c *Cluster, p int) func() { return c.CutBothWays(p) })
+	fault(t, func(t *testing.T, c *Cluster, p int) func() { return c.Isolate(p) })
 }
 
 // A frozen mysqld answers nothing, its agent alive: the agent kills it once its lease is gone.
@@ -112,7 +112,7 @@ func TestPrimaryIsolatedRepeatedly(t *testing.T) {
 		c, p, w, m := StartLoaded(t, shoalBinary, flavor, "--ha.failover_cooldown", "1s")
 		for range 4 {
 			w.WaitAcked(t, w.Acked()+20)
-			heal := c.CutBothWays(p)
+			heal := c.Isolate(p)
 			next := c.WaitPrimary(p, 60*time.Second)
 			w.WaitAcked(t, w.Acked()+20)
 			heal()
@@ -137,7 +137,7 @@ func TestDeposedPrimaryBackAsItsSuccessorFails(t *testing.T) {
 		c.WaitReplicating(p)
 		w, m := c.StartWriter(p), c.StartMonitor()
 		w.WaitAcked(t, 20)
-		healOld := c.CutBothWays(p)
+		healOld := c.Isolate(p)
 		// A commit in flight on the cut-off primary (over its socket, which the cut spares): in
 		// its binlog, waiting for an ack that cannot come until the fence kills it.
 		inFlight := make(chan error, 1)

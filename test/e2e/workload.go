@@ -347,28 +347,19 @@ func (m *Monitor) Stop() []string {
 	return m.Violations
 }
 
-// Isolate cuts member i's host off with iptables: nothing reaches its address, and nothing its
-// processes send on connections they opened leaves. What its mysqld sends on connections it
-// accepted still leaves (their sockets stay in the group the server started in, outside the
-// host's), so a cut-off primary's replicas go on receiving its binlog, their acknowledgements
-// dropped: a partition one-way for replication. CutBothWays is the symmetric one. The rules go
-// when heal is called or the test ends, also after a failure.
-func (c *Cluster) Isolate(i int) (heal func()) { return c.drop(i, false) }
-
-// CutBothWays cuts member i's host off in both directions: also what it sends from its address
-// (its mysqld's accepted connections) is dropped, so the commits a primary has in flight reach
-// nobody. In a three-member cluster two primaries cut off in a row this way each keep such a
-// commit, errant, and the third member's commits then wait for an acknowledgement nobody may
-// give until one of them is re-seeded, with no donor but the primary (the chaos suite's seed
-// 20261201 did it on MySQL): the rig cuts one way by default until shoal handles that.
-func (c *Cluster) CutBothWays(i int) (heal func()) { return c.drop(i, true) }
+// Isolate cuts member i's host off with iptables, in both directions: nothing reaches its
+// address, and nothing leaves that its processes send, on connections they opened (matched by
+// the host's cgroup) or accepted (matched by the host's address: its mysqld's accepted sockets
+// stay in the group it started in, outside the host's). A cut-off primary's commits in flight
+// then reach nobody. The rules go when heal is called or the test ends, also after a failure.
+func (c *Cluster) Isolate(i int) (heal func()) { return c.drop(i) }
 
 // Lossy drops the given share (0-1) of the packets member i's host sends and receives.
 func (c *Cluster) Lossy(i int, share float64) (heal func()) {
-	return c.drop(i, false, "-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(share, 'f', 3, 64))
+	return c.drop(i, "-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(share, 'f', 3, 64))
 }
 
-func (c *Cluster) drop(i int, fromAddress bool, match ...string) (heal func()) {
+func (c *Cluster) drop(i int, match ...string) (heal func()) {
 	c.t.Helper()
 	host := c.Servers[i].Host()
 	group, err := c.hostGroup(i)
@@ -378,9 +369,7 @@ func (c *Cluster) drop(i int, fromAddress bool, match ...string) (heal func()) {
 	rules := [][]string{
 		append([]string{"INPUT", "-d", host}, match...),
 		append([]string{"OUTPUT", "-m", "cgroup", "--path", group}, match...),
-	}
-	if fromAddress {
-		rules = append(rules, append([]string{"OUTPUT", "-s", host}, match...))
+		append([]string{"OUTPUT", "-s", host}, match...),
 	}
 	for j := range rules {
 		rules[j] = append(rules[j], "-j", "DROP")
