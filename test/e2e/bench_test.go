@@ -212,9 +212,19 @@ func BenchmarkAgentIdle(b *testing.B) {
 				before[i] = cpuTime(b, c.agents[i].Process.Pid)
 			}
 			time.Sleep(window)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			leader, primary := c.RaftLeader(ctx), c.Primary(ctx)
+			cancel()
 			for i, cmd := range c.agents {
 				used := cpuTime(b, cmd.Process.Pid) - before[i]
-				line := fmt.Sprintf("agent idle %s %s: RSS %d MB, CPU %.2f%% of a core over %s", flavor, c.Name(i),
+				var roles []string
+				if i == leader {
+					roles = append(roles, "Raft leader")
+				}
+				if i == primary {
+					roles = append(roles, "primary")
+				}
+				line := fmt.Sprintf("agent idle %s %s (%s): RSS %d MB, CPU %.2f%% of a core over %s", flavor, c.Name(i), strings.Join(roles, ", "),
 					rssMB(b, cmd.Process.Pid), 100*used.Seconds()/window.Seconds(), window)
 				b.Log(line)
 				fmt.Println("BENCH", line)
