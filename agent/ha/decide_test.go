@@ -495,7 +495,7 @@ func decideCases(p Policy) []decideCase {
 				o.Primary = nil
 				o.LeaseUntil = t0.Add(time.Second)
 			},
-			want: opensWrites,
+			want:   opensWrites,
 			memory: mem(Memory{LocalWritable: true}),
 		},
 		{
