@@ -1957,6 +1957,17 @@ func decideCases(p Policy) []decideCase {
 			memory: mem(Memory{ReseedAt: t0}),
 		},
 		{
+			name:   "the primary does not donate while a replica receives from it, fit or not",
+			policy: func(p *Policy) { p.RebuildErrant = true },
+			setup: func(o *Observation) {
+				setPeer(o, "db-2", func(p *Peer) { p.Report.Errant = true })
+				setPeer(o, "db-1", func(p *Peer) { p.Report.LagMillis = -1 })
+				o.Servers["db-0"] = noAcks(o.Servers["db-0"])
+			},
+			want: Decision{NodeReason: replicaServing, ClusterReason: why(CodeReseedNoDonor,
+				"db-2 needs a re-seed (it holds errant transactions and ha.rebuild_errant is on) but no member may donate: db-1: not replicating from the primary")},
+		},
+		{
 			name: "the primary donates when it is the only other member",
 			setup: func(o *Observation) {
 				delete(o.Record.Members, "db-1")

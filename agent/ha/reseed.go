@@ -84,12 +84,13 @@ const (
 // those the leader reaches whose agent is alive, that are neither errant, empty, being re-seeded
 // nor shutting down, and that receive and apply from the primary with a known lag of at most ha.rebuild_max_donor_lag.
 // The copy loads the donor, so the primary donates only when it is the only other member, or
-// when no replica may and none is connected to acknowledge its commits: it cannot commit then
-// anyway, and lends its data read-only (see borrowers). It returns "" and why each member is
-// unfit when none is.
+// when no replica may, none is connected to acknowledge its commits, and none but errant ones
+// receives from it (one that does, say just re-seeded, donates once it caught up): the primary
+// cannot commit then anyway, and lends its data read-only (see borrowers). It returns "" and
+// why each member is unfit when none is.
 func pickDonor(obs Observation, p Policy, member string) (string, []string) {
 	r := obs.Record
-	donor, lag, others := "", int64(0), 0
+	donor, lag, others, receiving := "", int64(0), 0, 0
 	var unfit []string
 	for _, id := range r.MemberIDs() {
 		if id == member || id == r.Primary {
@@ -97,6 +98,9 @@ func pickDonor(obs Observation, p Policy, member string) (string, []string) {
 		}
 		others++
 		rep := obs.Peers[id].Report
+		if rep.Source == r.Primary && rep.IOConnected && !rep.Errant {
+			receiving++
+		}
 		switch {
 		case !obs.Servers[id].Up:
 			unfit = append(unfit, id+": MySQL unreachable")
@@ -118,7 +122,7 @@ func pickDonor(obs Observation, p Policy, member string) (string, []string) {
 			donor, lag = id, rep.LagMillis
 		}
 	}
-	if donor == "" && (others == 0 || obs.Servers[r.Primary].Status.SemiSync.AcksMissing()) {
+	if donor == "" && (others == 0 || receiving == 0 && obs.Servers[r.Primary].Status.SemiSync.AcksMissing()) {
 		return r.Primary, nil
 	}
 	return donor, unfit

@@ -84,11 +84,13 @@ func TestRebuildWhenOnlyThePrimaryCanDonate(t *testing.T) {
 		stalled := w.Acked()
 		begin := time.Now()
 		repairs := c.RepairErrant(p)
-		if len(repairs) != 2 || repairs[0].Donor != c.Name(p) || repairs[1].Donor != repairs[0].Member {
-			t.Fatalf("repairs %+v: want one errant member re-seeded from the primary %s, then the other from it", repairs, c.Name(p))
+		// The second copies the first once the leader sees it receive, or the primary again when
+		// asked a moment before that (it then lends again while no replica acknowledges).
+		if len(repairs) != 2 || repairs[0].Donor != c.Name(p) || repairs[1].Donor != repairs[0].Member && repairs[1].Donor != c.Name(p) {
+			t.Fatalf("repairs %+v: want one errant member re-seeded from the primary %s, then the other from it or the primary", repairs, c.Name(p))
 		}
-		t.Logf("%s: %s lent by the primary, %s from it, %s after the writes stalled at %d acknowledged",
-			flavor, repairs[0].Member, repairs[1].Member, time.Since(begin).Round(time.Millisecond), stalled)
+		t.Logf("%s: %s lent by the primary, %s from %s, %s after the writes stalled at %d acknowledged",
+			flavor, repairs[0].Member, repairs[1].Member, repairs[1].Donor, time.Since(begin).Round(time.Millisecond), stalled)
 		if !c.Logged(begin, "read-only for the copy") {
 			t.Error("the primary never logged lending its data read-only")
 		}
