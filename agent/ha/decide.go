@@ -251,6 +251,7 @@ func localDownSince(obs Observation) time.Time {
 
 func decidePrimary(obs Observation, p Policy, leaseHeld, writable bool, d *Decision) {
 	r := obs.Record
+	lent := strings.Join(borrowers(obs), ", ")
 	switch {
 	case obs.Draining || r.Switchover != nil:
 		why := "a switchover is pending"
@@ -272,14 +273,13 @@ func decidePrimary(obs Observation, p Policy, leaseHeld, writable bool, d *Decis
 		} else {
 			d.NodeReason = because(CodePrimaryNoLease, "primary of epoch %d, waiting for a lease before opening writes", r.Epoch)
 		}
-	case len(borrowers(obs)) > 0 && obs.Local.Status.SemiSync.AcksMissing():
+	case lent != "" && obs.Local.Status.SemiSync.AcksMissing():
 		// No replica can acknowledge, so commits would wait on it, and a copy waits for the
 		// commits in flight (MySQL's clone, MariaDB's backup lock): it would never end. Read-only,
 		// with the waiting commits let go by the fence (their clients get errors), it lends a
 		// copy that brings back the replica its commits need. The lease is kept: nothing changed
 		// about who is primary, and writes reopen under it once the copy ended.
 		d.RenewLease = true
-		lent := strings.Join(borrowers(obs), ", ")
 		if writable {
 			d.Node, d.NodeReason = NodeFence, because(CodePrimaryLending, "primary of epoch %d: %s copies this server, and no replica is connected "+
 				"to acknowledge a commit: read-only for the copy", r.Epoch, lent)
