@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +35,7 @@ type AdminAuth struct {
 	Peers *tls.Config
 }
 
-// Handler is the admin HTTP API. People's endpoints under /v1/ need the bearer token, the
+// Handler is the admin HTTP API. People's endpoints under /v1/ and /debug/pprof/ need the bearer token, the
 // agents' /v1/lease a member's certificate; /healthz, /readyz and /metrics are open so probes
 // and scrapers need no secret.
 func (a *Agent) Handler(auth AdminAuth, gatherer prometheus.Gatherer) http.Handler {
@@ -53,6 +54,11 @@ func (a *Agent) Handler(auth AdminAuth, gatherer prometheus.Gatherer) http.Handl
 	mux.Handle("GET /v1/reseed/stream", requireMemberTLS(auth.Peers, http.HandlerFunc(a.serveBackupStream)))
 	mux.Handle("GET "+adminapi.LogsPath, requireMemberTLS(auth.Peers, http.HandlerFunc(a.serveLogs)))
 	mux.Handle("POST /v1/backup/report", requirePeer(auth.Peers, http.HandlerFunc(a.serveBackupReport)))
+	// Go's profiler, for people chasing the agent's own CPU or memory: a profile shows every
+	// goroutine's stack, so it takes the token like the rest of /v1/.
+	mux.Handle("GET /debug/pprof/", person(pprof.Index))
+	mux.Handle("GET /debug/pprof/profile", person(pprof.Profile))
+	mux.Handle("GET /debug/pprof/trace", person(pprof.Trace))
 	return mux
 }
 

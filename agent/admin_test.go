@@ -3,6 +3,8 @@ package agent
 import (
 	"crypto/tls"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -101,5 +103,39 @@ func TestReadyzHonoursReadinessChecks(t *testing.T) {
 	a.view.Local = adminapi.LocalView{Up: true}
 	if code, body := ready(); code != 200 {
 		t.Errorf("readyz with every check passing = %d %s", code, body)
+	}
+}
+
+// The profiler answers people with the token and nobody else: a goroutine dump shows every
+// stack, with what is on it.
+func TestProfilerNeedsTheToken(t *testing.T) {
+	srv := httptest.NewServer((&Agent{}).Handler(AdminAuth{Token: "secret"}, prometheus.NewRegistry()))
+	defer srv.Close()
+	get := func(path, token string) int {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/profile?seconds=1"} {
+		if code := get(path, ""); code != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token: %d, want 401", path, code)
+		}
+		if code := get(path, "wrong"); code != http.StatusUnauthorized {
+			t.Errorf("GET %s with a wrong token: %d, want 401", path, code)
+		}
+		if code := get(path, "secret"); code != http.StatusOK {
+			t.Errorf("GET %s with the token: %d, want 200", path, code)
+		}
 	}
 }

@@ -3,10 +3,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,11 +203,13 @@ func BenchmarkSwitchover(b *testing.B) {
 }
 
 // BenchmarkAgentIdle measures each agent's resident memory and CPU on a healthy 3-member
-// cluster with no client load, over 60 s.
+// cluster with no client load, over 60 s. SHOAL_BENCH_PROFILE=<dir> also saves each agent's CPU
+// profile of the window there (the profiler's own sampling adds a little CPU to the numbers), and
+// SHOAL_BENCH_AGENT_ARGS adds agent flags, to compare settings.
 func BenchmarkAgentIdle(b *testing.B) {
 	for _, flavor := range harness.Flavors() {
 		b.Run(string(flavor), func(b *testing.B) {
-			c := Start(b, shoalBinary, flavor, 3)
+			c := Start(b, shoalBinary, flavor, 3, strings.Fields(os.Getenv("SHOAL_BENCH_AGENT_ARGS"))...)
 			c.WaitReplicating(c.WaitPrimary(-1, 60*time.Second))
 			time.Sleep(10 * time.Second) // past the start-up: joins, elections, first replication
 			const window = 60 * time.Second
@@ -211,10 +217,12 @@ func BenchmarkAgentIdle(b *testing.B) {
 			for i := range c.agents {
 				before[i] = cpuTime(b, c.agents[i].Process.Pid)
 			}
+			profiles := c.profileAgents(os.Getenv("SHOAL_BENCH_PROFILE"), window-5*time.Second)
 			time.Sleep(window)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			leader, primary := c.RaftLeader(ctx), c.Primary(ctx)
 			cancel()
+			profiles(fmt.Sprintf("%s-leader-%s-primary-%s", flavor, c.Name(max(leader, 0)), c.Name(max(primary, 0))))
 			for i, cmd := range c.agents {
 				used := cpuTime(b, cmd.Process.Pid) - before[i]
 				var roles []string
@@ -260,4 +268,52 @@ func rssMB(b *testing.B, pid int) int {
 	}
 	b.Fatalf("no VmRSS for pid %d", pid)
 	return 0
+}
+
+// profileAgents starts a CPU profile of every agent over d through its admin API and returns
+// the function that waits for them and saves them in dir as <label>-<member>.pprof. With no dir
+// it profiles nothing.
+func (c *Cluster) profileAgents(dir string, d time.Duration) func(label string) {
+	if dir == "" {
+		return func(string) {}
+	}
+	client := *c.Admin.HTTP
+	client.Timeout = d + 30*time.Second
+	got := make([][]byte, len(c.Servers))
+	errs := make([]error, len(c.Servers))
+	var wg sync.WaitGroup
+	for i := range c.Servers {
+		wg.Go(func() {
+			url := fmt.Sprintf("https://%s/debug/pprof/profile?seconds=%d", c.AdminAddr(i), int(d.Seconds()))
+			req, err := http.NewRequest(http.MethodGet, url, nil)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+c.Admin.Token)
+			resp, err := client.Do(req)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			got[i], errs[i] = io.ReadAll(resp.Body)
+			if errs[i] == nil && resp.StatusCode != http.StatusOK {
+				errs[i] = fmt.Errorf("%s: %s", resp.Status, got[i])
+			}
+		})
+	}
+	return func(label string) {
+		wg.Wait()
+		for i := range c.Servers {
+			if errs[i] != nil {
+				c.t.Errorf("profile of %s: %v", c.Name(i), errs[i])
+				continue
+			}
+			path := filepath.Join(dir, label+"-"+c.Name(i)+".pprof")
+			if err := os.WriteFile(path, got[i], 0o644); err != nil {
+				c.t.Error(err)
+			}
+		}
+	}
 }
