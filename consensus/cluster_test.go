@@ -167,6 +167,20 @@ func TestTransferLeadership(t *testing.T) {
 	if got := waitLeader(t, nodes...); got != to {
 		t.Fatalf("leadership went to %s, asked for %s", got.ID(), to.ID())
 	}
+	// The heartbeat timings moved with the role: the old leader waits for heartbeats as
+	// patiently as any follower again, the new one sends them at the leader's pace.
+	waitFor(t, "each node's heartbeat timeout to follow its role", func() bool {
+		for _, n := range nodes {
+			want := DefaultHeartbeatTimeout
+			if n.IsLeader() {
+				want = 2 * DefaultHeartbeatTimeout
+			}
+			if n.raft.ReloadableConfig().HeartbeatTimeout != want {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func TestLeaderFailover(t *testing.T) {

@@ -48,13 +48,19 @@ type Config struct {
 	// ServerName (a cluster-wide name every node's certificate carries as a DNS SAN). Leave
 	// ServerName empty only when the CA issues Raft certificates and nothing else.
 	TLS *tls.Config
-	// Raft timings; zero takes the defaults above. ElectionTimeout defaults to HeartbeatTimeout,
-	// LeaderLeaseTimeout to half of it: a leader cut off from its majority steps down within the
-	// lease, which is what lets a cut-off primary fence itself quickly.
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
-	LeaderLeaseTimeout time.Duration
-	CommitTimeout      time.Duration
+	// Raft timings; zero takes the defaults above. HeartbeatTimeout is how long a follower goes
+	// without hearing from a leader before it stands for election; ElectionTimeout defaults to
+	// it. hashicorp/raft derives a leader's heartbeat period from the same setting (a tenth to
+	// a fifth of it), so this node runs with LeaderHeartbeatTimeout while it leads: heartbeats
+	// every 1/10-1/5 of it, by default 100-200 ms, still two or more per follower timeout,
+	// at half the idle cost. LeaderLeaseTimeout (default HeartbeatTimeout) is how long a
+	// leader goes without hearing from a majority before it steps down; it spans at least two
+	// heartbeat periods, so one late heartbeat never deposes a healthy leader.
+	HeartbeatTimeout       time.Duration
+	ElectionTimeout        time.Duration
+	LeaderHeartbeatTimeout time.Duration
+	LeaderLeaseTimeout     time.Duration
+	CommitTimeout          time.Duration
 	// SnapshotInterval is how often Raft checks whether SnapshotThreshold new entries warrant a
 	// snapshot; zero takes the defaults above.
 	SnapshotInterval  time.Duration
@@ -75,8 +81,11 @@ func (c Config) withDefaults() Config {
 	if c.ElectionTimeout == 0 {
 		c.ElectionTimeout = c.HeartbeatTimeout
 	}
+	if c.LeaderHeartbeatTimeout == 0 {
+		c.LeaderHeartbeatTimeout = 2 * c.HeartbeatTimeout
+	}
 	if c.LeaderLeaseTimeout == 0 {
-		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
+		c.LeaderLeaseTimeout = c.HeartbeatTimeout
 	}
 	if c.CommitTimeout == 0 {
 		c.CommitTimeout = DefaultCommitTimeout
@@ -143,6 +152,7 @@ func (c Config) Validate() error {
 	}{
 		{"heartbeat timeout", d.HeartbeatTimeout, minTimeout},
 		{"election timeout", d.ElectionTimeout, minTimeout},
+		{"leader heartbeat timeout", d.LeaderHeartbeatTimeout, minTimeout},
 		{"leader lease timeout", d.LeaderLeaseTimeout, minTimeout},
 		{"commit timeout", d.CommitTimeout, time.Millisecond},
 		{"snapshot interval", d.SnapshotInterval, minTimeout},
@@ -153,6 +163,14 @@ func (c Config) Validate() error {
 	}
 	if d.LeaderLeaseTimeout > d.HeartbeatTimeout {
 		bad("leader lease timeout %s exceeds heartbeat timeout %s", d.LeaderLeaseTimeout, d.HeartbeatTimeout)
+	}
+	// A leader's heartbeats are at most LeaderHeartbeatTimeout/5 apart (hashicorp/raft).
+	if longest := d.LeaderHeartbeatTimeout / 5; 2*longest > d.HeartbeatTimeout {
+		bad("leader heartbeat timeout %s spaces heartbeats up to %s apart: a follower must get two within its heartbeat timeout %s",
+			d.LeaderHeartbeatTimeout, longest, d.HeartbeatTimeout)
+	} else if 2*longest > d.LeaderLeaseTimeout {
+		bad("leader heartbeat timeout %s spaces heartbeats up to %s apart: the leader lease timeout %s must span two, or one late heartbeat deposes the leader",
+			d.LeaderHeartbeatTimeout, longest, d.LeaderLeaseTimeout)
 	}
 	if d.ElectionTimeout < d.HeartbeatTimeout {
 		bad("election timeout %s is below heartbeat timeout %s", d.ElectionTimeout, d.HeartbeatTimeout)

@@ -42,6 +42,13 @@ func TestConfigValidate(t *testing.T) {
 		{"advertise port zero", func(c *Config) { c.AdvertiseAddr = "10.0.0.1:0" }, []string{"not an address other nodes can dial"}},
 		{"bad port", func(c *Config) { c.BindAddr = "10.0.0.1:70000" }, []string{"port \"70000\""}},
 		{"lease above heartbeat", func(c *Config) { c.LeaderLeaseTimeout = time.Second }, []string{"leader lease timeout 1s exceeds heartbeat timeout 500ms"}},
+		{"leader heartbeats too sparse for followers", func(c *Config) { c.LeaderHeartbeatTimeout = 2 * time.Second },
+			[]string{"up to 400ms apart: a follower must get two within its heartbeat timeout 500ms"}},
+		{"leader lease shorter than two heartbeats", func(c *Config) { c.LeaderLeaseTimeout = 250 * time.Millisecond },
+			[]string{"up to 200ms apart: the leader lease timeout 250ms must span two"}},
+		{"frequent leader heartbeats", func(c *Config) {
+			c.LeaderHeartbeatTimeout, c.LeaderLeaseTimeout = 500*time.Millisecond, 250*time.Millisecond
+		}, nil},
 		{"election below heartbeat", func(c *Config) { c.ElectionTimeout = 100 * time.Millisecond }, []string{"election timeout 100ms is below heartbeat"}},
 		{"TLS without certificate or CA", func(c *Config) { c.TLS = &tls.Config{} }, []string{"no certificate", "no CA"}},
 		{"in-memory with addresses and TLS", func(c *Config) { c.Network, c.TLS = NewInmemNetwork(), &tls.Config{} },
@@ -73,12 +80,12 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	d := Config{}.withDefaults()
 	if d.HeartbeatTimeout != 500*time.Millisecond || d.ElectionTimeout != 500*time.Millisecond ||
-		d.LeaderLeaseTimeout != 250*time.Millisecond || d.CommitTimeout != 500*time.Millisecond ||
+		d.LeaderHeartbeatTimeout != time.Second || d.LeaderLeaseTimeout != 500*time.Millisecond || d.CommitTimeout != 500*time.Millisecond ||
 		d.SnapshotInterval != DefaultSnapshotInterval || d.SnapshotThreshold != DefaultSnapshotThreshold || d.Logger == nil {
 		t.Errorf("defaults = %+v", d)
 	}
 	d = Config{HeartbeatTimeout: 2 * time.Second}.withDefaults()
-	if d.ElectionTimeout != 2*time.Second || d.LeaderLeaseTimeout != time.Second {
+	if d.ElectionTimeout != 2*time.Second || d.LeaderHeartbeatTimeout != 4*time.Second || d.LeaderLeaseTimeout != 2*time.Second {
 		t.Errorf("defaults follow the heartbeat: %+v", d)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -51,6 +52,10 @@ type Node struct {
 	trans   raft.Transport
 	network *InmemNetwork
 	store   *raftboltdb.BoltStore // nil when the log is kept in memory
+
+	// follower and leader are the Raft timings this node runs with in each role (tuneHeartbeat).
+	follower, leader raft.ReloadableConfig
+	log              *slog.Logger
 
 	changes  chan struct{}
 	stint    atomic.Pointer[stint]
@@ -153,6 +158,14 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 
+	n.follower = n.raft.ReloadableConfig()
+	n.leader = n.follower
+	n.leader.HeartbeatTimeout = cfg.LeaderHeartbeatTimeout
+	// hashicorp/raft wants ElectionTimeout >= HeartbeatTimeout; a leader never stands for
+	// election before it stepped down and took the follower's timings back.
+	n.leader.ElectionTimeout = max(cfg.ElectionTimeout, cfg.LeaderHeartbeatTimeout)
+	n.log = cfg.Logger
+
 	n.observer = raft.NewObserver(n.observed, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.RaftState, raft.LeaderObservation:
@@ -177,12 +190,32 @@ func (n *Node) watch() {
 	defer close(n.stopped)
 	for {
 		n.LeaderSince()
+		n.tuneHeartbeat()
 		n.notify()
 		select {
 		case <-n.observed:
 		case <-n.stop:
 			return
 		}
+	}
+}
+
+// tuneHeartbeat gives Raft the timings of this node's role: a leader's heartbeat timeout sets
+// how often it sends heartbeats, a follower's how long it waits for one. A follower's shorter
+// timeout takes effect on its running timer at once (hashicorp/raft resets it on a reload), so
+// the moments between a step-down and this call cost nothing in detecting a dead leader.
+func (n *Node) tuneHeartbeat() {
+	want := n.follower
+	if n.raft.State() == raft.Leader {
+		want = n.leader
+	}
+	current := n.raft.ReloadableConfig()
+	if current.HeartbeatTimeout == want.HeartbeatTimeout && current.ElectionTimeout == want.ElectionTimeout {
+		return
+	}
+	current.HeartbeatTimeout, current.ElectionTimeout = want.HeartbeatTimeout, want.ElectionTimeout
+	if err := n.raft.ReloadConfig(current); err != nil {
+		n.log.Warn("raft heartbeat timings not changed for the role", "heartbeat_timeout", want.HeartbeatTimeout, "err", err)
 	}
 }
 

@@ -41,6 +41,7 @@ type Config struct {
 		CertFile, KeyFile, CAFile                             string
 		AllowPlaintext                                        bool
 		HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+		LeaderHeartbeatTimeout                                time.Duration
 	}
 	Membership struct {
 		RemoveAfter time.Duration

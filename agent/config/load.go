@@ -59,6 +59,7 @@ var keys = []key{
 	{"raft.allow_plaintext", "allow Raft and the agents' calls to each other without TLS, unauthenticated (development only)", func(c *Config) any { return &c.Raft.AllowPlaintext }},
 	{"raft.heartbeat_timeout", "Raft heartbeat timeout (0: tuned default)", func(c *Config) any { return &c.Raft.HeartbeatTimeout }},
 	{"raft.election_timeout", "Raft election timeout (0: tuned default)", func(c *Config) any { return &c.Raft.ElectionTimeout }},
+	{"raft.leader_heartbeat_timeout", "the heartbeat timeout a Raft leader runs with: it sends heartbeats every 1/10-1/5 of it (0: 2 x raft.heartbeat_timeout)", func(c *Config) any { return &c.Raft.LeaderHeartbeatTimeout }},
 	{"raft.leader_lease_timeout", "Raft leader lease timeout (0: tuned default)", func(c *Config) any { return &c.Raft.LeaderLeaseTimeout }},
 	{"membership.remove_after", "how long a member may be gone before the leader removes it from Raft, never below a majority of raft.bootstrap_expect (0: never)", func(c *Config) any { return &c.Membership.RemoveAfter }},
 	{"ha.tick", "control-loop interval", func(c *Config) any { return &c.HA.Tick }},

@@ -66,7 +66,7 @@ func runAgent(ctx context.Context, args []string, _ io.Writer) error {
 	node, err := consensus.Open(ctx, consensus.Config{
 		NodeID: cfg.Node.ID, BindAddr: cfg.Raft.Bind, AdvertiseAddr: cfg.Raft.Advertise, DataDir: cfg.Node.DataDir,
 		TLS: raftTLS, HeartbeatTimeout: cfg.Raft.HeartbeatTimeout, ElectionTimeout: cfg.Raft.ElectionTimeout,
-		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, Logger: log.With("component", "raft"),
+		LeaderHeartbeatTimeout: cfg.Raft.LeaderHeartbeatTimeout, LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout, Logger: log.With("component", "raft"),
 	})
 	if err != nil {
 		return err
