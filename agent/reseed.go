@@ -198,16 +198,19 @@ const lendWait = time.Minute
 // (MySQL's clone, MariaDB's backup lock), until the primary's agent sees this re-seed gossiped
 // and fences its server for it (ha: lending). Its report says read-only only after that fence
 // ended, and a fence that ran during the copy would kill the copy's session. An asynchronous
-// primary never waits for acks, nor lends.
+// primary never waits for acks, nor lends; nor does one that other replicas acknowledge.
 func (a *Agent) awaitLending(ctx context.Context, donor record.Member, log *slog.Logger) error {
 	if a.opts.SemiSync.Async || a.raft.Record().Primary != donor.ID {
 		return nil
 	}
 	deadline := a.now().Add(lendWait)
 	for logged := false; ; logged = true {
-		peer := peers(a.gossip.Members())[donor.ID]
+		ready := primaryDonorReady(peers(a.gossip.Members()), a.opts.NodeID, donor.ID, max(1, a.opts.SemiSync.Acks))
 		switch {
-		case peer.Alive() && peer.Report.MySQLUp && !peer.Report.Writable:
+		case ready == lentReadOnly:
+			return nil
+		case ready == acknowledged:
+			log.Info("copying from the primary while it stays writable: enough other replicas acknowledge its commits")
 			return nil
 		case a.now().After(deadline):
 			return fmt.Errorf("re-seed: primary donor %s did not go read-only for the copy within %s (its commits, waiting for acks, would hold the copy up)",
@@ -221,6 +224,42 @@ func (a *Agent) awaitLending(ctx context.Context, donor record.Member, log *slog
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// primaryDonorState is whether a copy from the primary may start.
+type primaryDonorState int
+
+const (
+	donorNotReady primaryDonorState = iota
+	lentReadOnly                    // the primary's agent fenced it for the copy and the fence ended
+	// acknowledged: enough other replicas receive from the primary to acknowledge its commits,
+	// so its commits, and the copy behind them, do not wait. Such a replica connected after the
+	// leader chose the primary; its agent then does not lend, and waiting for that is in vain.
+	acknowledged
+)
+
+// primaryDonorReady reads the gossip view for a copy from donor, the primary, by self. Only
+// other members' reports count as acknowledgers: the primary's own count of semi-sync clients
+// may still hold this member's receiver, stopped for the copy.
+func primaryDonorReady(view map[string]ha.Peer, self, donor string, acks int) primaryDonorState {
+	primary := view[donor]
+	if !primary.Alive() || !primary.Report.MySQLUp {
+		return donorNotReady
+	}
+	if !primary.Report.Writable {
+		return lentReadOnly
+	}
+	n := 0
+	for id, p := range view {
+		r := p.Report
+		if id != self && id != donor && p.Alive() && r.MySQLUp && !r.Reseeding && !r.Errant && r.Source == donor && r.IOConnected {
+			n++
+		}
+	}
+	if n >= acks {
+		return acknowledged
+	}
+	return donorNotReady
 }
 
 // serveReseed is the leader asking this agent to re-seed its server (member certificate).

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shoal-db/shoal/agent/adminapi"
+	"github.com/shoal-db/shoal/agent/ha"
+	"github.com/shoal-db/shoal/agent/health"
 	"github.com/shoal-db/shoal/consensus/peertls"
 	"github.com/shoal-db/shoal/consensus/tlstest"
 	"github.com/shoal-db/shoal/mysqlctl/gtid"
@@ -141,5 +143,39 @@ func TestReseedCallsNeedAMemberCertificateAndGoodRequests(t *testing.T) {
 	}
 	if _, err := memberClient.RequestRebuild(t.Context(), leaderAddr, replica.id); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("rebuild with a member certificate and no token: %v, want 401", err)
+	}
+}
+
+// A copy from the primary starts once the primary lends its data read-only, or once enough
+// other replicas acknowledge its commits (then it does not lend); the joiner's own report, an
+// errant or re-seeding member, or a replica of another source never count as acknowledgers.
+func TestPrimaryDonorReady(t *testing.T) {
+	alive := func(r health.Report) ha.Peer { r.MySQLUp = true; return ha.Peer{State: ha.PeerAlive, Report: r} }
+	primary := alive(health.Report{Role: health.RolePrimary, Writable: true})
+	acker := alive(health.Report{Role: health.RoleReplica, Source: "db1", IOConnected: true})
+	with := func(p ha.Peer, edit func(*health.Report)) ha.Peer { edit(&p.Report); return p }
+	self := with(acker, func(r *health.Report) { r.Reseeding, r.ReseedFrom = true, "db1" })
+	for _, tt := range []struct {
+		name string
+		view map[string]ha.Peer
+		acks int
+		want primaryDonorState
+	}{
+		{"lent read-only", map[string]ha.Peer{"db1": with(primary, func(r *health.Report) { r.Writable = false }), "db2": self}, 1, lentReadOnly},
+		{"writable, no other replica", map[string]ha.Peer{"db1": primary, "db2": self}, 1, donorNotReady},
+		{"writable, one acknowledging replica", map[string]ha.Peer{"db1": primary, "db2": self, "db3": acker}, 1, acknowledged},
+		{"two acks needed, one replica", map[string]ha.Peer{"db1": primary, "db2": self, "db3": acker}, 2, donorNotReady},
+		{"the joiner's own report claims a connection", map[string]ha.Peer{"db1": primary, "db2": with(self, func(r *health.Report) { r.Reseeding = false })}, 1, donorNotReady},
+		{"replica not connected", map[string]ha.Peer{"db1": primary, "db2": self, "db3": with(acker, func(r *health.Report) { r.IOConnected = false })}, 1, donorNotReady},
+		{"replica of another source", map[string]ha.Peer{"db1": primary, "db2": self, "db3": with(acker, func(r *health.Report) { r.Source = "db4" })}, 1, donorNotReady},
+		{"errant replica", map[string]ha.Peer{"db1": primary, "db2": self, "db3": with(acker, func(r *health.Report) { r.Errant = true })}, 1, donorNotReady},
+		{"replica re-seeding", map[string]ha.Peer{"db1": primary, "db2": self, "db3": with(acker, func(r *health.Report) { r.Reseeding = true })}, 1, donorNotReady},
+		{"replica's agent dead", map[string]ha.Peer{"db1": primary, "db2": self, "db3": {State: ha.PeerDead, Report: acker.Report}}, 1, donorNotReady},
+		{"primary's MySQL down", map[string]ha.Peer{"db1": with(primary, func(r *health.Report) { r.MySQLUp, r.Writable = false, false }), "db2": self, "db3": acker}, 1, donorNotReady},
+		{"primary's agent gone", map[string]ha.Peer{"db2": self, "db3": acker}, 1, donorNotReady},
+	} {
+		if got := primaryDonorReady(tt.view, "db2", "db1", tt.acks); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }
