@@ -291,11 +291,17 @@ func (c *Cluster) stopAll() {
 	}
 	if c.t.Failed() {
 		if keep := os.Getenv("SHOAL_E2E_LOGS"); keep != "" {
-			exec.Command("cp", "-r", c.dir, filepath.Join(keep, strings.ReplaceAll(c.t.Name(), "/", "_"))).Run()
+			to := filepath.Join(keep, strings.ReplaceAll(c.t.Name(), "/", "_"))
+			exec.Command("cp", "-r", c.dir, to).Run()
+			for _, s := range c.Servers {
+				exec.Command("cp", filepath.Join(s.Dir(), "error.log"), filepath.Join(to, s.Config.Name+"-mysqld-error.log")).Run()
+			}
 		}
 		for _, s := range c.Servers {
 			b, _ := os.ReadFile(filepath.Join(c.dir, s.Config.Name+".log"))
 			c.t.Logf("--- agent %s decisions and failures (last 30):\n%s", s.Config.Name, tail(decisions(string(b)), 30))
+			// A server that died by itself says why here (a crash's stack, an assertion).
+			c.t.Logf("--- mysqld %s error log (last 15 lines):\n%s", s.Config.Name, s.ErrorLogTail(15))
 		}
 	}
 }
