@@ -74,8 +74,12 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 			return fmt.Errorf("clone from %s: set %s: %w", opts.Donor, name, err)
 		}
 	}
+	donorLSN, err := donorRedoLSN(ctx, local, opts)
+	if err != nil {
+		return fmt.Errorf("clone from %s: %w", opts.Donor, err)
+	}
 	begin := time.Now()
-	log.Info("clone starting", "donor", opts.Donor, "max_mib_per_second", opts.MaxBandwidthMiB)
+	log.Info("clone starting", "donor", opts.Donor, "max_mib_per_second", opts.MaxBandwidthMiB, "donor_lsn", donorLSN)
 	progressCtx, stopProgress := context.WithCancel(ctx)
 	progressDone := make(chan struct{})
 	go func() {
@@ -115,7 +119,45 @@ func Clone(ctx context.Context, local mysqlctl.Config, svc Service, opts CloneOp
 	if err != nil {
 		return fmt.Errorf("clone from %s: %w", opts.Donor, err)
 	}
-	back.Close()
+	defer back.Close()
+	return checkRedoCarriedOver(ctx, back.DB(), opts.Donor, donorLSN)
+}
+
+// redoLSNQuery reads how far a MySQL server's redo log has come (8.0.30 and later).
+const redoLSNQuery = "SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Innodb_redo_log_current_lsn'"
+
+// donorRedoLSN is the donor's redo position before the copy; 0 when the server does not say.
+func donorRedoLSN(ctx context.Context, local mysqlctl.Config, opts CloneOptions) (uint64, error) {
+	cfg := local
+	cfg.Addr, cfg.User, cfg.Password = opts.Donor, opts.User, opts.Password
+	donor, err := mysqlctl.Open(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("read the donor's redo position: %w", err)
+	}
+	defer donor.Close()
+	var lsn uint64
+	if err := donor.DB().QueryRowContext(ctx, redoLSNQuery).Scan(&lsn); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("read the donor's redo position: %w", err)
+	}
+	return lsn, nil
+}
+
+// checkRedoCarriedOver fails a clone whose recipient came back with its redo log behind where
+// the donor's was when the copy began. The copied pages carry the donor's LSNs; a recipient whose
+// own LSN is lower writes pages that its redo cannot account for, and its next crash recovery
+// finds them "in the future" and stops (seen once in the five-member chaos run).
+func checkRedoCarriedOver(ctx context.Context, db *sql.DB, donor string, donorLSN uint64) error {
+	if donorLSN == 0 {
+		return nil
+	}
+	var lsn uint64
+	if err := db.QueryRowContext(ctx, redoLSNQuery).Scan(&lsn); err != nil {
+		return fmt.Errorf("clone from %s: read the copy's redo position: %w", donor, err)
+	}
+	if lsn < donorLSN {
+		return fmt.Errorf("clone from %s: the copy's redo log is at LSN %d, behind the donor's %d when the copy began: "+
+			"its pages are newer than its redo, and a crash would leave it unrecoverable; copy it again", donor, lsn, donorLSN)
+	}
 	return nil
 }
 

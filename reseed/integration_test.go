@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,4 +185,23 @@ func TestReseedFromReplica(t *testing.T) {
 			t.Errorf("re-seeded server does not replicate with GTID auto-positioning: %+v", jst.Replica)
 		}
 	})
+}
+
+// A clone's recipient whose redo log is behind the donor's position at the start of the copy is
+// refused: its next crash recovery would stop on pages "in the future".
+func TestCloneRefusesARedoLogBehindTheDonor(t *testing.T) {
+	s := harness.StartN(t, gtid.MySQL, 1, nil)[0]
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	m := open(t, ctx, s)
+	var lsn uint64
+	if err := m.ctl.DB().QueryRowContext(ctx, "SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Innodb_redo_log_current_lsn'").Scan(&lsn); err != nil {
+		t.Fatal(err)
+	}
+	if err := reseed.CheckRedoCarriedOver(ctx, m.ctl.DB(), "donor:3306", lsn); err != nil {
+		t.Errorf("a copy at the donor's position refused: %v", err)
+	}
+	if err := reseed.CheckRedoCarriedOver(ctx, m.ctl.DB(), "donor:3306", lsn+1<<30); err == nil || !strings.Contains(err.Error(), "behind the donor's") {
+		t.Errorf("a copy behind the donor's position: %v, want it refused", err)
+	}
 }

@@ -1,0 +1,3 @@
+package reseed
+
+var CheckRedoCarriedOver = checkRedoCarriedOver
