@@ -135,9 +135,19 @@ func donorRedoLSN(ctx context.Context, local mysqlctl.Config, opts CloneOptions)
 		return 0, fmt.Errorf("read the donor's redo position: %w", err)
 	}
 	defer donor.Close()
-	var lsn uint64
-	if err := donor.DB().QueryRowContext(ctx, redoLSNQuery).Scan(&lsn); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	lsn, err := redoLSN(ctx, donor.DB())
+	if err != nil {
 		return 0, fmt.Errorf("read the donor's redo position: %w", err)
+	}
+	return lsn, nil
+}
+
+// redoLSN is how far the server's redo log has come; 0 when the server does not say (before
+// MySQL 8.0.30).
+func redoLSN(ctx context.Context, db *sql.DB) (uint64, error) {
+	var lsn uint64
+	if err := db.QueryRowContext(ctx, redoLSNQuery).Scan(&lsn); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
 	}
 	return lsn, nil
 }
@@ -150,8 +160,8 @@ func checkRedoCarriedOver(ctx context.Context, db *sql.DB, donor string, donorLS
 	if donorLSN == 0 {
 		return nil
 	}
-	var lsn uint64
-	if err := db.QueryRowContext(ctx, redoLSNQuery).Scan(&lsn); err != nil {
+	lsn, err := redoLSN(ctx, db)
+	if err != nil {
 		return fmt.Errorf("clone from %s: read the copy's redo position: %w", donor, err)
 	}
 	if lsn < donorLSN {

@@ -1,3 +1,6 @@
 package reseed
 
-var CheckRedoCarriedOver = checkRedoCarriedOver
+var (
+	CheckRedoCarriedOver = checkRedoCarriedOver
+	RedoLSN              = redoLSN
+)

@@ -194,9 +194,9 @@ func TestCloneRefusesARedoLogBehindTheDonor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	m := open(t, ctx, s)
-	var lsn uint64
-	if err := m.ctl.DB().QueryRowContext(ctx, "SELECT VARIABLE_VALUE FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Innodb_redo_log_current_lsn'").Scan(&lsn); err != nil {
-		t.Fatal(err)
+	lsn, err := reseed.RedoLSN(ctx, m.ctl.DB())
+	if err != nil || lsn == 0 {
+		t.Fatalf("redo position: %d, %v", lsn, err)
 	}
 	if err := reseed.CheckRedoCarriedOver(ctx, m.ctl.DB(), "donor:3306", lsn); err != nil {
 		t.Errorf("a copy at the donor's position refused: %v", err)
