@@ -173,8 +173,9 @@ func (g *Gossip) AdvertiseAddr() netip.AddrPort {
 }
 
 // Events delivers a signal after a peer changes state (joins, is suspected, recovers, dies,
-// leaves) or changes its report. The channel holds one pending signal (signals coalesce) and is
-// never closed.
+// leaves) or changes its report in more than replication progress (health.Report.Standing;
+// Members has the latest report either way). The channel holds one pending signal (signals
+// coalesce) and is never closed.
 func (g *Gossip) Events() <-chan struct{} { return g.peers.events }
 
 // Members lists every known member, this node included, ordered by name. Dead and Left members

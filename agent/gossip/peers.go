@@ -157,7 +157,7 @@ func (t *table) leaveNotice(name string) {
 
 // change applies f to the member's record (created only for memberlist's own events: other
 // signals about unknown members are stale or bogus) and wakes the caller if a peer's state or
-// report changed.
+// the standing of its report changed.
 func (t *table) change(name string, create bool, f func(p *Peer, now time.Time)) {
 	now := time.Now()
 	t.mu.Lock()
@@ -170,11 +170,12 @@ func (t *table) change(name string, create bool, f func(p *Peer, now time.Time))
 		p = &Peer{Name: name}
 		t.peers[name] = p
 	}
-	state, reported := p.State, p.ReportedAt
+	state, standing, unreadable := p.State, p.Health.Standing(), p.HealthErr != nil
 	f(p, now)
-	changed := p.State != state || !p.ReportedAt.Equal(reported)
+	changed := p.State != state || p.Health.Standing() != standing || (p.HealthErr != nil) != unreadable
 	t.mu.Unlock()
-	// The caller knows when its own report changed; only peers' changes wake it.
+	// The caller knows when its own report changed; only peers' changes wake it, and a change of
+	// replication progress alone waits for its next regular pass (health.Report.Standing).
 	if changed && name != t.self {
 		select {
 		case t.events <- struct{}{}:

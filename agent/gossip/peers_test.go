@@ -84,6 +84,34 @@ func TestTableLifecycle(t *testing.T) {
 		t.Fatalf("after update: %+v", p)
 	}
 
+	woke()
+
+	// Replication progress alone is recorded without waking the caller; anything else wakes it.
+	progress := report("b")
+	progress.SourceRead, progress.LagMillis = "binlog.000001:4096", 1200
+	if tb.NotifyUpdate(node("p", encoded(t, progress))); woke() {
+		t.Fatal("a change of replication progress alone raised an event")
+	}
+	if p := state(StateAlive); p.Health.SourceRead != progress.SourceRead || p.Health.LagMillis != 1200 {
+		t.Fatalf("progress not recorded: %+v", p.Health)
+	}
+	stopped := progress
+	stopped.LagMillis = -1
+	if tb.NotifyUpdate(node("p", encoded(t, stopped))); !woke() {
+		t.Fatal("no event when the lag became unknown")
+	}
+	disconnected := stopped
+	disconnected.IOConnected = false
+	if tb.NotifyUpdate(node("p", encoded(t, disconnected))); !woke() {
+		t.Fatal("no event for a receiver that disconnected")
+	}
+	if tb.NotifyUpdate(node("p", []byte("{"))); !woke() {
+		t.Fatal("no event for an unreadable report")
+	}
+	if tb.NotifyUpdate(node("p", encoded(t, report("b")))); !woke() {
+		t.Fatal("no event for a readable report again")
+	}
+
 	// Death; a leave notice arriving just after it makes it Left, keeping the time.
 	tb.suspected("p")
 	tb.NotifyLeave(node("p", nil))

@@ -119,6 +119,17 @@ func Decode(b []byte) (Report, error) {
 	return r, nil
 }
 
+// Standing is the report without what moves with replication alone: how far the receiver has
+// read and how far behind the applier is (only whether that is known stays). Reports of the
+// same standing call for the same decisions, so a change of progress alone can wait for the
+// reader's next regular look instead of waking it: on an idle cluster the primary's heartbeat
+// commit moves every replica's SourceRead once a second.
+func (r Report) Standing() Report {
+	r.SourceRead = ""
+	r.LagMillis = min(r.LagMillis, 0)
+	return r
+}
+
 // Serving reports whether the member with this report serves in the role a record naming
 // primary gives member id: the primary writable, a replica receiving from the primary and
 // applying. An errant, draining or unreachable server serves in no role.
