@@ -232,8 +232,7 @@ func failedApplierKillHost(r *run) string {
 	if r.c.Logged(crashed, "recovered transactions from a member's logs") {
 		how = "its writes recovered from its logs"
 	}
-	r.c.WriteLocally(ctx, broken, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
-	r.c.ExecRoot(ctx, broken, r.c.ReplicaStatement("START REPLICA"))
+	r.c.RepairApplier(ctx, broken, conflict)
 	r.c.RestartServer(p)
 	r.c.StartAgent(p)
 	return fmt.Sprintf("SIGKILL mysqld and agent of primary %s with the applier of replica %s failed; %s promoted in %s, %s; %s repaired",

@@ -70,8 +70,7 @@ func TestHostCrashWithAFailedApplier(t *testing.T) {
 		w.WaitAcked(t, w.Acked()+20)
 		t.Logf("%s: applier of %s failed on a duplicate key, primary %s -> %s", flavor, c.Name(r), c.Name(p), c.Name(next))
 
-		c.WriteLocally(ctx, r, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
-		c.ExecRoot(ctx, r, c.ReplicaStatement("START REPLICA"))
+		c.RepairApplier(ctx, r, conflict)
 		rejoinAndVerify(t, c, p, w, m)
 	})
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -91,6 +92,30 @@ func (c *Cluster) WriteLocally(ctx context.Context, i int, stmts ...string) {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			c.t.Fatalf("%s on %s: %v", q, c.Name(i), err)
 		}
+	}
+}
+
+// RepairApplier does what an operator does for member i's applier, stopped on the row id that
+// WriteLocally put in its way: deletes the row and starts the applier again, until it runs
+// without an error. A START REPLICA in the few milliseconds while a failing applier still shows
+// running does nothing, and the applier then stays stopped (seen in a chaos run).
+func (c *Cluster) RepairApplier(ctx context.Context, i int, id int64) {
+	c.t.Helper()
+	c.WriteLocally(ctx, i, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", id))
+	running := "Replica_SQL_Running"
+	if c.Flavor == gtid.MariaDB {
+		running = "Slave_SQL_Running"
+	}
+	deadline := time.Now().Add(time.Minute)
+	for c.ReplicaColumn(i, running) != "Yes" || c.ReplicaColumn(i, "Last_SQL_Errno") != "0" {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the applier of %s did not run again: %s %q, last error %q", c.Name(i), running,
+				c.ReplicaColumn(i, running), c.ReplicaColumn(i, "Last_SQL_Error"))
+		}
+		if c.ReplicaColumn(i, running) == "No" {
+			c.ExecRoot(ctx, i, c.ReplicaStatement("START REPLICA"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

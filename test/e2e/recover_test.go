@@ -64,8 +64,7 @@ func TestHostCrashWithOnlyAFailedApplierHolding(t *testing.T) {
 			t.Fatalf("the applier of %s runs again (errno %q): it was the operator's to repair", c.Name(r), errno)
 		}
 
-		c.WriteLocally(ctx, r, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", conflict))
-		c.ExecRoot(ctx, r, c.ReplicaStatement("START REPLICA"))
+		c.RepairApplier(ctx, r, conflict)
 		rejoinAndVerify(t, c, p, w, m)
 	})
 }
