@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -53,6 +55,21 @@ func healErrantReplica(t *testing.T, r *release) {
 	t.Logf("%s back on a new volume, Ready and replica after %v", victim.Name, time.Since(begin).Round(time.Millisecond))
 }
 
+// execOnOneConn runs stmts in order on one connection of db.
+func execOnOneConn(ctx context.Context, db *sql.DB, stmts ...string) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	for _, q := range stmts {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
+}
+
 // writeErrant commits a transaction on a replica (labelled replica) of release r, which its
 // agent then finds errant, and returns that replica's pod.
 func writeErrant(t *testing.T, r *release) *corev1.Pod {
@@ -70,22 +87,24 @@ func writeErrant(t *testing.T, r *release) *corev1.Pod {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	// The agent keeps a replica super_read_only (MySQL) or read_only (MariaDB, whose admin
 	// writes through it): lift it for this session's one write, as a careless operator would.
-	stmts := []string{"SET GLOBAL super_read_only = OFF", "CREATE DATABASE IF NOT EXISTS errant_probe",
-		"CREATE TABLE errant_probe.t (id INT PRIMARY KEY)", "INSERT INTO errant_probe.t VALUES (1)"}
+	// The agent fences a writable replica within a tick, killing every client session, so the
+	// write is one statement right after the lift, tried again should the fence come between
+	// them (seen once: a session killed between two writes).
+	lift := "SET GLOBAL super_read_only = OFF"
 	if r.flavor == "mariadb" {
-		stmts[0] = "SET GLOBAL read_only = OFF"
+		lift = "SET GLOBAL read_only = OFF"
 	}
-	for _, q := range stmts {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s on %s: %v", q, victim, err)
+	for attempt := 1; ; attempt++ {
+		err := execOnOneConn(ctx, db, lift, "CREATE DATABASE IF NOT EXISTS errant_probe")
+		if err == nil {
+			break
 		}
+		if attempt == 5 {
+			t.Fatalf("errant write on %s: %v", victim, err)
+		}
+		t.Logf("errant write on %s cut short (%v): again", victim, err)
 	}
 	t.Logf("an errant transaction written on replica %s (primary %s)", victim, primary)
 	return pod
