@@ -102,17 +102,21 @@ func (c *Cluster) WriteLocally(ctx context.Context, i int, stmts ...string) {
 func (c *Cluster) RepairApplier(ctx context.Context, i int, id int64) {
 	c.t.Helper()
 	c.WriteLocally(ctx, i, fmt.Sprintf("DELETE FROM app.acks WHERE id = %d", id))
-	running := "Replica_SQL_Running"
-	if c.Flavor == gtid.MariaDB {
-		running = "Slave_SQL_Running"
-	}
+	srv := c.MySQL(ctx, i)
+	defer srv.Close()
 	deadline := time.Now().Add(time.Minute)
-	for c.ReplicaColumn(i, running) != "Yes" || c.ReplicaColumn(i, "Last_SQL_Errno") != "0" {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("the applier of %s did not run again: %s %q, last error %q", c.Name(i), running,
-				c.ReplicaColumn(i, running), c.ReplicaColumn(i, "Last_SQL_Error"))
+	for {
+		st, err := srv.Status(ctx)
+		if err != nil {
+			c.t.Fatalf("status of %s: %v", c.Name(i), err)
 		}
-		if c.ReplicaColumn(i, running) == "No" {
+		rep := st.Replica
+		switch {
+		case rep != nil && rep.SQLRunning && rep.LastSQLErrno == 0:
+			return
+		case time.Now().After(deadline):
+			c.t.Fatalf("the applier of %s did not run again: %+v", c.Name(i), rep)
+		case rep != nil && !rep.SQLRunning:
 			c.ExecRoot(ctx, i, c.ReplicaStatement("START REPLICA"))
 		}
 		time.Sleep(50 * time.Millisecond)
