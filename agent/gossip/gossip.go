@@ -114,14 +114,6 @@ func Start(ctx context.Context, cfg Config, self health.Report) (*Gossip, error)
 	if cfg.Cluster != "" {
 		mc.Label = labelPrefix + cfg.Cluster
 	}
-	mc.BindAddr = cfg.BindAddr
-	mc.BindPort = cfg.BindPort
-	mc.AdvertiseAddr = cfg.AdvertiseAddr
-	mc.AdvertisePort = cfg.AdvertisePort
-	if mc.AdvertisePort == 0 {
-		// memberlist would advertise port 0 with an explicit AdvertiseAddr.
-		mc.AdvertisePort = cfg.BindPort
-	}
 	mc.ProbeInterval = cfg.ProbeInterval
 	mc.ProbeTimeout = cfg.ProbeTimeout
 	mc.SuspicionMult = cfg.SuspicionMult
@@ -150,8 +142,23 @@ func Start(ctx context.Context, cfg Config, self health.Report) (*Gossip, error)
 		g.keyring = kr
 	}
 
+	tr, err := newTransport(cfg.Logger.With("component", "memberlist"), cfg.BindAddr, cfg.BindPort)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: start %s: %w", cfg.NodeName, err)
+	}
+	mc.Transport = tr
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = tr.port() // the kernel's choice when cfg.BindPort is 0
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		// memberlist would advertise port 0 with an explicit AdvertiseAddr.
+		mc.AdvertisePort = mc.BindPort
+	}
+
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		tr.Shutdown() // memberlist may have stopped it already; the error says nothing new
 		return nil, fmt.Errorf("gossip: start %s on %s:%d: %w", cfg.NodeName, cfg.BindAddr, cfg.BindPort, err)
 	}
 	g.ml = ml
