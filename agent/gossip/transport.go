@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
@@ -38,8 +37,11 @@ type transport struct {
 	udp     *net.UDPConn
 	packets chan *memberlist.Packet
 	streams chan net.Conn
-	closing atomic.Bool
-	wg      sync.WaitGroup
+	// done is closed by Shutdown: a reader blocked handing over a packet or a connection that
+	// memberlist will never take (it failed to start) gives up.
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -80,7 +82,7 @@ func listen(log *slog.Logger, ip net.IP, port int) (*transport, error) {
 	udp, err := net.ListenUDP("udp", udpAddr)
 	if err != nil {
 		tcp.Close()
-		if port == 0 && strings.Contains(err.Error(), "address already in use") {
+		if port == 0 && errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("gossip transport: %w: %w", errPortTaken, err)
 		}
 		return nil, fmt.Errorf("gossip transport: listen on UDP %s: %w", udpAddr, err)
@@ -91,7 +93,7 @@ func listen(log *slog.Logger, ip net.IP, port int) (*transport, error) {
 		return nil, fmt.Errorf("gossip transport: size the UDP receive buffer: %w", err)
 	}
 	t := &transport{log: log, tcp: tcp, udp: udp,
-		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn)}
+		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
 	t.wg.Add(2)
 	go t.acceptStreams()
 	go t.readPackets()
@@ -169,13 +171,24 @@ func (t *transport) PacketCh() <-chan *memberlist.Packet { return t.packets }
 
 func (t *transport) StreamCh() <-chan net.Conn { return t.streams }
 
-// Shutdown closes both listeners and waits for their goroutines. memberlist keeps reading the
-// channels until this returns.
+// Shutdown closes both listeners and waits for their goroutines; later calls do nothing.
 func (t *transport) Shutdown() error {
-	t.closing.Store(true)
-	err := errors.Join(t.tcp.Close(), t.udp.Close())
-	t.wg.Wait()
+	var err error
+	t.closeOnce.Do(func() {
+		close(t.done)
+		err = errors.Join(t.tcp.Close(), t.udp.Close())
+		t.wg.Wait()
+	})
 	return err
+}
+
+func (t *transport) closing() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (t *transport) acceptStreams() {
@@ -184,7 +197,7 @@ func (t *transport) acceptStreams() {
 	for {
 		conn, err := t.tcp.Accept()
 		if err != nil {
-			if t.closing.Load() {
+			if t.closing() {
 				return
 			}
 			t.log.Error("gossip: accepting a TCP connection failed", "err", err)
@@ -192,7 +205,12 @@ func (t *transport) acceptStreams() {
 			continue
 		}
 		pause.reset()
-		t.streams <- conn
+		select {
+		case t.streams <- conn:
+		case <-t.done:
+			conn.Close()
+			return
+		}
 	}
 }
 
@@ -206,7 +224,7 @@ func (t *transport) readPackets() {
 		n, from, err := t.udp.ReadFrom(buf)
 		received := time.Now() // as close to the read as can be: memberlist times its probes with it
 		if err != nil {
-			if t.closing.Load() {
+			if t.closing() {
 				return
 			}
 			t.log.Error("gossip: reading a UDP packet failed", "err", err)
@@ -218,7 +236,11 @@ func (t *transport) readPackets() {
 			t.log.Warn("gossip: empty UDP packet dropped", "from", from.String())
 			continue
 		}
-		t.packets <- &memberlist.Packet{Buf: bytes.Clone(buf[:n]), From: from, Timestamp: received}
+		select {
+		case t.packets <- &memberlist.Packet{Buf: bytes.Clone(buf[:n]), From: from, Timestamp: received}:
+		case <-t.done:
+			return
+		}
 	}
 }
 

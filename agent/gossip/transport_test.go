@@ -112,3 +112,36 @@ func TestTransportRefusesATakenPort(t *testing.T) {
 		t.Fatal("a transport listened on a name, not an IP address")
 	}
 }
+
+// memberlist can fail to start after the transport listens, and then never reads its channels:
+// Shutdown must not wait for a hand-over nobody takes.
+func TestTransportShutdownWithNobodyReading(t *testing.T) {
+	tr, addr := startTransport(t)
+	sender, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	if _, err := sender.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(50 * time.Millisecond) // both readers now wait to hand over
+	done := make(chan error, 1)
+	go func() { done <- tr.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown waited for memberlist to take a packet")
+	}
+	if err := tr.Shutdown(); err != nil {
+		t.Fatalf("second Shutdown: %v", err)
+	}
+}
