@@ -182,13 +182,17 @@ func (t *transport) Shutdown() error {
 	return err
 }
 
-func (t *transport) closing() bool {
+// stopOrPause handles a listener's error: true once Shutdown closed it, else the error is
+// logged and the next try waits.
+func (t *transport) stopOrPause(pause *backoff, what string, err error) bool {
 	select {
 	case <-t.done:
 		return true
 	default:
-		return false
 	}
+	t.log.Error("gossip: "+what+" failed", "err", err)
+	pause.wait()
+	return false
 }
 
 func (t *transport) acceptStreams() {
@@ -197,11 +201,9 @@ func (t *transport) acceptStreams() {
 	for {
 		conn, err := t.tcp.Accept()
 		if err != nil {
-			if t.closing() {
+			if t.stopOrPause(&pause, "accepting a TCP connection", err) {
 				return
 			}
-			t.log.Error("gossip: accepting a TCP connection failed", "err", err)
-			pause.wait()
 			continue
 		}
 		pause.reset()
@@ -224,11 +226,9 @@ func (t *transport) readPackets() {
 		n, from, err := t.udp.ReadFrom(buf)
 		received := time.Now() // as close to the read as can be: memberlist times its probes with it
 		if err != nil {
-			if t.closing() {
+			if t.stopOrPause(&pause, "reading a UDP packet", err) {
 				return
 			}
-			t.log.Error("gossip: reading a UDP packet failed", "err", err)
-			pause.wait()
 			continue
 		}
 		pause.reset()

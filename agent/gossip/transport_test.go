@@ -21,15 +21,22 @@ func startTransport(t *testing.T) (*transport, string) {
 	return tr, net.JoinHostPort(ip, fmt.Sprint(tr.port()))
 }
 
+// dialPackets returns a UDP socket that sends to addr.
+func dialPackets(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // Every packet reaches memberlist in a slice of its own, sized to the packet, and receiving one
 // allocates about its size: NetTransport allocated 64 KiB per packet.
 func TestTransportPacketsOwnTheirBytes(t *testing.T) {
 	tr, addr := startTransport(t)
-	sender, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
+	sender := dialPackets(t, addr)
 
 	const packets = 400
 	payload := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 200+i%100) }
@@ -117,11 +124,7 @@ func TestTransportRefusesATakenPort(t *testing.T) {
 // Shutdown must not wait for a hand-over nobody takes.
 func TestTransportShutdownWithNobodyReading(t *testing.T) {
 	tr, addr := startTransport(t)
-	sender, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sender.Close()
+	sender := dialPackets(t, addr)
 	if _, err := sender.Write([]byte("ping")); err != nil {
 		t.Fatal(err)
 	}
