@@ -28,9 +28,9 @@ const (
 
 // transport is memberlist's NetTransport for one bind address, with one difference: it reads
 // UDP packets into a single reused buffer and hands memberlist a copy of each packet's bytes.
-// NetTransport allocates (and zeroes) a fresh 64 KiB buffer for every packet it receives: on an
-// idle agent, with a packet every 70 ms or so, that was a tenth of the agent's CPU time and most
-// of its garbage (docs/benchmarks.md, fourteenth session).
+// NetTransport allocates (and zeroes) a fresh 64 KiB buffer for every packet it receives: on
+// an idle agent, with a packet every 70 ms or so, that was a tenth of the agent's Go CPU time
+// and most of its garbage (docs/benchmarks.md, fourteenth session).
 type transport struct {
 	log     *slog.Logger
 	tcp     *net.TCPListener
