@@ -652,18 +652,29 @@ func TestPromoteWithHalfReceivedTransaction(t *testing.T) {
 
 		// The replica is frozen while the primary commits a 65 MB transaction, so the primary's
 		// sender fills the socket buffers and blocks; then the primary freezes for good and the
-		// replica thaws: it receives only what the buffers held.
+		// replica thaws: it receives only what the buffers held. The primary freezes only once
+		// its sender has written a few MB: on a loaded machine the commit waited for its ack
+		// before the sender had written a MB (a CI run), and the replica then never got one.
+		primaryRoot := primary.proc.RootDB(t)
+		sent := func() int64 {
+			var name string
+			var n int64
+			must(t, primaryRoot.QueryRowContext(ctx(t), "SHOW GLOBAL STATUS LIKE 'Bytes_sent'").Scan(&name, &n))
+			return n
+		}
 		must(t, replica.proc.Pause())
 		t.Cleanup(func() { replica.proc.Resume() })
+		sentBefore := sent()
 		go func() {
 			c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			primary.app.ExecContext(c, "INSERT INTO app.big SELECT a.id * 1000 + b.id, REPEAT('x', 3000) FROM app.t a, app.t b")
 		}()
-		waitFor(t, time.Minute, "the big transaction waiting for its ack", func() bool {
+		waitFor(t, time.Minute, "the big transaction waiting for its ack, partly sent", func() bool {
 			st := status(t, primary)
-			return st.SemiSync.WaitSessions > 0
+			return st.SemiSync.WaitSessions > 0 && sent() > sentBefore+2<<20
 		})
+		t.Logf("%s: %d bytes sent when the primary froze", flavor, sent()-sentBefore)
 		must(t, primary.proc.Pause())
 		t.Cleanup(func() { primary.proc.Resume() })
 		must(t, replica.proc.Resume())
