@@ -146,15 +146,13 @@ func Start(ctx context.Context, cfg Config, self health.Report) (*Gossip, error)
 	if err != nil {
 		return nil, fmt.Errorf("gossip: start %s: %w", cfg.NodeName, err)
 	}
+	// With a transport of its own memberlist reads no bind address; BindPort is the port it
+	// puts on a seed given without one, and an AdvertisePort of 0 the transport makes the
+	// bound port.
 	mc.Transport = tr
-	mc.BindAddr = cfg.BindAddr
 	mc.BindPort = tr.port() // the kernel's choice when cfg.BindPort is 0
 	mc.AdvertiseAddr = cfg.AdvertiseAddr
 	mc.AdvertisePort = cfg.AdvertisePort
-	if mc.AdvertisePort == 0 {
-		// memberlist would advertise port 0 with an explicit AdvertiseAddr.
-		mc.AdvertisePort = mc.BindPort
-	}
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
